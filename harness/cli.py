@@ -1,0 +1,178 @@
+"""`longact`: the command-line entry point. Heavy imports happen inside each verb."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.errors import UserError
+
+EPILOG = """\
+examples:
+  longact model build-tiny --out models/tiny-qwen3
+  longact eval --model models/tiny-qwen3 --tasks tiny --max-model-len 2048
+  longact eval --model Qwen/Qwen3-8B --tasks tiny --max-model-len 32768 --tensor-parallel-size 2
+  longact eval --base-url http://127.0.0.1:8000 --tokenizer models/tiny-qwen3 --tasks tiny_niah
+  longact eval --model models/tiny-qwen3 --tasks tiny --backend hf --max-model-len 2048
+  longact show results/<run_id>
+  longact tasks
+"""
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _json_obj(value: str) -> dict:
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r} ({e.msg})") from e
+    if not isinstance(obj, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
+    return obj
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="longact",
+        description="Long-context evaluation (LongBench v2, RULER, InfiniteBench on vLLM) and LongAct RL training.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+
+    m = sub.add_parser("model", help="build or inspect models",
+                       epilog="example:\n  longact model build-tiny --out models/tiny-qwen3",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
+    bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)")
+    bt.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
+    bt.add_argument("--seed", type=int, default=0, help="weights/tokenizer seed (default: %(default)s)")
+    bt.add_argument("--force", action="store_true", help="rebuild even if a tiny model is already there")
+
+    e = sub.add_parser(
+        "eval", help="evaluate a checkpoint on tasks (starts vLLM unless --base-url is given)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact eval --model models/tiny-qwen3 --tasks tiny --max-model-len 2048\n"
+               "  longact eval --model ckpt/ --tasks tiny_mc,tiny_niah --limit 10\n"
+               "  longact eval --base-url http://127.0.0.1:8000 --tokenizer ckpt/ --tasks tiny\n"
+               "  longact eval --model ckpt/ --tasks tiny --server-args='--enforce-eager --seed 0'\n\n"
+               "Rerunning the same command resumes: finished answers come from the request cache\n"
+               "in <output-dir>/.cache and only missing (or failed) requests are sent.")
+    e.add_argument("--model", help="checkpoint directory (or hub id where the network allows)")
+    e.add_argument("--tasks", type=_csv, default=["tiny"], help="comma-separated task or group names (default: tiny)")
+    e.add_argument("--backend", choices=["server", "hf"], default="server",
+                   help="server: OpenAI-compatible vLLM server (default); hf: lm-eval's in-process transformers")
+    e.add_argument("--base-url", help="use a running server instead of starting one")
+    e.add_argument("--tokenizer", help="tokenizer for prompt fitting (default: the model's)")
+    e.add_argument("--max-model-len", type=int, help="window: prompt + generation budget (default: the server's)")
+    e.add_argument("--limit", type=float, help="items per task (or a fraction < 1); for smoke tests")
+    e.add_argument("--output-dir", default="results", help="where run directories go (default: %(default)s)")
+    e.add_argument("--run-id", help="write into this run directory (default: a new unique id)")
+    e.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
+    e.add_argument("--max-retries", type=int, default=4, help="retries per failed request (default: %(default)s)")
+    e.add_argument("--seed", type=int, default=1234)
+    e.add_argument("--gen-kwargs", type=_json_obj, default={}, help='JSON overrides, e.g. \'{"temperature": 0.6}\'')
+    e.add_argument("--metadata", type=_json_obj, default={}, help="JSON passed to task loaders (e.g. data paths)")
+    e.add_argument("--host", default="127.0.0.1", help="bind address of a started server (default: %(default)s)")
+    e.add_argument("--port", type=int, help="port of a started server (default: a free one)")
+    e.add_argument("--dtype", default="auto")
+    e.add_argument("--tensor-parallel-size", type=int, default=1)
+    e.add_argument("--server-args", default="", help="extra vLLM server flags, one quoted string")
+    e.add_argument("--api-key", help="API key for the server (set on a started server; sent by the client)")
+    e.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for health (default: %(default)s)")
+    e.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    s = sub.add_parser("show", help="print the table of a run directory",
+                       epilog="example:\n  longact show results/20261128T120000Z-1a2b3c4d",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("run", help="run directory or run.json")
+    s.add_argument("--json", action="store_true", help="print run.json instead")
+
+    sub.add_parser("tasks", help="list the registered tasks and groups")
+    return p
+
+
+def cmd_model(args) -> int:
+    if args.model_verb != "build-tiny":
+        raise UserError("usage: longact model build-tiny [--out DIR]")
+    from harness.tiny_model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
+
+    if is_tiny_model_dir(args.out) and not args.force:
+        print(f"tiny model already at {args.out} (use --force to rebuild)")
+        return 0
+    out = build_tiny_model(args.out, TinyModelSpec(seed=args.seed))
+    print(f"built tiny Qwen3 at {out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    import shlex
+
+    from harness.runner import EvalConfig, run_eval
+    from harness.tables import run_table
+
+    cfg = EvalConfig(
+        model=args.model, tasks=args.tasks, backend=args.backend, base_url=args.base_url,
+        tokenizer=args.tokenizer, max_model_len=args.max_model_len,
+        limit=int(args.limit) if args.limit and args.limit >= 1 else args.limit,
+        output_dir=args.output_dir, run_id=args.run_id, concurrency=args.concurrency,
+        max_retries=args.max_retries, seed=args.seed, gen_kwargs=args.gen_kwargs,
+        task_metadata=args.metadata, host=args.host, port=args.port, dtype=args.dtype,
+        tensor_parallel_size=args.tensor_parallel_size, server_args=shlex.split(args.server_args),
+        api_key=args.api_key, startup_timeout_s=args.startup_timeout, use_cache=not args.no_cache,
+        progress=not args.quiet, command=["longact"] + sys.argv[1:])
+    run_dir = run_eval(cfg)
+    print(run_table(run_dir))
+    print(f"\nresults: {run_dir}/run.json")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from harness.results import load_run
+    from harness.tables import run_table
+
+    if args.json:
+        print(json.dumps(load_run(args.run).to_dict(), indent=2))
+    else:
+        print(run_table(args.run))
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from harness.runner import task_manager
+
+    tm = task_manager()
+    print("groups: " + ", ".join(sorted(tm.all_groups)))
+    print("tasks:  " + ", ".join(sorted(set(tm.all_tasks) - set(tm.all_groups))))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return 0
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks}
+    try:
+        return handlers[args.verb](args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished answers are in the request cache, rerun to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # data errors from task loaders carry their own exit code
+        from tasks.data_io import DataError
+
+        if isinstance(e, DataError):
+            print(f"error: {e}", file=sys.stderr)
+            return e.exit_code
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

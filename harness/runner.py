@@ -1,0 +1,387 @@
+"""Run lm-eval tasks against a served (or in-process) model and write a run directory.
+
+    from harness.runner import EvalConfig, run_eval
+    run_dir = run_eval(EvalConfig(model="models/tiny-qwen3", tasks=["tiny"]))
+
+Steps: resolve tasks (TaskManager with tasks/ as include_path) -> start vLLM unless a base URL is
+given -> build the backend (prompts fitted to the window) -> lm-eval's `evaluate` behind its
+request cache -> per-task samples and `run.json` with provenance -> stop the server.
+
+Resume: answers are cached in `<output_dir>/.cache/` under a key of (model content, tokenizer,
+window, backend); rerunning the same command reads finished answers from there and sends only the
+missing requests. Failed requests are never cached, so a rerun retries exactly those.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import provenance
+from harness.errors import IncompleteRunError, UserError
+from harness.results import atomic_write_json, atomic_write_jsonl, create_run_dir, utc_now, write_run
+from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
+
+TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+# Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
+LONG_DOC_FIELDS = ("context", "input_text")
+log = logging.getLogger("longact")
+
+
+@dataclass
+class EvalConfig:
+    """Everything `longact eval` needs; written to `<run_dir>/config.json`."""
+
+    model: str | None = None
+    tasks: list[str] = field(default_factory=lambda: ["tiny"])
+    backend: str = "server"
+    base_url: str | None = None
+    tokenizer: str | None = None
+    max_model_len: int | None = None
+    limit: float | None = None
+    output_dir: str = "results"
+    run_id: str | None = None
+    concurrency: int = 8
+    max_retries: int = 4
+    request_timeout_s: float = 600.0
+    seed: int = 1234
+    gen_kwargs: dict = field(default_factory=dict)
+    task_metadata: dict = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int | None = None
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    server_args: list[str] = field(default_factory=list)
+    api_key: str | None = None
+    startup_timeout_s: float = 600.0
+    use_cache: bool = True
+    progress: bool = True
+    command: list[str] = field(default_factory=list)
+
+
+# Task resolution -------------------------------------------------------------------------
+
+def task_manager(metadata: dict | None = None):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
+
+
+def check_task_names(tm, names: list[str]) -> None:
+    known = set(tm.all_tasks)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown task '{name}'.{hint} `longact tasks` lists them all.")
+
+
+def check_model_path(model: str) -> None:
+    p = Path(model)
+    looks_local = model.startswith((".", "/", "~")) or p.exists() or model.count("/") != 1
+    if not looks_local:
+        return  # a hub id; resolved by vLLM / transformers where the network allows
+    if not p.exists():
+        raise UserError(f"model path {model} does not exist. Build the default with "
+                        "`longact model build-tiny`, or pass a directory holding config.json and weights.")
+    if not (p / "config.json").is_file():
+        raise UserError(f"{model} is not a model directory: no config.json inside")
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
+        raise UserError(f"cannot load a tokenizer from {path}: {e}. Pass --tokenizer PATH.") from e
+
+
+# Hashing helpers -------------------------------------------------------------------------
+
+def _callable_sources(cfg) -> list[str]:
+    """Source files behind a task's `!function` hooks, so code changes change the config hash."""
+    files = set()
+    for value in vars(cfg).values():
+        if callable(value):
+            try:
+                files.add(inspect.getsourcefile(value))
+            except TypeError:
+                pass
+    return sorted(f for f in files if f)
+
+
+def task_config_hash(task) -> str:
+    cfg = task.config
+    files = _callable_sources(cfg)
+    sources = {Path(f).name: Path(f).read_text(encoding="utf-8", errors="replace") for f in files}
+    return provenance.json_hash({"config": cfg.to_dict(), "sources": sources})
+
+
+def dataset_fingerprint(task) -> str:
+    return provenance.json_hash([doc for doc in task.eval_docs])
+
+
+def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str:
+    key = provenance.json_hash([model.path if model.weights_sha256 is None else model.weights_sha256,
+                                model.tokenizer_sha256, window, backend])[:20]
+    return str(Path(output_dir) / ".cache" / f"requests-{key}")
+
+
+# Result assembly -------------------------------------------------------------------------
+
+def parse_metrics(entry: dict, n: int) -> dict[str, Metric]:
+    out: dict[str, Metric] = {}
+    for key, value in entry.items():
+        if "," not in key or "_stderr" in key.split(",")[0]:
+            continue
+        metric, filt = key.split(",", 1)
+        if not isinstance(value, (int, float)):
+            continue
+        stderr = entry.get(f"{metric}_stderr,{filt}")
+        name = metric if filt == "none" else f"{metric}[{filt}]"
+        out[name] = Metric(float(value), float(stderr) if isinstance(stderr, (int, float)) else None, n)
+    return out
+
+
+def _strip_doc(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if k not in LONG_DOC_FIELDS and not (isinstance(v, str) and len(v) > 2000)}
+
+
+def _sample_rows(samples: list[dict], records: dict, metric_names: list[str]) -> list[dict]:
+    rows = []
+    for s in samples:
+        rec = records.get(s["doc_id"])
+        resp = s.get("resps", [[""]])
+        first = resp[0][0] if resp and resp[0] else ""
+        filtered = s.get("filtered_resps", [None])
+        rows.append({
+            "doc_id": s["doc_id"],
+            "prompt_hash": rec.prompt_hash if rec else None,
+            "prompt_tokens": rec.prompt_tokens if rec else None,
+            "truncated": rec.truncated if rec else None,
+            "response": first,
+            "filtered": filtered[0] if isinstance(filtered, list) and filtered else filtered,
+            "target": s.get("target"),
+            "metrics": {m: s[m] for m in metric_names if m in s},
+            "error": rec.error if rec else None,
+            "from_cache": rec.from_cache if rec else False,
+            "completion_tokens": rec.completion_tokens if rec else None,
+            "finish_reason": rec.finish_reason if rec else None,
+            "doc": _strip_doc(s.get("doc", {})),
+        })
+    return rows
+
+
+def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tokenizer, window: int, endpoints):
+    from harness.lm_backends import ServerLM, make_hf_lm
+
+    if cfg.backend == "hf":
+        return make_hf_lm(cfg.model, tokenizer, window, endpoints)
+    return ServerLM(base_url, served_model, tokenizer, window, endpoints=endpoints,
+                    concurrency=cfg.concurrency, max_retries=cfg.max_retries,
+                    timeout_s=cfg.request_timeout_s, api_key=cfg.api_key, progress=cfg.progress)
+
+
+def _evaluate(lm, loaded, cfg: EvalConfig, cache_db: str | None):
+    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need."""
+    import numpy as np
+    from lm_eval.api.model import CachingLM
+    from lm_eval.evaluator import evaluate
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    try:
+        import torch
+
+        torch.manual_seed(cfg.seed)
+    except ImportError:
+        pass
+    for task in loaded["tasks"].values():
+        if task.get_config("output_type") == "generate_until" and cfg.gen_kwargs:
+            task.set_config(key="generation_kwargs", value=dict(cfg.gen_kwargs), update=True)
+        if task.get_config("num_fewshot") is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=cfg.seed)
+    wrapped = CachingLM(lm, cache_db + ".db") if cache_db else lm
+    return evaluate(lm=wrapped, task_dict=loaded, limit=cfg.limit, log_samples=True,
+                    bootstrap_iters=1000, verbosity="WARNING"), wrapped
+
+
+def _forget_failures(wrapped, failed_args: list[tuple]) -> None:
+    """Drop failed requests from the request cache so a rerun retries them."""
+    from lm_eval.api.model import CachingLM, hash_args
+
+    if not isinstance(wrapped, CachingLM) or not failed_args:
+        return
+    for args in failed_args:
+        wrapped.dbdict.pop(hash_args("generate_until", args), None)
+    wrapped.dbdict.commit()
+
+
+def run_eval(cfg: EvalConfig) -> Path:
+    """Evaluate and write `<output_dir>/<run_id>/`; returns the run directory.
+
+    Raises IncompleteRunError (after writing everything) when some requests failed.
+    """
+    from harness.serve import ServerConfig, VLLMServer, server_info, stop_on_sigterm
+
+    t0 = time.monotonic()
+    started = utc_now()
+    if cfg.backend not in ("server", "hf"):
+        raise UserError(f"unknown backend '{cfg.backend}': expected server or hf")
+    if cfg.backend == "hf" and not cfg.model:
+        raise UserError("--backend hf needs --model PATH")
+    if not cfg.model and not cfg.base_url:
+        raise UserError("pass --model PATH (the harness serves it) or --base-url URL (a running server)")
+    if cfg.model:
+        check_model_path(cfg.model)
+    remote = server_info(cfg.base_url, cfg.api_key) if cfg.base_url else None
+
+    tm = task_manager(cfg.task_metadata)
+    check_task_names(tm, cfg.tasks)
+    run_id, run_dir = create_run_dir(cfg.output_dir, cfg.run_id)
+    atomic_write_json(run_dir / "config.json", asdict(cfg))
+
+    model_name = cfg.model or remote["model"]
+    tok_source = cfg.tokenizer or cfg.model or remote["model"]
+    if not Path(tok_source).exists() and cfg.tokenizer is None and cfg.model is None:
+        raise UserError(f"the server's model '{model_name}' is not a local path; pass --tokenizer PATH "
+                        "so prompts can be fitted in the model's tokens")
+    tokenizer = load_tokenizer(tok_source)
+    weights_sha, tok_sha = provenance.model_hashes(cfg.model or model_name)
+    model_info = ModelInfo(path=str(model_name), weights_sha256=weights_sha, tokenizer_sha256=tok_sha,
+                           tokenizer=str(tok_source))
+    commit, dirty = provenance.git_info()
+    record = RunRecord(
+        run_id=run_id, status="running", model=model_info,
+        serving=ServingInfo(backend=cfg.backend, base_url=cfg.base_url, dtype=cfg.dtype,
+                            tensor_parallel_size=cfg.tensor_parallel_size, extra_args=list(cfg.server_args),
+                            concurrency=cfg.concurrency if cfg.backend == "server" else 1),
+        code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
+        seeds={"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed, "fewshot": cfg.seed},
+        limit=cfg.limit, packages=provenance.package_versions(), host=provenance.host_info(),
+        started_at=started, command=list(cfg.command or sys.argv),
+    )
+    write_run(run_dir, record)
+
+    loaded = tm.load(cfg.tasks)
+    endpoints = {name: str((t.config.metadata or {}).get("endpoint", "completion")) for name, t in loaded["tasks"].items()}
+
+    with stop_on_sigterm():
+        server = None
+        try:
+            if cfg.backend == "server" and not cfg.base_url:
+                server = VLLMServer(ServerConfig(
+                    model=cfg.model, host=cfg.host, port=cfg.port, max_model_len=cfg.max_model_len,
+                    dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size, api_key=cfg.api_key,
+                    startup_timeout_s=cfg.startup_timeout_s, extra_args=list(cfg.server_args)),
+                    log_path=run_dir / "server.log")
+                print(f"starting vLLM for {cfg.model} (log: {run_dir / 'server.log'}) ...", file=sys.stderr)
+                server.start()
+                remote = server.info
+                record.serving.managed = True
+                record.serving.startup_s = round(server.startup_s, 2)
+                print(f"server healthy at {server.base_url} after {server.startup_s:.1f} s", file=sys.stderr)
+            if cfg.backend == "server":
+                window = cfg.max_model_len or remote.get("max_model_len")
+                if not window:
+                    raise UserError("the server does not report max_model_len; pass --max-model-len")
+                base_url = server.base_url if server else cfg.base_url
+                record.serving.base_url = base_url
+                record.serving.server_version = remote.get("server_version")
+                served_name = remote["model"]
+            else:
+                window = cfg.max_model_len or int(getattr(tokenizer, "model_max_length", 0) or 0)
+                if not window or window > 10**7:
+                    raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
+                base_url, served_name = None, cfg.model
+            record.serving.max_model_len = int(window)
+            record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
+                                 "max_model_len": int(window),
+                                 "rule": "templated prompt + max_gen_toks <= max_model_len"}
+            lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), endpoints)
+            cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
+            results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
+            _forget_failures(wrapped, lm.failed_args)
+        finally:
+            if server is not None:
+                server.stop()
+
+    _fill_record(record, results, loaded, lm, endpoints, run_dir)
+    record.finished_at = utc_now()
+    record.wall_time_s = round(time.monotonic() - t0, 3)
+    failed = record.requests.get("failed", 0)
+    record.status = "incomplete" if failed else "complete"
+    write_run(run_dir, record)
+    if failed:
+        raise IncompleteRunError(
+            f"{failed} request(s) failed after {cfg.max_retries} retries (first: {record.errors[0] if record.errors else '?'}). "
+            f"Finished answers are saved; rerun the same command to send only the missing ones. Results: {run_dir}")
+    return run_dir
+
+
+def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, endpoints: dict, run_dir: Path) -> None:
+    by_task: dict[str, dict[int, object]] = {}
+    for rec in lm.records:
+        by_task.setdefault(rec.task, {})[rec.doc_id] = rec
+    n_cached = 0
+    totals = {"total": 0, "sent": int(getattr(lm, "n_sent", 0)), "cached": 0, "failed": 0}
+    for name, task in loaded["tasks"].items():
+        recs = by_task.setdefault(name, {})
+        for inst in task.instances:
+            if inst.doc_id not in recs:
+                recs[inst.doc_id] = lm.record_for(inst)
+        samples = results.get("samples", {}).get(name, [])
+        metric_names = [m["metric"] for m in task.config.metric_list or []]
+        rows = _sample_rows(samples, recs, metric_names)
+        fname = f"samples_{name}.jsonl"
+        atomic_write_jsonl(run_dir / fname, rows)
+        n = len(samples)
+        errs = [r for r in recs.values() if r.error]
+        cached = sum(1 for r in recs.values() if r.from_cache)
+        n_cached += cached
+        entry = results["results"].get(name, {})
+        record.tasks[name] = TaskResult(
+            version=str((task.config.metadata or {}).get("version")),
+            config_hash=task_config_hash(task),
+            dataset_fingerprint=dataset_fingerprint(task),
+            endpoint=endpoints[name],
+            generation_kwargs=dict(task.config.generation_kwargs or {}),
+            n_samples=n,
+            n_truncated=sum(1 for r in recs.values() if r.truncated),
+            n_errors=len(errs),
+            n_cached=cached,
+            prompt_tokens=sum(r.prompt_tokens for r in recs.values()),
+            completion_tokens=sum(r.completion_tokens or 0 for r in recs.values()),
+            metrics=parse_metrics(entry, n),
+            samples_file=fname,
+        )
+        totals["total"] += len(recs)
+        totals["failed"] += len(errs)
+        record.errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
+    totals["cached"] = n_cached
+    record.requests = totals
+    for gname in loaded.get("groups", {}):
+        entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
+        n = sum(record.tasks[t].n_samples for t in loaded["group_map"].get(gname, []) if t in record.tasks)
+        record.groups[gname] = parse_metrics(entry, n)
+
+
+def summarize(run_dir: Path) -> str:
+    from harness.tables import run_table
+
+    return run_table(run_dir)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(asdict(EvalConfig()), indent=2))
+    os._exit(0)

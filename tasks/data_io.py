@@ -1,0 +1,109 @@
+"""Reading and validating benchmark data files: every error names the file, line and field.
+
+Used by every benchmark loader (and the trainer's data) so a malformed row fails the same way
+everywhere: `DataError: data/x.jsonl line 7, field 'answer': expected one of A, B, C, D, got 'E'`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+
+class DataError(ValueError):
+    """A data file is malformed. The message says where and what was expected."""
+
+    exit_code = 2
+
+    def __init__(self, path, line: int | None, field: str | None, message: str):
+        where = str(path) + (f" line {line}" if line is not None else "")
+        where += f", field '{field}'" if field else ""
+        super().__init__(f"{where}: {message}")
+        self.path, self.line, self.field = str(path), line, field
+
+
+# A field spec: a type (or tuple of types), or a callable check returning an error text or None.
+FieldSpec = type | tuple | Callable[[Any], str | None]
+
+
+def _type_name(t) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(x.__name__ for x in t)
+    return t.__name__
+
+
+def validate_row(row: Any, spec: dict[str, FieldSpec], path, line: int | None) -> dict:
+    if not isinstance(row, dict):
+        raise DataError(path, line, None, f"expected a JSON object, got {type(row).__name__}")
+    for name, check in spec.items():
+        if name not in row:
+            raise DataError(path, line, name, f"missing (required fields: {', '.join(spec)})")
+        value = row[name]
+        if isinstance(check, (type, tuple)):
+            if isinstance(value, bool) and check in (int, float):
+                ok = False
+            else:
+                ok = isinstance(value, check)
+            if not ok:
+                raise DataError(path, line, name, f"expected {_type_name(check)}, got {type(value).__name__} {str(value)[:60]!r}")
+        else:
+            problem = check(value)
+            if problem:
+                raise DataError(path, line, name, problem)
+    return row
+
+
+def list_of_str(value) -> str | None:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return f"expected a list of strings, got {str(value)[:60]!r}"
+    return None
+
+
+def one_of(*allowed) -> Callable[[Any], str | None]:
+    def check(value):
+        if value not in allowed:
+            return f"expected one of {', '.join(map(str, allowed))}, got {value!r}"
+        return None
+    return check
+
+
+def read_jsonl(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: str | None = None,
+               max_line_bytes: int = 64 << 20) -> list[dict]:
+    """Read a JSONL file, validating each row against `spec`; duplicate ids are errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, None, None, "file not found")
+    rows, seen = [], {}
+    with open(p, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if len(raw) > max_line_bytes:
+                raise DataError(p, line_no, None, f"line is {len(raw)} bytes, over the {max_line_bytes}-byte limit")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(p, line_no, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise DataError(p, line_no, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
+            validate_row(row, spec, p, line_no)
+            if id_field is not None:
+                key = row.get(id_field)
+                if key in seen:
+                    raise DataError(p, line_no, id_field, f"duplicate id {key!r} (first on line {seen[key]})")
+                seen[key] = line_no
+            rows.append(row)
+    if not rows:
+        raise DataError(p, None, None, "no rows (the file is empty)")
+    return rows
+
+
+def to_dataset_dict(rows: list[dict], split: str = "test"):
+    """Rows -> datasets.DatasetDict with one split (what lm-eval's custom_dataset returns)."""
+    import datasets
+
+    return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
