@@ -236,6 +236,8 @@ def run_eval(cfg: EvalConfig) -> Path:
 
     t0 = time.monotonic()
     started = utc_now()
+    # lm-eval warns once per custom-dataset task about --metadata; our CLI has its own flag.
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
     if cfg.backend not in ("server", "hf"):
         raise UserError(f"unknown backend '{cfg.backend}': expected server or hf")
     if cfg.backend == "hf" and not cfg.model:

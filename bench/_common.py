@@ -1,0 +1,26 @@
+"""Helpers shared by the bench scripts: build or reuse the tiny model, start one server."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+
+def tiny_model(path: str | None) -> str:
+    from harness.tiny_model import build_tiny_model, is_tiny_model_dir
+
+    p = Path(path or "models/tiny-qwen3")
+    if not is_tiny_model_dir(p):
+        build_tiny_model(p)
+    return str(p)
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def scratch_dir(prefix: str) -> str:
+    return tempfile.mkdtemp(prefix=prefix)

@@ -1,0 +1,51 @@
+"""Tiny suite through the vLLM server vs lm-eval's in-process `hf` backend, same model and tasks.
+
+    python bench/server_vs_hf.py [--model models/tiny-qwen3] [--tasks tiny_niah]
+
+Server start-up is excluded from the server side and reported separately. Default tasks: the
+needle task, whose prompts are 256-1024 tokens. Goal: server path >= 3x faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--tasks", default="tiny_niah")
+    ap.add_argument("--window", type=int, default=2048)
+    ap.add_argument("--limit", type=int, default=None)
+    args = ap.parse_args()
+
+    from harness.results import load_run
+    from harness.runner import EvalConfig, run_eval
+    from harness.serve import ServerConfig, VLLMServer
+
+    model = tiny_model(args.model)
+    tasks = args.tasks.split(",")
+    out = scratch_dir("bench-hf-")
+    with VLLMServer(ServerConfig(model=model, max_model_len=args.window), log_path=Path(out) / "server.log") as srv:
+        server_dir, server_t = timed(run_eval, EvalConfig(base_url=srv.base_url, tokenizer=model, tasks=tasks,
+                                                          limit=args.limit, output_dir=out, use_cache=False, progress=False))
+        startup = srv.startup_s
+    hf_dir, hf_t = timed(run_eval, EvalConfig(model=model, backend="hf", tasks=tasks, limit=args.limit,
+                                              max_model_len=args.window, output_dir=out, use_cache=False, progress=False))
+    n = load_run(server_dir).requests["total"]
+    tokens = sum(t.prompt_tokens for t in load_run(server_dir).tasks.values()) / max(n, 1)
+    print(f"{n} requests, mean prompt {tokens:.0f} tokens")
+    print(f"server start (excluded): {startup:.1f} s")
+    print(f"server path: {server_t:.2f} s   hf backend: {hf_t:.2f} s")
+    print(f"speed-up server/hf = {hf_t / server_t:.2f}x  (goal >= 3x)")
+    assert load_run(hf_dir).status == "complete"
+
+
+if __name__ == "__main__":
+    main()

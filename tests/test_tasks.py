@@ -1,0 +1,73 @@
+"""Every YAML under tasks/ loads through lm-eval's TaskManager; fixtures match their generator."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.runner import TASKS_DIR, check_task_names, task_manager
+from harness.errors import UserError
+
+
+def _yaml_tasks():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: None)
+    names = []
+    for p in sorted(TASKS_DIR.rglob("*.yaml")):
+        cfg = yaml.load(p.read_text(), Loader=Loader) or {}
+        names.append(cfg.get("group") or cfg.get("task"))
+    return [n for n in names if n]
+
+
+def test_there_are_task_yamls():
+    assert {"tiny", "tiny_mc", "tiny_niah", "tiny_passkey", "tiny_kv"} <= set(_yaml_tasks())
+
+
+@pytest.mark.parametrize("name", _yaml_tasks())
+def test_every_yaml_loads(name):
+    tm = task_manager()
+    loaded = tm.load([name])
+    assert loaded["tasks"], name
+    for task in loaded["tasks"].values():
+        docs = list(task.eval_docs)
+        assert docs, f"{name}: no documents"
+        assert task.config.metadata.get("version") is not None, f"{name}: no metadata.version"
+        assert task.config.metadata.get("endpoint") in ("chat", "completion"), f"{name}: endpoint"
+        assert isinstance(task.doc_to_text(docs[0]), str)
+
+
+def test_tiny_fixtures_match_generator():
+    from tasks.tiny import generate
+
+    for name, rows in generate.generate().items():
+        assert (generate.DATA_DIR / name).read_text(encoding="utf-8") == generate.serialize(rows), name
+
+
+def test_tiny_needle_lengths_in_tiny_tokens(tiny_tokenizer):
+    import json
+
+    from tasks.tiny.utils import niah_prompt
+
+    rows = [json.loads(l) for l in (TASKS_DIR / "tiny" / "data" / "tiny_niah.jsonl").read_text().splitlines()]
+    for r in rows:
+        n = len(tiny_tokenizer(niah_prompt(r))["input_ids"])
+        assert 0.85 * r["length"] <= n <= r["length"], (r["id"], n)
+
+
+def test_unknown_task_lists_close_matches():
+    with pytest.raises(UserError, match="unknown task 'tiny_nia'.*tiny_niah"):
+        check_task_names(task_manager(), ["tiny_nia"])
+
+
+def test_tiny_scorers_through_task_hooks():
+    from tasks.tiny import utils
+
+    doc = {"answer": "B"}
+    assert utils.mc_results(doc, ["**The correct answer is (B)**"]) == {"score": 100.0, "null_rate": 0.0}
+    assert utils.mc_results(doc, ["B"]) == {"score": 0.0, "null_rate": 100.0}
+    assert utils.niah_results({"outputs": ["123"]}, [" 123."])["score"] == 100.0
+    assert utils.passkey_results({"answer": ["55"]}, ["55 is it"])["score"] == 100.0
+    assert utils.kv_results({"answer": ["k-1"]}, ["k-12"])["score"] == 0.0
