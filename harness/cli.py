@@ -16,6 +16,7 @@ examples:
   longact eval --base-url http://127.0.0.1:8000 --tokenizer models/tiny-qwen3 --tasks tiny_niah
   longact eval --model models/tiny-qwen3 --tasks tiny --backend hf --max-model-len 2048
   longact show results/<run_id>
+  longact score longbench_v2 official_preds.jsonl --json
   longact tasks
 """
 
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--server-args", default="", help="extra vLLM server flags, one quoted string")
     e.add_argument("--api-key", help="API key for the server (set on a started server; sent by the client)")
     e.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for health (default: %(default)s)")
+    e.add_argument("--per-request-seed", action="store_true",
+                   help="seed each sampled request from --seed (reproducible sampling; GPU vLLM only: "
+                        "the CPU build crashes on per-request seeds)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -90,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run", help="run directory or run.json")
     s.add_argument("--json", action="store_true", help="print run.json instead")
+
+    sc = sub.add_parser(
+        "score", help="rescore an official prediction file with the official protocol",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
+               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated")
+    sc.add_argument("benchmark", choices=["longbench_v2"], help="which benchmark's format and scorer")
+    sc.add_argument("file", help="prediction file in the official format")
+    sc.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
+    sc.add_argument("--compensated", action="store_true", help="LongBench v2: unparsed answers count 0.25 (official option)")
+    sc.add_argument("--drop-empty", action="store_true",
+                    help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
 
     sub.add_parser("tasks", help="list the registered tasks and groups")
     return p
@@ -123,6 +140,7 @@ def cmd_eval(args) -> int:
         task_metadata=args.metadata, host=args.host, port=args.port, dtype=args.dtype,
         tensor_parallel_size=args.tensor_parallel_size, server_args=shlex.split(args.server_args),
         api_key=args.api_key, startup_timeout_s=args.startup_timeout, use_cache=not args.no_cache,
+        per_request_seed=args.per_request_seed,
         progress=not args.quiet, command=["longact"] + sys.argv[1:])
     run_dir = run_eval(cfg)
     print(run_table(run_dir))
@@ -141,6 +159,23 @@ def cmd_show(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from tasks.longbench_v2.scoring import official_report, read_prediction_file
+
+    report = official_report(read_prediction_file(args.file), compensated=args.compensated, drop_empty=args.drop_empty)
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("overall", "easy", "hard", "short", "medium", "long", "n")}))
+        return 0
+
+    def r1(v):
+        return "–" if v is None else f"{round(v, 1)}"
+
+    print("Overall\tEasy\tHard\tShort\tMedium\tLong\tn")
+    print("\t".join(r1(report[k]) for k in ("overall", "easy", "hard", "short", "medium", "long")) + f"\t{report['n']}")
+    print(f"(unparsed answers: {report['n_null']}, empty responses: {report['n_empty']})")
+    return 0
+
+
 def cmd_tasks(args) -> int:
     from harness.runner import task_manager
 
@@ -156,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks}
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score}
     try:
         return handlers[args.verb](args)
     except UserError as e:

@@ -10,9 +10,13 @@
 Requests run concurrently. A failed request (connection error, timeout, 408/429/5xx) is retried
 with exponential backoff; when retries run out it is recorded as an error for that sample and the
 run goes on. If the server stops answering altogether, the remaining requests fail fast instead of
-each waiting through its retries. Successful answers go into lm-eval's request cache (`CachingLM`)
-as they arrive, so a rerun sends only what is missing; errors are removed from the cache after the
-run so that a rerun retries them.
+each waiting through its retries. Finished answers are handed to `on_result` as they arrive (the
+resumable cache in harness/cache.py stores them), so a rerun sends only what is missing.
+
+Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
+second prompt; both backends run the second pass and return its output, keeping the first.
+With `per_request_seed`, sampled requests carry a seed derived from the run seed, task and
+document (reproducible sampling on GPU servers; vLLM's CPU build crashes on per-request seeds).
 
 `FittedHFLM` is lm-eval's `hf` backend with the same prompt fitting and chat-template handling, so
 the two backends see identical prompts.
@@ -21,11 +25,13 @@ the two backends see identical prompts.
 from __future__ import annotations
 
 import copy
+import hashlib
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 from lm_eval.api.model import LM
 
@@ -52,6 +58,24 @@ class RequestRecord:
     latency_s: float | None = None
     error: str | None = None
     from_cache: bool = False
+    first_response: str | None = None
+    """First-pass output of a two-pass task (e.g. LongBench v2 CoT reasoning)."""
+
+
+@dataclass
+class TaskSpec:
+    """What a backend needs to know about a task beyond lm-eval's (context, gen_kwargs)."""
+
+    endpoint: str = "completion"
+    followup: Callable[[dict, str], str] | None = None
+    """Two-pass tasks: builds the second prompt from the document and the first output."""
+    followup_max_gen_toks: int = 128
+
+    @classmethod
+    def from_metadata(cls, metadata: dict | None) -> "TaskSpec":
+        md = metadata or {}
+        return cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
+                   followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)))
 
 
 @dataclass
@@ -80,33 +104,69 @@ def split_gen_kwargs(gen_kwargs: dict) -> tuple[int, dict]:
     return max_gen, params
 
 
+def request_seed(run_seed: int, task: str, doc_id: int, repeat: int = 0) -> int:
+    """Per-request sampling seed: reruns of a sampled request give the same answer."""
+    digest = hashlib.sha256(f"{run_seed}|{task}|{doc_id}|{repeat}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
 class EndpointMixin:
-    """Shared by both backends: which endpoint a task uses and how its prompts are fitted."""
+    """Shared by both backends: task specs, prompt fitting, accounting and result streaming."""
 
     fitter: PromptFitter
-    endpoints: dict[str, str]
+    task_specs: dict[str, TaskSpec]
+    seed: int = 1234
+    # vLLM's CPU build (0.32) kills its engine on a per-request `seed` ("CPU Generator does not
+    # use offset"), so per-request seeds are opt-in (`--per-request-seed`, for GPU servers).
+    per_request_seed: bool = False
+    # Set by the resumable cache: called as on_result(i, text) when request i's final answer is
+    # known and succeeded, so finished work is saved as it arrives.
+    on_result: Callable[[int, str], None] | None = None
+    streams_results: bool = False
+
+    def spec_for(self, task_name: str) -> TaskSpec:
+        return self.task_specs.get(task_name) or TaskSpec()
 
     def endpoint_for(self, task_name: str) -> str:
-        return self.endpoints.get(task_name, "completion")
+        return self.spec_for(task_name).endpoint
 
     def fit_request(self, req) -> tuple[str, FitResult, int, dict]:
         context, gen_kwargs = req.args
         endpoint = self.endpoint_for(req.task_name)
         max_gen, params = split_gen_kwargs(gen_kwargs)
+        if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
+            params["seed"] = request_seed(self.seed, req.task_name, req.doc_id)
         return endpoint, self.fitter.fit(context, max_gen, chat=endpoint == "chat"), max_gen, params
+
+    def new_record(self, task: str, doc_id: int, endpoint: str, fit: FitResult, max_gen: int, **kw) -> RequestRecord:
+        rendered = self.fitter.render(fit.text, endpoint == "chat")
+        return RequestRecord(task, doc_id, endpoint, prompt_hash(rendered), fit.prompt_tokens,
+                             fit.original_tokens, fit.truncated, max_gen, **kw)
 
     def record_for(self, req) -> RequestRecord:
         """The accounting of a request without sending it (used for answers read from cache)."""
         endpoint, fit, max_gen, _ = self.fit_request(req)
-        return RequestRecord(req.task_name, req.doc_id, endpoint, prompt_hash(self.fitter.render(fit.text, endpoint == "chat")),
-                             fit.prompt_tokens, fit.original_tokens, fit.truncated, max_gen, from_cache=True)
+        return self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen, from_cache=True)
+
+    def followup_request(self, req, first_text: str) -> tuple[FitResult, dict]:
+        """Second-pass prompt and sampling params of a two-pass task."""
+        spec = self.spec_for(req.task_name)
+        _, gen_kwargs = req.args
+        prompt = spec.followup(req.doc, first_text)
+        _, params = split_gen_kwargs({**gen_kwargs, "max_gen_toks": spec.followup_max_gen_toks})
+        if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
+            params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat=1_000_000)
+        return self.fitter.fit(prompt, spec.followup_max_gen_toks, chat=spec.endpoint == "chat"), params
 
 
 class ServerLM(EndpointMixin, LM):
+    streams_results = True
+
     def __init__(self, base_url: str, model: str, tokenizer, max_model_len: int,
-                 endpoints: dict[str, str] | None = None, concurrency: int = 8,
+                 task_specs: dict[str, TaskSpec] | None = None, concurrency: int = 8,
                  max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
-                 api_key: str | None = None, progress: bool = True):
+                 api_key: str | None = None, progress: bool = True, seed: int = 1234,
+                 per_request_seed: bool = False):
         super().__init__()
         import requests
 
@@ -114,7 +174,9 @@ class ServerLM(EndpointMixin, LM):
         self.root = root[: -len("/v1")] if root.endswith("/v1") else root
         self.model = model
         self.fitter = PromptFitter(tokenizer, max_model_len)
-        self.endpoints = dict(endpoints or {})
+        self.task_specs = dict(task_specs or {})
+        self.seed = seed
+        self.per_request_seed = per_request_seed
         self.concurrency = max(1, int(concurrency))
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
@@ -122,7 +184,6 @@ class ServerLM(EndpointMixin, LM):
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.progress = progress
         self.records: list[RequestRecord] = []
-        self.failed_args: list[tuple] = []
         self.n_sent = 0
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -143,26 +204,33 @@ class ServerLM(EndpointMixin, LM):
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         from tqdm import tqdm
 
-        jobs = []
-        for req in requests:
+        results: list[str] = [""] * len(requests)
+        records: list[RequestRecord | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc="Requests", disable=disable_tqdm or not self.progress)
+
+        def finish(i: int, text: str) -> None:
+            results[i] = text
+            with self._lock:
+                self.records.append(records[i])
+                if records[i].error is None and self.on_result is not None:
+                    self.on_result(i, text)
+            bar.update(1)
+
+        def first_pass(i: int, req):
             endpoint, fit, max_gen, params = self.fit_request(req)
-            jobs.append((req, GenRequest(req.task_name, req.doc_id, endpoint, fit, params)))
-        results: list[str] = [""] * len(jobs)
-        bar = tqdm(total=len(jobs), desc="Requests", disable=disable_tqdm or not self.progress)
+            rec = self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen)
+            records[i] = rec
+            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params), rec)
+            if rec.error is None and self.spec_for(req.task_name).followup is not None:
+                rec.first_response = text
+                fit2, params2 = self.followup_request(req, text)
+                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2), rec)
+            return i, text
+
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = {pool.submit(self._send, g): i for i, (_, g) in enumerate(jobs)}
+            futures = [pool.submit(first_pass, i, req) for i, req in enumerate(requests)]
             for fut in as_completed(futures):
-                i = futures[fut]
-                req, g = jobs[i]
-                text, rec = fut.result()
-                results[i] = text
-                with self._lock:
-                    self.records.append(rec)
-                    if rec.error is None:
-                        self.cache_hook.add_partial("generate_until", req.args, text)
-                    else:
-                        self.failed_args.append(req.args)
-                bar.update(1)
+                finish(*fut.result())
         bar.close()
         return results
 
@@ -188,10 +256,8 @@ class ServerLM(EndpointMixin, LM):
         except self._requests.RequestException:
             return False
 
-    def _send(self, g: GenRequest) -> tuple[str, RequestRecord]:
-        rec = RequestRecord(g.task, g.doc_id, g.endpoint,
-                            prompt_hash(self.fitter.render(g.fit.text, g.endpoint == "chat")),
-                            g.fit.prompt_tokens, g.fit.original_tokens, g.fit.truncated, g.gen["max_tokens"])
+    def _send(self, g: GenRequest, rec: RequestRecord) -> str:
+        """POST with retries; fills `rec` (tokens, finish reason, attempts, error)."""
         url, body = self._payload(g)
         t0 = time.monotonic()
         last_error = None
@@ -199,7 +265,7 @@ class ServerLM(EndpointMixin, LM):
             if self._server_down.is_set():
                 last_error = last_error or "server unreachable (an earlier request found it down)"
                 break
-            rec.attempts = attempt + 1
+            rec.attempts += 1
             with self._lock:
                 self.n_sent += 1
             try:
@@ -207,11 +273,14 @@ class ServerLM(EndpointMixin, LM):
                 if r.status_code == 200:
                     data = r.json()
                     choice = data["choices"][0]
-                    text = choice["message"].get("content") or "" if g.endpoint == "chat" else choice.get("text", "")
+                    if g.endpoint == "chat":
+                        text = choice["message"].get("content") or ""
+                    else:
+                        text = choice.get("text") or ""
                     rec.finish_reason = choice.get("finish_reason")
-                    rec.completion_tokens = (data.get("usage") or {}).get("completion_tokens")
-                    rec.latency_s = time.monotonic() - t0
-                    return text, rec
+                    rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
+                    rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
+                    return text
                 last_error = f"HTTP {r.status_code}: {r.text[:300]}"
                 if r.status_code not in RETRYABLE_STATUS:
                     break
@@ -223,35 +292,51 @@ class ServerLM(EndpointMixin, LM):
             if attempt < self.max_retries:
                 time.sleep(self.backoff_s * (2 ** attempt) * (0.5 + random.random()))
         rec.error = last_error
-        rec.latency_s = time.monotonic() - t0
-        return "", rec
+        rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
+        return ""
 
 
-def make_hf_lm(model_path: str, tokenizer, max_model_len: int, endpoints: dict[str, str], batch_size: int = 1):
+def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[str, TaskSpec],
+               batch_size: int = 1, seed: int = 1234):
     """lm-eval's HFLM with our prompt fitting; chat tasks get the chat template applied here."""
     from lm_eval.models.huggingface import HFLM
 
     class FittedHFLM(EndpointMixin, HFLM):
-        def generate_until(self, requests, disable_tqdm: bool = False):
+        def _generate_fitted(self, requests, fits, disable_tqdm):
             fitted = []
-            for req in requests:
-                endpoint, fit, max_gen, _ = self.fit_request(req)
-                rec = RequestRecord(req.task_name, req.doc_id, endpoint,
-                                    prompt_hash(self.fitter.render(fit.text, endpoint == "chat")),
-                                    fit.prompt_tokens, fit.original_tokens, fit.truncated, max_gen)
-                self.records.append(rec)
+            for req, (endpoint, fit, _max_gen, _params) in zip(requests, fits):
                 new = copy.copy(req)
                 new.arguments = (self.fitter.render(fit.text, endpoint == "chat"), req.args[1])
                 fitted.append(new)
             self.n_sent += len(fitted)
-            return super().generate_until(fitted, disable_tqdm=disable_tqdm)
+            return HFLM.generate_until(self, fitted, disable_tqdm=disable_tqdm)
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            fits = [self.fit_request(req) for req in requests]
+            recs = [self.new_record(req.task_name, req.doc_id, e, f, m) for req, (e, f, m, _) in zip(requests, fits)]
+            texts = self._generate_fitted(requests, fits, disable_tqdm)
+            two_pass = [i for i, req in enumerate(requests) if self.spec_for(req.task_name).followup is not None]
+            if two_pass:
+                second, second_fits = [], []
+                for i in two_pass:
+                    recs[i].first_response = texts[i]
+                    fit2, _ = self.followup_request(requests[i], texts[i])
+                    req2 = copy.copy(requests[i])
+                    gen2 = {**requests[i].args[1], "max_gen_toks": self.spec_for(requests[i].task_name).followup_max_gen_toks}
+                    req2.arguments = (requests[i].args[0], gen2)
+                    second.append(req2)
+                    second_fits.append((recs[i].endpoint, fit2, gen2["max_gen_toks"], {}))
+                for i, text in zip(two_pass, self._generate_fitted(second, second_fits, disable_tqdm)):
+                    texts[i] = text
+            self.records.extend(recs)
+            return texts
 
     lm = FittedHFLM(pretrained=model_path, tokenizer=tokenizer, max_length=max_model_len,
                     batch_size=batch_size, device="cpu", dtype="float32")
     lm.fitter = PromptFitter(tokenizer, max_model_len)
-    lm.endpoints = dict(endpoints)
+    lm.task_specs = dict(task_specs)
+    lm.seed = seed
     lm.records = []
-    lm.failed_args = []
     lm.n_sent = 0
     return lm
 

@@ -7,9 +7,13 @@ Steps: resolve tasks (TaskManager with tasks/ as include_path) -> start vLLM unl
 given -> build the backend (prompts fitted to the window) -> lm-eval's `evaluate` behind its
 request cache -> per-task samples and `run.json` with provenance -> stop the server.
 
-Resume: answers are cached in `<output_dir>/.cache/` under a key of (model content, tokenizer,
-window, backend); rerunning the same command reads finished answers from there and sends only the
-missing requests. Failed requests are never cached, so a rerun retries exactly those.
+Resume: answers are cached as they arrive in `<output_dir>/.cache/` under a key of (model
+content, tokenizer, window, backend) (see harness/cache.py); rerunning the same command reads
+finished answers from there and sends only the missing requests. Failed requests are never
+cached, so a rerun retries exactly those.
+
+Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `max_model_len`
+(plus anything given with `--metadata`), so benchmarks can apply their official truncation.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, 
 
 TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
-LONG_DOC_FIELDS = ("context", "input_text")
+LONG_DOC_FIELDS = ("context", "input_text", "_prompt")
 log = logging.getLogger("longact")
 
 
@@ -62,6 +66,7 @@ class EvalConfig:
     server_args: list[str] = field(default_factory=list)
     api_key: str | None = None
     startup_timeout_s: float = 600.0
+    per_request_seed: bool = False
     use_cache: bool = True
     progress: bool = True
     command: list[str] = field(default_factory=list)
@@ -119,15 +124,59 @@ def _callable_sources(cfg) -> list[str]:
     return sorted(f for f in files if f)
 
 
+# Run-specific metadata the harness injects; excluded from the config hash (recorded elsewhere).
+RUNTIME_METADATA = ("tokenizer", "max_model_len")
+
+
+def _stable(obj):
+    """JSON-able view of a config: callables become module.qualname (no memory addresses)."""
+    if callable(obj):
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    if isinstance(obj, dict):
+        return {str(k): _stable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_stable(v) for v in obj]
+    return obj
+
+
 def task_config_hash(task) -> str:
     cfg = task.config
     files = _callable_sources(cfg)
-    sources = {Path(f).name: Path(f).read_text(encoding="utf-8", errors="replace") for f in files}
-    return provenance.json_hash({"config": cfg.to_dict(), "sources": sources})
+    metadata = {k: v for k, v in (cfg.metadata or {}).items() if k not in RUNTIME_METADATA}
+    files += [inspect.getsourcefile(v) for v in metadata.values() if callable(v)]
+    sources = {Path(f).name: Path(f).read_text(encoding="utf-8", errors="replace") for f in sorted(set(files)) if f}
+    config = _stable({**cfg.to_dict(), "metadata": metadata})
+    return provenance.json_hash({"config": config, "sources": sources})
 
 
 def dataset_fingerprint(task) -> str:
+    """Hash of the documents as evaluated (after the task's own processing and truncation)."""
     return provenance.json_hash([doc for doc in task.eval_docs])
+
+
+def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -> dict:
+    """Per-field-value mean, stderr and n of each metric (e.g. LongBench v2 easy/hard).
+
+    `samples` are samples.jsonl rows (`doc` and `metrics` keys).
+    """
+    import math
+
+    out: dict[str, dict[str, dict[str, Metric]]] = {}
+    for fld in fields:
+        groups: dict[str, list[dict]] = {}
+        for s in samples:
+            value = (s.get("doc") or {}).get(fld)
+            if value is not None:
+                groups.setdefault(str(value), []).append(s)
+        for value, members in sorted(groups.items()):
+            for m in metric_names:
+                xs = [float(x["metrics"][m]) for x in members if isinstance(x["metrics"].get(m), (int, float))]
+                if not xs:
+                    continue
+                mean = sum(xs) / len(xs)
+                se = (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))) if len(xs) > 1 else None
+                out.setdefault(fld, {}).setdefault(value, {})[m] = Metric(mean, se, len(xs))
+    return out
 
 
 def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str:
@@ -176,26 +225,29 @@ def _sample_rows(samples: list[dict], records: dict, metric_names: list[str]) ->
             "from_cache": rec.from_cache if rec else False,
             "completion_tokens": rec.completion_tokens if rec else None,
             "finish_reason": rec.finish_reason if rec else None,
+            "first_response": rec.first_response if rec else None,
             "doc": _strip_doc(s.get("doc", {})),
         })
     return rows
 
 
-def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tokenizer, window: int, endpoints):
+def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tokenizer, window: int, specs):
     from harness.lm_backends import ServerLM, make_hf_lm
 
     if cfg.backend == "hf":
-        return make_hf_lm(cfg.model, tokenizer, window, endpoints)
-    return ServerLM(base_url, served_model, tokenizer, window, endpoints=endpoints,
+        return make_hf_lm(cfg.model, tokenizer, window, specs, seed=cfg.seed)
+    return ServerLM(base_url, served_model, tokenizer, window, task_specs=specs,
                     concurrency=cfg.concurrency, max_retries=cfg.max_retries,
-                    timeout_s=cfg.request_timeout_s, api_key=cfg.api_key, progress=cfg.progress)
+                    timeout_s=cfg.request_timeout_s, api_key=cfg.api_key, progress=cfg.progress,
+                    seed=cfg.seed)
 
 
 def _evaluate(lm, loaded, cfg: EvalConfig, cache_db: str | None):
     """lm-eval's simple_evaluate minus model construction, keeping the task objects we need."""
     import numpy as np
-    from lm_eval.api.model import CachingLM
     from lm_eval.evaluator import evaluate
+
+    from harness.cache import ResumableLM
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -211,20 +263,14 @@ def _evaluate(lm, loaded, cfg: EvalConfig, cache_db: str | None):
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=cfg.seed)
-    wrapped = CachingLM(lm, cache_db + ".db") if cache_db else lm
-    return evaluate(lm=wrapped, task_dict=loaded, limit=cfg.limit, log_samples=True,
-                    bootstrap_iters=1000, verbosity="WARNING"), wrapped
-
-
-def _forget_failures(wrapped, failed_args: list[tuple]) -> None:
-    """Drop failed requests from the request cache so a rerun retries them."""
-    from lm_eval.api.model import CachingLM, hash_args
-
-    if not isinstance(wrapped, CachingLM) or not failed_args:
-        return
-    for args in failed_args:
-        wrapped.dbdict.pop(hash_args("generate_until", args), None)
-    wrapped.dbdict.commit()
+    wrapped = ResumableLM(lm, cache_db + ".sqlite") if cache_db else lm
+    try:
+        results = evaluate(lm=wrapped, task_dict=loaded, limit=cfg.limit, log_samples=True,
+                           bootstrap_iters=1000, verbosity="WARNING")
+    finally:
+        if cache_db:
+            wrapped.close()
+    return results, wrapped
 
 
 def run_eval(cfg: EvalConfig) -> Path:
@@ -269,14 +315,12 @@ def run_eval(cfg: EvalConfig) -> Path:
                             tensor_parallel_size=cfg.tensor_parallel_size, extra_args=list(cfg.server_args),
                             concurrency=cfg.concurrency if cfg.backend == "server" else 1),
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
-        seeds={"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed, "fewshot": cfg.seed},
+        seeds={"python": cfg.seed, "numpy": cfg.seed, "torch": cfg.seed, "fewshot": cfg.seed,
+               "per_request_sampling": int(cfg.per_request_seed)},
         limit=cfg.limit, packages=provenance.package_versions(), host=provenance.host_info(),
         started_at=started, command=list(cfg.command or sys.argv),
     )
     write_run(run_dir, record)
-
-    loaded = tm.load(cfg.tasks)
-    endpoints = {name: str((t.config.metadata or {}).get("endpoint", "completion")) for name, t in loaded["tasks"].items()}
 
     with stop_on_sigterm():
         server = None
@@ -310,15 +354,20 @@ def run_eval(cfg: EvalConfig) -> Path:
             record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
                                  "max_model_len": int(window),
                                  "rule": "templated prompt + max_gen_toks <= max_model_len"}
-            lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), endpoints)
+            from harness.lm_backends import TaskSpec
+
+            metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), **cfg.task_metadata}
+            loaded = task_manager(metadata).load(cfg.tasks)
+            specs = {name: TaskSpec.from_metadata(t.config.metadata) for name, t in loaded["tasks"].items()}
+            lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)
             cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
             results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
-            _forget_failures(wrapped, lm.failed_args)
+            cached = getattr(wrapped, "cached_instances", [])
         finally:
             if server is not None:
                 server.stop()
 
-    _fill_record(record, results, loaded, lm, endpoints, run_dir)
+    _fill_record(record, results, loaded, lm, specs, cached, run_dir)
     record.finished_at = utc_now()
     record.wall_time_s = round(time.monotonic() - t0, 3)
     failed = record.requests.get("failed", 0)
@@ -331,18 +380,22 @@ def run_eval(cfg: EvalConfig) -> Path:
     return run_dir
 
 
-def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, endpoints: dict, run_dir: Path) -> None:
+def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict, cached: list, run_dir: Path) -> None:
     by_task: dict[str, dict[int, object]] = {}
     for rec in lm.records:
         by_task.setdefault(rec.task, {})[rec.doc_id] = rec
+    for inst in cached:
+        by_task.setdefault(inst.task_name, {})[inst.doc_id] = lm.record_for(inst)
     n_cached = 0
     totals = {"total": 0, "sent": int(getattr(lm, "n_sent", 0)), "cached": 0, "failed": 0}
     for name, task in loaded["tasks"].items():
         recs = by_task.setdefault(name, {})
-        for inst in task.instances:
-            if inst.doc_id not in recs:
-                recs[inst.doc_id] = lm.record_for(inst)
         samples = results.get("samples", {}).get(name, [])
+        # Benchmarks that truncate officially mark it on the document; count either kind.
+        for s in samples:
+            rec = recs.get(s["doc_id"])
+            if rec is not None and (s.get("doc") or {}).get("_truncated"):
+                rec.truncated = True
         metric_names = [m["metric"] for m in task.config.metric_list or []]
         rows = _sample_rows(samples, recs, metric_names)
         fname = f"samples_{name}.jsonl"
@@ -356,7 +409,7 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, endpoints: 
             version=str((task.config.metadata or {}).get("version")),
             config_hash=task_config_hash(task),
             dataset_fingerprint=dataset_fingerprint(task),
-            endpoint=endpoints[name],
+            endpoint=specs[name].endpoint,
             generation_kwargs=dict(task.config.generation_kwargs or {}),
             n_samples=n,
             n_truncated=sum(1 for r in recs.values() if r.truncated),
@@ -365,6 +418,7 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, endpoints: 
             prompt_tokens=sum(r.prompt_tokens for r in recs.values()),
             completion_tokens=sum(r.completion_tokens or 0 for r in recs.values()),
             metrics=parse_metrics(entry, n),
+            breakdown=breakdown(rows, list((task.config.metadata or {}).get("breakdown") or []), metric_names),
             samples_file=fname,
         )
         totals["total"] += len(recs)

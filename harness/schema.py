@@ -85,6 +85,9 @@ class TaskResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     metrics: dict[str, Metric] = field(default_factory=dict)
+    breakdown: dict[str, dict[str, dict[str, Metric]]] = field(default_factory=dict)
+    """Metrics per value of a document field the task declares (field -> value -> metric),
+    e.g. LongBench v2 difficulty/length/domain."""
     samples_file: str | None = None
     """File name of this task's per-sample log, relative to the run directory."""
 
@@ -155,6 +158,8 @@ class SampleRecord:
     from_cache: bool = False
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    first_response: str | None = None
+    """First-pass output of two-pass tasks (LongBench v2 CoT reasoning)."""
     doc: dict[str, Any] | None = None
     """The document minus long fields (context) for readability."""
 

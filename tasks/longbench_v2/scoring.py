@@ -22,3 +22,99 @@ def extract_answer(response: str) -> str | None:
 
 def is_correct(response: str, gold: str) -> bool:
     return extract_answer(response) == gold
+
+
+# Aggregation ----------------------------------------------------------------------------
+
+DIFFICULTIES = ("easy", "hard")
+LENGTHS = ("short", "medium", "long")
+
+
+def item_score(pred: str | None, gold: str, compensated: bool = False) -> float:
+    """1.0 right, 0.0 wrong; with `compensated` (official option) an unparsed answer counts 0.25."""
+    if pred is None and compensated:
+        return 0.25
+    return float(pred == gold)
+
+
+def official_report(items: list[dict], compensated: bool = False, drop_empty: bool = False) -> dict:
+    """The numbers THUDM/LongBench `result.py` prints, unrounded, in percent, plus breakdowns.
+
+    Each item needs `difficulty`, `length`, `answer` and `response` (`domain` optional). As in
+    `result.py`: overall = mean over all items; easy vs everything else (hard); short, medium,
+    everything else (long). `drop_empty` reproduces `pred.py` writing no line for an empty
+    response (so those items leave the denominator); by default they count as wrong.
+    A split with no items reports None instead of dividing by zero.
+    """
+    rows = []
+    n_empty = n_null = 0
+    for it in items:
+        response = it.get("response") or ""
+        if not response.strip():
+            n_empty += 1
+            if drop_empty:
+                continue
+        pred = extract_answer(response)
+        n_null += pred is None
+        rows.append((it, item_score(pred, it["answer"], compensated)))
+
+    def pct(selected):
+        selected = list(selected)
+        return 100.0 * sum(selected) / len(selected) if selected else None
+
+    report = {
+        "overall": pct(s for _, s in rows),
+        "easy": pct(s for it, s in rows if it["difficulty"] == "easy"),
+        "hard": pct(s for it, s in rows if it["difficulty"] != "easy"),
+        "short": pct(s for it, s in rows if it["length"] == "short"),
+        "medium": pct(s for it, s in rows if it["length"] == "medium"),
+        "long": pct(s for it, s in rows if it["length"] not in ("short", "medium")),
+        "n": len(rows),
+        "n_empty": n_empty,
+        "n_null": n_null,
+        "domains": {},
+    }
+    for domain in sorted({it.get("domain") for it, _ in rows if it.get("domain")}):
+        scores = [s for it, s in rows if it.get("domain") == domain]
+        report["domains"][domain] = {"acc": pct(scores), "n": len(scores)}
+    return report
+
+
+def read_prediction_file(path) -> list[dict]:
+    """Official `pred.py` output: JSONL (or one JSON list) of items with `response`.
+
+    `pred` and `judge`, if present, are ignored: everything is recomputed from `response`.
+    """
+    import json
+    from pathlib import Path
+
+    from tasks.data_io import DataError, one_of, validate_row
+
+    spec = {"difficulty": one_of("easy", "hard"), "length": one_of("short", "medium", "long"),
+            "answer": one_of("A", "B", "C", "D"), "response": str}
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise DataError(p, None, None, "file not found") from e
+    except UnicodeDecodeError as e:
+        raise DataError(p, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
+        return [validate_row(r, spec, p, i + 1) for i, r in enumerate(rows)]
+    rows = []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(p, line_no, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
+        rows.append(validate_row(row, spec, p, line_no))
+    if not rows:
+        raise DataError(p, None, None, "no predictions (the file is empty)")
+    return rows

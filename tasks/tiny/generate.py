@@ -51,7 +51,8 @@ def _filler(rng: random.Random, n_sentences: int) -> list[str]:
     return out
 
 
-def gen_mc(rng: random.Random, n: int = 40) -> list[dict]:
+def gen_mc(rng: random.Random, n: int = 40, domains: tuple[str, ...] = ("Synthetic facts",),
+           id_prefix: str = "tiny-mc") -> list[dict]:
     """LongBench-v2-shaped items: a document of facts, a four-choice question about one of them."""
     lengths = {"short": 12, "medium": 30, "long": 70}
     rows = []
@@ -74,7 +75,7 @@ def gen_mc(rng: random.Random, n: int = 40) -> list[dict]:
         rng.shuffle(options)
         letter = "ABCD"[options.index(gold)]
         rows.append({
-            "_id": f"tiny-mc-{i:03d}", "domain": "Synthetic facts", "sub_domain": "Names",
+            "_id": f"{id_prefix}-{i:03d}", "domain": domains[i % len(domains)], "sub_domain": "Names",
             "difficulty": difficulty, "length": length,
             "question": f"What is the {target} called?",
             "choice_A": options[0], "choice_B": options[1], "choice_C": options[2], "choice_D": options[3],
@@ -136,9 +137,15 @@ def gen_kv(rng: random.Random, n: int = 30) -> list[dict]:
     return rows
 
 
+LONGBENCH_FIXTURE = Path(__file__).resolve().parent.parent / "longbench_v2" / "data" / "fixture.jsonl"
+
+
 def generate() -> dict[str, list[dict]]:
+    """File name (relative to DATA_DIR, or absolute) -> rows."""
     tok = _tokenizer()
     return {
+        str(LONGBENCH_FIXTURE): gen_mc(random.Random(SEED + 4), n=12, id_prefix="lbv2-fixture",
+                                       domains=("Single-Document QA", "Long-dialogue History Understanding")),
         "tiny_mc.jsonl": gen_mc(random.Random(SEED)),
         "tiny_niah.jsonl": gen_niah(random.Random(SEED + 1), tok),
         "tiny_passkey.jsonl": gen_passkey(random.Random(SEED + 2)),

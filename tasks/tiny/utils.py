@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tasks.data_io import list_of_str, one_of, read_jsonl, to_dataset_dict
 from tasks.infinitebench.scoring import score_kv_retrieval, score_passkey
+from tasks.longbench_v2.prompts import ZERO_SHOT, fill
 from tasks.longbench_v2.scoring import extract_answer
 from tasks.ruler.scoring import postprocess_pred, sample_match_all
 
@@ -50,18 +51,9 @@ def load_kv(data_path: str | None = None, **_):
 
 # Prompts ---------------------------------------------------------------------------------
 
-MC_TEMPLATE = (
-    "Please read the following text and answer the question below.\n\n<text>\n$DOC$\n</text>\n\n"
-    "What is the correct answer to this question: $Q$\nChoices:\n(A) $C_A$\n(B) $C_B$\n(C) $C_C$\n"
-    "(D) $C_D$\n\nFormat your response as follows: \"The correct answer is (insert answer here)\"."
-)
-
-
 def mc_prompt(doc: dict) -> str:
-    """LongBench v2's 0-shot template, fields stripped, filled by plain replacement."""
-    return (MC_TEMPLATE.replace("$DOC$", doc["context"].strip()).replace("$Q$", doc["question"].strip())
-            .replace("$C_A$", doc["choice_A"].strip()).replace("$C_B$", doc["choice_B"].strip())
-            .replace("$C_C$", doc["choice_C"].strip()).replace("$C_D$", doc["choice_D"].strip()))
+    """LongBench v2's official 0-shot template (the harness fits it to the window)."""
+    return fill(ZERO_SHOT, doc)
 
 
 def niah_prompt(doc: dict) -> str:

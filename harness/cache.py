@@ -1,0 +1,75 @@
+"""The request cache that makes reruns resume: finished answers are saved as they arrive.
+
+It uses lm-eval's request hashing (`hash_args`) and the same SqliteDict storage as lm-eval's
+`CachingLM`, with three differences that resuming needs:
+
+* answers are written one by one as the backend finishes them (the backend calls `on_result`),
+  not after the whole batch, so a killed run keeps what it had;
+* failed requests are never written, so a rerun sends exactly those again;
+* sampled requests are cached too. lm-eval skips them so that repeats differ; here the i-th
+  repeat of a request has its own key. A cached sample is a valid draw; with
+  `--per-request-seed` (GPU servers) it is also exactly what a rerun would have drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class ResumableLM:
+    """Wraps an lm-eval LM; `generate_until` reads finished answers and sends only the rest."""
+
+    def __init__(self, lm, path: str | os.PathLike):
+        from sqlitedict import SqliteDict
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.lm = lm
+        self.path = str(path)
+        self.db = SqliteDict(self.path, autocommit=True)
+        self.cached_instances: list = []
+
+    def __getattr__(self, name):
+        return getattr(self.lm, name)
+
+    @staticmethod
+    def keys_for(requests) -> list[str]:
+        from lm_eval.api.model import hash_args
+
+        seen: dict[str, int] = {}
+        keys = []
+        for req in requests:
+            base = hash_args("generate_until", req.args)
+            k = seen.get(base, 0)
+            seen[base] = k + 1
+            keys.append(base if k == 0 else f"{base}#{k}")
+        return keys
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        keys = self.keys_for(requests)
+        results: list[str | None] = [self.db.get(k) for k in keys]
+        todo = [i for i, r in enumerate(results) if r is None]
+        self.cached_instances += [req for req, r in zip(requests, results) if r is not None]
+        if todo:
+            def save(j: int, text: str) -> None:
+                self.db[keys[todo[j]]] = text
+
+            self.lm.on_result = save
+            answers = self.lm.generate_until([requests[i] for i in todo], disable_tqdm=disable_tqdm)
+            self.lm.on_result = None
+            if not getattr(self.lm, "streams_results", False):
+                for j, text in enumerate(answers):  # in-process backends have no per-request errors
+                    save(j, text)
+            for j, i in enumerate(todo):
+                results[i] = answers[j]
+        self.db.commit()
+        return [r if r is not None else "" for r in results]
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        return self.lm.loglikelihood(requests, disable_tqdm=disable_tqdm)
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self.lm.loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,151 @@
+"""lm-eval hooks for LongBench v2 (official protocol of THUDM/LongBench `pred.py`).
+
+Loading validates every row, fills the official template and middle-truncates the *whole filled
+prompt* to `max_length` tokens of the evaluated model's tokenizer (first half + last half of the
+token ids, decoded skipping special tokens), exactly as `pred.py::query_llm` does. The result is
+stored on the document (`_prompt`, `_truncated`, `_original_tokens`), so the harness sees a prompt
+that already fits and records what was cut.
+
+`max_length` default: min(120,000, max_model_len - generation budget - chat-template overhead),
+where 120,000 is the official value for 128k-window models. Override with
+`--metadata '{"max_length": N}'`. Without a tokenizer in the metadata (plain `lm_eval` by hand)
+nothing is truncated, and the task README says so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tasks.data_io import DataError, one_of, read_jsonl, to_dataset_dict, validate_row
+from tasks.longbench_v2.prompts import COT, COT_ANSWER, NO_CONTEXT, ZERO_SHOT, fill
+from tasks.longbench_v2.scoring import extract_answer, item_score
+
+OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
+OFFICIAL_MAX_LENGTH = 120_000
+FIXTURE = Path(__file__).parent / "data" / "fixture.jsonl"
+ROW_SPEC = {
+    "_id": str, "domain": str, "sub_domain": str, "difficulty": one_of("easy", "hard"),
+    "length": one_of("short", "medium", "long"), "question": str, "choice_A": str, "choice_B": str,
+    "choice_C": str, "choice_D": str, "answer": one_of("A", "B", "C", "D"), "context": str,
+}
+TEMPLATE_OF_VARIANT = {"0shot": ZERO_SHOT, "cot": COT, "nocontext": NO_CONTEXT}
+
+
+def load_rows(data_path: str | None = None) -> list[dict]:
+    """Rows from a local JSON/JSONL file, or from the official Hugging Face dataset."""
+    if data_path:
+        p = Path(data_path)
+        if p.suffix == ".json":
+            import json
+
+            try:
+                rows = json.loads(p.read_text(encoding="utf-8"))
+            except FileNotFoundError as e:
+                raise DataError(p, None, None, "file not found") from e
+            except (UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise DataError(p, None, None, f"not a valid UTF-8 JSON list ({e})") from e
+            if not isinstance(rows, list) or not rows:
+                raise DataError(p, None, None, "expected a non-empty JSON list of items")
+            seen = set()
+            for i, r in enumerate(rows, start=1):
+                validate_row(r, ROW_SPEC, p, i)
+                if r["_id"] in seen:
+                    raise DataError(p, i, "_id", f"duplicate id {r['_id']!r}")
+                seen.add(r["_id"])
+            return rows
+        return read_jsonl(p, ROW_SPEC, id_field="_id")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(OFFICIAL_DATASET, split="train")
+    except Exception as e:  # noqa: BLE001 - offline machines raise several kinds
+        raise DataError(OFFICIAL_DATASET, None, None,
+                        f"cannot load the official dataset ({type(e).__name__}: {str(e)[:200]}). Offline? "
+                        "Download data.json once and pass --metadata '{\"data_path\": \"/path/data.json\"}'") from e
+    rows = [{k: item[k] for k in ROW_SPEC} for item in ds]
+    for i, r in enumerate(rows, start=1):
+        validate_row(r, ROW_SPEC, OFFICIAL_DATASET, i)
+    return rows
+
+
+class PromptTruncator:
+    """Official middle truncation with one tokenizer pass per prompt (plus a decode when cut)."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tok = tokenizer
+        self.max_length = int(max_length)
+
+    def __call__(self, prompt: str) -> tuple[str, bool, int]:
+        ids = self.tok.encode(prompt)
+        n = len(ids)
+        if n <= self.max_length:
+            return prompt, False, n
+        half = self.max_length // 2
+        # pred.py: ids[:max_len//2] + ids[-max_len//2:] (the tail has ceil(max_len/2) ids).
+        kept = ids[:half] + ids[n - (self.max_length - half):]
+        return self.tok.decode(kept, skip_special_tokens=True), True, n
+
+
+def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) -> int:
+    if not max_model_len:
+        return OFFICIAL_MAX_LENGTH
+    overhead = len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=True,
+                                                 add_generation_prompt=True))
+    if hasattr(overhead, "keys"):  # transformers may return a BatchEncoding
+        overhead = len(overhead["input_ids"])
+    return max(1, min(OFFICIAL_MAX_LENGTH, int(max_model_len) - int(gen_budget) - int(overhead)))
+
+
+def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
+          gen_budget=128, limit_rows=None, **_):
+    rows = load_rows(data_path)
+    if limit_rows:
+        rows = rows[: int(limit_rows)]
+    truncate = None
+    if tokenizer:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
+    template = TEMPLATE_OF_VARIANT[variant]
+    out = []
+    for r in rows:
+        prompt = fill(template, r)
+        truncated, n = False, None
+        if truncate is not None:
+            prompt, truncated, n = truncate(prompt)
+        out.append({**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
+                    "_max_length": truncate.max_length if truncate else None})
+    return to_dataset_dict(out)
+
+
+def load_0shot(**kw):
+    return _load("0shot", **kw)
+
+
+def load_cot(**kw):
+    return _load("cot", **kw)
+
+
+def load_nocontext(**kw):
+    return _load("nocontext", **kw)
+
+
+def doc_to_text(doc: dict) -> str:
+    return doc["_prompt"]
+
+
+def cot_answer_prompt(doc: dict, reasoning: str) -> str:
+    """Second CoT pass: the answer template, document omitted, first-pass output stripped."""
+    return fill(COT_ANSWER, doc, cot=reasoning.strip())
+
+
+def process_results(doc: dict, results: list[str]) -> dict:
+    response = (results[0] or "").strip()
+    pred = extract_answer(response)
+    return {
+        "acc": 100.0 * item_score(pred, doc["answer"]),
+        "acc_compensated": 100.0 * item_score(pred, doc["answer"], compensated=True),
+        "null_rate": 100.0 * (pred is None),
+        "empty_rate": 100.0 * (response == ""),
+    }

@@ -1,0 +1,207 @@
+"""LongBench v2: templates, extraction, official aggregation, truncation, loading, end to end."""
+
+import hashlib
+import json
+
+import pytest
+
+from tasks.data_io import DataError
+from tasks.longbench_v2 import utils
+from tasks.longbench_v2.prompts import TEMPLATES, fill
+from tasks.longbench_v2.scoring import extract_answer, official_report, read_prediction_file
+
+FIXTURE = utils.FIXTURE
+
+
+def test_templates_are_pinned_byte_for_byte():
+    # SHA-256 of THUDM/LongBench prompts/0shot.txt, 0shot_cot.txt, 0shot_cot_ans.txt, 0shot_no_context.txt
+    expected = {
+        "0shot": "68a162252bc9ff71d5d7abca3d69bb31aac3c35f832d657a2866f2018b8a6950",
+        "cot": "6cc33d92fd8f611662b756c1f10f302c541ca005b58c46d5f3188ac3a939bfe8",
+        "cot_answer": "85ec59df4ac0e27aabbc619a7ca5cf3ae1787dd5a76cf51a18944eb52c91955f",
+        "nocontext": "125fb44183af01ffc623df19392b80a287db62af3e2a2805e5b2ff9c7b2bee30",
+    }
+    assert {k: hashlib.sha256(v.encode()).hexdigest() for k, v in TEMPLATES.items()} == expected
+    assert "Let\u2019s think step by step" in TEMPLATES["cot"]
+
+
+def test_fill_strips_fields_and_embeds_cot():
+    doc = {"context": "  doc text \n", "question": " Q? ", "choice_A": " a ", "choice_B": "b",
+           "choice_C": "c", "choice_D": "d"}
+    out = fill(TEMPLATES["0shot"], doc)
+    assert "<text>\ndoc text\n</text>" in out and "question: Q?\n" in out and "(A) a\n" in out
+    ans = utils.cot_answer_prompt(doc, "  because b  ")
+    assert "step by step: because b\n\nBased on the above" in ans and "doc text" not in ans
+
+
+@pytest.mark.parametrize("response,expected", [
+    ("The correct answer is (A)", "A"),
+    ("The correct answer is (D).", "D"),
+    ("**The correct answer is (B)**", "B"),
+    ("The correct answer is **(C)**", "C"),
+    ("The correct answer is C", "C"),
+    ("The correct answer is B because ...", "B"),
+    ("The correct answer is (b)", None),
+    ("the correct answer is (A)", None),
+    ("Answer: (A)", None),
+    ("", None),
+    ("I cannot tell.", None),
+    ("The correct answer is (E)", None),
+    ("Step 1: The correct answer is not (A). Finally, The correct answer is (C)", "C"),
+    ("Let's think. (A) is wrong; (B) fits.\nThe correct answer is (B)", "B"),
+    ("The correct answer is (A). Wait, The correct answer is (D)", "A"),
+    ("The correct answer is A or B", "A"),
+    ("The correct answer is: (A)", None),
+])
+def test_extraction_on_hand_written_responses(response, expected):
+    assert extract_answer(response) == expected
+
+
+def _item(d, length, gold, response, domain="X"):
+    return {"difficulty": d, "length": length, "answer": gold, "response": response, "domain": domain}
+
+
+def test_official_report_hand_computed():
+    items = [
+        _item("easy", "short", "A", "The correct answer is (A)"),     # right
+        _item("easy", "medium", "B", "The correct answer is (C)"),    # wrong
+        _item("hard", "long", "C", "The correct answer is (C)", "Y"),  # right
+        _item("hard", "short", "D", "no idea"),                       # null
+        _item("hard", "medium", "A", ""),                             # empty (also null)
+    ]
+    r = official_report(items)
+    assert r["n"] == 5 and r["n_null"] == 2 and r["n_empty"] == 1
+    assert r["overall"] == pytest.approx(40.0)
+    assert r["easy"] == pytest.approx(50.0) and r["hard"] == pytest.approx(100 / 3)
+    assert r["short"] == pytest.approx(50.0) and r["medium"] == pytest.approx(0.0) and r["long"] == pytest.approx(100.0)
+    assert r["domains"] == {"X": {"acc": pytest.approx(25.0), "n": 4}, "Y": {"acc": pytest.approx(100.0), "n": 1}}
+    comp = official_report(items, compensated=True)
+    assert comp["overall"] == pytest.approx(100 * (1 + 0 + 1 + 0.25 + 0.25) / 5)
+    dropped = official_report(items, drop_empty=True)
+    assert dropped["n"] == 4 and dropped["overall"] == pytest.approx(50.0) and dropped["medium"] == pytest.approx(0.0)
+    assert official_report(items[:1])["hard"] is None  # empty split: no division by zero
+
+
+def test_score_cli_matches_result_py_on_an_official_file(tmp_path, capsys):
+    from harness.cli import main
+
+    rows = [
+        {"_id": "1", "difficulty": "easy", "length": "short", "answer": "A", "response": "The correct answer is (A)", "pred": "Z", "judge": False},
+        {"_id": "2", "difficulty": "hard", "length": "long", "answer": "B", "response": "**The correct answer is B**"},
+        {"_id": "3", "difficulty": "hard", "length": "medium", "answer": "C", "response": "The correct answer is (D)", "judge": True},
+        {"_id": "4", "difficulty": "easy", "length": "long", "answer": "D", "response": "hmm"},
+    ]
+    p = tmp_path / "Model.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "longbench_v2", str(p), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    # result.py by hand (judge recomputed from response): right = items 1 and 2
+    assert got == {"overall": 50.0, "easy": 50.0, "hard": 50.0, "short": 100.0, "medium": 0.0, "long": 50.0, "n": 4}
+    assert main(["score", "longbench_v2", str(p)]) == 0
+    assert "50.0\t50.0\t50.0\t100.0\t0.0\t50.0\t4" in capsys.readouterr().out
+
+
+def test_score_cli_bad_file(tmp_path, capsys):
+    from harness.cli import main
+
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps({"difficulty": "easy", "length": "short", "answer": "E", "response": ""}) + "\n")
+    assert main(["score", "longbench_v2", str(p)]) == 2
+    assert "bad.jsonl line 1, field 'answer': expected one of A, B, C, D, got 'E'" in capsys.readouterr().err
+
+
+def test_truncation_keeps_exact_head_and_tail_ids(tiny_tokenizer):
+    prompt = "HEAD " + " ".join(f"w{i}" for i in range(3000)) + " TAIL"
+    ids = tiny_tokenizer.encode(prompt)
+    for max_len in (101, 100):
+        out, truncated, n = utils.PromptTruncator(tiny_tokenizer, max_len)(prompt)
+        head, tail = max_len // 2, max_len - max_len // 2
+        assert truncated and n == len(ids)
+        assert out == tiny_tokenizer.decode(ids[:head] + ids[-tail:], skip_special_tokens=True)
+        assert out.startswith("HEAD") and out.endswith("TAIL")
+    same, truncated, _ = utils.PromptTruncator(tiny_tokenizer, len(ids))(prompt)
+    assert same == prompt and not truncated
+
+
+def test_default_max_length_leaves_room_for_template_and_budget(tiny_tokenizer):
+    m = utils.default_max_length(tiny_tokenizer, 2048, 128)
+    overhead = len(tiny_tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=False,
+                                                      add_generation_prompt=True).encode()) and 0
+    assert 2048 - 128 - 20 < m < 2048 - 128 and overhead == 0
+    assert utils.default_max_length(tiny_tokenizer, 1_000_000, 128) == 120_000
+    assert utils.default_max_length(tiny_tokenizer, None, 128) == 120_000
+
+
+def _rows():
+    return [json.loads(l) for l in FIXTURE.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda r: r.pop("choice_C"), "line 1, field 'choice_C': missing"),
+    (lambda r: r.update(answer="E"), "line 1, field 'answer': expected one of A, B, C, D, got 'E'"),
+    (lambda r: r.update(difficulty="medium"), "field 'difficulty': expected one of easy, hard"),
+    (lambda r: r.update(context=None), "field 'context': expected str, got NoneType"),
+])
+def test_bad_rows_are_named(tmp_path, mutate, needle):
+    rows = _rows()
+    mutate(rows[0])
+    p = tmp_path / "lb.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DataError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        utils.load_rows(str(p))
+
+
+def test_non_utf8_and_empty_and_json_list(tmp_path):
+    p = tmp_path / "lb.jsonl"
+    p.write_bytes(FIXTURE.read_bytes() + b'{"_id": "\xff"}\n')
+    with pytest.raises(DataError, match="line 13: not UTF-8"):
+        utils.load_rows(str(p))
+    e = tmp_path / "empty.jsonl"
+    e.write_text("")
+    with pytest.raises(DataError, match="empty"):
+        utils.load_rows(str(e))
+    j = tmp_path / "data.json"
+    j.write_text(json.dumps(_rows()))
+    assert len(utils.load_rows(str(j))) == 12
+
+
+def test_offline_official_dataset_error_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match="data_path"):
+        utils.load_rows(None)
+
+
+def test_loader_truncates_with_the_evaluated_tokenizer(tiny_model_dir, tiny_tokenizer):
+    ds = utils.load_0shot(data_path=str(FIXTURE), tokenizer=str(tiny_model_dir), max_model_len=1024, gen_budget=128)["test"]
+    assert any(d["_truncated"] for d in ds) and not all(d["_truncated"] for d in ds)
+    for d in ds:
+        assert len(tiny_tokenizer.encode(d["_prompt"])) <= d["_max_length"] + 2  # decode/re-encode slack
+
+
+@pytest.mark.server
+def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
+    from harness.results import load_run
+    from harness.runner import EvalConfig, run_eval
+
+    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir),
+                     tasks=["longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"],
+                     task_metadata={"data_path": str(FIXTURE)}, output_dir=str(tmp_path), progress=False)
+    run_dir = run_eval(cfg)
+    rec = load_run(run_dir)
+    assert rec.status == "complete"
+    for name in cfg.tasks:
+        t = rec.tasks[name]
+        assert t.n_samples == 12 and t.endpoint == "chat"
+        bd = t.breakdown
+        assert set(bd["difficulty"]) == {"easy", "hard"} and set(bd["length"]) == {"short", "medium", "long"}
+        assert sum(m["acc"].n for m in bd["difficulty"].values()) == 12
+        rows = [json.loads(l) for l in (run_dir / t.samples_file).read_text().splitlines()]
+        items = [{**r["doc"], "response": r["response"]} for r in rows]
+        report = official_report(items)
+        assert t.metrics["acc"].value == pytest.approx(report["overall"])
+        assert bd["difficulty"]["easy"]["acc"].value == pytest.approx(report["easy"])
+        assert t.metrics["null_rate"].value == pytest.approx(100 * report["n_null"] / 12)
+    cot_rows = [json.loads(l) for l in (run_dir / rec.tasks["longbench_v2_cot"].samples_file).read_text().splitlines()]
+    assert all(r["first_response"] is not None for r in cot_rows)
+    assert rec.tasks["longbench_v2_cot"].generation_kwargs["max_gen_toks"] == 1024
