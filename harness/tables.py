@@ -45,8 +45,17 @@ RUN_COLUMNS = [
 def run_rows(record: RunRecord, columns=RUN_COLUMNS) -> list[dict]:
     rows = []
     for task_name in sorted(record.tasks):
-        for metric_name, metric in record.tasks[task_name].metrics.items():
+        task = record.tasks[task_name]
+        for metric_name, metric in task.metrics.items():
             rows.append({c.name: c.get(record, task_name, metric_name, metric) for c in columns})
+        primary = next(iter(task.metrics), None)
+        for fld, values in task.breakdown.items():
+            for value, metrics in values.items():
+                if primary in metrics:
+                    row = {c.name: c.get(record, task_name, primary, metrics[primary]) for c in columns}
+                    row["task"] = f"  {task_name} {fld}={value}"
+                    row["truncated"] = row["errors"] = None
+                    rows.append(row)
     for group_name in sorted(record.groups):
         for metric_name, metric in record.groups[group_name].items():
             rows.append({c.name: c.get(record, group_name, metric_name, metric) for c in columns})
