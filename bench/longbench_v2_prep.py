@@ -53,6 +53,11 @@ class CountingTokenizer:
 
     def __init__(self, tok):
         self.tok, self.passes = tok, 0
+        self._tokenizer = self  # PromptTruncator uses the fast backend's batch encoder
+
+    def encode_batch_fast(self, texts, **kw):
+        self.passes += len(texts)
+        return self.tok._tokenizer.encode_batch_fast(texts, **kw)
 
     def __call__(self, texts, **kw):
         self.passes += len(texts) if isinstance(texts, list) else 1
