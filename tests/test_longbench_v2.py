@@ -205,3 +205,14 @@ def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     cot_rows = [json.loads(l) for l in (run_dir / rec.tasks["longbench_v2_cot"].samples_file).read_text().splitlines()]
     assert all(r["first_response"] is not None for r in cot_rows)
     assert rec.tasks["longbench_v2_cot"].generation_kwargs["max_gen_toks"] == 1024
+
+
+def test_prediction_file_as_json_list_and_empty(tmp_path):
+    rows = [{"difficulty": "hard", "length": "medium", "answer": "C", "response": "The correct answer is (C)"}]
+    p = tmp_path / "preds.json"
+    p.write_text(json.dumps(rows, indent=1))
+    assert official_report(read_prediction_file(p))["overall"] == 100.0
+    e = tmp_path / "empty.jsonl"
+    e.write_text("\n")
+    with pytest.raises(DataError, match="empty"):
+        read_prediction_file(e)

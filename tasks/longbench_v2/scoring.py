@@ -88,33 +88,22 @@ def read_prediction_file(path) -> list[dict]:
     import json
     from pathlib import Path
 
-    from tasks.data_io import DataError, one_of, validate_row
+    from tasks.data_io import DataError, one_of, read_jsonl, validate_row
 
     spec = {"difficulty": one_of("easy", "hard"), "length": one_of("short", "medium", "long"),
             "answer": one_of("A", "B", "C", "D"), "response": str}
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with open(p, "rb") as f:
+            is_list = f.read(4096).lstrip().startswith(b"[")
     except FileNotFoundError as e:
         raise DataError(p, None, None, "file not found") from e
+    if not is_list:
+        return read_jsonl(p, spec)
+    try:
+        rows = json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise DataError(p, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
-        return [validate_row(r, spec, p, i + 1) for i, r in enumerate(rows)]
-    rows = []
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(p, line_no, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
-        rows.append(validate_row(row, spec, p, line_no))
-    if not rows:
-        raise DataError(p, None, None, "no predictions (the file is empty)")
-    return rows
+    except json.JSONDecodeError as e:
+        raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
+    return [validate_row(r, spec, p, i + 1) for i, r in enumerate(rows)]
