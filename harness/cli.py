@@ -100,11 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
-               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated")
-    sc.add_argument("benchmark", choices=["longbench_v2"], help="which benchmark's format and scorer")
+               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated\n"
+               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json")
+    sc.add_argument("benchmark", choices=["longbench_v2", "infinitebench"], help="which benchmark's format and scorer")
     sc.add_argument("file", help="prediction file in the official format")
     sc.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
     sc.add_argument("--compensated", action="store_true", help="LongBench v2: unparsed answers count 0.25 (official option)")
+    sc.add_argument("--task", help="InfiniteBench: task name (passkey, kv_retrieval, math_calc, ...)")
+    sc.add_argument("--model-family", default="gpt4",
+                    help="InfiniteBench: prompt family of the predictions; math_calc drops the first number for gpt4 (default: %(default)s)")
     sc.add_argument("--drop-empty", action="store_true",
                     help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
 
@@ -160,6 +164,14 @@ def cmd_show(args) -> int:
 
 
 def cmd_score(args) -> int:
+    if args.benchmark == "infinitebench":
+        from tasks.infinitebench.scoring import SCORERS, score_file
+
+        if args.task not in SCORERS:
+            raise UserError(f"--task must be one of {', '.join(SCORERS)} (got {args.task!r})")
+        result = score_file(args.file, args.task, args.model_family)
+        print(json.dumps(result) if args.json else f"{args.task}: {result['score']:.2f} (n={result['n']})")
+        return 0
     from tasks.longbench_v2.scoring import official_report, read_prediction_file
 
     report = official_report(read_prediction_file(args.file), compensated=args.compensated, drop_empty=args.drop_empty)

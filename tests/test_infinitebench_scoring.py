@@ -62,3 +62,33 @@ def test_rouge_lsum_no_stemming():
 
 def test_registry_covers_the_twelve_tasks():
     assert len(s.SCORERS) == 12
+
+
+def test_score_cli_reads_official_prediction_files(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    p = tmp_path / "preds_kv_retrieval.jsonl"
+    rows = [{"id": 0, "prediction": 'The value is "abc-1".', "ground_truth": "abc-1"},
+            {"id": 1, "pred": "abc-2x", "ground_truth": "abc-2"},
+            {"id": 2, "prediction": "", "ground_truth": "abc-3"}]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["score", "infinitebench", str(p), "--task", "kv_retrieval", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"score": pytest.approx(100 / 3), "n": 3}
+    calc = tmp_path / "preds_math_calc.jsonl"
+    calc.write_text(json.dumps({"prediction": "5, 7, 9", "label": [7, 9, 2]}) + "\n")
+    assert main(["score", "infinitebench", str(calc), "--task", "math_calc", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == pytest.approx(200 / 3)
+
+
+def test_score_cli_bad_prediction_file(tmp_path, capsys):
+    import json
+
+    from harness.cli import main
+
+    p = tmp_path / "preds.jsonl"
+    p.write_text(json.dumps({"ground_truth": "1", "prediction": "1"}) + "\n" + json.dumps({"ground_truth": "2"}) + "\n")
+    assert main(["score", "infinitebench", str(p), "--task", "passkey"]) == 2
+    assert "preds.jsonl line 2, field 'prediction': missing" in capsys.readouterr().err
+    assert main(["score", "infinitebench", str(p), "--task", "nope"]) == 2

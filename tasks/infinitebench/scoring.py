@@ -245,3 +245,41 @@ SCORERS = {
     "code_debug": score_code_debug,
 }
 """Task name -> per-sample scorer returning a fraction in [0, 1] (tasks report the mean x100)."""
+
+
+# Rescoring official prediction files ----------------------------------------------------------
+
+def read_prediction_file(path) -> tuple[list[str], list]:
+    """(predictions, labels) from an official prediction file, as `get_preds`/`get_labels` read it:
+    one JSON object per line with `prediction` or `pred`, and `ground_truth` or `label`."""
+    from tasks.data_io import DataError, read_jsonl
+
+    rows = read_jsonl(path, {})
+    label_key = next((k for k in ("ground_truth", "label") if k in rows[0]), None)
+    if label_key is None:
+        raise DataError(path, 1, "ground_truth", "missing (expected `ground_truth` or `label`)")
+    preds, labels = [], []
+    for line_no, row in enumerate(rows, start=1):
+        pred_key = next((k for k in ("prediction", "pred") if k in row), None)
+        if pred_key is None:
+            raise DataError(path, line_no, "prediction", "missing (expected `prediction` or `pred`)")
+        if not isinstance(row[pred_key], str):
+            raise DataError(path, line_no, pred_key, f"expected str, got {type(row[pred_key]).__name__}")
+        if label_key not in row:
+            raise DataError(path, line_no, label_key, "missing")
+        preds.append(row[pred_key])
+        labels.append(row[label_key])
+    return preds, labels
+
+
+def score_file(path, task: str, model_family: str = "gpt4") -> dict:
+    """Official `compute_scores` for one task, in percent (unrounded), with n."""
+    if task not in SCORERS:
+        raise ValueError(f"unknown InfiniteBench task {task!r}; expected one of {', '.join(SCORERS)}")
+    preds, labels = read_prediction_file(path)
+    scorer = SCORERS[task]
+    if task == "math_calc":
+        scores = [scorer(p, l, model_family=model_family) for p, l in zip(preds, labels)]
+    else:
+        scores = [scorer(p, l) for p, l in zip(preds, labels)]
+    return {"score": 100.0 * sum(scores) / len(scores), "n": len(scores)}
