@@ -239,7 +239,7 @@ def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tok
     return ServerLM(base_url, served_model, tokenizer, window, task_specs=specs,
                     concurrency=cfg.concurrency, max_retries=cfg.max_retries,
                     timeout_s=cfg.request_timeout_s, api_key=cfg.api_key, progress=cfg.progress,
-                    seed=cfg.seed)
+                    seed=cfg.seed, per_request_seed=cfg.per_request_seed)
 
 
 def _evaluate(lm, loaded, cfg: EvalConfig, cache_db: str | None):

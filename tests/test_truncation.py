@@ -48,3 +48,4 @@ def test_fitter_makes_prompt_plus_budget_fit(tiny_tokenizer, chat):
 def test_fitter_explains_when_budget_leaves_no_room(tiny_tokenizer):
     with pytest.raises(UserError, match="leaves no room"):
         PromptFitter(tiny_tokenizer, 64).fit("word " * 500, 60, chat=True)
+
