@@ -115,11 +115,11 @@ class PromptTruncator:
 def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) -> int:
     if not max_model_len:
         return OFFICIAL_MAX_LENGTH
-    overhead = len(tokenizer.apply_chat_template([{"role": "user", "content": ""}], tokenize=True,
-                                                 add_generation_prompt=True))
-    if hasattr(overhead, "keys"):  # transformers may return a BatchEncoding
-        overhead = len(overhead["input_ids"])
-    return max(1, min(OFFICIAL_MAX_LENGTH, int(max_model_len) - int(gen_budget) - int(overhead)))
+    from harness.truncation import PromptFitter
+
+    # Tokens the chat template adds around an empty user turn, counted as the server counts them.
+    overhead = PromptFitter(tokenizer, int(max_model_len)).count("", chat=True)
+    return max(1, min(OFFICIAL_MAX_LENGTH, int(max_model_len) - int(gen_budget) - overhead))
 
 
 def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
