@@ -69,13 +69,28 @@ def one_of(*allowed) -> Callable[[Any], str | None]:
     return check
 
 
+class _UniqueIds:
+    """Remembers where each id was first seen; a repeat is a DataError naming both places."""
+
+    def __init__(self, path, id_field: str | None):
+        self.path, self.id_field, self.seen = path, id_field, {}
+
+    def add(self, row: dict, line: int) -> None:
+        if self.id_field is None:
+            return
+        key = row.get(self.id_field)
+        if key in self.seen:
+            raise DataError(self.path, line, self.id_field, f"duplicate id {key!r} (first on line {self.seen[key]})")
+        self.seen[key] = line
+
+
 def read_jsonl(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: str | None = None,
                max_line_bytes: int = 64 << 20) -> list[dict]:
     """Read a JSONL file, validating each row against `spec`; duplicate ids are errors."""
     p = Path(path)
     if not p.is_file():
         raise DataError(p, None, None, "file not found")
-    rows, seen = [], {}
+    rows, ids = [], _UniqueIds(p, id_field)
     with open(p, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             if len(raw) > max_line_bytes:
@@ -91,14 +106,38 @@ def read_jsonl(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: st
             except json.JSONDecodeError as e:
                 raise DataError(p, line_no, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
             validate_row(row, spec, p, line_no)
-            if id_field is not None:
-                key = row.get(id_field)
-                if key in seen:
-                    raise DataError(p, line_no, id_field, f"duplicate id {key!r} (first on line {seen[key]})")
-                seen[key] = line_no
+            ids.add(row, line_no)
             rows.append(row)
     if not rows:
         raise DataError(p, None, None, "no rows (the file is empty)")
+    return rows
+
+
+def read_records(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: str | None = None) -> list[dict]:
+    """A JSON list of objects (`.json`, or any file starting with `[`) or JSONL, validated alike.
+
+    In a JSON list, "line" in errors is the item's 1-based position.
+    """
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            is_list = p.suffix == ".json" or f.read(4096).lstrip().startswith(b"[")
+    except FileNotFoundError as e:
+        raise DataError(p, None, None, "file not found") from e
+    if not is_list:
+        return read_jsonl(p, spec, id_field=id_field)
+    try:
+        rows = json.loads(p.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(p, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e:
+        raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
+    if not isinstance(rows, list) or not rows:
+        raise DataError(p, None, None, "expected a non-empty JSON list of items")
+    ids = _UniqueIds(p, id_field)
+    for i, row in enumerate(rows, start=1):
+        validate_row(row, spec, p, i)
+        ids.add(row, i)
     return rows
 
 

@@ -49,3 +49,20 @@ def test_huge_line_is_refused(tmp_path):
     p = _write(tmp_path, [json.dumps({**GOOD, "id": "z" * 5000})])
     with pytest.raises(DataError, match="over the 1000-byte limit"):
         read_jsonl(p, SPEC, max_line_bytes=1000)
+
+
+def test_json_list_files_are_validated_like_jsonl(tmp_path):
+    from tasks.data_io import read_records
+
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps([GOOD, {**GOOD, "id": "y"}]))
+    assert [r["id"] for r in read_records(p, SPEC, "id")] == ["x", "y"]
+    p.write_text(json.dumps([GOOD, GOOD]))
+    with pytest.raises(DataError, match=r"line 2, field 'id': duplicate id 'x' \(first on line 1\)"):
+        read_records(p, SPEC, "id")
+    p.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(DataError, match="expected a non-empty JSON list"):
+        read_records(p, SPEC)
+    jl = tmp_path / "d.jsonl"
+    jl.write_text(json.dumps(GOOD) + "\n")
+    assert read_records(jl, SPEC) == [GOOD]

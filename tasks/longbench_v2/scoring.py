@@ -28,6 +28,7 @@ def is_correct(response: str, gold: str) -> bool:
 
 DIFFICULTIES = ("easy", "hard")
 LENGTHS = ("short", "medium", "long")
+CHOICES = ("A", "B", "C", "D")
 
 
 def item_score(pred: str | None, gold: str, compensated: bool = False) -> float:
@@ -85,25 +86,8 @@ def read_prediction_file(path) -> list[dict]:
 
     `pred` and `judge`, if present, are ignored: everything is recomputed from `response`.
     """
-    import json
-    from pathlib import Path
+    from tasks.data_io import one_of, read_records
 
-    from tasks.data_io import DataError, one_of, read_jsonl, validate_row
-
-    spec = {"difficulty": one_of("easy", "hard"), "length": one_of("short", "medium", "long"),
-            "answer": one_of("A", "B", "C", "D"), "response": str}
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            is_list = f.read(4096).lstrip().startswith(b"[")
-    except FileNotFoundError as e:
-        raise DataError(p, None, None, "file not found") from e
-    if not is_list:
-        return read_jsonl(p, spec)
-    try:
-        rows = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise DataError(p, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
-    except json.JSONDecodeError as e:
-        raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
-    return [validate_row(r, spec, p, i + 1) for i, r in enumerate(rows)]
+    spec = {"difficulty": one_of(*DIFFICULTIES), "length": one_of(*LENGTHS),
+            "answer": one_of(*CHOICES), "response": str}
+    return read_records(path, spec)

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.data_io import DataError, one_of, read_jsonl, to_dataset_dict, validate_row
+from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
 from tasks.longbench_v2.prompts import COT, COT_ANSWER, NO_CONTEXT, ZERO_SHOT, fill
-from tasks.longbench_v2.scoring import extract_answer, item_score
+from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
 
 OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
 OFFICIAL_MAX_LENGTH = 120_000
 FIXTURE = Path(__file__).parent / "data" / "fixture.jsonl"
 ROW_SPEC = {
-    "_id": str, "domain": str, "sub_domain": str, "difficulty": one_of("easy", "hard"),
-    "length": one_of("short", "medium", "long"), "question": str, "choice_A": str, "choice_B": str,
-    "choice_C": str, "choice_D": str, "answer": one_of("A", "B", "C", "D"), "context": str,
+    "_id": str, "domain": str, "sub_domain": str, "difficulty": one_of(*DIFFICULTIES),
+    "length": one_of(*LENGTHS), "question": str, "choice_A": str, "choice_B": str,
+    "choice_C": str, "choice_D": str, "answer": one_of(*CHOICES), "context": str,
 }
 TEMPLATE_OF_VARIANT = {"0shot": ZERO_SHOT, "cot": COT, "nocontext": NO_CONTEXT}
 
@@ -34,26 +34,7 @@ TEMPLATE_OF_VARIANT = {"0shot": ZERO_SHOT, "cot": COT, "nocontext": NO_CONTEXT}
 def load_rows(data_path: str | None = None) -> list[dict]:
     """Rows from a local JSON/JSONL file, or from the official Hugging Face dataset."""
     if data_path:
-        p = Path(data_path)
-        if p.suffix == ".json":
-            import json
-
-            try:
-                rows = json.loads(p.read_text(encoding="utf-8"))
-            except FileNotFoundError as e:
-                raise DataError(p, None, None, "file not found") from e
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise DataError(p, None, None, f"not a valid UTF-8 JSON list ({e})") from e
-            if not isinstance(rows, list) or not rows:
-                raise DataError(p, None, None, "expected a non-empty JSON list of items")
-            seen = set()
-            for i, r in enumerate(rows, start=1):
-                validate_row(r, ROW_SPEC, p, i)
-                if r["_id"] in seen:
-                    raise DataError(p, i, "_id", f"duplicate id {r['_id']!r}")
-                seen.add(r["_id"])
-            return rows
-        return read_jsonl(p, ROW_SPEC, id_field="_id")
+        return read_records(data_path, ROW_SPEC, id_field="_id")
     import datasets
 
     try:

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.data_io import list_of_str, one_of, read_jsonl, to_dataset_dict
+from tasks.data_io import list_of_str, read_jsonl, to_dataset_dict
 from tasks.infinitebench.scoring import score_kv_retrieval, score_passkey
 from tasks.longbench_v2.prompts import ZERO_SHOT, fill
 from tasks.longbench_v2.scoring import extract_answer
+from tasks.longbench_v2.utils import ROW_SPEC as LONGBENCH_V2_ROW_SPEC
 from tasks.ruler.scoring import postprocess_pred, sample_match_all
 
 DATA_DIR = Path(__file__).parent / "data"
 
-MC_SPEC = {"_id": str, "domain": str, "sub_domain": str, "difficulty": one_of("easy", "hard"),
-           "length": one_of("short", "medium", "long"), "question": str, "choice_A": str,
-           "choice_B": str, "choice_C": str, "choice_D": str, "answer": one_of("A", "B", "C", "D"),
-           "context": str}
+MC_SPEC = LONGBENCH_V2_ROW_SPEC  # tiny_mc rows have exactly LongBench v2's fields
 NIAH_SPEC = {"id": str, "length": int, "context": str, "query": str, "outputs": list_of_str}
 INF_SPEC = {"id": int, "context": str, "input": str, "answer": list_of_str, "options": list}
 
