@@ -38,10 +38,38 @@ def score_number_string(pred: str, label) -> float:
     return score_passkey(pred, label)
 
 
+def _first(label):
+    """Official labels are often one-element lists; scorers compare against the element."""
+    return label[0] if isinstance(label, (list, tuple)) else label
+
+
+def _to_spaces(text: str, chars, collapse: bool = False) -> str:
+    """Replace each of `chars` (characters or words) by a space; optionally collapse runs of
+    spaces, as the official scorers' `while "  " in pred` loops do."""
+    for c in chars:
+        text = text.replace(c, " ")
+    if collapse:
+        while "  " in text:
+            text = text.replace("  ", " ")
+    return text
+
+
+def _text_after_prefix(text: str, prefixes) -> tuple[bool, str | None]:
+    """(found, rest) for the first prefix in `prefixes` that occurs in `text`, as the official
+    scorers look for answer prefixes: rest skips one character after the prefix and is None when
+    the text ends right there."""
+    for prefix in prefixes:
+        idx = text.find(prefix)
+        if idx == -1:
+            continue
+        if len(text) < idx + len(prefix) + 1:
+            return True, None
+        return True, text[idx + len(prefix) + 1:]
+    return False, None
+
+
 def split_retrieval_words(pred: str) -> list[str]:
-    for c in _RETRIEVAL_SEPARATORS:
-        pred = pred.replace(c, " ")
-    return pred.split()
+    return _to_spaces(pred, _RETRIEVAL_SEPARATORS).split()
 
 
 def score_kv_retrieval(pred: str, label) -> float:
@@ -55,19 +83,15 @@ def score_kv_retrieval(pred: str, label) -> float:
 def score_code_run(pred: str, label) -> float:
     """Official `get_score_one_code_run`: the last whitespace word (after turning newline . ` ' " :
     into spaces) parsed as an integer equals the label."""
-    text = (pred or "").strip()
-    for c in ["\n", ".", "`", "'", '"', ":"]:
-        text = text.replace(c, " ")
-    words = text.split()
+    words = _to_spaces((pred or "").strip(), ["\n", ".", "`", "'", '"', ":"]).split()
     if not words:
         return 0.0
     try:
         value = int(words[-1])
     except ValueError:
         return 0.0
-    gold = label[0] if isinstance(label, (list, tuple)) else label
     try:
-        return float(value == int(gold))
+        return float(value == int(_first(label)))
     except (TypeError, ValueError):
         return 0.0
 
@@ -83,20 +107,11 @@ def score_code_debug(pred: str, label) -> float:
     pred = pred or ""
     if pred[:2] in (f"{letter}.", f"{letter}:"):
         return 1.0
-    text = pred.strip()
-    for c in ["\n", "`", "'", '"', "-", "*", "Option", "option"]:
-        text = text.replace(c, " ")
-    while "  " in text:
-        text = text.replace("  ", " ")
-    for prefix in ("answer is:", "is:", "answer:"):
-        idx = text.find(prefix)
-        if idx == -1:
-            continue
-        if len(text) < idx + len(prefix) + 1:
-            return 0.0
-        rest = text[idx + len(prefix) + 1:]
-        return float(rest.startswith(letter) or rest.startswith(fn_name))
-    return 0.0
+    text = _to_spaces(pred.strip(), ["\n", "`", "'", '"', "-", "*", "Option", "option"], collapse=True)
+    found, rest = _text_after_prefix(text, ("answer is:", "is:", "answer:"))
+    if not found or rest is None:
+        return 0.0
+    return float(rest.startswith(letter) or rest.startswith(fn_name))
 
 
 _FIRST_NUMBER = re.compile(r"\d+\.\d+|\d+")
@@ -107,7 +122,7 @@ def score_math_find(pred: str, label) -> float:
     the label, compared as int for integer labels and as float otherwise. (For an integer label
     whose first predicted number has a decimal point the official code raises in `int()`; we
     score it wrong.)"""
-    gold = label[0] if isinstance(label, (list, tuple)) else label
+    gold = _first(label)
     if isinstance(gold, str):
         gold = float(gold) if "." in gold else int(gold)
     match = _FIRST_NUMBER.search(pred or "")
@@ -141,8 +156,7 @@ def score_math_calc(pred: str, label, model_family: str = "gpt4") -> float:
 def score_longdialogue_qa_eng(pred: str, label) -> float:
     """Official `get_score_one_longdialogue_qa_eng`: the (upper-case) name is one of the prediction's
     upper-cased whole words."""
-    gold = label[0] if isinstance(label, (list, tuple)) else label
-    return float(gold in [w.upper() for w in split_retrieval_words(pred or "")])
+    return float(_first(label) in [w.upper() for w in split_retrieval_words(pred or "")])
 
 
 def score_longbook_choice_eng(pred: str, label) -> float:
@@ -152,19 +166,10 @@ def score_longbook_choice_eng(pred: str, label) -> float:
     pred = pred or ""
     if pred and pred[0] in "ABCD":
         return float(pred[0] in labels)
-    text = pred
-    for c in ["\n", '"', "'", ".", ",", "?", "!", "{", "}"]:
-        text = text.replace(c, " ")
-    while "  " in text:
-        text = text.replace("  ", " ")
-    for prefix in ("answer is:", "answer:", "answer is", "option is"):
-        idx = text.find(prefix)
-        if idx == -1:
-            continue
-        if len(text) < idx + len(prefix) + 1:
-            return 0.0
-        rest = text[idx + len(prefix) + 1:]
-        return float(any(rest.startswith(s) for s in labels))
+    text = _to_spaces(pred, ["\n", '"', "'", ".", ",", "?", "!", "{", "}"], collapse=True)
+    found, rest = _text_after_prefix(text, ("answer is:", "answer:", "answer is", "option is"))
+    if found:
+        return float(rest is not None and any(rest.startswith(s) for s in labels))
     for word in text.split():
         if word in ("A", "B", "C", "D"):
             return float(word in labels)
@@ -225,7 +230,7 @@ def rouge_lsum(pred: str, label) -> float:
     i.e. rouge_score with no stemming, summaries split into sentences on newlines."""
     from rouge_score import rouge_scorer
 
-    gold = label[0] if isinstance(label, (list, tuple)) else label
+    gold = _first(label)
     scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=False)
     return scorer.score(gold, pred or "")["rougeLsum"].fmeasure
 
