@@ -30,6 +30,7 @@ class ResumableLM:
         self.cached_instances: list = []
 
     def __getattr__(self, name):
+        # Everything but generate_until (log-likelihoods, rank, tokenizer...) is the wrapped LM's.
         return getattr(self.lm, name)
 
     @staticmethod
@@ -64,12 +65,6 @@ class ResumableLM:
                 results[i] = answers[j]
         self.db.commit()
         return [r if r is not None else "" for r in results]
-
-    def loglikelihood(self, requests, disable_tqdm: bool = False):
-        return self.lm.loglikelihood(requests, disable_tqdm=disable_tqdm)
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        return self.lm.loglikelihood_rolling(requests, disable_tqdm=disable_tqdm)
 
     def close(self) -> None:
         self.db.close()
