@@ -101,16 +101,30 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
                "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated\n"
-               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json")
-    sc.add_argument("benchmark", choices=["longbench_v2", "infinitebench"], help="which benchmark's format and scorer")
+               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json\n"
+               "  longact score ruler pred/niah_single_1.jsonl --task niah_single_1 --json")
+    sc.add_argument("benchmark", choices=["longbench_v2", "infinitebench", "ruler"], help="which benchmark's format and scorer")
     sc.add_argument("file", help="prediction file in the official format")
     sc.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
     sc.add_argument("--compensated", action="store_true", help="LongBench v2: unparsed answers count 0.25 (official option)")
-    sc.add_argument("--task", help="InfiniteBench: task name (passkey, kv_retrieval, math_calc, ...)")
+    sc.add_argument("--task", help="InfiniteBench or RULER: task name (passkey, kv_retrieval, ...; niah_single_1, vt, cwe, qa_1, ...)")
     sc.add_argument("--model-family", default="gpt4",
                     help="InfiniteBench: prompt family of the predictions; math_calc drops the first number for gpt4 (default: %(default)s)")
     sc.add_argument("--drop-empty", action="store_true",
                     help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
+
+    d = sub.add_parser(
+        "data", help="build benchmark data caches (needs the network once)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact data ruler-essays                       # official essay list -> ~/.cache/longact/ruler/essays\n"
+               "  longact data ruler-essays --out /data/essays    # then --metadata '{\"essay_path\": \"/data/essays\"}'\n"
+               "  longact data ruler-essays --url-list urls.txt   # a local copy of the URL list")
+    dsub = d.add_subparsers(dest="data_verb", metavar="ACTION")
+    re_ = dsub.add_parser("ruler-essays", help="download the RULER essay haystack (official URL list)")
+    re_.add_argument("--out", help="directory for the essays (default: $LONGACT_CACHE/ruler/essays)")
+    re_.add_argument("--url-list", help="URL or file with one essay URL per line (default: the official list)")
+    re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
 
     sub.add_parser("tasks", help="list the registered tasks and groups")
     return p
@@ -164,6 +178,16 @@ def cmd_show(args) -> int:
 
 
 def cmd_score(args) -> int:
+    if args.benchmark == "ruler":
+        from tasks.ruler.constants import TASKS
+        from tasks.ruler.scoring import OFFICIAL_ALIASES, score_file
+
+        if args.task not in TASKS and args.task not in OFFICIAL_ALIASES:
+            raise UserError(f"--task must be one of {', '.join(list(TASKS) + list(OFFICIAL_ALIASES))} (got {args.task!r})")
+        result = score_file(args.file, args.task)
+        print(json.dumps({"score": result["score"], "n": result["n"]}) if args.json
+              else f"{args.task}: {result['score']:.2f} (n={result['n']}, empty predictions: {result['nulls']})")
+        return 0
     if args.benchmark == "infinitebench":
         from tasks.infinitebench.scoring import SCORERS, score_file
 
@@ -188,6 +212,28 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_data(args) -> int:
+    if args.data_verb != "ruler-essays":
+        raise UserError("usage: longact data ruler-essays [--out DIR] [--url-list URL|FILE]")
+    from tasks.ruler.essays import download_essays
+    from tasks.ruler.sources import ESSAY_URL_LIST
+
+    try:
+        manifest = download_essays(args.out, args.url_list or ESSAY_URL_LIST, timeout=args.timeout)
+    except OSError as e:
+        raise UserError(f"cannot read the essay URL list: {e}") from e
+    except Exception as e:  # noqa: BLE001 - requests errors for the list itself
+        raise UserError(f"cannot fetch the essay URL list ({type(e).__name__}: {str(e)[:200]}); "
+                        "offline? pass --url-list with a local copy") from e
+    n, failed = len(manifest["files"]), manifest["failures"]
+    print(f"{n} essays in {manifest['out_dir']} ({len(failed)} failed)")
+    for f in failed[:10]:
+        print(f"  failed: {f}", file=sys.stderr)
+    if not n:
+        raise UserError("no essay could be fetched; the generators fall back to the generated corpus")
+    return 0 if not failed else 3
+
+
 def cmd_tasks(args) -> int:
     from harness.runner import task_manager
 
@@ -203,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score}
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, "data": cmd_data}
     try:
         return handlers[args.verb](args)
     except UserError as e:

@@ -168,7 +168,7 @@ def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -
             value = (s.get("doc") or {}).get(fld)
             if value is not None:
                 groups.setdefault(str(value), []).append(s)
-        for value, members in sorted(groups.items()):
+        for value, members in sorted(groups.items(), key=lambda kv: _value_order(kv[0])):
             for m in metric_names:
                 xs = [float(x["metrics"][m]) for x in members if isinstance(x["metrics"].get(m), (int, float))]
                 if not xs:
@@ -176,6 +176,44 @@ def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -
                 mean = sum(xs) / len(xs)
                 se = (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))) if len(xs) > 1 else None
                 out.setdefault(fld, {}).setdefault(value, {})[m] = Metric(mean, se, len(xs))
+    return out
+
+
+def _value_order(value: str):
+    """Numbers in numeric order (lengths 2048 < 16384), then text."""
+    return (0, int(value), "") if value.isdigit() else (1, 0, value)
+
+
+def group_breakdown(task_results: list, metric: str) -> dict:
+    """Mean over tasks of each (field, value) all of them report: RULER's per-length headline.
+
+    stderr combines the tasks' standard errors as independent: sqrt(sum se^2) / k.
+    """
+    import math
+
+    if not task_results:
+        return {}
+    out: dict[str, dict[str, dict[str, Metric]]] = {}
+    shared = set.intersection(*(set(t.breakdown) for t in task_results))
+    for fld in sorted(shared):
+        values = set.intersection(*(set(t.breakdown[fld]) for t in task_results))
+        for value in sorted(values, key=_value_order):
+            ms = [t.breakdown[fld][value].get(metric) for t in task_results]
+            if any(m is None for m in ms):
+                continue
+            ses = [m.stderr for m in ms]
+            se = math.sqrt(sum(x * x for x in ses)) / len(ms) if all(x is not None for x in ses) else None
+            out.setdefault(fld, {})[value] = {metric: Metric(sum(m.value for m in ms) / len(ms), se, sum(m.n for m in ms))}
+    return out
+
+
+def data_sources(samples: list[dict]) -> list[dict]:
+    seen, out = set(), []
+    for s in samples:
+        raw = (s.get("doc") or {}).get("_sources")
+        if raw and raw not in seen:
+            seen.add(raw)
+            out.append(json.loads(raw))
     return out
 
 
@@ -420,6 +458,7 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
             metrics=parse_metrics(entry, n),
             breakdown=breakdown(rows, list((task.config.metadata or {}).get("breakdown") or []), metric_names),
             samples_file=fname,
+            data_sources=data_sources(samples),
         )
         totals["total"] += len(recs)
         totals["failed"] += len(errs)
@@ -430,6 +469,10 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
         entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
         n = sum(record.tasks[t].n_samples for t in loaded["group_map"].get(gname, []) if t in record.tasks)
         record.groups[gname] = parse_metrics(entry, n)
+        members = [record.tasks[t] for t in loaded["group_map"].get(gname, []) if t in record.tasks]
+        primary = next(iter(record.groups[gname]), None)
+        if primary:
+            record.group_breakdown[gname] = group_breakdown(members, primary)
 
 
 def summarize(run_dir: Path) -> str:

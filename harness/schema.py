@@ -90,6 +90,9 @@ class TaskResult:
     e.g. LongBench v2 difficulty/length/domain."""
     samples_file: str | None = None
     """File name of this task's per-sample log, relative to the run directory."""
+    data_sources: list[dict[str, Any]] = field(default_factory=list)
+    """Where generated documents came from (RULER: haystack, word lists, QA files, template),
+    as the task's loader records them on each document (`_sources`); distinct values."""
 
 
 @dataclass
@@ -115,6 +118,9 @@ class RunRecord:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     """Aggregate metrics of task groups (e.g. `tiny`)."""
+    group_breakdown: dict[str, dict[str, dict[str, dict[str, Metric]]]] = field(default_factory=dict)
+    """Per group, the unweighted mean over its tasks of each breakdown value every task has
+    (group -> field -> value -> metric), e.g. RULER's mean over 13 tasks per length."""
     seeds: dict[str, int] = field(default_factory=dict)
     limit: float | None = None
     """`--limit` (None: full tasks). Limited runs are flagged in tables."""

@@ -59,6 +59,12 @@ def run_rows(record: RunRecord, columns=RUN_COLUMNS) -> list[dict]:
     for group_name in sorted(record.groups):
         for metric_name, metric in record.groups[group_name].items():
             rows.append({c.name: c.get(record, group_name, metric_name, metric) for c in columns})
+        for fld, values in record.group_breakdown.get(group_name, {}).items():
+            for value, metrics in values.items():
+                for metric_name, metric in metrics.items():
+                    row = {c.name: c.get(record, group_name, metric_name, metric) for c in columns}
+                    row["task"] = f"  {group_name} {fld}={value} (mean over tasks)"
+                    rows.append(row)
     return rows
 
 

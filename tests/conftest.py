@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_WINDOW = 2048
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Built benchmark data (RULER) goes to a per-session cache, never the user's."""
+    old = os.environ.get("LONGACT_CACHE")
+    os.environ["LONGACT_CACHE"] = str(tmp_path_factory.mktemp("longact-cache"))
+    yield
+    if old is None:
+        os.environ.pop("LONGACT_CACHE", None)
+    else:
+        os.environ["LONGACT_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     from harness.tiny_model import build_tiny_model

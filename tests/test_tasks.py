@@ -20,21 +20,36 @@ def _yaml_tasks():
         cfg = yaml.load(p.read_text(), Loader=Loader) or {}
         name = cfg.get("group") or cfg.get("task")
         if name:
-            # Benchmarks whose official data needs the network ship a fixture in the same format.
-            fixture = p.parent / "data" / "fixture.jsonl"
-            names.append((name, {"data_path": str(fixture)} if fixture.exists() else {}))
+            names.append((name, offline_metadata(p.parent)))
     return names
+
+
+def offline_metadata(folder: Path) -> dict:
+    """Offline metadata for a benchmark folder: its fixture (official data needs the network) or
+    its `data/test_metadata.json` (paths in it are relative to the folder)."""
+    import json
+
+    fixture = folder / "data" / "fixture.jsonl"
+    if fixture.exists():
+        return {"data_path": str(fixture)}
+    meta = folder / "data" / "test_metadata.json"
+    if not meta.exists():
+        return {}
+    md = {k: v for k, v in json.loads(meta.read_text()).items() if not k.startswith("_")}
+    return {k: str(folder / v) if k.endswith("_path") else v for k, v in md.items()}
 
 
 def test_there_are_task_yamls():
     names = {n for n, _ in _yaml_tasks()}
     assert {"tiny", "tiny_mc", "tiny_niah", "tiny_passkey", "tiny_kv"} <= names
     assert {"longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"} <= names
+    assert {"ruler", "ruler_niah_single_1", "ruler_vt", "ruler_cwe", "ruler_fwe", "ruler_qa_squad"} <= names
 
 
 @pytest.mark.parametrize("name,metadata", _yaml_tasks(), ids=[n for n, _ in _yaml_tasks()])
-def test_every_yaml_loads(name, metadata):
-    tm = task_manager(metadata)
+def test_every_yaml_loads(name, metadata, tiny_model_dir):
+    # The runner always passes the evaluated tokenizer and window; so do we.
+    tm = task_manager({"tokenizer": str(tiny_model_dir), "max_model_len": 2048, **metadata})
     loaded = tm.load([name])
     assert loaded["tasks"], name
     for task in loaded["tasks"].values():

@@ -1,7 +1,7 @@
 """RULER scorers, as NVIDIA/RULER `scripts/eval/synthetic/constants.py` and `evaluate.py` define them.
 
-* `postprocess_pred`: strip, then replace every control character with a newline (official
-  `postprocess_pred` in `scripts/eval/evaluate.py`).
+* `postprocess_pred`: strip, replace every control character with a newline, strip again
+  (official `postprocess_pred` in `scripts/eval/evaluate.py`).
 * `string_match_all` (niah, vt, cwe, fwe): per sample, the fraction of references that occur in
   the prediction (case-insensitive substring); mean over samples; x100.
 * `string_match_part` (qa): per sample, 1 if *any* reference occurs, else 0; mean; x100.
@@ -18,7 +18,7 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def postprocess_pred(pred: str) -> str:
-    return _CONTROL.sub("\n", (pred or "").strip())
+    return _CONTROL.sub("\n", (pred or "").strip()).strip()
 
 
 def sample_match_all(pred: str, refs: Sequence[str]) -> float:
@@ -45,3 +45,38 @@ def string_match_all(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> flo
 def string_match_part(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Official corpus score in percent."""
     return 100.0 * sum(sample_match_part(p, r) for p, r in zip(preds, refs, strict=True)) / len(preds)
+
+
+# Official prediction files ---------------------------------------------------------------
+
+# Official task names (scripts/synthetic.yaml) that differ from ours.
+OFFICIAL_ALIASES = {"qa_1": "qa_squad", "qa_2": "qa_hotpot"}
+
+
+def read_prediction_file(path) -> list[tuple[str, list[str]]]:
+    """(pred, outputs) per line of an official RULER prediction JSONL (`pred`, `outputs`; like the
+    official reader, a single `output` string stands in when `outputs` is absent)."""
+    from tasks.data_io import DataError, read_jsonl
+
+    def refs(row, line):
+        value = row.get("outputs", [row.get("output")] if "output" in row else None)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise DataError(path, line, "outputs", f"expected a non-empty list of strings, got {str(value)[:60]!r}")
+        return value
+
+    rows = read_jsonl(path, {"pred": str})
+    return [(r["pred"], refs(r, i)) for i, r in enumerate(rows, start=1)]
+
+
+def score_file(path, task: str) -> dict:
+    """Official score of a prediction file: {"score": percent (unrounded), "n": N, "nulls": empty preds}."""
+    from tasks.ruler.constants import METRIC_OF_KIND, TASKS
+
+    name = OFFICIAL_ALIASES.get(task, task)
+    if name not in TASKS:
+        raise KeyError(task)
+    pairs = read_prediction_file(path)
+    preds = [postprocess_pred(p) for p, _ in pairs]
+    refs = [r for _, r in pairs]
+    metric = string_match_part if METRIC_OF_KIND[TASKS[name].kind] == "string_match_part" else string_match_all
+    return {"score": metric(preds, refs), "n": len(preds), "nulls": sum(1 for p in preds if not p)}

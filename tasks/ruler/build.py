@@ -1,0 +1,243 @@
+"""Build RULER samples that fill a token budget exactly, and cache them on disk.
+
+Budget (official): tokens of the prompt as the server sees it (model template and answer prefix
+included) + the task's tokens to generate <= the target length. Counted with the evaluated
+model's tokenizer. The haystack size is searched per sample: each try is one fast tokenizer pass,
+and a secant step on (size, tokens) lands within one haystack unit in two or three tries, where
+the official scripts run a full binary search (~17 passes). Nothing is truncated afterwards.
+
+Built samples are cached under `$LONGACT_CACHE/ruler/datasets/` keyed by (task, length, number
+of samples, seed, tokenizer and chat template, data sources, generator version), so reruns and
+the other tasks' runs reuse them; the key is stored in every document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tasks.ruler import sources
+from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
+from tasks.ruler.synthetic import GENERATORS, Context, Sample
+
+log = logging.getLogger("longact.ruler")
+FILL_TARGET = 0.97  # prompts must use at least this share of their budget (where the unit allows)
+SENTINEL = "\x00RULER-TASK-TEXT\x00"
+
+
+# Tokenizer-side helpers --------------------------------------------------------------------
+
+def token_counter(tokenizer) -> Callable[[str], int]:
+    """Tokens of a completion prompt as vLLM counts them (special tokens added, as `encode`)."""
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        return lambda text: len(backend.encode_batch_fast([text], add_special_tokens=True)[0].ids)
+    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+
+
+def template_wrapper(tokenizer, use_chat_template: bool | None, chat_template_kwargs: dict | None) -> tuple[Callable[[str], str], str]:
+    """(wrap, description): wrap(user text) -> text up to where the model's answer starts.
+
+    The official scripts paste the task text into a per-model template; we take the template from
+    the tokenizer (`use_chat_template` None = when it has one). Rendering is done once around a
+    sentinel and reused as prefix + text + suffix, checked against a direct render.
+    """
+    if use_chat_template is None:
+        use_chat_template = bool(getattr(tokenizer, "chat_template", None))
+    if not use_chat_template:
+        return (lambda text: text), "none (base model: the task text as is)"
+    kwargs = {"enable_thinking": False, **(chat_template_kwargs or {})}
+
+    def render(text: str) -> str:
+        return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                             add_generation_prompt=True, **kwargs)
+
+    rendered = render(SENTINEL)
+    if rendered.count(SENTINEL) != 1:
+        return render, f"chat template {kwargs}"
+    head, tail = rendered.split(SENTINEL)
+    probe = "Probe text.\nWith two lines."
+    if render(probe) != head + probe + tail:  # templates that transform the content: render each time
+        return render, f"chat template {kwargs}"
+    return (lambda text: head + text + tail), f"chat template {kwargs}"
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    h = hashlib.sha256()
+    backend = getattr(tokenizer, "_tokenizer", None)
+    h.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(str(getattr(tokenizer, "chat_template", "") or "").encode())
+    return h.hexdigest()
+
+
+# Size search -----------------------------------------------------------------------------
+
+@dataclass
+class Fit:
+    size: int
+    tokens: int
+    tries: int
+
+
+def fit_size(cost: Callable[[int], int], budget: int, guess: int, min_size: int, rate_guess: float,
+             max_tries: int = 40) -> Fit:
+    """Largest size (up to one haystack unit) whose cost fits `budget`.
+
+    `cost` is near-linear and near-monotone in size; secant steps get close, then bisection
+    between the best fitting and the smallest failing size finishes.
+    """
+    seen: dict[int, int] = {}
+
+    def f(n: int) -> int:
+        if n not in seen:
+            seen[n] = cost(n)
+        return seen[n]
+
+    n = max(min_size, guess)
+    best, over = None, None
+    for _ in range(max_tries):
+        c = f(n)
+        if c <= budget:
+            best = n if best is None or n > best else best
+        else:
+            over = n if over is None or n < over else over
+        if best is None and n == min_size:
+            raise ValueError(f"the prompt at the smallest haystack size already takes {c} tokens, over the budget of {budget} "
+                             "(choose a longer length)")
+        pts = sorted(seen.items())
+        rate = rate_guess
+        if len(pts) >= 2:
+            (n0, c0), (n1, c1) = pts[0], pts[-1]
+            rate = max(1e-6, (c1 - c0) / (n1 - n0)) if n1 != n0 else rate_guess
+        if best is not None:
+            if over is not None and over - best <= 1:
+                break
+            room = budget - seen[best]
+            if room < rate and over is not None:  # the next unit would not fit: within one unit
+                break
+            step = max(1, math.floor(room / rate))
+            n = best + step
+            if over is not None and n >= over:
+                n = (best + over) // 2
+            if n == best:
+                break
+        else:
+            n = max(min_size, min(n - 1, over - math.ceil((c - budget) / rate) - 1))
+    if best is None:
+        raise ValueError(f"no haystack size fits the budget of {budget} tokens")
+    return Fit(best, seen[best], len(seen))
+
+
+# Dataset ---------------------------------------------------------------------------------
+
+@dataclass
+class BuildSpec:
+    task: str
+    length: int
+    num_samples: int
+    seed: int = DEFAULT_SEED
+    essay_path: str | None = None
+    squad_path: str | None = None
+    hotpotqa_path: str | None = None
+    sentence_splitter: str = "regex"
+    use_chat_template: bool | None = None
+    chat_template_kwargs: dict | None = None
+
+
+def sample_seed(seed: int, task: str, length: int, index: int) -> int:
+    digest = hashlib.sha256(f"{seed}|{task}|{length}|{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[dict]:
+    """The documents of one task at one length (no cache)."""
+    if spec.task not in TASKS:
+        raise ValueError(f"unknown RULER task {spec.task!r}; known: {', '.join(TASKS)}")
+    cfg = TASKS[spec.task]
+    count = token_counter(tokenizer)
+    wrap, template_desc = template_wrapper(tokenizer, spec.use_chat_template, spec.chat_template_kwargs)
+    ctx = Context(wrap=wrap, count=count, length=spec.length, seed=spec.seed, essay_path=spec.essay_path,
+                  squad_path=spec.squad_path, hotpotqa_path=spec.hotpotqa_path,
+                  sentence_splitter=spec.sentence_splitter)
+    gen = GENERATORS[cfg.kind](cfg, ctx)
+    budget = spec.length - cfg.template.tokens_to_generate
+    srcs = {"sources": [s.to_dict() for s in gen.sources()], "template": template_desc,
+            "sentence_splitter": spec.sentence_splitter if cfg.args.get("type_haystack") == "essay" else None}
+    docs, guess, rate = [], None, gen.unit_tokens_guess
+    it = range(spec.num_samples)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=f"ruler_{spec.task}@{spec.length}", unit="sample", leave=False)
+    for index in it:
+        seed = sample_seed(spec.seed, spec.task, spec.length, index)
+        made: dict[int, Sample] = {}
+
+        def cost(n: int) -> int:
+            made[n] = gen.make(seed, n, index)
+            return count(made[n].prompt)
+
+        if guess is None:  # first sample: size guess from the prompt without haystack
+            empty = count(gen.make(seed, gen.min_size, index).prompt)
+            guess = max(gen.min_size, int((budget - empty) / rate))
+        try:
+            fit = fit_size(cost, budget, guess, gen.min_size, rate)
+        except ValueError as e:
+            raise ValueError(f"ruler_{spec.task} at length {spec.length}: {e}") from e
+        if index == 0 and fit.size > gen.min_size:  # measured tokens per haystack unit
+            rate = max(1e-6, (fit.tokens - empty) / (fit.size - gen.min_size))
+        guess = fit.size
+        s = made[fit.size]
+        docs.append({
+            "id": f"{spec.task}-{spec.length}-{index}", "index": index, "length": spec.length,
+            "_prompt": s.prompt, "answer_prefix": s.answer_prefix, "outputs": s.outputs,
+            "prompt_tokens": fit.tokens, "budget": budget, "haystack_size": fit.size,
+            "fill": round(fit.tokens / budget, 4), "depths": s.info.get("depths", []),
+            "_sources": json.dumps(srcs, sort_keys=True),
+        })
+    return docs
+
+
+def cache_key(spec: BuildSpec, tokenizer) -> str:
+    cfg = TASKS[spec.task]
+    payload = {"version": VERSION, "task": spec.task, "args": cfg.args, "template": cfg.template.text + cfg.template.answer_prefix,
+               "length": spec.length, "num_samples": spec.num_samples, "seed": spec.seed,
+               "tokenizer": tokenizer_fingerprint(tokenizer), "use_chat_template": spec.use_chat_template,
+               "chat_template_kwargs": spec.chat_template_kwargs, "splitter": spec.sentence_splitter,
+               "data": _source_digests(spec, cfg)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _source_digests(spec: BuildSpec, cfg) -> list[str]:
+    if cfg.kind == "qa":
+        path = spec.squad_path if cfg.args["dataset"] == "squad" else spec.hotpotqa_path
+        return [sources.qa_data(cfg.args["dataset"], path).source.sha256]
+    if cfg.args.get("type_haystack") == "essay":
+        return [sources.essay_words(spec.essay_path)[1].sha256]
+    return []
+
+
+def load_or_build(spec: BuildSpec, tokenizer, cache_dir: Path | None = None, progress: bool = False) -> list[dict]:
+    """Cached documents for `spec`, building (and atomically writing) them when missing."""
+    key = cache_key(spec, tokenizer)
+    root = Path(cache_dir) if cache_dir else sources.cache_root() / "datasets"
+    path = root / f"{spec.task}-{spec.length}-{key}.jsonl"
+    if path.exists():
+        docs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if len(docs) == spec.num_samples and all(d.get("cache_key") == key for d in docs):
+            return docs
+        log.warning("ignoring an incomplete RULER cache file %s; rebuilding", path)
+    docs = build_samples(spec, tokenizer, progress=progress)
+    for d in docs:
+        d["cache_key"] = key
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    os.replace(tmp, path)
+    return docs
