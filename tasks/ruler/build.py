@@ -89,18 +89,22 @@ def fit_size(cost: Callable[[int], int], budget: int, guess: int, min_size: int,
              max_tries: int = 40) -> Fit:
     """Largest size (up to one haystack unit) whose cost fits `budget`.
 
-    `cost` is near-linear and near-monotone in size; secant steps get close, then bisection
-    between the best fitting and the smallest failing size finishes.
+    `cost` is near-linear and near-monotone in size. Each step uses the local rate (tokens per
+    unit between the best fitting and the smallest failing size, else between the last two
+    tries), which handles kinks such as CWE's switch to a longer word list.
     """
     seen: dict[int, int] = {}
+    order: list[int] = []
 
     def f(n: int) -> int:
         if n not in seen:
             seen[n] = cost(n)
+            order.append(n)
         return seen[n]
 
     n = max(min_size, guess)
-    best, over = None, None
+    best, over, rate = None, None, rate_guess
+    slack = budget * 0.001  # a few tokens: not worth another full tokenizer pass
     for _ in range(max_tries):
         c = f(n)
         if c <= budget:
@@ -110,28 +114,36 @@ def fit_size(cost: Callable[[int], int], budget: int, guess: int, min_size: int,
         if best is None and n == min_size:
             raise ValueError(f"the prompt at the smallest haystack size already takes {c} tokens, over the budget of {budget} "
                              "(choose a longer length)")
-        pts = sorted(seen.items())
-        rate = rate_guess
-        if len(pts) >= 2:
-            (n0, c0), (n1, c1) = pts[0], pts[-1]
-            rate = max(1e-6, (c1 - c0) / (n1 - n0)) if n1 != n0 else rate_guess
+        if best is not None and over is not None:
+            if over - best <= 1:
+                break
+            rate = max(1e-6, (seen[over] - seen[best]) / (over - best))
+        elif len(order) >= 2 and order[-1] != order[-2]:
+            a, b = order[-2], order[-1]
+            rate = max(1e-6, (seen[b] - seen[a]) / (b - a))
         if best is not None:
-            if over is not None and over - best <= 1:
-                break
             room = budget - seen[best]
-            if room < rate and over is not None:  # the next unit would not fit: within one unit
+            if room < max(rate, slack):  # within one unit (or 0.1% of the budget) of the largest size
                 break
-            step = max(1, math.floor(room / rate))
-            n = best + step
+            n = best + max(1, math.floor(room / rate))
             if over is not None and n >= over:
                 n = (best + over) // 2
-            if n == best:
-                break
         else:
-            n = max(min_size, min(n - 1, over - math.ceil((c - budget) / rate) - 1))
+            n = max(min_size, min(n - 1, n - math.ceil((c - budget) / rate)))
     if best is None:
         raise ValueError(f"no haystack size fits the budget of {budget} tokens")
     return Fit(best, seen[best], len(seen))
+
+
+def initial_guess(cost: Callable[[int], int], budget: int, min_size: int, rate_guess: float) -> tuple[int, float]:
+    """(size guess, tokens per unit) from the smallest prompt and one probe at ~1/16 of the budget;
+    both are cheap next to a full-length tokenizer pass."""
+    base = cost(min_size)
+    probe = min_size + max(10, int((budget - base) / rate_guess / 16))
+    rate = max(1e-6, (cost(probe) - base) / (probe - min_size))
+    # Aim slightly under the budget: a first try that fits leaves one cheap step up, one that
+    # overshoots costs a step down and often another up.
+    return max(min_size, min_size + int((0.995 * budget - base) / rate)), rate
 
 
 # Dataset ---------------------------------------------------------------------------------
@@ -183,15 +195,13 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
             made[n] = gen.make(seed, n, index)
             return count(made[n].prompt)
 
-        if guess is None:  # first sample: size guess from the prompt without haystack
-            empty = count(gen.make(seed, gen.min_size, index).prompt)
-            guess = max(gen.min_size, int((budget - empty) / rate))
+        if guess is None:  # first sample: measure tokens per haystack unit on a small probe
+            guess, rate = initial_guess(lambda n: count(gen.make(seed, n, index).prompt), budget,
+                                        gen.min_size, gen.unit_tokens_guess)
         try:
             fit = fit_size(cost, budget, guess, gen.min_size, rate)
         except ValueError as e:
             raise ValueError(f"ruler_{spec.task} at length {spec.length}: {e}") from e
-        if index == 0 and fit.size > gen.min_size:  # measured tokens per haystack unit
-            rate = max(1e-6, (fit.tokens - empty) / (fit.size - gen.min_size))
         guess = fit.size
         s = made[fit.size]
         docs.append({

@@ -218,18 +218,18 @@ class VariableTracking(Generator):
         return self.template.text.format(**fmt), self.template.answer_prefix.format(**fmt), all_vars[0]
 
     def _icl_example(self) -> str:
-        """The official one-shot example: a VT sample with 3-letter names and value 12345 that fits
-        500 tokens (task template + answer prefix, no model template), followed by its answer."""
-        rng_seed = self.ctx.seed
-        best = None
-        for size in range(5, 200, 5):
-            text, prefix, outputs = self._text(random.Random(rng_seed), size, icl=True)
-            if self.ctx.count(text + prefix) > VT_ICL_BUDGET:
-                break
-            best = text + prefix + " " + " ".join(outputs) + "\n"
-        if best is None:
-            raise ValueError("the variable-tracking example does not fit 500 tokens with this tokenizer")
-        return best
+        """The official one-shot example: a VT sample with 3-letter names and value 12345 sized to
+        500 tokens (task template + answer prefix, no model template), followed by its answer.
+        As officially, the smallest size (5 noise lines) is used when even that is longer."""
+        def example(size):
+            text, prefix, outputs = self._text(random.Random(self.ctx.seed), size, icl=True)
+            return text + prefix, " ".join(outputs)
+
+        size = 5
+        while size < 200 and self.ctx.count(example(size + 5)[0]) <= VT_ICL_BUDGET:
+            size += 5
+        text, answer = example(size)
+        return text + " " + answer + "\n"
 
     def _randomized_icl(self, rng: random.Random) -> str:
         icl = self.icl
@@ -253,6 +253,7 @@ class CommonWords(Generator):
     def __init__(self, cfg, ctx):
         super().__init__(cfg, ctx)
         self.words, self.large, self.words_source = sources.cwe_words(ctx.seed)
+        self.small_set = set(self.words)
         a = self.args
         # Below 4k the official generator shrinks the repeats so that the list still fits.
         if ctx.length < 4096:
@@ -264,10 +265,16 @@ class CommonWords(Generator):
         return [self.words_source]
 
     def _example(self, rng, num_words, common_repeats, uncommon_repeats):
-        pool = self.words if num_words <= len(self.words) else self.large
-        if num_words > len(pool):
-            raise ValueError(f"CWE needs {num_words} distinct words; the word lists have {len(pool)}")
-        chosen = rng.sample(pool, num_words)
+        if num_words <= len(self.words):
+            chosen = rng.sample(self.words, num_words)
+        else:
+            # Official: switch to the large list altogether. Its words are longer, so the token
+            # count jumps at the switch and the budget could not be filled; we keep every small
+            # word and add the rest from the large list instead (same words, no jump).
+            extra = [w for w in rng.sample(self.large, num_words) if w not in self.small_set][: num_words - len(self.words)]
+            if len(extra) < num_words - len(self.words):
+                raise ValueError(f"CWE needs {num_words} distinct words; the word lists have fewer")
+            chosen = rng.sample(self.words, len(self.words)) + extra
         num_cw = self.args["num_cw"]
         common, uncommon = chosen[:num_cw], chosen[num_cw:]
         listing = common * common_repeats + uncommon * uncommon_repeats
