@@ -38,6 +38,7 @@ test-fast: setup
 bench: tiny-model
 	$(BIN)/python bench/serve_overhead.py --model $(TINY)
 	$(BIN)/python bench/server_vs_hf.py --model $(TINY)
+	$(BIN)/python bench/ruler_build.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -292,3 +292,11 @@ def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     essay = rec.tasks["ruler_niah_single_2"].data_sources[0]["sources"]
     assert any(s["kind"] == "essay" for s in essay)
     assert "ruler length=2048 (mean over tasks)" in run_table(run_dir)
+
+
+def test_qa_without_files_offline_names_the_download_and_the_key():
+    sources.qa_data.cache_clear()
+    with pytest.raises(DataError, match=r"dev-v2\.0\.json.*squad_path"):
+        sources.qa_data("squad", None)
+    with pytest.raises(DataError, match="hotpotqa_path"):
+        sources.qa_data("hotpotqa", None)
