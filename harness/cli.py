@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                "  longact eval --model models/tiny-qwen3 --tasks tiny --max-model-len 2048\n"
                "  longact eval --model ckpt/ --tasks tiny_mc,tiny_niah --limit 10\n"
                "  longact eval --base-url http://127.0.0.1:8000 --tokenizer ckpt/ --tasks tiny\n"
-               "  longact eval --model ckpt/ --tasks tiny --server-args='--enforce-eager --seed 0'\n\n"
+               "  longact eval --model ckpt/ --tasks tiny --server-args='--enforce-eager --seed 0'\n"
+               "  longact eval --model ckpt/ --tasks longbench_v2 --mode reasoning --samples-per-item 4\n\n"
                "Rerunning the same command resumes: finished answers come from the request cache\n"
                "in <output-dir>/.cache and only missing (or failed) requests are sent.")
     e.add_argument("--model", help="checkpoint directory (or hub id where the network allows)")
@@ -86,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--per-request-seed", action="store_true",
                    help="seed each sampled request from --seed (reproducible sampling; GPU vLLM only: "
                         "the CPU build crashes on per-request seeds)")
+    e.add_argument("--mode", choices=["official", "reasoning"], default="official",
+                   help="official: benchmarks as published; reasoning: chat with thinking enabled, no prefill, "
+                        "larger budget, thinking removed before scoring (default: %(default)s)")
+    e.add_argument("--samples-per-item", type=int, default=1, metavar="K",
+                   help="sample every item K times; metrics become mean@K, plus pass@K for 0/100 metrics")
+    e.add_argument("--reasoning-budget", type=int, metavar="TOKENS",
+                   help="output tokens in reasoning mode (default: per task, 8192 unless the task says)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
     e.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -158,7 +166,8 @@ def cmd_eval(args) -> int:
         task_metadata=args.metadata, host=args.host, port=args.port, dtype=args.dtype,
         tensor_parallel_size=args.tensor_parallel_size, server_args=shlex.split(args.server_args),
         api_key=args.api_key, startup_timeout_s=args.startup_timeout, use_cache=not args.no_cache,
-        per_request_seed=args.per_request_seed,
+        per_request_seed=args.per_request_seed, mode=args.mode, samples_per_item=args.samples_per_item,
+        reasoning_budget=args.reasoning_budget,
         progress=not args.quiet, command=["longact"] + sys.argv[1:])
     run_dir = run_eval(cfg)
     print(run_table(run_dir))

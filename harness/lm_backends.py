@@ -35,6 +35,7 @@ from typing import Callable
 
 from lm_eval.api.model import LM
 
+from harness.modes import join_reasoning
 from harness.truncation import FitResult, PromptFitter, prompt_hash
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -70,12 +71,17 @@ class TaskSpec:
     followup: Callable[[dict, str], str] | None = None
     """Two-pass tasks: builds the second prompt from the document and the first output."""
     followup_max_gen_toks: int = 128
+    chat_template_kwargs: dict | None = None
+    """Sent with chat requests and used to count their tokens (reasoning mode: enable_thinking)."""
 
     @classmethod
-    def from_metadata(cls, metadata: dict | None) -> "TaskSpec":
+    def from_metadata(cls, metadata: dict | None, mode: str = "official") -> "TaskSpec":
         md = metadata or {}
-        return cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
+        spec = cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
                    followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)))
+        if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/modes.py)
+            spec.endpoint, spec.chat_template_kwargs = "chat", {"enable_thinking": True}
+        return spec
 
 
 @dataclass
@@ -85,6 +91,7 @@ class GenRequest:
     endpoint: str
     fit: FitResult
     gen: dict = field(default_factory=dict)
+    template_kwargs: dict | None = None
 
 
 def split_gen_kwargs(gen_kwargs: dict) -> tuple[int, dict]:
@@ -130,16 +137,17 @@ class EndpointMixin:
     def endpoint_for(self, task_name: str) -> str:
         return self.spec_for(task_name).endpoint
 
-    def fit_request(self, req) -> tuple[str, FitResult, int, dict]:
+    def fit_request(self, req, repeat: int = 0) -> tuple[str, FitResult, int, dict]:
         context, gen_kwargs = req.args
-        endpoint = self.endpoint_for(req.task_name)
+        spec = self.spec_for(req.task_name)
         max_gen, params = split_gen_kwargs(gen_kwargs)
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
-            params["seed"] = request_seed(self.seed, req.task_name, req.doc_id)
-        return endpoint, self.fitter.fit(context, max_gen, chat=endpoint == "chat"), max_gen, params
+            params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat)
+        fit = self.fitter.fit(context, max_gen, chat=spec.endpoint == "chat", template_kwargs=spec.chat_template_kwargs)
+        return spec.endpoint, fit, max_gen, params
 
     def new_record(self, task: str, doc_id: int, endpoint: str, fit: FitResult, max_gen: int, **kw) -> RequestRecord:
-        rendered = self.fitter.render(fit.text, endpoint == "chat")
+        rendered = self.fitter.render(fit.text, endpoint == "chat", self.spec_for(task).chat_template_kwargs)
         return RequestRecord(task, doc_id, endpoint, prompt_hash(rendered), fit.prompt_tokens,
                              fit.original_tokens, fit.truncated, max_gen, **kw)
 
@@ -156,7 +164,9 @@ class EndpointMixin:
         _, params = split_gen_kwargs({**gen_kwargs, "max_gen_toks": spec.followup_max_gen_toks})
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
             params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat=1_000_000)
-        return self.fitter.fit(prompt, spec.followup_max_gen_toks, chat=spec.endpoint == "chat"), params
+        fit = self.fitter.fit(prompt, spec.followup_max_gen_toks, chat=spec.endpoint == "chat",
+                              template_kwargs=spec.chat_template_kwargs)
+        return fit, params
 
 
 class ServerLM(EndpointMixin, LM):
@@ -216,19 +226,26 @@ class ServerLM(EndpointMixin, LM):
                     self.on_result(i, text)
             bar.update(1)
 
-        def first_pass(i: int, req):
-            endpoint, fit, max_gen, params = self.fit_request(req)
+        def first_pass(i: int, req, repeat: int):
+            endpoint, fit, max_gen, params = self.fit_request(req, repeat)
             rec = self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen)
             records[i] = rec
-            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params), rec)
+            kwargs = self.spec_for(req.task_name).chat_template_kwargs
+            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params, kwargs), rec)
             if rec.error is None and self.spec_for(req.task_name).followup is not None:
                 rec.first_response = text
                 fit2, params2 = self.followup_request(req, text)
-                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2), rec)
+                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2, kwargs), rec)
             return i, text
 
+        seen: dict[tuple, int] = {}
+        repeats = []
+        for req in requests:  # the k-th copy of a repeated request (samples per item) is repeat k
+            key = (req.task_name, req.doc_id)
+            repeats.append(seen.get(key, 0))
+            seen[key] = repeats[-1] + 1
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(first_pass, i, req) for i, req in enumerate(requests)]
+            futures = [pool.submit(first_pass, i, req, repeats[i]) for i, req in enumerate(requests)]
             for fut in as_completed(futures):
                 finish(*fut.result())
         bar.close()
@@ -246,6 +263,8 @@ class ServerLM(EndpointMixin, LM):
         body = {"model": self.model, **g.gen}
         if g.endpoint == "chat":
             body["messages"] = [{"role": "user", "content": g.fit.text}]
+            if g.template_kwargs:
+                body["chat_template_kwargs"] = g.template_kwargs
             return f"{self.root}/v1/chat/completions", body
         body["prompt"] = g.fit.text
         return f"{self.root}/v1/completions", body
@@ -274,7 +293,8 @@ class ServerLM(EndpointMixin, LM):
                     data = r.json()
                     choice = data["choices"][0]
                     if g.endpoint == "chat":
-                        text = choice["message"].get("content") or ""
+                        msg = choice["message"]  # a reasoning parser returns the thinking separately
+                        text = join_reasoning(msg.get("content"), msg.get("reasoning_content") or msg.get("reasoning"))
                     else:
                         text = choice.get("text") or ""
                     rec.finish_reason = choice.get("finish_reason")
@@ -306,7 +326,8 @@ def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[
             fitted = []
             for req, (endpoint, fit, _max_gen, _params) in zip(requests, fits):
                 new = copy.copy(req)
-                new.arguments = (self.fitter.render(fit.text, endpoint == "chat"), req.args[1])
+                new.arguments = (self.fitter.render(fit.text, endpoint == "chat",
+                                                    self.spec_for(req.task_name).chat_template_kwargs), req.args[1])
                 fitted.append(new)
             self.n_sent += len(fitted)
             return HFLM.generate_until(self, fitted, disable_tqdm=disable_tqdm)

@@ -67,6 +67,12 @@ class EvalConfig:
     api_key: str | None = None
     startup_timeout_s: float = 600.0
     per_request_seed: bool = False
+    mode: str = "official"
+    """`official` or `reasoning` (harness/modes.py)."""
+    samples_per_item: int = 1
+    """k outputs per item; metrics become mean@k (and pass@k for 0/100 metrics)."""
+    reasoning_budget: int | None = None
+    """Output tokens in reasoning mode (default: each task's `reasoning_max_gen_toks`)."""
     use_cache: bool = True
     progress: bool = True
     command: list[str] = field(default_factory=list)
@@ -125,7 +131,7 @@ def _callable_sources(cfg) -> list[str]:
 
 
 # Run-specific metadata the harness injects; excluded from the config hash (recorded elsewhere).
-RUNTIME_METADATA = ("tokenizer", "max_model_len")
+RUNTIME_METADATA = ("tokenizer", "max_model_len", "mode")
 
 
 def _stable(obj):
@@ -250,6 +256,7 @@ def _sample_rows(samples: list[dict], records: dict, metric_names: list[str]) ->
         resp = s.get("resps", [[""]])
         first = resp[0][0] if resp and resp[0] else ""
         filtered = s.get("filtered_resps", [None])
+        all_resps = resp[0] if resp and isinstance(resp[0], list) else []
         rows.append({
             "doc_id": s["doc_id"],
             "prompt_hash": rec.prompt_hash if rec else None,
@@ -264,9 +271,33 @@ def _sample_rows(samples: list[dict], records: dict, metric_names: list[str]) ->
             "completion_tokens": rec.completion_tokens if rec else None,
             "finish_reason": rec.finish_reason if rec else None,
             "first_response": rec.first_response if rec else None,
+            "responses": list(all_resps) if len(all_resps) > 1 else None,
             "doc": _strip_doc(s.get("doc", {})),
         })
     return rows
+
+
+def _apply_mode(loaded: dict, cfg: EvalConfig, tokenizer) -> None:
+    from harness.modes import MODES, apply_to_task
+
+    if cfg.mode not in MODES:
+        raise UserError(f"--mode must be one of {', '.join(MODES)} (got {cfg.mode!r})")
+    if int(cfg.samples_per_item) < 1:
+        raise UserError(f"--samples-per-item must be >= 1 (got {cfg.samples_per_item})")
+
+    opened = False
+    if cfg.mode == "reasoning":
+        try:  # templates that open the thinking block in the prompt (outputs then lack <think>)
+            rendered = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                                     add_generation_prompt=True, enable_thinking=True)
+            opened = rendered.rstrip().endswith("<think>")
+        except Exception as e:  # noqa: BLE001 - tokenizers without a chat template
+            raise UserError(f"reasoning mode needs a chat template in the tokenizer ({e})") from e
+    for name, task in loaded["tasks"].items():
+        if cfg.mode != "official" and not callable(task.config.process_results):
+            raise UserError(f"task {name} scores with lm-eval metrics, not a process_results hook; "
+                            "reasoning mode needs the hook to remove thinking first")
+        apply_to_task(task, cfg.mode, max(1, int(cfg.samples_per_item)), cfg.reasoning_budget, opened)
 
 
 def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tokenizer, window: int, specs):
@@ -357,6 +388,7 @@ def run_eval(cfg: EvalConfig) -> Path:
                "per_request_sampling": int(cfg.per_request_seed)},
         limit=cfg.limit, packages=provenance.package_versions(), host=provenance.host_info(),
         started_at=started, command=list(cfg.command or sys.argv),
+        mode=cfg.mode, samples_per_item=max(1, int(cfg.samples_per_item)),
     )
     write_run(run_dir, record)
 
@@ -394,9 +426,10 @@ def run_eval(cfg: EvalConfig) -> Path:
                                  "rule": "templated prompt + max_gen_toks <= max_model_len"}
             from harness.lm_backends import TaskSpec
 
-            metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), **cfg.task_metadata}
+            metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), "mode": cfg.mode, **cfg.task_metadata}
             loaded = task_manager(metadata).load(cfg.tasks)
-            specs = {name: TaskSpec.from_metadata(t.config.metadata) for name, t in loaded["tasks"].items()}
+            specs = {name: TaskSpec.from_metadata(t.config.metadata, cfg.mode) for name, t in loaded["tasks"].items()}
+            _apply_mode(loaded, cfg, tokenizer)
             lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)
             cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
             results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
@@ -419,11 +452,16 @@ def run_eval(cfg: EvalConfig) -> Path:
 
 
 def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict, cached: list, run_dir: Path) -> None:
+    # Every request's record (k per item with samples per item); per item, the first one.
+    all_by_task: dict[str, list] = {}
+    for rec in list(lm.records) + [lm.record_for(inst) for inst in cached]:
+        all_by_task.setdefault(rec.task, []).append(rec)
     by_task: dict[str, dict[int, object]] = {}
-    for rec in lm.records:
-        by_task.setdefault(rec.task, {})[rec.doc_id] = rec
-    for inst in cached:
-        by_task.setdefault(inst.task_name, {})[inst.doc_id] = lm.record_for(inst)
+    for name, recs_of_task in all_by_task.items():
+        for rec in recs_of_task:
+            first = by_task.setdefault(name, {}).setdefault(rec.doc_id, rec)
+            if rec.error and not first.error:  # an item shows an error if any of its requests failed
+                by_task[name][rec.doc_id] = rec
     n_cached = 0
     totals = {"total": 0, "sent": int(getattr(lm, "n_sent", 0)), "cached": 0, "failed": 0}
     for name, task in loaded["tasks"].items():
@@ -439,8 +477,9 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
         fname = f"samples_{name}.jsonl"
         atomic_write_jsonl(run_dir / fname, rows)
         n = len(samples)
-        errs = [r for r in recs.values() if r.error]
-        cached = sum(1 for r in recs.values() if r.from_cache)
+        every = all_by_task.get(name, [])
+        errs = [r for r in every if r.error]
+        cached = sum(1 for r in every if r.from_cache)
         n_cached += cached
         entry = results["results"].get(name, {})
         record.tasks[name] = TaskResult(
@@ -453,14 +492,16 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
             n_truncated=sum(1 for r in recs.values() if r.truncated),
             n_errors=len(errs),
             n_cached=cached,
-            prompt_tokens=sum(r.prompt_tokens for r in recs.values()),
-            completion_tokens=sum(r.completion_tokens or 0 for r in recs.values()),
+            prompt_tokens=sum(r.prompt_tokens for r in every),
+            completion_tokens=sum(r.completion_tokens or 0 for r in every),
             metrics=parse_metrics(entry, n),
             breakdown=breakdown(rows, list((task.config.metadata or {}).get("breakdown") or []), metric_names),
             samples_file=fname,
             data_sources=data_sources(samples),
+            n_thinking_unclosed=(sum(1 for r in rows if (r["metrics"].get("thinking_unclosed") or 0) > 0)
+                                 if "thinking_unclosed" in metric_names else None),
         )
-        totals["total"] += len(recs)
+        totals["total"] += len(every)
         totals["failed"] += len(errs)
         record.errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
     totals["cached"] = n_cached

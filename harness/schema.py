@@ -90,6 +90,8 @@ class TaskResult:
     e.g. LongBench v2 difficulty/length/domain."""
     samples_file: str | None = None
     """File name of this task's per-sample log, relative to the run directory."""
+    n_thinking_unclosed: int | None = None
+    """Reasoning mode: items with an output whose thinking never closed (scored as wrong)."""
     data_sources: list[dict[str, Any]] = field(default_factory=list)
     """Where generated documents came from (RULER: haystack, word lists, QA files, template),
     as the task's loader records them on each document (`_sources`); distinct values."""
@@ -118,6 +120,10 @@ class RunRecord:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     """Aggregate metrics of task groups (e.g. `tiny`)."""
+    mode: str = "official"
+    """`official` (benchmarks as published) or `reasoning` (thinking removed before scoring)."""
+    samples_per_item: int = 1
+    """Outputs per item; with k > 1 metrics are mean@k over items (and `<metric>_pass@k`)."""
     group_breakdown: dict[str, dict[str, dict[str, dict[str, Metric]]]] = field(default_factory=dict)
     """Per group, the unweighted mean over its tasks of each breakdown value every task has
     (group -> field -> value -> metric), e.g. RULER's mean over 13 tasks per length."""
@@ -166,6 +172,8 @@ class SampleRecord:
     finish_reason: str | None = None
     first_response: str | None = None
     """First-pass output of two-pass tasks (LongBench v2 CoT reasoning)."""
+    responses: list[str] | None = None
+    """All k raw outputs when items are sampled k times (`response` is the first)."""
     doc: dict[str, Any] | None = None
     """The document minus long fields (context) for readability."""
 

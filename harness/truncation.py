@@ -62,23 +62,26 @@ class PromptFitter:
         self.max_model_len = int(max_model_len)
         self.chat_template_kwargs = chat_template_kwargs or {}
 
-    def render(self, content: str, chat: bool) -> str:
-        """The text the server tokenizes: the chat template applied (chat) or the prompt itself."""
+    def render(self, content: str, chat: bool, template_kwargs: dict | None = None) -> str:
+        """The text the server tokenizes: the chat template applied (chat) or the prompt itself.
+
+        `template_kwargs` (e.g. {"enable_thinking": True} in reasoning mode) are the ones sent
+        with the request, so the count matches what the server renders."""
         if not chat:
             return content
         return self.tok.apply_chat_template(
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True,
-            **self.chat_template_kwargs,
+            **{**self.chat_template_kwargs, **(template_kwargs or {})},
         )
 
-    def count(self, content: str, chat: bool) -> int:
+    def count(self, content: str, chat: bool, template_kwargs: dict | None = None) -> int:
         # vLLM tokenizes rendered chat prompts without adding special tokens and completion
         # prompts with them (a no-op for tokenizers without BOS, e.g. Qwen's).
-        return len(self.tok(self.render(content, chat), add_special_tokens=not chat)["input_ids"])
+        return len(self.tok(self.render(content, chat, template_kwargs), add_special_tokens=not chat)["input_ids"])
 
-    def fit(self, content: str, max_gen_toks: int, chat: bool) -> FitResult:
+    def fit(self, content: str, max_gen_toks: int, chat: bool, template_kwargs: dict | None = None) -> FitResult:
         budget = self.max_model_len - int(max_gen_toks)
-        original = self.count(content, chat)
+        original = self.count(content, chat, template_kwargs)
         if original <= budget:
             return FitResult(content, original, original, False, 0)
         ids = self.tok(content, add_special_tokens=False)["input_ids"]
@@ -93,7 +96,7 @@ class PromptFitter:
         for _ in range(8):
             # Decoding and re-encoding at the cut can merge or split tokens; shrink until it fits.
             text = self.tok.decode(middle_truncate_ids(ids, keep), skip_special_tokens=False)
-            n = self.count(text, chat)
+            n = self.count(text, chat, template_kwargs)
             if n <= budget:
                 return FitResult(text, n, original, True, original - n)
             keep -= max(1, n - budget)

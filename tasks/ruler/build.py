@@ -160,6 +160,9 @@ class BuildSpec:
     sentence_splitter: str = "regex"
     use_chat_template: bool | None = None
     chat_template_kwargs: dict | None = None
+    mode: str = "official"
+    """`reasoning`: the prompt is the user turn only (no template, no answer prefix; the server
+    applies the chat template with thinking enabled); its size still counts the template."""
 
 
 def sample_seed(seed: int, task: str, length: int, index: int) -> int:
@@ -173,7 +176,14 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
         raise ValueError(f"unknown RULER task {spec.task!r}; known: {', '.join(TASKS)}")
     cfg = TASKS[spec.task]
     count = token_counter(tokenizer)
-    wrap, template_desc = template_wrapper(tokenizer, spec.use_chat_template, spec.chat_template_kwargs)
+    reasoning = spec.mode == "reasoning"
+    if reasoning:
+        chat, template_desc = template_wrapper(tokenizer, True, {"enable_thinking": True, **(spec.chat_template_kwargs or {})})
+        wrap, prompt_count = (lambda text: text), (lambda text: count(chat(text)))
+        template_desc += " applied by the server (reasoning mode, no answer prefix)"
+    else:
+        wrap, template_desc = template_wrapper(tokenizer, spec.use_chat_template, spec.chat_template_kwargs)
+        prompt_count = count
     ctx = Context(wrap=wrap, count=count, length=spec.length, seed=spec.seed, essay_path=spec.essay_path,
                   squad_path=spec.squad_path, hotpotqa_path=spec.hotpotqa_path,
                   sentence_splitter=spec.sentence_splitter)
@@ -191,12 +201,15 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
         seed = sample_seed(spec.seed, spec.task, spec.length, index)
         made: dict[int, Sample] = {}
 
+        def text_of(sample: Sample) -> str:
+            return sample.body if reasoning else sample.prompt
+
         def cost(n: int) -> int:
             made[n] = gen.make(seed, n, index)
-            return count(made[n].prompt)
+            return prompt_count(text_of(made[n]))
 
         if guess is None:  # first sample: measure tokens per haystack unit on a small probe
-            guess, rate = initial_guess(lambda n: count(gen.make(seed, n, index).prompt), budget,
+            guess, rate = initial_guess(lambda n: prompt_count(text_of(gen.make(seed, n, index))), budget,
                                         gen.min_size, gen.unit_tokens_guess)
         try:
             fit = fit_size(cost, budget, guess, gen.min_size, rate)
@@ -206,7 +219,7 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
         s = made[fit.size]
         docs.append({
             "id": f"{spec.task}-{spec.length}-{index}", "index": index, "length": spec.length,
-            "_prompt": s.prompt, "answer_prefix": s.answer_prefix, "outputs": s.outputs,
+            "_prompt": text_of(s), "answer_prefix": "" if reasoning else s.answer_prefix, "outputs": s.outputs,
             "prompt_tokens": fit.tokens, "budget": budget, "haystack_size": fit.size,
             "fill": round(fit.tokens / budget, 4), "depths": s.info.get("depths", []),
             "_sources": json.dumps(srcs, sort_keys=True),
@@ -220,6 +233,7 @@ def cache_key(spec: BuildSpec, tokenizer) -> str:
                "length": spec.length, "num_samples": spec.num_samples, "seed": spec.seed,
                "tokenizer": tokenizer_fingerprint(tokenizer), "use_chat_template": spec.use_chat_template,
                "chat_template_kwargs": spec.chat_template_kwargs, "splitter": spec.sentence_splitter,
+               "mode": spec.mode,
                "data": _source_digests(spec, cfg)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

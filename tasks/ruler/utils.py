@@ -68,7 +68,7 @@ def _tokenizer(tokenizer):
 
 def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_samples=DEFAULT_NUM_SAMPLES,
          seed=DEFAULT_SEED, essay_path=None, squad_path=None, hotpotqa_path=None, sentence_splitter="regex",
-         chat_template=None, chat_template_kwargs=None, cache_dir=None, **_):
+         chat_template=None, chat_template_kwargs=None, cache_dir=None, mode="official", **_):
     if ruler_task not in TASKS:
         raise DataError("task yaml", None, "metadata.ruler_task", f"unknown RULER task {ruler_task!r}")
     tok = _tokenizer(tokenizer)
@@ -77,7 +77,7 @@ def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_
         spec = BuildSpec(task=ruler_task, length=length, num_samples=int(num_samples), seed=int(seed),
                          essay_path=essay_path, squad_path=squad_path, hotpotqa_path=hotpotqa_path,
                          sentence_splitter=sentence_splitter, use_chat_template=chat_template,
-                         chat_template_kwargs=chat_template_kwargs)
+                         chat_template_kwargs=chat_template_kwargs, mode=mode)
         try:
             docs += load_or_build(spec, tok, cache_dir=cache_dir, progress=length >= 16384)
         except ValueError as e:

@@ -1,0 +1,123 @@
+"""Evaluation modes and k samples per item.
+
+* `official`: each task exactly as its benchmark defines it (prompts, decoding, scorers).
+* `reasoning`: for thinking models (Qwen3 thinks by default). Every task goes to the chat
+  endpoint with thinking enabled in the chat template, without an answer prefill, with a larger
+  output budget (the task's `metadata.reasoning_max_gen_toks`, else 8192; `--reasoning-budget`
+  overrides), and the thinking is removed before the task's own scorer runs: the answer is the
+  text after the last `</think>`. An output whose thinking never closed is scored as wrong and
+  counted. Per sample the metrics `thinking_found` and `thinking_unclosed` (0/100) record it.
+* `--samples-per-item k`: every item is sampled k times (lm-eval `repeats`); each metric is the
+  per-item mean over the k outputs (mean@k, n = items), and 0/100 metrics also get
+  `<metric>_pass@k` (100 when any output scores). Pairing in comparisons uses the per-item means.
+
+The raw outputs (thinking included) are what the request cache stores and what samples files
+keep, so a rerun or a different parser never needs the model again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from statistics import mean
+
+MODES = ("official", "reasoning")
+DEFAULT_REASONING_BUDGET = 8192
+# Qwen3's recommended sampling for thinking; --gen-kwargs overrides.
+REASONING_SAMPLING = {"do_sample": True, "temperature": 0.6, "top_p": 0.95}
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+
+
+@dataclass(frozen=True)
+class ThinkingSplit:
+    answer: str
+    found: bool
+    """The output (or the prompt) opened a thinking block."""
+    closed: bool
+    """The thinking block was closed, so `answer` is the final answer."""
+
+
+def strip_thinking(text: str, opened_in_prompt: bool = False) -> ThinkingSplit:
+    """Split a reasoning-mode output into its answer.
+
+    Several blocks: the answer follows the last `</think>`. Templates that open the block in the
+    prompt (`opened_in_prompt`) produce outputs with only the closing tag; an output with an
+    opening tag or an opened prompt but no closing tag never finished thinking: empty answer.
+    """
+    text = text or ""
+    if THINK_CLOSE in text:
+        return ThinkingSplit(text.rsplit(THINK_CLOSE, 1)[1].strip(), True, True)
+    if THINK_OPEN in text or opened_in_prompt:
+        return ThinkingSplit("", True, False)
+    return ThinkingSplit(text.strip(), False, True)
+
+
+def join_reasoning(content: str | None, reasoning: str | None) -> str:
+    """One raw output from a server that returns thinking separately (vLLM --reasoning-parser):
+    `<think>reasoning</think>content`; no content means the thinking never ended."""
+    if not reasoning:
+        return content or ""
+    if content is None:
+        return f"{THINK_OPEN}{reasoning}"
+    return f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{content}"
+
+
+def reasoning_budget(task_metadata: dict | None, override: int | None) -> int:
+    if override:
+        return int(override)
+    return int((task_metadata or {}).get("reasoning_max_gen_toks") or DEFAULT_REASONING_BUDGET)
+
+
+def wrap_process_results(process_results, k: int, reasoning: bool, opened_in_prompt: bool = False):
+    """The task's scorer applied per output (after thinking removal), averaged over k outputs."""
+
+    def wrapped(doc, results):
+        outputs = results[0] if results and isinstance(results[0], list) else list(results[:1])
+        per_output = []
+        for out in outputs:
+            extra = {}
+            if reasoning:
+                split = strip_thinking(out, opened_in_prompt)
+                out = split.answer
+                extra = {"thinking_found": 100.0 * split.found, "thinking_unclosed": 100.0 * (not split.closed)}
+            per_output.append({**process_results(doc, [out]), **extra})
+        keys = [key for key in per_output[0] if all(isinstance(p.get(key), (int, float)) for p in per_output)]
+        metrics = {key: mean(float(p[key]) for p in per_output) for key in keys}
+        if len(per_output) > 1:
+            for key in keys:
+                values = {float(p[key]) for p in per_output}
+                if key not in ("thinking_found", "thinking_unclosed") and values <= {0.0, 100.0}:
+                    metrics[f"{key}_pass@{len(per_output)}"] = max(values)
+        return metrics
+
+    return wrapped
+
+
+def apply_to_task(task, mode: str, k: int, budget_override: int | None, opened_in_prompt: bool = False) -> None:
+    """Reconfigure one loaded lm-eval task for `mode` and k samples per item."""
+    from lm_eval.api.metrics import mean as lm_mean
+    from lm_eval.filters import build_filter_ensemble
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "official" and k == 1:
+        return
+    cfg = task.config
+    names = [m["metric"] for m in cfg.metric_list or []]
+    extra: list[tuple[str, bool]] = []
+    if mode == "reasoning":
+        gen = dict(cfg.generation_kwargs or {})
+        gen.update(REASONING_SAMPLING)
+        gen["max_gen_toks"] = reasoning_budget(cfg.metadata, budget_override)
+        gen["until"] = []
+        task.set_config(key="generation_kwargs", value=gen)
+        extra += [("thinking_found", False), ("thinking_unclosed", False)]
+    if k > 1:
+        cfg.repeats = k
+        task._filters = [build_filter_ensemble("none", [])]  # keep all k outputs for the scorer
+        extra += [(f"{n}_pass@{k}", task.higher_is_better().get(n, True)) for n in names]
+    if callable(cfg.process_results):
+        cfg.process_results = wrap_process_results(cfg.process_results, k, mode == "reasoning", opened_in_prompt)
+    for name, higher in extra:
+        task._aggregation_list[name] = lm_mean
+        task._higher_is_better[name] = higher
+        cfg.metric_list = list(cfg.metric_list or []) + [{"metric": name, "aggregation": "mean", "higher_is_better": higher}]
