@@ -18,6 +18,7 @@ Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `m
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import json
@@ -392,53 +393,63 @@ def run_eval(cfg: EvalConfig) -> Path:
     )
     write_run(run_dir, record)
 
-    with stop_on_sigterm():
-        server = None
-        try:
-            if cfg.backend == "server" and not cfg.base_url:
-                server = VLLMServer(ServerConfig(
-                    model=cfg.model, host=cfg.host, port=cfg.port, max_model_len=cfg.max_model_len,
-                    dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size, api_key=cfg.api_key,
-                    startup_timeout_s=cfg.startup_timeout_s, extra_args=list(cfg.server_args)),
-                    log_path=run_dir / "server.log")
-                print(f"starting vLLM for {cfg.model} (log: {run_dir / 'server.log'}) ...", file=sys.stderr)
-                server.start()
-                remote = server.info
-                record.serving.managed = True
-                record.serving.startup_s = round(server.startup_s, 2)
-                print(f"server healthy at {server.base_url} after {server.startup_s:.1f} s", file=sys.stderr)
-            if cfg.backend == "server":
-                window = cfg.max_model_len or remote.get("max_model_len")
-                if not window:
-                    raise UserError("the server does not report max_model_len; pass --max-model-len")
-                base_url = server.base_url if server else cfg.base_url
-                record.serving.base_url = base_url
-                record.serving.server_version = remote.get("server_version")
-                served_name = remote["model"]
-            else:
-                window = cfg.max_model_len or int(getattr(tokenizer, "model_max_length", 0) or 0)
-                if not window or window > 10**7:
-                    raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
-                base_url, served_name = None, cfg.model
-            record.serving.max_model_len = int(window)
-            record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
-                                 "max_model_len": int(window),
-                                 "rule": "templated prompt + max_gen_toks <= max_model_len"}
-            from harness.lm_backends import TaskSpec
+    try:
+        with stop_on_sigterm():
+            server = None
+            try:
+                if cfg.backend == "server" and not cfg.base_url:
+                    server = VLLMServer(ServerConfig(
+                        model=cfg.model, host=cfg.host, port=cfg.port, max_model_len=cfg.max_model_len,
+                        dtype=cfg.dtype, tensor_parallel_size=cfg.tensor_parallel_size, api_key=cfg.api_key,
+                        startup_timeout_s=cfg.startup_timeout_s, extra_args=list(cfg.server_args)),
+                        log_path=run_dir / "server.log")
+                    print(f"starting vLLM for {cfg.model} (log: {run_dir / 'server.log'}) ...", file=sys.stderr)
+                    server.start()
+                    remote = server.info
+                    record.serving.managed = True
+                    record.serving.startup_s = round(server.startup_s, 2)
+                    print(f"server healthy at {server.base_url} after {server.startup_s:.1f} s", file=sys.stderr)
+                if cfg.backend == "server":
+                    window = cfg.max_model_len or remote.get("max_model_len")
+                    if not window:
+                        raise UserError("the server does not report max_model_len; pass --max-model-len")
+                    base_url = server.base_url if server else cfg.base_url
+                    record.serving.base_url = base_url
+                    record.serving.server_version = remote.get("server_version")
+                    served_name = remote["model"]
+                else:
+                    window = cfg.max_model_len or int(getattr(tokenizer, "model_max_length", 0) or 0)
+                    if not window or window > 10**7:
+                        raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
+                    base_url, served_name = None, cfg.model
+                record.serving.max_model_len = int(window)
+                record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
+                                     "max_model_len": int(window),
+                                     "rule": "templated prompt + max_gen_toks <= max_model_len"}
+                from harness.lm_backends import TaskSpec
 
-            metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), "mode": cfg.mode, **cfg.task_metadata}
-            loaded = task_manager(metadata).load(cfg.tasks)
-            specs = {name: TaskSpec.from_metadata(t.config.metadata, cfg.mode) for name, t in loaded["tasks"].items()}
-            _apply_mode(loaded, cfg, tokenizer)
-            lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)
-            cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
-            results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
-            cached = getattr(wrapped, "cached_instances", [])
-        finally:
-            if server is not None:
-                server.stop()
+                metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), "mode": cfg.mode, **cfg.task_metadata}
+                loaded = task_manager(metadata).load(cfg.tasks)
+                specs = {name: TaskSpec.from_metadata(t.config.metadata, cfg.mode) for name, t in loaded["tasks"].items()}
+                _apply_mode(loaded, cfg, tokenizer)
+                lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)
+                cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
+                results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
+                cached = getattr(wrapped, "cached_instances", [])
+            finally:
+                if server is not None:
+                    server.stop()
 
-    _fill_record(record, results, loaded, lm, specs, cached, run_dir)
+        _fill_record(record, results, loaded, lm, specs, cached, run_dir)
+    except BaseException as e:
+        # A run that stops early never claims to be complete: it says how it ended. Finished
+        # answers are in the request cache, so the same command resumes.
+        record.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        record.errors.append(f"{type(e).__name__}: {str(e)[:500]}")
+        record.finished_at = utc_now()
+        with contextlib.suppress(Exception):
+            write_run(run_dir, record)
+        raise
     record.finished_at = utc_now()
     record.wall_time_s = round(time.monotonic() - t0, 3)
     failed = record.requests.get("failed", 0)

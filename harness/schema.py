@@ -110,7 +110,8 @@ class RunRecord:
     run_id: str
     """Unique id (UTC time + random suffix); also the run directory's name."""
     status: str
-    """`running`, `complete`, or `incomplete` (some requests failed; rerun to resume)."""
+    """`running`, `complete`, `incomplete` (some requests failed; rerun to resume), `failed` (an
+    error stopped the run; `errors` says which) or `interrupted` (Ctrl-C / SIGTERM)."""
     model: ModelInfo
     serving: ServingInfo
     code: CodeInfo

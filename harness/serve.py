@@ -170,7 +170,7 @@ class VLLMServer:
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cfg.command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=env, start_new_session=True,
+            env=env, start_new_session=True, preexec_fn=_die_with_parent,
         )
         log.close()
         try:
@@ -246,6 +246,17 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the server's process: get SIGTERM when the harness dies, even by SIGKILL (Linux), so a
+    killed eval never leaves a server holding the port and memory. vLLM's own shutdown then
+    stops its engine processes."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @contextlib.contextmanager

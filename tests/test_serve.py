@@ -62,7 +62,7 @@ def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
     time.sleep(0.5)
     assert _alive(server_pids) == [], out[-2000:]
     run_json = next(tmp_path.glob("*/run.json"))
-    assert '"status": "running"' in run_json.read_text(), "an interrupted run must not claim to be complete"
+    assert '"status": "interrupted"' in run_json.read_text(), "an interrupted run must say so, never complete"
 
 
 @pytest.mark.slow
