@@ -87,6 +87,14 @@ def task_manager(metadata: dict | None = None):
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
 
 
+def check_task_versions(tasks: dict) -> None:
+    """Results are compared by task version: a task without one cannot be evaluated."""
+    for name, task in tasks.items():
+        if (task.config.metadata or {}).get("version") in (None, ""):
+            raise UserError(f"task {name} declares no metadata.version in its YAML; results could not be "
+                            "told apart from a later edit of the task. Add `metadata: {version: 1.0}`")
+
+
 def check_task_names(tm, names: list[str]) -> None:
     known = set(tm.all_tasks)
     for name in names:
@@ -348,7 +356,7 @@ def run_eval(cfg: EvalConfig) -> Path:
 
     Raises IncompleteRunError (after writing everything) when some requests failed.
     """
-    from harness.serve import ServerConfig, VLLMServer, server_info, stop_on_sigterm
+    from harness.serve import ServerConfig, VLLMServer, check_same_tokenizer, server_info, stop_on_sigterm
 
     t0 = time.monotonic()
     started = utc_now()
@@ -414,6 +422,10 @@ def run_eval(cfg: EvalConfig) -> Path:
                     if not window:
                         raise UserError("the server does not report max_model_len; pass --max-model-len")
                     base_url = server.base_url if server else cfg.base_url
+                    if check_same_tokenizer(base_url, remote["model"], tokenizer, cfg.api_key) is False:
+                        raise UserError(f"the tokenizer from {tok_source} does not match the served model's "
+                                        f"(a probe text tokenizes differently on {base_url}); pass --tokenizer with "
+                                        "the served model's tokenizer, or prompts would be fitted with wrong budgets")
                     record.serving.base_url = base_url
                     record.serving.server_version = remote.get("server_version")
                     served_name = remote["model"]
@@ -430,6 +442,7 @@ def run_eval(cfg: EvalConfig) -> Path:
 
                 metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), "mode": cfg.mode, **cfg.task_metadata}
                 loaded = task_manager(metadata).load(cfg.tasks)
+                check_task_versions(loaded["tasks"])
                 specs = {name: TaskSpec.from_metadata(t.config.metadata, cfg.mode) for name, t in loaded["tasks"].items()}
                 _apply_mode(loaded, cfg, tokenizer)
                 lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)

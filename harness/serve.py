@@ -93,8 +93,10 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def http_json(url: str, timeout: float = 5.0, api_key: str | None = None) -> dict:
-    req = urllib.request.Request(url)
+def http_json(url: str, timeout: float = 5.0, api_key: str | None = None, body: dict | None = None) -> dict:
+    """GET (or POST `body` as JSON) and parse the JSON answer."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
     if api_key:
         req.add_header("Authorization", f"Bearer {api_key}")
     with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -127,6 +129,27 @@ def server_info(base_url: str, api_key: str | None = None, timeout: float = 5.0)
     except (urllib.error.URLError, OSError, ValueError):
         info["server_version"] = None
     return info
+
+
+TOKENIZER_PROBE = "Tokenizer probe: 12345 + 0.5 = ?\n\tCafé naïve — 東京 🙂 </think> The end."
+
+
+def check_same_tokenizer(base_url: str, model: str, tokenizer, api_key: str | None = None) -> bool | None:
+    """Does the local tokenizer split a probe text exactly as the server does?
+
+    The harness fits prompts in local tokens; a different tokenizer (a wrong --tokenizer) would
+    make every budget wrong. True/False from vLLM's /tokenize; None when the server has no such
+    endpoint (other OpenAI-compatible servers), in which case nothing can be checked.
+    """
+    root = base_url.rstrip("/").removesuffix("/v1")
+    try:
+        remote = http_json(f"{root}/tokenize", 10.0, api_key, {"model": model, "prompt": TOKENIZER_PROBE,
+                                                              "add_special_tokens": True}).get("tokens")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+    if not isinstance(remote, list):
+        return None
+    return list(remote) == list(tokenizer(TOKENIZER_PROBE, add_special_tokens=True)["input_ids"])
 
 
 def _tail(path: Path, n_lines: int = 40) -> str:
