@@ -39,6 +39,7 @@ bench: tiny-model
 	$(BIN)/python bench/serve_overhead.py --model $(TINY)
 	$(BIN)/python bench/server_vs_hf.py --model $(TINY)
 	$(BIN)/python bench/ruler_build.py
+	$(BIN)/python bench/soak.py --model $(TINY)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -54,6 +54,9 @@ class ServerConfig:
     """VLLM_CPU_KVCACHE_SPACE for the CPU build (ignored by the CUDA build)."""
     startup_timeout_s: float = 600.0
     trust_remote_code: bool = False
+    """Off unless asked: a checkpoint's own Python code never runs by default."""
+    load_format: str = "safetensors"
+    """Weights load from safetensors only (no pickle); `--server-args='--load-format pt'` opts in."""
     extra_args: list[str] = field(default_factory=list)
     """Passed verbatim after the flags above (e.g. ["--pipeline-parallel-size", "2"])."""
 
@@ -67,6 +70,7 @@ class ServerConfig:
             "--dtype", self.dtype,
             "--tensor-parallel-size", str(self.tensor_parallel_size),
             "--disable-log-stats",
+            "--load-format", self.load_format,
         ]
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]
