@@ -445,6 +445,9 @@ def run_eval(cfg: EvalConfig) -> Path:
                 check_task_versions(loaded["tasks"])
                 specs = {name: TaskSpec.from_metadata(t.config.metadata, cfg.mode) for name, t in loaded["tasks"].items()}
                 _apply_mode(loaded, cfg, tokenizer)
+                if cfg.mode == "reasoning":  # a second pass (LongBench v2 CoT) thinks too: same budget
+                    for name, t in loaded["tasks"].items():
+                        specs[name].followup_max_gen_toks = int(t.config.generation_kwargs["max_gen_toks"])
                 lm = _build_backend(cfg, base_url, served_name, tokenizer, int(window), specs)
                 cache_db = cache_path(cfg.output_dir, model_info, int(window), cfg.backend) if cfg.use_cache else None
                 results, wrapped = _evaluate(lm, loaded, cfg, cache_db)
