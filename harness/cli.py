@@ -43,13 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", metavar="VERB")
 
     m = sub.add_parser("model", help="build or inspect models",
-                       epilog="example:\n  longact model build-tiny --out models/tiny-qwen3",
+                       epilog="examples:\n  longact model build-tiny --out models/tiny-qwen3\n"
+                              "  longact model train-tiny-skills --base models/tiny-qwen3 --out assets/tiny-qwen3-skilled",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
     bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)")
     bt.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
     bt.add_argument("--seed", type=int, default=0, help="weights/tokenizer seed (default: %(default)s)")
     bt.add_argument("--force", action="store_true", help="rebuild even if a tiny model is already there")
+    ts = msub.add_parser("train-tiny-skills", help="teach the tiny model passkey/needle retrieval (~15 min on 2 cores)")
+    ts.add_argument("--base", default="models/tiny-qwen3", help="tiny model to start from (default: %(default)s)")
+    ts.add_argument("--out", default="assets/tiny-qwen3-skilled", help="output directory (default: %(default)s)")
+    ts.add_argument("--steps", type=int, default=1500, help="optimizer steps (default: %(default)s)")
+    ts.add_argument("--seed", type=int, default=5)
 
     e = sub.add_parser(
         "eval", help="evaluate a checkpoint on tasks (starts vLLM unless --base-url is given)",
@@ -139,8 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_model(args) -> int:
+    if args.model_verb == "train-tiny-skills":
+        from harness.tiny_model import is_tiny_model_dir
+        from harness.tiny_skill import train_tiny_skills
+
+        if not is_tiny_model_dir(args.base):
+            raise UserError(f"{args.base} is not a tiny model; build it with `longact model build-tiny --out {args.base}`")
+        summary = train_tiny_skills(args.base, args.out, steps=args.steps, seed=args.seed)
+        print(f"trained {args.steps} steps in {summary['seconds']:.0f} s; final loss {summary['log'][-1]['loss']}; "
+              f"model at {args.out}")
+        return 0
     if args.model_verb != "build-tiny":
-        raise UserError("usage: longact model build-tiny [--out DIR]")
+        raise UserError("usage: longact model build-tiny [--out DIR] | train-tiny-skills [--base DIR --out DIR]")
     from harness.tiny_model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
 
     if is_tiny_model_dir(args.out) and not args.force:

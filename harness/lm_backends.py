@@ -73,12 +73,17 @@ class TaskSpec:
     followup_max_gen_toks: int = 128
     chat_template_kwargs: dict | None = None
     """Sent with chat requests and used to count their tokens (reasoning mode: enable_thinking)."""
+    chat_prefix: list[dict] | None = None
+    """Chat messages before the user turn (`metadata.chat_prefix`: a system prompt, a one-shot)."""
 
     @classmethod
     def from_metadata(cls, metadata: dict | None, mode: str = "official") -> "TaskSpec":
         md = metadata or {}
+        prefix = md.get("chat_prefix")
+        prefix = prefix() if callable(prefix) else prefix  # YAMLs may point at a function
         spec = cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
-                   followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)))
+                   followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)),
+                   chat_prefix=[dict(m) for m in prefix or []] or None)
         if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/modes.py)
             spec.endpoint, spec.chat_template_kwargs = "chat", {"enable_thinking": True}
         return spec
@@ -92,6 +97,7 @@ class GenRequest:
     fit: FitResult
     gen: dict = field(default_factory=dict)
     template_kwargs: dict | None = None
+    prefix: list[dict] | None = None
 
 
 def split_gen_kwargs(gen_kwargs: dict) -> tuple[int, dict]:
@@ -143,11 +149,13 @@ class EndpointMixin:
         max_gen, params = split_gen_kwargs(gen_kwargs)
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
             params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat)
-        fit = self.fitter.fit(context, max_gen, chat=spec.endpoint == "chat", template_kwargs=spec.chat_template_kwargs)
+        fit = self.fitter.fit(context, max_gen, chat=spec.endpoint == "chat", template_kwargs=spec.chat_template_kwargs,
+                              prefix=spec.chat_prefix)
         return spec.endpoint, fit, max_gen, params
 
     def new_record(self, task: str, doc_id: int, endpoint: str, fit: FitResult, max_gen: int, **kw) -> RequestRecord:
-        rendered = self.fitter.render(fit.text, endpoint == "chat", self.spec_for(task).chat_template_kwargs)
+        spec = self.spec_for(task)
+        rendered = self.fitter.render(fit.text, endpoint == "chat", spec.chat_template_kwargs, spec.chat_prefix)
         return RequestRecord(task, doc_id, endpoint, prompt_hash(rendered), fit.prompt_tokens,
                              fit.original_tokens, fit.truncated, max_gen, **kw)
 
@@ -165,7 +173,7 @@ class EndpointMixin:
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
             params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat=1_000_000)
         fit = self.fitter.fit(prompt, spec.followup_max_gen_toks, chat=spec.endpoint == "chat",
-                              template_kwargs=spec.chat_template_kwargs)
+                              template_kwargs=spec.chat_template_kwargs, prefix=spec.chat_prefix)
         return fit, params
 
 
@@ -230,12 +238,13 @@ class ServerLM(EndpointMixin, LM):
             endpoint, fit, max_gen, params = self.fit_request(req, repeat)
             rec = self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen)
             records[i] = rec
-            kwargs = self.spec_for(req.task_name).chat_template_kwargs
-            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params, kwargs), rec)
-            if rec.error is None and self.spec_for(req.task_name).followup is not None:
+            spec = self.spec_for(req.task_name)
+            kwargs, prefix = spec.chat_template_kwargs, spec.chat_prefix
+            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params, kwargs, prefix), rec)
+            if rec.error is None and spec.followup is not None:
                 rec.first_response = text
                 fit2, params2 = self.followup_request(req, text)
-                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2, kwargs), rec)
+                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2, kwargs, prefix), rec)
             return i, text
 
         seen: dict[tuple, int] = {}
@@ -262,7 +271,7 @@ class ServerLM(EndpointMixin, LM):
     def _payload(self, g: GenRequest) -> tuple[str, dict]:
         body = {"model": self.model, **g.gen}
         if g.endpoint == "chat":
-            body["messages"] = [{"role": "user", "content": g.fit.text}]
+            body["messages"] = list(g.prefix or []) + [{"role": "user", "content": g.fit.text}]
             if g.template_kwargs:
                 body["chat_template_kwargs"] = g.template_kwargs
             return f"{self.root}/v1/chat/completions", body
@@ -326,8 +335,9 @@ def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[
             fitted = []
             for req, (endpoint, fit, _max_gen, _params) in zip(requests, fits):
                 new = copy.copy(req)
-                new.arguments = (self.fitter.render(fit.text, endpoint == "chat",
-                                                    self.spec_for(req.task_name).chat_template_kwargs), req.args[1])
+                spec = self.spec_for(req.task_name)
+                new.arguments = (self.fitter.render(fit.text, endpoint == "chat", spec.chat_template_kwargs,
+                                                    spec.chat_prefix), req.args[1])
                 fitted.append(new)
             self.n_sent += len(fitted)
             return HFLM.generate_until(self, fitted, disable_tqdm=disable_tqdm)

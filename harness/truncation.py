@@ -23,9 +23,9 @@ from harness.errors import UserError
 def middle_truncate_ids(ids: list[int], max_len: int, tail_rounds_up: bool = True) -> list[int]:
     """Keep the first and last tokens of `ids` so that at most `max_len` remain.
 
-    Head = max_len // 2. With `tail_rounds_up` the tail is max_len - head (exactly max_len kept,
-    LongBench `pred.py` style: `ids[:m//2] + ids[-m//2:]`); without it the tail is also
-    max_len // 2 (InfiniteBench `truncate_input` style, one fewer token for odd max_len).
+    Head = max_len // 2. With `tail_rounds_up` the tail is max_len - head, exactly max_len kept:
+    what LongBench `pred.py` and InfiniteBench `truncate_input` both do (`ids[-m//2:]` parses as
+    `ids[(-m)//2:]`, i.e. ceil(m/2) ids); without it the tail is also max_len // 2.
     """
     if max_len < 0:
         raise ValueError(f"max_len must be >= 0, got {max_len}")
@@ -62,7 +62,8 @@ class PromptFitter:
         self.max_model_len = int(max_model_len)
         self.chat_template_kwargs = chat_template_kwargs or {}
 
-    def render(self, content: str, chat: bool, template_kwargs: dict | None = None) -> str:
+    def render(self, content: str, chat: bool, template_kwargs: dict | None = None,
+               prefix: list[dict] | None = None) -> str:
         """The text the server tokenizes: the chat template applied (chat) or the prompt itself.
 
         `template_kwargs` (e.g. {"enable_thinking": True} in reasoning mode) are the ones sent
@@ -70,18 +71,22 @@ class PromptFitter:
         if not chat:
             return content
         return self.tok.apply_chat_template(
-            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True,
-            **{**self.chat_template_kwargs, **(template_kwargs or {})},
+            list(prefix or []) + [{"role": "user", "content": content}], tokenize=False,
+            add_generation_prompt=True, **{**self.chat_template_kwargs, **(template_kwargs or {})},
         )
 
-    def count(self, content: str, chat: bool, template_kwargs: dict | None = None) -> int:
+    def count(self, content: str, chat: bool, template_kwargs: dict | None = None,
+              prefix: list[dict] | None = None) -> int:
         # vLLM tokenizes rendered chat prompts without adding special tokens and completion
         # prompts with them (a no-op for tokenizers without BOS, e.g. Qwen's).
-        return len(self.tok(self.render(content, chat, template_kwargs), add_special_tokens=not chat)["input_ids"])
+        text = self.render(content, chat, template_kwargs, prefix)
+        return len(self.tok(text, add_special_tokens=not chat)["input_ids"])
 
-    def fit(self, content: str, max_gen_toks: int, chat: bool, template_kwargs: dict | None = None) -> FitResult:
+    def fit(self, content: str, max_gen_toks: int, chat: bool, template_kwargs: dict | None = None,
+            prefix: list[dict] | None = None) -> FitResult:
+        """`prefix`: chat messages before the user turn (a system prompt, a one-shot example)."""
         budget = self.max_model_len - int(max_gen_toks)
-        original = self.count(content, chat, template_kwargs)
+        original = self.count(content, chat, template_kwargs, prefix)
         if original <= budget:
             return FitResult(content, original, original, False, 0)
         ids = self.tok(content, add_special_tokens=False)["input_ids"]
@@ -96,7 +101,7 @@ class PromptFitter:
         for _ in range(8):
             # Decoding and re-encoding at the cut can merge or split tokens; shrink until it fits.
             text = self.tok.decode(middle_truncate_ids(ids, keep), skip_special_tokens=False)
-            n = self.count(text, chat, template_kwargs)
+            n = self.count(text, chat, template_kwargs, prefix)
             if n <= budget:
                 return FitResult(text, n, original, True, original - n)
             keep -= max(1, n - budget)

@@ -36,7 +36,7 @@ def offline_metadata(folder: Path) -> dict:
     if not meta.exists():
         return {}
     md = {k: v for k, v in json.loads(meta.read_text()).items() if not k.startswith("_")}
-    return {k: str(folder / v) if k.endswith("_path") else v for k, v in md.items()}
+    return {k: str(folder / v) if k.endswith(("_path", "_dir")) else v for k, v in md.items()}
 
 
 def test_there_are_task_yamls():
@@ -44,6 +44,7 @@ def test_there_are_task_yamls():
     assert {"tiny", "tiny_mc", "tiny_niah", "tiny_passkey", "tiny_kv"} <= names
     assert {"longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"} <= names
     assert {"ruler", "ruler_niah_single_1", "ruler_vt", "ruler_cwe", "ruler_fwe", "ruler_qa_squad"} <= names
+    assert {"infinitebench", "infinitebench_passkey", "infinitebench_math_calc", "infinitebench_code_debug"} <= names
 
 
 @pytest.mark.parametrize("name,metadata", _yaml_tasks(), ids=[n for n, _ in _yaml_tasks()])

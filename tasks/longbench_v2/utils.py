@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks import prompt_budget
 from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
 from tasks.longbench_v2.prompts import COT, COT_ANSWER, NO_CONTEXT, ZERO_SHOT, fill
+from tasks.prompt_budget import PromptTruncator
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
 
 OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
@@ -49,58 +51,8 @@ def load_rows(data_path: str | None = None) -> list[dict]:
     return rows
 
 
-class PromptTruncator:
-    """Official middle truncation with one tokenizer pass per prompt (plus a decode when cut).
-
-    `batch` encodes prompts in chunks through the fast tokenizer's batch path, which runs on all
-    cores; bench/longbench_v2_prep.py measures it on 503 prompts of ~128k tokens.
-    """
-
-    def __init__(self, tokenizer, max_length: int, chunk: int = 8):
-        self.tok = tokenizer
-        self.max_length = int(max_length)
-        self.chunk = chunk
-
-    def __call__(self, prompt: str) -> tuple[str, bool, int]:
-        return self.batch([prompt])[0]
-
-    def _cut(self, prompt: str, ids: list[int]) -> tuple[str, bool, int]:
-        n = len(ids)
-        if n <= self.max_length:
-            return prompt, False, n
-        half = self.max_length // 2
-        # pred.py: ids[:max_len//2] + ids[-max_len//2:] (the tail has ceil(max_len/2) ids).
-        kept = ids[:half] + ids[n - (self.max_length - half):]
-        return self.tok.decode(kept, skip_special_tokens=True), True, n
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        """Same ids as tokenizer.encode(text) (special tokens added as the model adds them).
-
-        Fast tokenizers expose `encode_batch_fast`, which skips offset tracking (~25% faster on
-        128k-token prompts); other tokenizers take the ordinary batch call.
-        """
-        backend = getattr(self.tok, "_tokenizer", None)
-        if backend is not None and hasattr(backend, "encode_batch_fast"):
-            return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
-        return self.tok(texts, add_special_tokens=True)["input_ids"]
-
-    def batch(self, prompts: list[str]) -> list[tuple[str, bool, int]]:
-        out = []
-        for i in range(0, len(prompts), self.chunk):
-            part = prompts[i:i + self.chunk]
-            encoded = self._encode(part)
-            out += [self._cut(p, ids) for p, ids in zip(part, encoded)]
-        return out
-
-
 def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) -> int:
-    if not max_model_len:
-        return OFFICIAL_MAX_LENGTH
-    from harness.truncation import PromptFitter
-
-    # Tokens the chat template adds around an empty user turn, counted as the server counts them.
-    overhead = PromptFitter(tokenizer, int(max_model_len)).count("", chat=True)
-    return max(1, min(OFFICIAL_MAX_LENGTH, int(max_model_len) - int(gen_budget) - overhead))
+    return prompt_budget.default_max_length(tokenizer, max_model_len, gen_budget, cap=OFFICIAL_MAX_LENGTH)
 
 
 def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
