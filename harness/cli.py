@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from harness.errors import UserError
 
@@ -127,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--drop-empty", action="store_true",
                     help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
 
+    c = sub.add_parser(
+        "compare", help="compare checkpoints: one row per run, deltas with paired intervals and tests",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
+               "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n\n"
+               "Runs must have been run the same way (task versions and configs, data, window, generation\n"
+               "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
+    c.add_argument("runs", nargs="+", help="run directories (or run.json files)")
+    c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")
+    c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
+    c.add_argument("--out", help="write the table here instead of printing it")
+    c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+
     d = sub.add_parser(
         "data", help="build benchmark data caches (needs the network once)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -237,6 +253,18 @@ def cmd_score(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from harness.compare import compare, render
+
+    text = render(compare(args.runs, args.baseline, force=args.force, n_resamples=args.resamples), args.format)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
+    return 0
+
+
 def cmd_data(args) -> int:
     if args.data_verb != "ruler-essays":
         raise UserError("usage: longact data ruler-essays [--out DIR] [--url-list URL|FILE]")
@@ -274,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, "data": cmd_data}
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, "data": cmd_data,
+                "compare": cmd_compare}
     try:
         return handlers[args.verb](args)
     except UserError as e:

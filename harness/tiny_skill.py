@@ -3,8 +3,8 @@
     longact model train-tiny-skills --base models/tiny-qwen3 --out models/tiny-qwen3-skilled
 
 The random tiny model scores ~0 everywhere, which makes a baseline-vs-LongAct table uninformative.
-This runs a short supervised curriculum on freshly generated passkey and needle items (never the
-evaluation fixtures: other seeds, same shapes): haystacks start at a couple of sentences and grow
+This runs a short supervised curriculum on freshly generated passkey items (optionally needle
+items too; never the evaluation fixtures: other seeds, same shapes): haystacks start at a couple of sentences and grow
 to the tiny tasks' lengths, batches of 8, loss on the answer tokens only. Two attention layers
 learn to copy the number that follows its key (an induction-style lookup). On 2 CPU cores 1,500
 steps take about 15 minutes; the result is committed under `assets/` with the command and its
@@ -40,11 +40,11 @@ def needle_item(rng: random.Random, max_reps: int) -> tuple[dict, str]:
     return {"context": " ".join(hay), "query": key}, value
 
 
-def training_pair(rng: random.Random, tok, max_reps: int) -> tuple[list[int], list[int]]:
+def training_pair(rng: random.Random, tok, max_reps: int, needle_share: float) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) in the exact form the tiny tasks send them."""
     from tasks.tiny.utils import niah_prompt, passkey_prompt
 
-    if rng.random() < 0.5:
+    if rng.random() >= needle_share:
         doc, answer = passkey_item(rng, max_reps)
         prompt = tok.apply_chat_template([{"role": "user", "content": passkey_prompt(doc)}], tokenize=False,
                                          add_generation_prompt=True)
@@ -56,7 +56,10 @@ def training_pair(rng: random.Random, tok, max_reps: int) -> tuple[list[int], li
 
 
 def train_tiny_skills(base: str, out: str, steps: int = 1500, batch: int = 8, lr: float = 2e-3,
-                      max_reps: int = 40, seed: int = 5, progress: bool = True) -> dict:
+                      max_reps: int = 40, seed: int = 5, needle_share: float = 0.0, progress: bool = True) -> dict:
+    """`needle_share` of the items are tiny_niah-shaped, the rest passkey-shaped. Measured here:
+    passkey alone reaches ~80% on tiny_passkey in 1,500 steps; a 50/50 mix learned neither in
+    1,600 (loss ~1.0), so the default teaches the passkey skill only."""
     import torch
     from transformers import AutoTokenizer, Qwen3ForCausalLM
 
@@ -75,7 +78,7 @@ def train_tiny_skills(base: str, out: str, steps: int = 1500, batch: int = 8, lr
         bar = tqdm(bar, desc="tiny skills", unit="step")
     for step in bar:
         reps = 2 + int((max_reps - 2) * min(1.0, step / (0.7 * steps)))  # curriculum: longer haystacks
-        pairs = [training_pair(rng, tok, reps) for _ in range(batch)]
+        pairs = [training_pair(rng, tok, reps, needle_share) for _ in range(batch)]
         length = max(len(p) + len(t) for p, t in pairs)
         ids = torch.tensor([p + t + [pad] * (length - len(p) - len(t)) for p, t in pairs])
         mask = torch.tensor([[1] * (len(p) + len(t)) + [0] * (length - len(p) - len(t)) for p, t in pairs])
@@ -96,6 +99,7 @@ def train_tiny_skills(base: str, out: str, steps: int = 1500, batch: int = 8, lr
     if spec.is_file():  # same architecture and tokenizer as the base tiny model
         (out_dir / "longact_tiny_spec.json").write_text(spec.read_text())
     summary = {"base": str(base), "steps": steps, "batch": batch, "lr": lr, "max_reps": max_reps, "seed": seed,
+               "needle_share": needle_share,
                "seconds": round(time.monotonic() - t0, 1), "log": log}
     (out_dir / "training_log.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

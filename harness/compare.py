@@ -1,0 +1,210 @@
+"""Compare checkpoints from their result files: one row per run, declared columns, paired stats.
+
+    longact compare results/base results/longact --baseline results/base
+
+Columns come from the result files through declared column kinds:
+* a group with a per-length breakdown (RULER): the group mean per length, then the group mean;
+* LongBench v2 tasks: Overall and the Easy/Hard/Short/Medium/Long splits;
+* any other group (InfiniteBench, tiny): each member task, then the group mean;
+* any other task: its primary metric.
+
+Every cell is recomputed from `samples_<task>.jsonl`, so it can be paired item by item with the
+baseline: delta (B - A), a paired bootstrap 95% interval on the shared items, and an exact
+McNemar (0/100 scores) or sign-flip permutation p-value. Runs whose tasks were not run the same
+way (task version, config hash, data fingerprint, window, generation settings, mode, samples per
+item) are refused with the differences listed, unless `force`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.results import load_run
+from harness.schema import RunRecord
+from harness.stats import paired_test
+
+LONGBENCH_SPLITS = [("Overall", None, None), ("Easy", "difficulty", "easy"), ("Hard", "difficulty", "hard"),
+                    ("Short", "length", "short"), ("Medium", "length", "medium"), ("Long", "length", "long")]
+
+
+@dataclass
+class Run:
+    path: Path
+    record: RunRecord
+    samples: dict[str, dict[int, dict]] = field(default_factory=dict)
+    """task -> doc_id -> samples row."""
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.record.model.path).name} ({self.record.run_id[-8:]})"
+
+    def primary(self, task: str) -> str:
+        return next(iter(self.record.tasks[task].metrics))
+
+    def scores(self, task: str, where: tuple[str, str] | None = None) -> dict[int, float]:
+        if task not in self.record.tasks:
+            return {}
+        metric = self.primary(task)
+        out = {}
+        for doc_id, row in self.samples.get(task, {}).items():
+            if where and str((row.get("doc") or {}).get(where[0])) != where[1]:
+                continue
+            value = row.get("metrics", {}).get(metric)
+            if isinstance(value, (int, float)):
+                out[doc_id] = float(value)
+        return out
+
+
+def load(path) -> Run:
+    run = Run(Path(path), load_run(path))
+    base = run.path if run.path.is_dir() else run.path.parent
+    for name, task in run.record.tasks.items():
+        f = base / (task.samples_file or f"samples_{name}.jsonl")
+        if not f.is_file():
+            raise UserError(f"{f}: missing; comparisons pair per-sample scores, so each run needs its samples files")
+        run.samples[name] = {r["doc_id"]: r for r in map(json.loads, f.read_text(encoding="utf-8").splitlines()) if r}
+    return run
+
+
+@dataclass
+class Column:
+    name: str
+    parts: list[tuple[str, tuple[str, str] | None]]
+    """(task, optional (field, value) filter) per stratum; the cell is the mean of stratum means."""
+
+
+def _group_members(record: RunRecord, group: str) -> list[str]:
+    prefix = {"ruler": "ruler_", "infinitebench": "infinitebench_", "tiny": "tiny_"}.get(group, f"{group}_")
+    return sorted(t for t in record.tasks if t.startswith(prefix))
+
+
+def columns(record: RunRecord) -> list[Column]:
+    cols, used = [], set()
+    for group in sorted(record.groups):
+        members = _group_members(record, group)
+        if not members:
+            continue
+        used.update(members)
+        lengths = record.group_breakdown.get(group, {}).get("length")
+        if lengths:
+            cols += [Column(f"{group}@{v}", [(t, ("length", v)) for t in members]) for v in lengths]
+        else:
+            cols += [Column(t, [(t, None)]) for t in members]
+        cols.append(Column(f"{group} avg", [(t, None) for t in members]))
+    for task in sorted(set(record.tasks) - used):
+        if task.startswith("longbench_v2"):
+            cols += [Column(f"{task} {label}" if field else f"{task} Overall", [(task, (field, value) if field else None)])
+                     for label, field, value in LONGBENCH_SPLITS]
+        else:
+            cols.append(Column(task, [(task, None)]))
+    return cols
+
+
+def differences(a: RunRecord, b: RunRecord, tasks: list[str]) -> list[str]:
+    """Why two runs cannot be paired task by task (empty when they can)."""
+    out = []
+    if a.serving.max_model_len != b.serving.max_model_len:
+        out.append(f"window: {a.serving.max_model_len} vs {b.serving.max_model_len} (prompts truncated differently)")
+    for attr in ("mode", "samples_per_item"):
+        if getattr(a, attr) != getattr(b, attr):
+            out.append(f"{attr}: {getattr(a, attr)} vs {getattr(b, attr)}")
+    for t in tasks:
+        ta, tb = a.tasks[t], b.tasks[t]
+        for attr in ("version", "config_hash", "dataset_fingerprint", "generation_kwargs"):
+            va, vb = getattr(ta, attr), getattr(tb, attr)
+            if va != vb:
+                show = (lambda v: str(v)[:12]) if attr in ("config_hash", "dataset_fingerprint") else str
+                out.append(f"{t}: {attr} {show(va)} vs {show(vb)}")
+    return out
+
+
+def cell(run: Run, col: Column) -> tuple[float | None, int]:
+    means, n = [], 0
+    for task, where in col.parts:
+        s = run.scores(task, where)
+        if s:
+            means.append(sum(s.values()) / len(s))
+            n += len(s)
+    return (sum(means) / len(means) if means and len(means) == len(col.parts) else None), n
+
+
+def paired(base: Run, other: Run, col: Column, n_resamples: int = 1000):
+    a_strata, b_strata = [], []
+    for task, where in col.parts:
+        sa, sb = base.scores(task, where), other.scores(task, where)
+        shared = sorted(set(sa) & set(sb))
+        if not shared:
+            return None
+        a_strata.append([sa[i] for i in shared])
+        b_strata.append([sb[i] for i in shared])
+    return paired_test(a_strata, b_strata, n_resamples=n_resamples)
+
+
+def compare(paths: list[str], baseline: str | None = None, force: bool = False, n_resamples: int = 1000) -> dict:
+    """{"columns", "rows": [{"run", "values": {col: (value, n)}}], "deltas": [...], "warnings"}."""
+    if not paths:
+        raise UserError("give at least one run directory")
+    runs = [load(p) for p in paths]
+    base = load(baseline) if baseline and all(Path(baseline) != r.path for r in runs) else \
+        next((r for r in runs if baseline and Path(baseline) == r.path), runs[0])
+    if base not in runs:
+        runs.insert(0, base)
+    cols = columns(base.record)
+    warnings = []
+    for r in runs:
+        if r is base:
+            continue
+        shared = sorted(set(base.record.tasks) & set(r.record.tasks))
+        diff = differences(base.record, r.record, shared)
+        if diff and not force:
+            raise UserError(f"{r.path} was not run the same way as the baseline {base.path}:\n  - " + "\n  - ".join(diff)
+                            + "\nPairing them would compare different benchmarks; rerun one of them, or pass --force.")
+        warnings += [f"{r.label}: {d}" for d in diff]
+    rows = [{"run": r.label, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols}} for r in runs]
+    deltas = []
+    for r in runs:
+        if r is base:
+            continue
+        for c in cols:
+            res = paired(base, r, c, n_resamples)
+            if res is not None:
+                deltas.append({"run": r.label, "column": c.name, "delta": res.delta, "low": res.low, "high": res.high,
+                               "p": res.p_value, "test": res.test, "n": res.n})
+    return {"baseline": base.label, "columns": [c.name for c in cols], "rows": rows, "deltas": deltas,
+            "warnings": warnings}
+
+
+def to_frames(result: dict):
+    import pandas as pd
+
+    values = pd.DataFrame([{"run": r["run"], **{c: ("–" if r["values"][c][0] is None else f"{r['values'][c][0]:.1f}")
+                                                for c in result["columns"]}} for r in result["rows"]]).set_index("run")
+    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "test", "n"])
+    if not deltas.empty:
+        deltas["95% CI"] = deltas.apply(lambda d: f"[{d['low']:+.1f}, {d['high']:+.1f}]", axis=1)
+        deltas["delta"] = deltas["delta"].map(lambda v: f"{v:+.1f}")
+        deltas["p"] = deltas["p"].map(lambda v: f"{v:.3g}")
+        deltas = deltas[["run", "column", "delta", "95% CI", "p", "test", "n"]]
+    return values, deltas
+
+
+def render(result: dict, fmt: str = "md") -> str:
+    values, deltas = to_frames(result)
+    if fmt == "csv":
+        return values.to_csv() + "\n" + deltas.to_csv(index=False)
+    if fmt == "latex":
+        return values.to_latex() + "\n" + deltas.to_latex(index=False)
+    if fmt == "html":
+        return values.to_html() + "\n" + deltas.to_html(index=False)
+    head = f"baseline: {result['baseline']} · scores in percent · delta = run − baseline on shared items\n\n"
+    out = head + values.reset_index().to_markdown(index=False, disable_numparse=True,
+                                                  colalign=["left"] + ["right"] * len(values.columns))
+    if not deltas.empty:
+        out += "\n\n" + deltas.to_markdown(index=False, disable_numparse=True,
+                                             colalign=["left", "left"] + ["right"] * (len(deltas.columns) - 2))
+    if result["warnings"]:
+        out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
+    return out

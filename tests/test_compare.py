@@ -1,0 +1,120 @@
+"""Paired statistics against hand-computed values; comparison tables on fixture result files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from harness.errors import UserError
+from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.stats import mcnemar_exact, paired_bootstrap, paired_permutation, paired_test, stratified_mean
+
+
+def test_mcnemar_exact_textbook():
+    # 2 pairs improve, 8 get worse: p = 2 * P(X <= 2 | n=10, 1/2) = 2 * 56 / 1024
+    a = [1] * 8 + [0] * 2 + [1] * 5
+    b = [0] * 8 + [1] * 2 + [1] * 5
+    assert mcnemar_exact(a, b) == pytest.approx(112 / 1024)
+    assert mcnemar_exact([100, 0, 100], [100, 0, 100]) == 1.0          # no discordant pair
+    assert mcnemar_exact([0] * 6, [100] * 6) == pytest.approx(2 / 64)  # 0/100 scale works the same
+
+
+def test_bootstrap_and_permutation():
+    assert paired_bootstrap(np.full(50, 2.0)) == (2.0, 2.0)
+    rng = np.random.default_rng(1)
+    d = rng.normal(5, 10, 400)
+    low, high = paired_bootstrap(d, n_resamples=2000, seed=3)
+    assert low < d.mean() < high and high - low == pytest.approx(2 * 1.96 * 10 / 20, rel=0.25)
+    assert paired_bootstrap(d, seed=3) == paired_bootstrap(d, seed=3)     # seeded
+    assert paired_permutation(np.zeros(30)) == 1.0
+    assert paired_permutation(np.full(30, 3.0), n_resamples=999) == pytest.approx(1 / 1000)  # no flip reaches it
+    assert stratified_mean([[0.0, 0.0, 0.0, 100.0], [50.0]]) == pytest.approx((25 + 50) / 2)
+
+
+def test_paired_test_picks_the_test_by_scale():
+    assert paired_test([[0, 100, 0]], [[100, 100, 0]]).test == "mcnemar"
+    assert paired_test([[0.5, 0.2]], [[0.7, 0.1]]).test == "permutation"
+    r = paired_test([[0, 0], [100]], [[100, 0], [100]])                   # strata: a group of tasks
+    assert r.test == "permutation" and r.delta == pytest.approx((50 + 0) / 2) and r.n == 3
+
+
+def write_run(root, name, scores: dict, config_hash="c" * 64, docs=None, window=2048, group=("tiny", "tiny_")):
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    tasks = {}
+    for task, values in scores.items():
+        rows = [{"doc_id": i, "prompt_hash": "h", "prompt_tokens": 1, "truncated": False, "response": "", "filtered": "",
+                 "target": "", "metrics": {"score": v}, "doc": (docs or {}).get(task, [{}] * len(values))[i]}
+                for i, v in enumerate(values)]
+        (run_dir / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tasks[task] = TaskResult(version="1.0", config_hash=config_hash, dataset_fingerprint="d" * 64, endpoint="chat",
+                                 generation_kwargs={"max_gen_toks": 8}, n_samples=len(values),
+                                 metrics={"score": Metric(sum(values) / len(values), None, len(values))},
+                                 samples_file=f"samples_{task}.jsonl")
+    groups = {group[0]: {"score": Metric(0.0, None, 0)}} if group and any(t.startswith(group[1]) for t in scores) else {}
+    rec = RunRecord(run_id=f"20261128T000000Z-{name:0>8}", status="complete",
+                    model=ModelInfo(path=f"models/{name}", weights_sha256=None, tokenizer_sha256=None, tokenizer="t"),
+                    serving=ServingInfo(backend="server", max_model_len=window), code=CodeInfo(harness_version="0.1.0"),
+                    tasks=tasks, groups=groups)
+    (run_dir / "run.json").write_text(json.dumps(rec.to_dict()))
+    return run_dir
+
+
+GOLDEN = """baseline: base (0000base) · scores in percent · delta = run − baseline on shared items
+
+| run                |   tiny_kv |   tiny_passkey |   tiny avg |
+|:-------------------|----------:|---------------:|-----------:|
+| base (0000base)    |       0.0 |           50.0 |       25.0 |
+| longact (0longact) |      25.0 |           75.0 |       50.0 |
+
+| run                | column       |   delta |        95% CI |     p |        test |   n |
+|:-------------------|:-------------|--------:|--------------:|------:|------------:|----:|
+| longact (0longact) | tiny_kv      |   +25.0 | [+0.0, +75.0] |     1 |     mcnemar |   4 |
+| longact (0longact) | tiny_passkey |   +25.0 | [+0.0, +75.0] |     1 |     mcnemar |   4 |
+| longact (0longact) | tiny avg     |   +25.0 | [+0.0, +50.0] | 0.513 | permutation |   8 |"""
+
+
+def test_compare_table_golden(tmp_path):
+    from harness.compare import compare, render
+
+    base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0, 0, 100], "tiny_kv": [0, 0, 0, 0]})
+    other = write_run(tmp_path, "longact", {"tiny_passkey": [100, 100, 0, 100], "tiny_kv": [100, 0, 0, 0]})
+    result = compare([str(base), str(other)])
+    assert render(result) == GOLDEN
+    rows = {d["column"]: d for d in result["deltas"]}
+    assert rows["tiny_passkey"]["delta"] == 25.0 and rows["tiny_passkey"]["p"] == 1.0   # one discordant pair
+    assert rows["tiny avg"]["delta"] == 25.0 and rows["tiny avg"]["test"] == "permutation"
+    assert render(result, "csv").startswith("run,tiny_kv,tiny_passkey,tiny avg\n")
+    assert "<table" in render(result, "html") and "\\begin{tabular}" in render(result, "latex")
+
+
+def test_compare_refuses_runs_not_run_the_same_way(tmp_path):
+    from harness.compare import compare
+
+    base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0]})
+    other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100]}, config_hash="e" * 64, window=4096)
+    with pytest.raises(UserError, match=r"(?s)not run the same way.*window: 2048 vs 4096.*tiny_passkey: config_hash cccc"):
+        compare([str(base), str(other)])
+    forced = compare([str(base), str(other)], force=True)
+    assert forced["warnings"] and forced["deltas"]
+
+
+def test_longbench_splits_and_ruler_lengths(tmp_path):
+    from harness.compare import compare
+
+    docs = [{"difficulty": d, "length": l} for d, l in (("easy", "short"), ("hard", "short"), ("hard", "long"), ("easy", "medium"))]
+    base = write_run(tmp_path, "base", {"longbench_v2": [100, 0, 0, 100]}, docs={"longbench_v2": docs}, group=None)
+    res = compare([str(base)])
+    values = res["rows"][0]["values"]
+    assert values["longbench_v2 Overall"] == (50.0, 4)
+    assert values["longbench_v2 Easy"] == (100.0, 2) and values["longbench_v2 Hard"] == (0.0, 2)
+    assert values["longbench_v2 Long"] == (0.0, 1) and values["longbench_v2 Medium"] == (100.0, 1)
+
+
+def test_missing_samples_file_is_a_clear_error(tmp_path):
+    from harness.compare import compare
+
+    base = write_run(tmp_path, "base", {"tiny_passkey": [100]})
+    (base / "samples_tiny_passkey.jsonl").unlink()
+    with pytest.raises(UserError, match="samples_tiny_passkey.jsonl: missing"):
+        compare([str(base)])
