@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.longact-setup-$(EXTRAS)
 TINY   ?= models/tiny-qwen3
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench tiny-model clean
+.PHONY: setup demo test test-fast bench tiny-model browser leaderboard clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,16 @@ tiny-model: setup
 demo: tiny-model
 	$(BIN)/longact eval --model $(TINY) --tasks tiny --max-model-len 2048
 
+# Headless Chromium for tests/test_leaderboard.py (Debian/Ubuntu package; needs root and a mirror).
+browser:
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  ( [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    ( timeout 600 apt-get install -y -qq --no-install-recommends chromium >/dev/null || \
+	      ( timeout 300 apt-get update -qq && timeout 600 apt-get install -y -qq --no-install-recommends chromium >/dev/null ) ) )
+
+leaderboard: setup
+	$(BIN)/longact leaderboard results
+
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -40,6 +50,7 @@ bench: tiny-model
 	$(BIN)/python bench/server_vs_hf.py --model $(TINY)
 	$(BIN)/python bench/ruler_build.py
 	$(BIN)/python bench/soak.py --model $(TINY)
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -143,6 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
 
+    lb = sub.add_parser(
+        "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact leaderboard                       # results/ -> results/leaderboard/index.html\n"
+               "  longact leaderboard runs/ --out site/")
+    lb.add_argument("results", nargs="?", default="results", help="directory holding run directories (default: %(default)s)")
+    lb.add_argument("--out", help="output directory (default: <results>/leaderboard)")
+
     d = sub.add_parser(
         "data", help="build benchmark data caches (needs the network once)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -265,6 +273,14 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_leaderboard(args) -> int:
+    from harness.leaderboard import write_leaderboard
+
+    out = write_leaderboard(args.results, args.out or Path(args.results) / "leaderboard")
+    print(f"wrote {out / 'index.html'} and {out / 'leaderboard.md'}")
+    return 0
+
+
 def cmd_data(args) -> int:
     if args.data_verb != "ruler-essays":
         raise UserError("usage: longact data ruler-essays [--out DIR] [--url-list URL|FILE]")
@@ -303,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, "data": cmd_data,
-                "compare": cmd_compare}
+                "compare": cmd_compare, "leaderboard": cmd_leaderboard}
     try:
         return handlers[args.verb](args)
     except UserError as e:

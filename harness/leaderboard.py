@@ -1,0 +1,131 @@
+"""`longact leaderboard`: a static, self-contained HTML page and a Markdown table of all runs.
+
+One row per run, the comparison columns of `harness.compare` (recomputed from samples files),
+plots embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
+commit, vLLM version, window, mode, data fingerprints) in an expandable row. Columns sort on
+click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
+Nothing is fetched from the network: no external scripts or styles.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from harness.compare import cell, columns, load
+from harness.errors import UserError
+from harness.results import find_runs
+
+SCRIPT = """
+function sortBy(col, dir) {
+  const body = document.querySelector('#board tbody');
+  const rows = Array.from(body.querySelectorAll('tr.run'));
+  const key = r => { const v = r.children[col].dataset.value; return v === '' ? -Infinity : parseFloat(v); };
+  rows.sort((a, b) => dir === 'asc' ? key(a) - key(b) : key(b) - key(a));
+  rows.forEach(r => { const p = document.getElementById('prov-' + r.id); body.appendChild(r); body.appendChild(p); });
+  document.querySelectorAll('#board th').forEach((th, i) => th.dataset.sorted = i === col ? dir : '');
+}
+document.querySelectorAll('#board th.num').forEach(th => th.addEventListener('click', () => {
+  const col = Array.from(th.parentNode.children).indexOf(th);
+  sortBy(col, th.dataset.sorted === 'desc' ? 'asc' : 'desc');
+}));
+document.querySelectorAll('#board tr.run').forEach(r => r.addEventListener('click', () => {
+  document.getElementById('prov-' + r.id).classList.toggle('open');
+}));
+const m = location.hash.match(/^#sort=([^:]+):(asc|desc)$/);
+if (m) {
+  const names = Array.from(document.querySelectorAll('#board th')).map(th => th.textContent);
+  const col = names.indexOf(decodeURIComponent(m[1]));
+  if (col > 0) sortBy(col, m[2]);
+}
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; font-size: 13px; }
+th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th.num { cursor: pointer; } th[data-sorted=desc]::after { content: ' ▼'; } th[data-sorted=asc]::after { content: ' ▲'; }
+tr.run { cursor: pointer; } tr.run:hover { background: #f4f6fa; }
+tr.prov { display: none; } tr.prov.open { display: table-row; }
+tr.prov td { text-align: left; font-family: monospace; font-size: 11px; background: #fafafa; }
+img { max-width: 100%; margin: 1em 0; }
+"""
+
+
+def _provenance(run) -> dict:
+    r = run.record
+    return {"run": r.run_id, "status": r.status, "model": r.model.path, "weights_sha256": r.model.weights_sha256,
+            "tokenizer_sha256": r.model.tokenizer_sha256, "git": f"{r.code.git_commit} dirty={r.code.git_dirty}",
+            "vllm": r.serving.server_version, "window": r.serving.max_model_len, "mode": r.mode,
+            "samples_per_item": r.samples_per_item,
+            "tasks": {t: {"version": v.version, "config": v.config_hash[:12], "data": v.dataset_fingerprint[:12]}
+                      for t, v in r.tasks.items()}}
+
+
+def build(results_dir: str | Path = "results") -> tuple[list, list[str], list[dict]]:
+    paths = find_runs(results_dir)
+    if not paths:
+        raise UserError(f"no run directories (with run.json) under {results_dir}")
+    runs = [load(p) for p in paths]
+    names: list[str] = []
+    col_of: dict[str, object] = {}
+    for run in runs:
+        for c in columns(run.record):
+            if c.name not in col_of:
+                col_of[c.name] = c
+                names.append(c.name)
+    table = [{"run": run, "values": {n: cell(run, col_of[n]) for n in names}} for run in runs]
+    return runs, names, table
+
+
+def markdown(names: list[str], table: list[dict]) -> str:
+    def fmt(v):
+        return "–" if v[0] is None else f"{v[0]:.1f}"
+
+    head = "| run | " + " | ".join(names) + " |\n|:--|" + "--:|" * len(names) + "\n"
+    return head + "\n".join(f"| {row['run'].label} | " + " | ".join(fmt(row["values"][n]) for n in names) + " |"
+                            for row in table)
+
+
+def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
+    def td(v):
+        value, n = v
+        return (f'<td data-value="">–</td>' if value is None else
+                f'<td data-value="{value:.6f}" title="n={n}">{value:.1f}</td>')
+
+    rows = []
+    for k, row in enumerate(table):
+        rows.append(f'<tr class="run" id="r{k}"><td>{html.escape(row["run"].label)}</td>'
+                    + "".join(td(row["values"][n]) for n in names) + "</tr>")
+        prov = html.escape(json.dumps(_provenance(row["run"]), indent=1))
+        rows.append(f'<tr class="prov" id="prov-r{k}"><td colspan="{len(names) + 1}"><pre>{prov}</pre></td></tr>')
+    header = "<th>run</th>" + "".join(f'<th class="num">{html.escape(n)}</th>' for n in names)
+    images = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
+                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' for title, png in plots.items())
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>LongAct leaderboard</title>"
+            f"<style>{STYLE}</style></head><body><h1>Leaderboard</h1>"
+            f"<p>Scores in percent, recomputed from each run's samples. Click a column to sort, a row for its provenance.</p>"
+            f"<table id='board'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"{images}<script>{SCRIPT}</script></body></html>")
+
+
+def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "results/leaderboard") -> Path:
+    from harness import plots
+
+    runs, names, table = build(results_dir)
+    figures = {}
+    for title, fn in (("RULER score vs context length", plots.ruler_vs_length),
+                      ("LongBench v2 splits (95% bootstrap intervals)", plots.longbench_splits)):
+        png = fn(runs)
+        if png:
+            figures[title] = png
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "index.html").write_text(page(names, table, figures), encoding="utf-8")
+    (out / "leaderboard.md").write_text(markdown(names, table) + "\n", encoding="utf-8")
+    for k, png in enumerate(figures.values()):
+        (out / f"plot_{k}.png").write_bytes(png)
+    return out

@@ -1,0 +1,104 @@
+"""Plots from result files (matplotlib, Agg backend, PNG bytes).
+
+* `ruler_vs_length`: RULER mean over tasks per context length, one line per checkpoint.
+* `longbench_splits`: LongBench v2 Overall/Easy/Hard/Short/Medium/Long bars per checkpoint with
+  bootstrap 95% intervals of each split's mean.
+* `training_curves`: scalar series per tag (e.g. reward, masked rows changed) from a list of
+  {"step": int, tag: value, ...} records (a trainer's metrics.jsonl).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _figure().close(fig)
+    return buf.getvalue()
+
+
+def ruler_vs_length(runs) -> bytes | None:
+    """`runs`: harness.compare.Run objects. None when no run has RULER per-length results."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    drawn = False
+    for run in runs:
+        per_length = run.record.group_breakdown.get("ruler", {}).get("length", {})
+        if not per_length:
+            continue
+        lengths = sorted(per_length, key=int)
+        ax.plot([int(n) for n in lengths], [per_length[n]["score"].value for n in lengths], marker="o", label=run.label)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("RULER mean over tasks (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def longbench_splits(runs) -> bytes | None:
+    import numpy as np
+
+    from harness.compare import LONGBENCH_SPLITS
+    from harness.stats import paired_bootstrap
+
+    rows = [r for r in runs if "longbench_v2" in r.record.tasks]
+    if not rows:
+        return None
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / len(rows)
+    for k, run in enumerate(rows):
+        means, errs = [], []
+        for _, field, value in LONGBENCH_SPLITS:
+            scores = np.array(list(run.scores("longbench_v2", (field, value) if field else None).values()))
+            if len(scores) == 0:
+                means.append(0.0)
+                errs.append((0.0, 0.0))
+                continue
+            low, high = paired_bootstrap(scores, n_resamples=1000)
+            means.append(scores.mean())
+            errs.append((scores.mean() - low, high - scores.mean()))
+        x = np.arange(len(LONGBENCH_SPLITS)) + k * width
+        ax.bar(x, means, width, yerr=np.array(errs).T, capsize=2, label=run.label)
+    ax.set_xticks(np.arange(len(LONGBENCH_SPLITS)) + width * (len(rows) - 1) / 2, [s[0] for s in LONGBENCH_SPLITS])
+    ax.set_ylabel("LongBench v2 accuracy (%)")
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def read_metrics_jsonl(path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def training_curves(records: list[dict], tags: list[str]) -> bytes | None:
+    plt = _figure()
+    tags = [t for t in tags if any(t in r for r in records)]
+    if not tags:
+        return None
+    fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.8), squeeze=False)
+    for ax, tag in zip(axes[0], tags):
+        pts = [(r["step"], r[tag]) for r in records if tag in r]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        ax.set_title(tag, fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    return _png(fig)
