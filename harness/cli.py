@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--task", help="InfiniteBench or RULER: task name (passkey, kv_retrieval, ...; niah_single_1, vt, cwe, qa_1, ...)")
     sc.add_argument("--model-family", default="gpt4",
                     help="InfiniteBench: prompt family of the predictions; math_calc drops the first number for gpt4 (default: %(default)s)")
+    sc.add_argument("--save-run", metavar="RESULTS_DIR",
+                    help="also store the per-item scores as an imported run there (joins compare/leaderboard)")
+    sc.add_argument("--model-name", default="official predictions", help="model label of a saved run")
     sc.add_argument("--drop-empty", action="store_true",
                     help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
 
@@ -236,6 +239,10 @@ def cmd_score(args) -> int:
         result = score_file(args.file, args.task)
         print(json.dumps({"score": result["score"], "n": result["n"]}) if args.json
               else f"{args.task}: {result['score']:.2f} (n={result['n']}, empty predictions: {result['nulls']})")
+        if args.save_run:
+            from tasks.ruler.scoring import OFFICIAL_ALIASES as aliases
+
+            _save(args, f"ruler_{aliases.get(args.task, args.task)}", [s / 100 for s in result["per_item"]])
         return 0
     if args.benchmark == "infinitebench":
         from tasks.infinitebench.scoring import SCORERS, score_file
@@ -243,11 +250,22 @@ def cmd_score(args) -> int:
         if args.task not in SCORERS:
             raise UserError(f"--task must be one of {', '.join(SCORERS)} (got {args.task!r})")
         result = score_file(args.file, args.task, args.model_family)
+        per_item = result.pop("per_item")
         print(json.dumps(result) if args.json else f"{args.task}: {result['score']:.2f} (n={result['n']})")
+        if args.save_run:
+            _save(args, f"infinitebench_{args.task}", per_item)
         return 0
     from tasks.longbench_v2.scoring import official_report, read_prediction_file
 
-    report = official_report(read_prediction_file(args.file), compensated=args.compensated, drop_empty=args.drop_empty)
+    items = read_prediction_file(args.file)
+    report = official_report(items, compensated=args.compensated, drop_empty=args.drop_empty)
+    if args.save_run:
+        from tasks.longbench_v2.scoring import extract_answer, item_score
+
+        _save(args, "longbench_v2", [item_score(extract_answer(it.get("response") or ""), it["answer"], args.compensated)
+                                     for it in items],
+              docs=[{k: it.get(k) for k in ("difficulty", "length", "domain", "sub_domain")} for it in items],
+              fields=("difficulty", "length"))
     if args.json:
         print(json.dumps({k: report[k] for k in ("overall", "easy", "hard", "short", "medium", "long", "n")}))
         return 0
@@ -301,6 +319,13 @@ def cmd_data(args) -> int:
     if not n:
         raise UserError("no essay could be fetched; the generators fall back to the generated corpus")
     return 0 if not failed else 3
+
+
+def _save(args, task: str, scores: list[float], docs=None, fields=()) -> None:
+    from harness.imports import save_imported_run
+
+    run_dir = save_imported_run(args.save_run, task, scores, args.file, args.model_name, docs, fields)
+    print(f"saved as imported run {run_dir}", file=sys.stderr)
 
 
 def cmd_tasks(args) -> int:

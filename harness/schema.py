@@ -47,7 +47,8 @@ class ModelInfo:
 @dataclass
 class ServingInfo:
     backend: str
-    """`server` (OpenAI-compatible HTTP) or `hf` (lm-eval's in-process transformers backend)."""
+    """`server` (OpenAI-compatible HTTP), `hf` (lm-eval's in-process transformers backend) or
+    `imported` (scores rescored from an official prediction file, see `imported_from`)."""
     managed: bool = False
     """True when the harness started and stopped the server itself."""
     base_url: str | None = None
@@ -121,6 +122,8 @@ class RunRecord:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     """Aggregate metrics of task groups (e.g. `tiny`)."""
+    imported_from: str | None = None
+    """For imported runs: the official prediction file the scores were recomputed from."""
     mode: str = "official"
     """`official` (benchmarks as published) or `reasoning` (thinking removed before scoring)."""
     samples_per_item: int = 1

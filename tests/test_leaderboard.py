@@ -76,3 +76,36 @@ def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
     assert rendered("") == ["base (0000base)", "longact (0longact)", "random (00random)"]
     assert rendered("#sort=tiny_passkey:desc") == ["longact (0longact)", "base (0000base)", "random (00random)"]
     assert rendered("#sort=tiny_passkey:asc")[0] == "random (00random)"
+
+
+def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
+    from harness.cli import main
+    from harness.leaderboard import build
+    from harness.results import load_run
+
+    preds = tmp_path / "preds_passkey.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p, "ground_truth": ["123"]}) + "\n"
+                             for i, p in enumerate(["123", "The key is 123.", "456", ""])))
+    assert main(["score", "infinitebench", str(preds), "--task", "passkey", "--save-run", str(results),
+                 "--model-name", "published-model"]) == 0
+    imported = [p for p in results.iterdir() if load_run(p).serving.backend == "imported"]
+    assert len(imported) == 1
+    rec = load_run(imported[0])
+    assert rec.imported_from == str(preds.resolve()) and rec.tasks["infinitebench_passkey"].metrics["score"].value == 50.0
+    _, names, table = build(results)
+    assert "infinitebench_passkey" in names and any(r["run"].record.imported_from for r in table)
+
+
+def test_longbench_prediction_file_imports_with_splits(tmp_path):
+    from harness.cli import main
+    from harness.results import load_run
+
+    items = [{"_id": "a", "difficulty": "easy", "length": "short", "answer": "A", "response": "The correct answer is (A)"},
+             {"_id": "b", "difficulty": "hard", "length": "long", "answer": "B", "response": "The correct answer is (C)"}]
+    f = tmp_path / "Qwen3.jsonl"
+    f.write_text("".join(json.dumps(i) + "\n" for i in items))
+    assert main(["score", "longbench_v2", str(f), "--save-run", str(tmp_path / "res")]) == 0
+    rec = load_run(next((tmp_path / "res").iterdir()))
+    t = rec.tasks["longbench_v2"]
+    assert t.metrics["score"].value == 50.0
+    assert t.breakdown["difficulty"]["easy"]["score"].value == 100.0 and t.breakdown["length"]["long"]["score"].value == 0.0

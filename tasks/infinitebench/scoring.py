@@ -287,4 +287,4 @@ def score_file(path, task: str, model_family: str = "gpt4") -> dict:
         scores = [scorer(p, l, model_family=model_family) for p, l in zip(preds, labels)]
     else:
         scores = [scorer(p, l) for p, l in zip(preds, labels)]
-    return {"score": 100.0 * sum(scores) / len(scores), "n": len(scores)}
+    return {"score": 100.0 * sum(scores) / len(scores), "n": len(scores), "per_item": [float(x) for x in scores]}

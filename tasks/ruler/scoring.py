@@ -78,5 +78,7 @@ def score_file(path, task: str) -> dict:
     pairs = read_prediction_file(path)
     preds = [postprocess_pred(p) for p, _ in pairs]
     refs = [r for _, r in pairs]
-    metric = string_match_part if METRIC_OF_KIND[TASKS[name].kind] == "string_match_part" else string_match_all
-    return {"score": metric(preds, refs), "n": len(preds), "nulls": sum(1 for p in preds if not p)}
+    part = METRIC_OF_KIND[TASKS[name].kind] == "string_match_part"
+    per_item = [100.0 * (sample_match_part if part else sample_match_all)(p, r) for p, r in zip(preds, refs)]
+    metric = string_match_part if part else string_match_all
+    return {"score": metric(preds, refs), "n": len(preds), "nulls": sum(1 for p in preds if not p), "per_item": per_item}
