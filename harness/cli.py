@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
 
     sub.add_parser("tasks", help="list the registered tasks and groups")
+    from training.cli import add_parsers  # train / experiment
+
+    p.training_handlers = add_parsers(sub)
     return p
 
 
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score}
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, **parser.training_handlers}
     try:
         return handlers[args.verb](args)
     except UserError as e:
