@@ -38,7 +38,7 @@ def test_resume_after_step_2_equals_uninterrupted(tiny_model_dir, tmp_path):
     assert [m["step"] for m in metrics] == [1, 2, 3]
     assert all(m["mask/masked_rows_changed"] == 0 for m in metrics)
     assert any(m["grad_norm"] > 0 for m in metrics)
-    assert (tmp_path / "full" / "config.yaml").exists() and (full / "mask.json").exists()
+    assert (tmp_path / "full" / "config.yaml").exists() and (full / "longact_mask" / "mask.json").exists()
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from training.mask import STRATEGIES
-from training.train import TrainConfig, train
+from training.train import MASK_SUBDIR, TrainConfig, train
 
 
 def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Path:
@@ -28,7 +28,7 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Pat
         log(f"[{name}] mask.strategy={strategy}")
         ckpt = train(arm_cfg, log=log)
         manifest["arms"][name] = {"checkpoint": str(ckpt.resolve()), "mask_strategy": strategy,
-                                  "mask_hash": json.loads((ckpt / "mask.json").read_text())["hash"]}
+                                  "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"]}
     path = root / "experiment.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")

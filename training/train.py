@@ -37,6 +37,8 @@ from training.mask import LongActMask, MaskConfig, qk_modules
 from training.rewards import REWARDS
 from training.rollout import HFRollout, SamplingConfig
 
+MASK_SUBDIR = "longact_mask"
+
 
 @dataclass
 class AlgoConfig:
@@ -157,7 +159,7 @@ def save_checkpoint(out_dir: Path, step: int, model, tok, mask, opt, data_pos, c
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    mask.save(tmp)
+    mask.save(tmp / MASK_SUBDIR)  # a subfolder: vLLM loads every *.safetensors at the top level
     torch.save({"step": step, "data_pos": data_pos, "optimizer": opt.state_dict(),
                 "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "trainer_state.pt")
     shutil.rmtree(final, ignore_errors=True)
@@ -191,7 +193,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     if ref is not None and ckpt:  # the reference is the starting model, not the checkpoint
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    mask = LongActMask.load(ckpt) if ckpt else LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg), cfg.mask)
+    mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg), cfg.mask)
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
     start, data_pos = 0, 0
     if ckpt:
