@@ -58,6 +58,7 @@ def test_dry_run_prints_resolved_config(capsys):
     assert main(["--config", str(CONFIG), "--dry-run", "model=m", "mask.strategy=random"]) == 0
     out = capsys.readouterr().out
     assert "strategy: random" in out and "model: m" in out
+    assert load_config(str(CONFIG), ["model=m", "lr=1e-3"]).lr == 1e-3
 
 
 def test_bad_data_rows_name_file_line_field(tmp_path):

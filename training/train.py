@@ -96,6 +96,8 @@ def _merge(obj, values: dict, where: str):
         elif isinstance(current, bool) and not isinstance(value, bool):
             raise ValueError(f"{where}.{key}: expected true/false, got {value!r}")
         elif isinstance(current, (int, float)) and not isinstance(current, bool):
+            if isinstance(current, float) and isinstance(value, str):
+                value = _float_or_str(value)  # YAML 1.1 reads "1e-3" as a string
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
             value = type(current)(value) if isinstance(current, float) else value
@@ -106,6 +108,13 @@ def _merge(obj, values: dict, where: str):
         return dataclasses.replace(obj, **kwargs)
     except ValueError as e:  # __post_init__ checks (MaskConfig)
         raise ValueError(f"{where}: {e}") from None
+
+
+def _float_or_str(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
