@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
 
     sub.add_parser("tasks", help="list the registered tasks and groups")
+    from training.cli import add_parsers  # train / experiment
+
+    p.training_handlers = add_parsers(sub)
     return p
 
 
@@ -343,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score, "data": cmd_data,
-                "compare": cmd_compare, "leaderboard": cmd_leaderboard}
+    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score,
+                "data": cmd_data, "compare": cmd_compare, "leaderboard": cmd_leaderboard, **parser.training_handlers}
     try:
         return handlers[args.verb](args)
     except UserError as e:

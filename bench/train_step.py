@@ -1,0 +1,88 @@
+"""Trainer step time: LongAct mask vs no mask, and our loop vs TRL's GRPOTrainer (tiny model, CPU).
+
+    python bench/train_step.py [--model models/tiny-qwen3] [--steps 6]
+
+Same model, prompts, batch (prompts_per_step x group_size completions), completion length and
+optimizer settings on every side; the first step (warm-up, mask calibration) is excluded. Each arm
+runs in its own process so peak RSS is its own. Goals: mask/no-mask <= 1.03, ours/TRL <= 1.0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import scratch_dir, tiny_model  # noqa: E402
+
+PROMPTS, GROUP, NEW_TOKENS = 2, 4, 16
+
+OURS = """
+import json, resource, sys
+from training.train import load_config, train
+cfg = load_config(None, [f"model={sys.argv[1]}", f"out_dir={sys.argv[2]}", f"steps={sys.argv[3]}",
+    f"mask.strategy={sys.argv[4]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
+    "sampling.max_new_tokens=%d", "max_prompt_tokens=256", "lr=1e-3", "data.n=32"])
+train(cfg, resume=False, log=lambda *_: None)
+times = [json.loads(l)["time/step_s"] for l in open(f"{sys.argv[2]}/metrics.jsonl")][1:]
+print(json.dumps({"step_s": sum(times) / len(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""" % (PROMPTS, GROUP, NEW_TOKENS)
+
+TRL = """
+import json, resource, sys, time
+from datasets import Dataset
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
+from training.data import DataConfig, load_prompts
+from training.rewards import REWARDS
+prompts = load_prompts(DataConfig(n=32))
+ds = Dataset.from_list([{"prompt": [{"role": "user", "content": p.prompt}], "answers": p.answers} for p in prompts])
+def reward(prompts, completions, answers, **_):
+    return [REWARDS["string_match_all"](c[0]["content"] if isinstance(c, list) else c, a) for c, a in zip(completions, answers)]
+times = []
+class Clock(TrainerCallback):
+    def on_step_begin(self, *a, **k): self.t = time.perf_counter()
+    def on_step_end(self, *a, **k): times.append(time.perf_counter() - self.t)
+args = GRPOConfig(output_dir=sys.argv[2], max_steps=int(sys.argv[3]), per_device_train_batch_size=%d,
+    num_generations=%d, max_completion_length=%d, learning_rate=1e-3, weight_decay=0.1, max_grad_norm=1.0,
+    use_cpu=True, bf16=False, report_to=[], logging_steps=1000, save_strategy="no", beta=0.0, seed=0,
+    disable_tqdm=True)
+GRPOTrainer(model=sys.argv[1], reward_funcs=reward, args=args, train_dataset=ds, callbacks=[Clock()]).train()
+print(json.dumps({"step_s": sum(times[1:]) / len(times[1:]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""" % (PROMPTS * GROUP, GROUP, NEW_TOKENS)
+
+
+def run(code: str, *argv: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model")
+    ap.add_argument("--steps", type=int, default=6)
+    args = ap.parse_args()
+    model, steps = tiny_model(args.model), str(args.steps)
+    res = {"ours_nomask": run(OURS, model, scratch_dir("bench-nomask-"), steps, "none"),
+           "ours_longact": run(OURS, model, scratch_dir("bench-longact-"), steps, "longact")}
+    try:
+        import trl  # noqa: F401
+        res["trl_grpo"] = run(TRL, model, scratch_dir("bench-trl-"), steps)
+    except ImportError:
+        print("TRL not installed (pip install '.[bench]'): skipping the TRL comparison")
+    for name, r in res.items():
+        print(f"{name:14s} step {r['step_s'] * 1000:8.1f} ms   peak RSS {r['peak_rss_mb']:7.0f} MB")
+    print(f"mask / no mask step time: {res['ours_longact']['step_s'] / res['ours_nomask']['step_s']:.3f}  (goal <= 1.03)")
+    if "trl_grpo" in res:
+        print(f"ours / TRL step time:     {res['ours_nomask']['step_s'] / res['trl_grpo']['step_s']:.3f}  (goal <= 1.0)")
+
+
+if __name__ == "__main__":
+    main()

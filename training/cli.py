@@ -1,0 +1,71 @@
+"""`longact train` and `longact experiment`: parsers and handlers, registered by harness/cli.py."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from harness.errors import UserError
+
+EXAMPLES = """examples:
+  longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3
+  longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --dry-run
+  longact experiment --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --controls random,bottom
+"""
+
+
+def add_parsers(sub) -> dict:
+    """Add the verbs to an argparse subparsers object; return {verb: handler}."""
+    import argparse
+
+    for verb, help_text in (("train", "RL-train one checkpoint (GRPO/DAPO/Clip-Cov/KL-Cov, LongAct mask)"),
+                            ("experiment", "train baseline + LongAct (+ controls) under identical conditions")):
+        p = sub.add_parser(verb, help=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--config", help="YAML preset (training/configs/*.yaml)")
+        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+        p.add_argument("overrides", nargs="*", help="key=value, dotted for nested (mask.keep_ratio=0.3)")
+        if verb == "train":
+            p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in out_dir")
+        else:
+            p.add_argument("--controls", default="", help="comma list of random,bottom,q_only,k_only")
+    return {"train": cmd_train, "experiment": cmd_experiment}
+
+
+def _config(args):
+    from training.train import load_config
+
+    try:
+        return load_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserError(str(e)) from None
+
+
+def _dry(cfg) -> None:
+    import yaml
+
+    print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+
+
+def cmd_train(args) -> int:
+    from training.train import train
+
+    cfg = _config(args)
+    if args.dry_run:
+        _dry(cfg)
+        return 0
+    print(train(cfg, resume=not args.no_resume))
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from training.experiment import run_experiment
+
+    cfg = _config(args)
+    if args.dry_run:
+        _dry(cfg)
+        return 0
+    controls = [c for c in args.controls.split(",") if c]
+    try:
+        print(run_experiment(cfg, controls))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return 0
