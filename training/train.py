@@ -19,6 +19,7 @@ Departures from the papers (on purpose, all configurable or documented):
 from __future__ import annotations
 
 import copy
+import math
 import dataclasses
 import json
 import os
@@ -206,7 +207,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
     start, data_pos = 0, 0
     if ckpt:
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)  # tensors and plain data only
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
@@ -218,6 +219,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     aggregate = L.lookup(L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")
     tb = _tensorboard(out_dir)
     final = None
+    skipped_steps = 0
 
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr):
         t0 = time.perf_counter()
@@ -275,10 +277,17 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
             stats["entropy"] += float((ent.detach() * cm).sum()) / num_tokens
             stats["clip_frac"] += float(s["clip_frac"]) * len(mb) / len(rows)
 
-        # 6. clip + 7. step (then put masked rows back: AdamW decayed them)
+        # 6. clip + 7. step (then put masked rows back: AdamW decayed them). A non-finite loss or
+        # gradient skips the update: nothing moves, the step is counted and logged.
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        opt.step()
-        mask.after_step()
+        finite = math.isfinite(stats["loss"]) and bool(torch.isfinite(grad_norm))
+        if finite:
+            opt.step()
+            mask.after_step()
+        else:
+            skipped_steps += 1
+            log(f"step {step + 1}: non-finite loss or gradient (loss {stats['loss']}, grad norm {float(grad_norm)}); "
+                "update skipped")
         opt.zero_grad(set_to_none=True)
         rollout.sync(model)
 
@@ -286,7 +295,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         scalars = {"reward": float(torch.cat([r for _, _, r in kept]).mean()) if kept else 0.0, **stats,
                    "grad_norm": float(grad_norm), "ds/groups_kept": len(kept), "ds/groups_dropped": dropped,
                    "ds/groups_generated": generated, "mask/qk_rows_updated": mask.rows_updated(),
-                   "mask/masked_rows_changed": mask.masked_rows_changed(), "time/step_s": time.perf_counter() - t0}
+                   "mask/masked_rows_changed": mask.masked_rows_changed(), "time/step_s": time.perf_counter() - t0,
+                   "skipped_nonfinite_steps": skipped_steps}
         _log_scalars(out_dir, tb, step + 1, scalars)
 
         # 9. checkpoint

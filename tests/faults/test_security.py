@@ -63,3 +63,16 @@ def test_no_scorer_or_loader_evaluates_text():
                 if any(n.split(".")[0] in ("pickle", "marshal", "dill") for n in names):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {names}")
     assert offenders == []
+
+
+def test_every_torch_load_is_weights_only():
+    """Trainer state and masks are loaded without unpickling arbitrary objects."""
+    calls = []
+    for path in list((ROOT / "training").rglob("*.py")) + list((ROOT / "harness").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "torch":
+                kw = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+                calls.append((f"{path.relative_to(ROOT)}:{node.lineno}", ok))
+    assert calls and all(ok for _, ok in calls), calls
