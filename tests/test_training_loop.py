@@ -87,3 +87,21 @@ def test_rewards_use_the_harness_scorers():
     assert REWARDS["longbench_choice"]("B", ["B"]) == 0.0  # official format only
     assert REWARDS["string_match_all"]("key 123 and 456", ["123", "789"]) == 0.5
     assert REWARDS["qa_f1"]("the green sky", ["green sky blue"]) == pytest.approx(0.8)
+
+
+def test_ruler_source_uses_the_benchmark_generators(tiny_model_dir):
+    from training.rewards import REWARDS
+
+    cfg = DataConfig(source="ruler", n=2, ruler_tasks=["niah_single_1", "qa_squad"], lengths=[1024],
+                     tokenizer=str(tiny_model_dir))
+    with pytest.raises(DataError, match="squad_path"):   # QA needs its data file offline
+        load_prompts(cfg)
+    cfg.ruler_tasks = ["niah_single_1", "vt"]
+    prompts = load_prompts(cfg)
+    assert len(prompts) == 4 and {p.reward for p in prompts} == {"string_match_all"}
+    p = prompts[0]
+    assert "special magic number" in p.prompt and "<|im_start|>" not in p.prompt   # a user turn
+    assert all(a in p.prompt for a in p.answers)
+    assert REWARDS[p.reward](" ".join(p.answers), p.answers) == 1.0
+    with pytest.raises(ValueError, match="data.ruler_tasks: unknown"):
+        load_prompts(DataConfig(source="ruler", ruler_tasks=["nope"], tokenizer=str(tiny_model_dir)))

@@ -36,6 +36,9 @@ class DataConfig:
     n: int = 64
     seed: int = 0
     kinds: list[str] = field(default_factory=lambda: ["passkey", "kv"])
+    ruler_tasks: list[str] = field(default_factory=lambda: ["niah_single_1", "niah_multikey_2", "vt", "fwe"])
+    lengths: list[int] = field(default_factory=lambda: [1024])
+    tokenizer: str = ""  # RULER sizes prompts in this tokenizer's tokens; empty = the trained model's
 
 
 SOURCES: dict[str, Callable[[DataConfig], list[Prompt]]] = {}
@@ -67,8 +70,28 @@ def synthetic(cfg: DataConfig) -> list[Prompt]:
 
 @source("ruler")
 def ruler(cfg: DataConfig) -> list[Prompt]:
-    raise ValueError("data.source 'ruler' is not wired yet: it will call the tasks/ruler generators; "
-                     "use 'synthetic' meanwhile")
+    """RULER samples from the benchmark's own generators, as chat user turns sized (chat template
+    included, thinking on) to each length, `cfg.n` per (task, length), seeded apart from the
+    evaluation sets (seed + 1000). Rewards use the task's official scorer."""
+    from transformers import AutoTokenizer
+
+    from tasks.ruler.build import BuildSpec, load_or_build
+    from tasks.ruler.constants import METRIC_OF_KIND, TASKS
+
+    if not cfg.tokenizer:
+        raise ValueError("data.tokenizer: needed to size RULER prompts (train.py fills in the model)")
+    unknown = [t for t in cfg.ruler_tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
+    tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    rows = []
+    for task in cfg.ruler_tasks:
+        for length in cfg.lengths:
+            spec = BuildSpec(task, int(length), cfg.n, seed=cfg.seed + 1000, mode="reasoning")
+            for d in load_or_build(spec, tok):
+                rows.append(Prompt(f"ruler-{d['id']}", d["_prompt"], list(d["outputs"]),
+                                   METRIC_OF_KIND[TASKS[task].kind]))
+    return rows
 
 
 @source("longbench_mc")

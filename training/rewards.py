@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Callable
 
 from tasks.longbench_v2.scoring import extract_answer, item_score
-from tasks.ruler.scoring import sample_match_all
+from tasks.ruler.scoring import sample_match_all, sample_match_part
 
 
 def _normalize(text: str) -> list[str]:
@@ -34,6 +34,7 @@ def qa_f1(completion: str, answers: list[str]) -> float:
 
 REWARDS: dict[str, Callable[[str, list[str]], float]] = {
     "string_match_all": lambda c, a: float(sample_match_all(c, a)),
+    "string_match_part": lambda c, a: float(sample_match_part(c, a)),
     "longbench_choice": lambda c, a: item_score(extract_answer(c), a[0]),
     "qa_f1": qa_f1,
 }

@@ -198,6 +198,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(ckpt or cfg.model, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(ckpt or cfg.model)
+    if not cfg.data.tokenizer:
+        cfg.data.tokenizer = cfg.model
     prompts = load_prompts(cfg.data)
     ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_coef > 0 else None
     if ref is not None and ckpt:  # the reference is the starting model, not the checkpoint
