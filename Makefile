@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml
 tiny-model: setup
 	$(BIN)/longact model build-tiny --out $(TINY)
 
-demo: tiny-model
-	$(BIN)/longact eval --model $(TINY) --tasks tiny --max-model-len 2048
+# RL baseline vs LongAct from the committed skilled tiny model, then serve + evaluate + compare.
+demo: setup
+	$(BIN)/longact demo
 
 # Headless Chromium for tests/test_leaderboard.py (Debian/Ubuntu package; needs root and a mirror).
 browser:

@@ -146,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
 
+    dm = sub.add_parser(
+        "demo", help="the whole controlled comparison on the tiny model (RL, serve, evaluate, compare)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact demo                    # what `make demo` runs (~6 min on 2 cores)\n"
+               "  longact demo --steps 8 --out results/demo8")
+    dm.add_argument("--base", help="starting checkpoint (default: assets/tiny-qwen3-skilled)")
+    dm.add_argument("--steps", type=int, default=4, help="RL steps per arm (default: %(default)s)")
+    dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
+    dm.add_argument("--train-dir", default="runs/demo", help="training output (default: %(default)s)")
+
     lb = sub.add_parser(
         "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -294,6 +304,13 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from harness.demo import run_demo
+
+    print(run_demo(args.base, args.out, args.train_dir, args.steps))
+    return 0
+
+
 def cmd_leaderboard(args) -> int:
     from harness.leaderboard import write_leaderboard
 
@@ -347,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score,
-                "data": cmd_data, "compare": cmd_compare, "leaderboard": cmd_leaderboard, **parser.training_handlers}
+                "data": cmd_data, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "demo": cmd_demo, **parser.training_handlers}
     try:
         return handlers[args.verb](args)
     except UserError as e:

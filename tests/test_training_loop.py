@@ -39,6 +39,7 @@ def test_resume_after_step_2_equals_uninterrupted(tiny_model_dir, tmp_path):
     assert all(m["mask/masked_rows_changed"] == 0 for m in metrics)
     assert any(m["grad_norm"] > 0 for m in metrics)
     assert (tmp_path / "full" / "config.yaml").exists() and (full / "longact_mask" / "mask.json").exists()
+    assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))   # TensorBoard scalars too
 
 
 def test_config_errors_name_the_field(tmp_path):
