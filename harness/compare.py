@@ -39,7 +39,9 @@ class Run:
 
     @property
     def label(self) -> str:
-        return f"{Path(self.record.model.path).name} ({self.record.run_id[-8:]})"
+        model = Path(self.record.model.path)
+        name = f"{model.parent.name}/{model.name}" if model.name.startswith("step-") else model.name  # trainer arms
+        return f"{name} ({self.record.run_id[-8:]})"
 
     def primary(self, task: str) -> str:
         return next(iter(self.record.tasks[task].metrics))
