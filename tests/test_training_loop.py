@@ -69,7 +69,7 @@ def test_bad_data_rows_name_file_line_field(tmp_path):
         load_prompts(DataConfig(source="docqa", path=str(bad)))
     with pytest.raises(ValueError, match="data.source: unknown 'nope'"):
         load_prompts(DataConfig(source="nope"))
-    with pytest.raises(ValueError, match="'ruler' is not wired yet"):
+    with pytest.raises(ValueError, match="data.tokenizer: needed to size RULER prompts"):
         load_prompts(DataConfig(source="ruler"))
 
 
