@@ -9,6 +9,13 @@ within each task and averages the task means, and the sign-flip test flips withi
 * `mcnemar_exact`: two-sided exact McNemar test (binomial on the discordant pairs) for 0/1 data.
 * `paired_permutation`: two-sided sign-flip permutation test on the per-item differences.
 * `paired_test`: McNemar when every value is 0 or the maximum (0/1 or 0/100), else permutation.
+
+Speed: scores of exact-match metrics (and their mean@k) take a handful of distinct values, and a
+resample's mean depends only on how often it draws each value. For such strata the bootstrap
+draws those counts from a multinomial and the sign-flip test draws, per distinct |difference|,
+how many of its items keep their sign from a binomial: the same distributions as resampling
+item by item, at a cost independent of the number of items (20 runs x 10,000 items x 1,000
+resamples: milliseconds instead of seconds). Continuous scores resample item indices.
 """
 
 from __future__ import annotations
@@ -34,6 +41,38 @@ def _strata(diffs) -> list[np.ndarray]:
     return [np.asarray(d, dtype=float) for d in diffs if len(d)]
 
 
+# Above this many distinct values per stratum, resampling item indices is as cheap as counting.
+MAX_DISTINCT = 64
+
+
+def _distinct(d: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, counts) when the stratum has few distinct values, else None."""
+    values, counts = np.unique(d, return_counts=True)
+    return (values, counts) if len(values) <= MAX_DISTINCT else None
+
+
+def _resampled_means(d: np.ndarray, n_resamples: int, rng) -> np.ndarray:
+    """Means of `n_resamples` bootstrap resamples (with replacement) of one stratum."""
+    few = _distinct(d)
+    if few is not None:
+        values, counts = few
+        drawn = rng.multinomial(len(d), counts / len(d), size=n_resamples)  # (R, distinct values)
+        return drawn @ values / len(d)
+    idx = rng.integers(0, len(d), size=(n_resamples, len(d)))              # (R, items)
+    return d[idx].mean(axis=1)
+
+
+def _sign_flipped_means(d: np.ndarray, n_resamples: int, rng) -> np.ndarray:
+    """Means of `n_resamples` random sign flips of one stratum's differences."""
+    few = _distinct(np.abs(d))
+    if few is not None:
+        values, counts = few
+        kept = rng.binomial(counts, 0.5, size=(n_resamples, len(values)))   # (R, distinct |d|): signs kept +
+        return (2 * kept - counts) @ values / len(d)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_resamples, len(d)))  # (R, items)
+    return (signs * np.abs(d)).mean(axis=1)
+
+
 def stratified_mean(diffs) -> float:
     return float(np.mean([d.mean() for d in _strata(diffs)]))
 
@@ -44,22 +83,21 @@ def paired_bootstrap(diffs, n_resamples: int = 1000, seed: int = 0, alpha: float
     strata = _strata(diffs)
     boot = np.zeros(n_resamples)
     for d in strata:
-        idx = rng.integers(0, len(d), size=(n_resamples, len(d)))
-        boot += d[idx].mean(axis=1)
+        boot += _resampled_means(d, n_resamples, rng)
     boot /= len(strata)
     return float(np.quantile(boot, alpha / 2)), float(np.quantile(boot, 1 - alpha / 2))
 
 
 def mcnemar_exact(a, b) -> float:
     """Two-sided exact McNemar p-value for paired binary outcomes (any two-valued scale)."""
-    from scipy.stats import binom
+    from scipy.special import bdtr  # binomial CDF; scipy.special imports in half the time of scipy.stats
 
     a, b = np.asarray(a, dtype=float) > 0, np.asarray(b, dtype=float) > 0
     n01, n10 = int(np.sum(~a & b)), int(np.sum(a & ~b))
     n = n01 + n10
     if n == 0:
         return 1.0
-    return float(min(1.0, 2 * binom.cdf(min(n01, n10), n, 0.5)))
+    return float(min(1.0, 2 * bdtr(min(n01, n10), n, 0.5)))
 
 
 def paired_permutation(diffs, n_resamples: int = 10000, seed: int = 0) -> float:
@@ -69,8 +107,7 @@ def paired_permutation(diffs, n_resamples: int = 10000, seed: int = 0) -> float:
     observed = abs(np.mean([d.mean() for d in strata]))
     total = np.zeros(n_resamples)
     for d in strata:
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(n_resamples, len(d)))
-        total += (signs * d).mean(axis=1)
+        total += _sign_flipped_means(d, n_resamples, rng)
     total = np.abs(total / len(strata))
     return float((np.sum(total >= observed - 1e-12) + 1) / (n_resamples + 1))
 
