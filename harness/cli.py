@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
                "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
                "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n\n"
-               "Runs must have been run the same way (task versions and configs, data, window, generation\n"
+               "Runs must have been run the same way (task versions and configs, data, window, truncation, generation\n"
                "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
     c.add_argument("runs", nargs="+", help="run directories (or run.json files)")
     c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")

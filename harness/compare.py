@@ -11,8 +11,9 @@ Columns come from the result files through declared column kinds:
 Every cell is recomputed from `samples_<task>.jsonl`, so it can be paired item by item with the
 baseline: delta (B - A), a paired bootstrap 95% interval on the shared items, and an exact
 McNemar (0/100 scores) or sign-flip permutation p-value. Runs whose tasks were not run the same
-way (task version, config hash, data fingerprint, window, generation settings, mode, samples per
-item) are refused with the differences listed, unless `force`.
+way (task version, config hash, data fingerprint, window, truncation policy, generation settings,
+mode, samples per item, shared items truncated in one run only or sent different prompts) are
+refused with the differences listed, unless `force`.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def differences(a: RunRecord, b: RunRecord, tasks: list[str]) -> list[str]:
     for attr in ("mode", "samples_per_item"):
         if getattr(a, attr) != getattr(b, attr):
             out.append(f"{attr}: {getattr(a, attr)} vs {getattr(b, attr)}")
+    policy_a, policy_b = ({k: v for k, v in r.truncation.items() if k != "max_model_len"} for r in (a, b))
+    if policy_a != policy_b:
+        out.append(f"truncation policy: {policy_a} vs {policy_b}")
     for t in tasks:
         ta, tb = a.tasks[t], b.tasks[t]
         for attr in ("version", "config_hash", "dataset_fingerprint", "generation_kwargs"):
@@ -120,6 +124,24 @@ def differences(a: RunRecord, b: RunRecord, tasks: list[str]) -> list[str]:
             if va != vb:
                 show = (lambda v: str(v)[:12]) if attr in ("config_hash", "dataset_fingerprint") else str
                 out.append(f"{t}: {attr} {show(va)} vs {show(vb)}")
+    return out
+
+
+def item_differences(a: Run, b: Run, tasks: list[str]) -> list[str]:
+    """Shared items that were not sent the same prompt: truncated in one run only, or a different
+    prompt hash (another tokenizer or chat template fits and renders prompts differently even at
+    the same window and task config). Imported runs carry no prompt hash and are not checked."""
+    out = []
+    for t in tasks:
+        sa, sb = a.samples.get(t, {}), b.samples.get(t, {})
+        shared = sorted(sa.keys() & sb.keys())
+        cut = [i for i in shared if bool(sa[i].get("truncated")) != bool(sb[i].get("truncated"))]
+        sent = [i for i in shared if sa[i].get("prompt_hash") and sb[i].get("prompt_hash")
+                and sa[i]["prompt_hash"] != sb[i]["prompt_hash"]]
+        for ids, what in ((cut, "truncated in one run only"), (sent, "sent different prompts (prompt_hash)")):
+            if ids:
+                shown = ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else "")
+                out.append(f"{t}: {len(ids)} of {len(shared)} shared items {what}: doc_id {shown}")
     return out
 
 
@@ -160,7 +182,7 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
         if r is base:
             continue
         shared = sorted(set(base.record.tasks) & set(r.record.tasks))
-        diff = differences(base.record, r.record, shared)
+        diff = differences(base.record, r.record, shared) + item_differences(base, r, shared)
         if diff and not force:
             raise UserError(f"{r.path} was not run the same way as the baseline {base.path}:\n  - " + "\n  - ".join(diff)
                             + "\nPairing them would compare different benchmarks; rerun one of them, or pass --force.")

@@ -73,6 +73,39 @@ def test_compare_refuses_runs_not_run_the_same_way(tmp_path):
     assert forced["warnings"] and forced["deltas"]
 
 
+def _edit_samples(run_dir, task, edit):
+    f = run_dir / f"samples_{task}.jsonl"
+    rows = [json.loads(line) for line in f.read_text().splitlines()]
+    f.write_text("".join(json.dumps(edit(r)) + "\n" for r in rows))
+
+
+def test_compare_refuses_items_truncated_or_prompted_differently(tmp_path):
+    from harness.compare import compare
+
+    base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0, 0]})
+    other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100, 0]})
+    _edit_samples(other, "tiny_passkey", lambda r: {**r, "truncated": r["doc_id"] == 1,
+                                                    "prompt_hash": "x" if r["doc_id"] == 2 else r["prompt_hash"]})
+    with pytest.raises(UserError, match=r"(?s)tiny_passkey: 1 of 3 shared items truncated in one run only: doc_id 1"
+                                        r".*tiny_passkey: 1 of 3 shared items sent different prompts \(prompt_hash\): doc_id 2"):
+        compare([str(base), str(other)])
+    assert len(compare([str(base), str(other)], force=True)["warnings"]) == 2
+    _edit_samples(other, "tiny_passkey", lambda r: {**r, "truncated": False, "prompt_hash": "h"})
+    assert compare([str(base), str(other)])["warnings"] == []        # same prompts again: paired silently
+
+
+def test_compare_refuses_another_truncation_policy(tmp_path):
+    from harness.compare import compare
+
+    base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0]})
+    other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100]})
+    data = json.loads((other / "run.json").read_text())
+    data["truncation"] = {"policy": "left", "max_model_len": 2048}
+    (other / "run.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=r"truncation policy: \{\} vs \{'policy': 'left'\}"):
+        compare([str(base), str(other)])
+
+
 def test_longbench_splits_and_ruler_lengths(tmp_path):
     from harness.compare import compare
 
