@@ -73,8 +73,7 @@ def ruler(cfg: DataConfig) -> list[Prompt]:
     """RULER samples from the benchmark's own generators, as chat user turns sized (chat template
     included, thinking on) to each length, `cfg.n` per (task, length), seeded apart from the
     evaluation sets (seed + 1000). Rewards use the task's official scorer."""
-    from transformers import AutoTokenizer
-
+    from tasks.prompt_budget import task_tokenizer
     from tasks.ruler.build import BuildSpec, load_or_build
     from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 
@@ -83,7 +82,7 @@ def ruler(cfg: DataConfig) -> list[Prompt]:
     unknown = [t for t in cfg.ruler_tasks if t not in TASKS]
     if unknown:
         raise ValueError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
-    tok = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    tok = task_tokenizer(cfg.tokenizer)
     rows = []
     for task in cfg.ruler_tasks:
         for length in cfg.lengths:

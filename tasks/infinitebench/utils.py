@@ -85,9 +85,7 @@ def load(ib_task: str, data_dir=None, tokenizer=None, max_model_len=None, max_le
     fitted = [(p, False, None) for p in prompts]
     limit = None
     if tokenizer:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        tok = prompt_budget.task_tokenizer(tokenizer)
         gen = MAX_NEW_TOKENS[ib_task]
         limit = int(max_length) if max_length else prompt_budget.default_max_length(
             tok, max_model_len, gen, cap=OFFICIAL_WINDOW - gen, prefix=chat_prefix(ib_task))

@@ -62,9 +62,7 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
         rows = rows[: int(limit_rows)]
     truncate = None
     if tokenizer:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(tokenizer) if isinstance(tokenizer, str) else tokenizer
+        tok = prompt_budget.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
     template = TEMPLATE_OF_VARIANT[variant]
     prompts = [fill(template, r) for r in rows]

@@ -13,6 +13,7 @@ the other tasks' runs reuse them; the key is stored in every document.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tasks.prompt_budget import encode_fast
 from tasks.ruler import sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
 from tasks.ruler.synthetic import GENERATORS, Context, Sample
@@ -35,10 +37,7 @@ SENTINEL = "\x00RULER-TASK-TEXT\x00"
 
 def token_counter(tokenizer) -> Callable[[str], int]:
     """Tokens of a completion prompt as vLLM counts them (special tokens added, as `encode`)."""
-    backend = getattr(tokenizer, "_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast"):
-        return lambda text: len(backend.encode_batch_fast([text], add_special_tokens=True)[0].ids)
-    return lambda text: len(tokenizer(text, add_special_tokens=True)["input_ids"])
+    return lambda text: len(encode_fast(tokenizer, [text])[0])
 
 
 def template_wrapper(tokenizer, use_chat_template: bool | None, chat_template_kwargs: dict | None) -> tuple[Callable[[str], str], str]:
@@ -68,7 +67,10 @@ def template_wrapper(tokenizer, use_chat_template: bool | None, chat_template_kw
     return (lambda text: head + text + tail), f"chat template {kwargs}"
 
 
+@functools.lru_cache(maxsize=8)
 def tokenizer_fingerprint(tokenizer) -> str:
+    """Vocabulary, merges and chat template, hashed once per tokenizer object (the loaders share
+    one per run, and every task x length cache key needs it)."""
     h = hashlib.sha256()
     backend = getattr(tokenizer, "_tokenizer", None)
     h.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from tasks.data_io import DataError, to_dataset_dict
+from tasks.prompt_budget import task_tokenizer
 from tasks.ruler.build import BuildSpec, load_or_build
 from tasks.ruler.constants import DEFAULT_LENGTHS, DEFAULT_NUM_SAMPLES, DEFAULT_SEED, METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import postprocess_pred, sample_match_all, sample_match_part
@@ -59,11 +60,7 @@ def _tokenizer(tokenizer):
         raise DataError("metadata", None, "tokenizer",
                         "RULER builds prompts in the evaluated model's tokens; `longact eval` passes it, with plain "
                         "lm_eval add --metadata '{\"tokenizer\": \"/path/to/model\", \"max_model_len\": N}'")
-    if not isinstance(tokenizer, str):
-        return tokenizer
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(tokenizer)
+    return task_tokenizer(tokenizer)
 
 
 def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_samples=DEFAULT_NUM_SAMPLES,
