@@ -96,8 +96,6 @@ class GenRequest:
     endpoint: str
     fit: FitResult
     gen: dict = field(default_factory=dict)
-    template_kwargs: dict | None = None
-    prefix: list[dict] | None = None
 
 
 def split_gen_kwargs(gen_kwargs: dict) -> tuple[int, dict]:
@@ -238,13 +236,11 @@ class ServerLM(EndpointMixin, LM):
             endpoint, fit, max_gen, params = self.fit_request(req, repeat)
             rec = self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen)
             records[i] = rec
-            spec = self.spec_for(req.task_name)
-            kwargs, prefix = spec.chat_template_kwargs, spec.chat_prefix
-            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params, kwargs, prefix), rec)
-            if rec.error is None and spec.followup is not None:
+            text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit, params), rec)
+            if rec.error is None and self.spec_for(req.task_name).followup is not None:
                 rec.first_response = text
                 fit2, params2 = self.followup_request(req, text)
-                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2, kwargs, prefix), rec)
+                text = self._send(GenRequest(req.task_name, req.doc_id, endpoint, fit2, params2), rec)
             return i, text
 
         seen: dict[tuple, int] = {}
@@ -271,9 +267,10 @@ class ServerLM(EndpointMixin, LM):
     def _payload(self, g: GenRequest) -> tuple[str, dict]:
         body = {"model": self.model, **g.gen}
         if g.endpoint == "chat":
-            body["messages"] = list(g.prefix or []) + [{"role": "user", "content": g.fit.text}]
-            if g.template_kwargs:
-                body["chat_template_kwargs"] = g.template_kwargs
+            spec = self.spec_for(g.task)  # the same prefix and template kwargs the fitter counted
+            body["messages"] = list(spec.chat_prefix or []) + [{"role": "user", "content": g.fit.text}]
+            if spec.chat_template_kwargs:
+                body["chat_template_kwargs"] = spec.chat_template_kwargs
             return f"{self.root}/v1/chat/completions", body
         body["prompt"] = g.fit.text
         return f"{self.root}/v1/completions", body
