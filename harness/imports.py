@@ -11,18 +11,17 @@ a run of ours silently (the prompts and serving were not ours), while the leader
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 
 from harness import provenance
 from harness.results import atomic_write_jsonl, create_run_dir, utc_now, write_run
-from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.schema import CodeInfo, ModelInfo, RunRecord, ServingInfo, TaskResult
 
 
 def save_imported_run(output_dir: str, task: str, scores: list[float], source: str, model_name: str,
                       docs: list[dict] | None = None, breakdown_fields: tuple[str, ...] = ()) -> Path:
     """`scores`: per-item official scores as fractions (0..1); stored in percent."""
-    from harness.runner import breakdown
+    from harness.runner import breakdown, mean_metric
 
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     run_id, run_dir = create_run_dir(output_dir)
@@ -30,9 +29,7 @@ def save_imported_run(output_dir: str, task: str, scores: list[float], source: s
              "filtered": "", "target": None, "metrics": {"score": 100.0 * s}, "doc": (docs or [{}] * len(scores))[i]}
             for i, s in enumerate(scores)]
     atomic_write_jsonl(run_dir / f"samples_{task}.jsonl", rows)
-    values = [r["metrics"]["score"] for r in rows]
-    mean = sum(values) / len(values)
-    se = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1) / len(values)) if len(values) > 1 else None
+    overall = mean_metric([r["metrics"]["score"] for r in rows])
     commit, dirty = provenance.git_info()
     record = RunRecord(
         run_id=run_id, status="complete",
@@ -41,8 +38,8 @@ def save_imported_run(output_dir: str, task: str, scores: list[float], source: s
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
         started_at=utc_now(), finished_at=utc_now(), imported_from=str(Path(source).resolve()),
         tasks={task: TaskResult(version="official", config_hash=f"imported-{digest}", dataset_fingerprint=digest,
-                                endpoint="unknown", n_samples=len(values),
-                                metrics={"score": Metric(mean, se, len(values))},
+                                endpoint="unknown", n_samples=overall.n,
+                                metrics={"score": overall},
                                 breakdown=breakdown(rows, list(breakdown_fields), ["score"]),
                                 samples_file=f"samples_{task}.jsonl")},
     )

@@ -174,8 +174,6 @@ def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -
 
     `samples` are samples.jsonl rows (`doc` and `metrics` keys).
     """
-    import math
-
     out: dict[str, dict[str, dict[str, Metric]]] = {}
     for fld in fields:
         groups: dict[str, list[dict]] = {}
@@ -188,10 +186,17 @@ def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -
                 xs = [float(x["metrics"][m]) for x in members if isinstance(x["metrics"].get(m), (int, float))]
                 if not xs:
                     continue
-                mean = sum(xs) / len(xs)
-                se = (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))) if len(xs) > 1 else None
-                out.setdefault(fld, {}).setdefault(value, {})[m] = Metric(mean, se, len(xs))
+                out.setdefault(fld, {}).setdefault(value, {})[m] = mean_metric(xs)
     return out
+
+
+def mean_metric(xs: list[float]) -> Metric:
+    """Mean, standard error of the mean (sample std / sqrt(n); None for one value) and n."""
+    import math
+
+    mean = sum(xs) / len(xs)
+    se = (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))) if len(xs) > 1 else None
+    return Metric(mean, se, len(xs))
 
 
 def _value_order(value: str):
