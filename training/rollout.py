@@ -1,10 +1,11 @@
 """Rollouts: one interface (`generate(prompts, n) -> Rollouts`), two backends.
 
-- `HFRollout`: transformers `generate` on the live policy (CPU, tests). Sampling draws from the
-  torch global RNG, which the trainer checkpoints, so resumed runs sample the same tokens.
-- `VLLMRollout`: vLLM's offline engine on GPU; after every optimizer step the trainer calls
-  `sync(model)` to load the policy weights into the engine. Import-guarded: nothing imports vLLM
-  unless this backend is chosen.
+- `HFRollout`: transformers `generate` on the live policy (CPU, tests). Without `seeds` sampling
+  draws from the torch global RNG, which the trainer checkpoints, so resumed runs sample the same
+  tokens; with `seeds` each prompt's group is a pure function of (weights, prompt, seed).
+- `VLLMRollout`: vLLM's offline engine (GPU, or the CPU build in tests); after every optimizer step
+  the trainer calls `sync(model)` to load the policy weights into the engine. Import-guarded:
+  nothing imports vLLM unless this backend is chosen.
 
 Token layout: prompts left-padded, completions right-padded; `completion_mask` [B, C] is 1 for
 generated tokens up to and including the first EOS, 0 after it.
@@ -12,6 +13,9 @@ generated tokens up to and including the first EOS, 0 after it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 from dataclasses import asdict, dataclass
 
 import torch
@@ -31,6 +35,7 @@ class Rollouts:
     completion_mask: torch.Tensor  # [B, C], 1 = counts in the loss
     prompt_len: int  # P
     texts: list[str]  # decoded completions, B of them
+    logprobs: torch.Tensor | None = None  # [B, C] log-prob of each sampled token (0 on padding), if known
 
 
 def _chat(tokenizer, prompt: str) -> str:
@@ -38,11 +43,39 @@ def _chat(tokenizer, prompt: str) -> str:
                                          add_generation_prompt=True, enable_thinking=False)
 
 
+def _encode(tokenizer, prompts: list[str], max_prompt_tokens: int, repeat: int = 1):
+    """Chat-format and tokenize (left-padded), each prompt `repeat` times in a row (a group)."""
+    return tokenizer([_chat(tokenizer, p) for p in prompts for _ in range(repeat)], return_tensors="pt",
+                     padding=True, truncation=True, max_length=max_prompt_tokens, add_special_tokens=False)
+
+
 def completion_mask_from(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
     """1 up to and including the first EOS of each row, 0 after. tokens [B, C] -> [B, C]."""
     is_eos = (tokens == eos_id).int()
     after_eos = (is_eos.cumsum(1) - is_eos) > 0  # strictly after the first EOS
     return (~after_eos).long()
+
+
+def _decode(tokenizer, comp: torch.Tensor, cmask: torch.Tensor) -> list[str]:
+    return tokenizer.batch_decode(comp * cmask + tokenizer.pad_token_id * (1 - cmask), skip_special_tokens=True)
+
+
+def _pack(tokenizer, prompt_ids: list[list[int]], comp_ids: list[list[int]],
+          logprobs: list[list[float]] | None = None) -> Rollouts:
+    """Rows of unpadded prompt/completion ids -> Rollouts (prompts left-, completions right-padded)."""
+    P, C = max(map(len, prompt_ids)), max(1, max(map(len, comp_ids)))
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(prompt_ids), P + C), pad)
+    am = torch.zeros_like(ids)
+    lp = torch.zeros(len(prompt_ids), C) if logprobs is not None else None
+    for i, (p, c) in enumerate(zip(prompt_ids, comp_ids)):
+        ids[i, P - len(p):P], am[i, P - len(p):P] = torch.tensor(p, dtype=torch.long), 1
+        if c:
+            ids[i, P:P + len(c)], am[i, P:P + len(c)] = torch.tensor(c, dtype=torch.long), 1
+        if lp is not None and c:
+            lp[i, :len(c)] = torch.tensor(logprobs[i])
+    cmask = am[:, P:].clone()
+    return Rollouts(ids, am, cmask, P, _decode(tokenizer, ids[:, P:], cmask), lp)
 
 
 class HFRollout:
@@ -54,58 +87,131 @@ class HFRollout:
     def record(self) -> dict:
         return {"backend": "hf", **asdict(self.sampling)}
 
-    @torch.no_grad()
-    def generate(self, prompts: list[str], n: int) -> Rollouts:
-        texts = [_chat(self.tok, p) for p in prompts for _ in range(n)]  # group members adjacent
-        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
-                       max_length=self.max_prompt_tokens, add_special_tokens=False)
-        was_training = self.model.training
-        self.model.eval()
+    def _generate(self, enc) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (completion ids [B, C], completion mask [B, C])."""
         out = self.model.generate(**enc, do_sample=True, temperature=self.sampling.temperature,
                                   top_p=self.sampling.top_p, max_new_tokens=self.sampling.max_new_tokens,
                                   min_new_tokens=1, pad_token_id=self.tok.pad_token_id)
-        self.model.train(was_training)
-        P = enc["input_ids"].shape[1]
-        comp = out[:, P:]  # [B, C]
-        cmask = completion_mask_from(comp, self.tok.eos_token_id)
-        return Rollouts(out, torch.cat([enc["attention_mask"], cmask], 1), cmask, P,
-                        self.tok.batch_decode(comp * cmask + self.tok.pad_token_id * (1 - cmask),
-                                              skip_special_tokens=True))
+        comp = out[:, enc["input_ids"].shape[1]:]
+        return comp, completion_mask_from(comp, self.tok.eos_token_id)
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], n: int, seeds: list[int] | None = None) -> Rollouts:
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if seeds is None:
+                enc = _encode(self.tok, prompts, self.max_prompt_tokens, n)  # group members adjacent
+                comp, cmask = self._generate(enc)
+                P = enc["input_ids"].shape[1]
+                return Rollouts(torch.cat([enc["input_ids"], comp], 1), torch.cat([enc["attention_mask"], cmask], 1),
+                                cmask, P, _decode(self.tok, comp, cmask))
+            # One generate call per group under its own seed: the group depends neither on which
+            # prompts share the batch (padding, row order) nor on the global RNG, which is left as it was.
+            prompt_ids, comp_ids = [], []
+            for prompt, seed in zip(prompts, seeds):
+                enc = _encode(self.tok, [prompt], self.max_prompt_tokens, n)
+                with torch.random.fork_rng():
+                    torch.manual_seed(seed)
+                    comp, cmask = self._generate(enc)
+                prompt_ids += [enc["input_ids"][0].tolist()] * n  # one prompt: no padding
+                comp_ids += [row[:int(m.sum())].tolist() for row, m in zip(comp, cmask)]
+            return _pack(self.tok, prompt_ids, comp_ids)
+        finally:
+            self.model.train(was_training)
 
     def sync(self, model) -> None:
         """HF generate samples from the live policy: nothing to copy."""
 
 
+def _member_seed(seed: int, j: int) -> int:
+    """Seed of group member j. vLLM derives the seeds of an n>1 request as seed+j, so prompts with
+    seeds s and s+1 would share n-1 sample streams; hashing (seed, j) keeps every stream distinct."""
+    digest = hashlib.blake2b(f"{seed}/{j}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1  # < 2**63: fits torch.Generator.manual_seed
+
+
+@contextlib.contextmanager
+def _env_defaults(**values: str):
+    """Set the variables the caller has not set, for the duration of the block."""
+    added = {k: v for k, v in values.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 class VLLMRollout:
-    """GPU backend: vLLM offline engine, weights pushed after each optimizer step (untested on CPU)."""
+    """vLLM offline engine (`vllm.LLM`); `sync` pushes the policy's weights after each optimizer step.
+
+    The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless the caller set it), so
+    `sync` hands tensors over without serialising them. With multiprocessing on, `sync` needs
+    VLLM_ALLOW_INSECURE_SERIALIZATION=1 (the weights travel pickled to the engine process).
+    dtype defaults to float32, the trainer's policy dtype: vLLM's CPU build otherwise runs a float32
+    checkpoint in bfloat16, and the sampling log-probs would no longer match the policy's.
+    """
 
     def __init__(self, model_dir: str, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int,
-                 gpu_memory_utilization: float = 0.4, seed: int = 0):
-        from vllm import LLM, SamplingParams
+                 seed: int = 0, **engine_kwargs):
+        import vllm
+        from vllm import LLM
 
         self.tok, self.sampling, self.max_prompt_tokens = tokenizer, sampling, max_prompt_tokens
-        self.llm = LLM(model=model_dir, gpu_memory_utilization=gpu_memory_utilization, seed=seed,
-                       max_model_len=max_prompt_tokens + sampling.max_new_tokens, enable_sleep_mode=False)
-        self._params = lambda n: SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
-                                                max_tokens=sampling.max_new_tokens)
+        self.tok.padding_side = "left"
+        engine_kwargs.setdefault("dtype", "float32")
+        engine_kwargs.setdefault("max_model_len", max_prompt_tokens + sampling.max_new_tokens)
+        # vLLM reads both while constructing; scoped so a vLLM server started later is unaffected.
+        # KV space is in GiB for the CPU build (its default takes a large share of RAM); GPUs ignore it.
+        with _env_defaults(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1"):
+            self.llm = LLM(model=str(model_dir), seed=seed, **engine_kwargs)
+        self._record = {"backend": "vllm", **asdict(sampling), "vllm": vllm.__version__,
+                        "dtype": str(engine_kwargs["dtype"])}
 
     def record(self) -> dict:
-        return {"backend": "vllm", **asdict(self.sampling)}
+        return dict(self._record)
 
-    def generate(self, prompts: list[str], n: int) -> Rollouts:
-        outs = self.llm.generate([_chat(self.tok, p) for p in prompts], self._params(n))
-        prompt_ids = [list(o.prompt_token_ids)[-self.max_prompt_tokens:] for o in outs for _ in range(n)]
-        comp_ids = [list(c.token_ids) for o in outs for c in o.outputs]
-        P, C = max(map(len, prompt_ids)), max(1, max(map(len, comp_ids)))
-        pad = self.tok.pad_token_id
-        ids = torch.full((len(prompt_ids), P + C), pad)
-        am = torch.zeros_like(ids)
-        for i, (p, c) in enumerate(zip(prompt_ids, comp_ids)):
-            ids[i, P - len(p):P], am[i, P - len(p):P] = torch.tensor(p), 1
-            if c:
-                ids[i, P:P + len(c)], am[i, P:P + len(c)] = torch.tensor(c), 1
-        return Rollouts(ids, am, am[:, P:].clone(), P, [c.text for o in outs for c in o.outputs])
+    def _params(self, n: int, seed: int | None):
+        from vllm import SamplingParams
+
+        # logprobs=0: the sampled token's log-prob only, from the raw logits (vLLM's default
+        # logprobs_mode), i.e. the quantity the trainer recomputes; min_tokens=1 as in HFRollout.
+        return SamplingParams(n=n, seed=seed, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
+                              max_tokens=self.sampling.max_new_tokens, min_tokens=1, logprobs=0)
+
+    def generate(self, prompts: list[str], n: int, seeds: list[int] | None = None) -> Rollouts:
+        if seeds is not None and len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        # Tokenize here, as HFRollout does, so both backends truncate and template identically.
+        enc = _encode(self.tok, prompts, self.max_prompt_tokens)
+        ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
+        if seeds is None:
+            requests, params = [{"prompt_token_ids": p} for p in ids], self._params(n, None)
+        else:  # one n=1 request per member; the prefix cache shares the prompt's KV among them
+            requests = [{"prompt_token_ids": p} for p in ids for _ in range(n)]
+            params = [self._params(1, _member_seed(s, j)) for s in seeds for j in range(n)]
+        outs = self.llm.generate(requests, params, use_tqdm=False)
+        comps = [c for o in outs for c in o.outputs]  # group members adjacent in both cases
+        # token_ids end with the EOS when vLLM stops on it (finish_reason "stop"), so every emitted
+        # token counts in the loss, exactly as completion_mask_from does for HF.
+        return _pack(self.tok, [p for p in ids for _ in range(n)], [list(c.token_ids) for c in comps],
+                     [[lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)] for c in comps])
 
     def sync(self, model) -> None:
-        engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        engine_model.load_weights(model.state_dict().items())
+        import vllm
+
+        weights = [(name, t.detach()) for name, t in model.state_dict().items()]  # HF names
+
+        def reload(worker):  # runs in each worker; reload_weights maps HF names and re-packs
+            if not hasattr(worker, "reload_weights"):
+                raise RuntimeError(f"vLLM {vllm.__version__}: worker {type(worker).__name__} has no "
+                                   "reload_weights; VLLMRollout.sync needs updating for this version")
+            worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+
+        self.llm.collective_rpc(reload)
+        # KV cached for old weights would be reused by prompts sharing a prefix: drop it.
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("vLLM refused to reset its prefix cache after a weight sync")
