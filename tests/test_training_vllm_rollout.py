@@ -16,6 +16,8 @@ from training.train import token_logps
 
 PROMPTS = ["What is the passkey in the document?", "Read the following text and answer the question."]
 LOGP_TOL = 1e-4  # float32 on both sides; measured differences are ~1e-6
+BLOCK = 32  # KV block size: prefix caching reuses whole blocks, so prompts longer than this hit it
+LONG = "Read the following text and answer the question: the quiet river runs north of the old city."
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def tok(tiny_model_dir):
 def vllm_rollout(tiny_model_dir, tok):
     pytest.importorskip("vllm")
     ro = VLLMRollout(str(tiny_model_dir), tok, SamplingConfig(max_new_tokens=12), max_prompt_tokens=64,
-                     enforce_eager=True)  # eager: torch.compile would add ~25 s to construction on CPU
+                     enforce_eager=True,  # eager: torch.compile would add ~25 s to construction on CPU
+                     block_size=BLOCK)  # the CPU default (128) is longer than any prompt here
     yield ro
     ro.llm.llm_engine.engine_core.shutdown()
 
@@ -128,10 +131,12 @@ def test_vllm_sync_moves_the_engine_weights(vllm_rollout, hf_model):
     with torch.no_grad():
         for p in perturbed.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g))
+    before = vllm_rollout.generate([LONG], 2, seeds=[5])  # leaves LONG's first block in the prefix cache
+    assert before.attention_mask[0, :before.prompt_len].sum() > BLOCK
     try:
         vllm_rollout.sync(perturbed)
-        ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
-        assert _max_logp_gap(ro, perturbed) < LOGP_TOL
+        ro = vllm_rollout.generate([*PROMPTS, LONG], 3, seeds=[5, 6, 5])
+        assert _max_logp_gap(ro, perturbed) < LOGP_TOL  # fails if KV cached under the old weights is reused
         assert _max_logp_gap(ro, hf_model) > 100 * LOGP_TOL  # the old weights no longer explain them
     finally:
         vllm_rollout.sync(hf_model)
