@@ -54,8 +54,9 @@ def source(name: str):
 @source("synthetic")
 def synthetic(cfg: DataConfig) -> list[Prompt]:
     from tasks.tiny.generate import gen_kv, gen_passkey
+    from tasks.tiny.utils import kv_prompt, passkey_prompt
 
-    makers = {"passkey": gen_passkey, "kv": gen_kv}
+    makers = {"passkey": (gen_passkey, passkey_prompt), "kv": (gen_kv, kv_prompt)}
     bad = [k for k in cfg.kinds if k not in makers]
     if bad:
         raise ValueError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
@@ -63,8 +64,9 @@ def synthetic(cfg: DataConfig) -> list[Prompt]:
     rows = []
     for i in range(cfg.n):
         kind = cfg.kinds[i % len(cfg.kinds)]
-        r = makers[kind](rng, n=1)[0]
-        rows.append(Prompt(f"{kind}-{i}", f"{r['context']}\n\n{r['input']}", r["answer"], "string_match_all"))
+        make, to_text = makers[kind]
+        r = make(rng, n=1)[0]  # the prompt text is the tiny task's own, so reward = eval score
+        rows.append(Prompt(f"{kind}-{i}", to_text(r), r["answer"], "string_match_all"))
     return rows
 
 

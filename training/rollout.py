@@ -22,6 +22,7 @@ class SamplingConfig:
     max_new_tokens: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
+    enable_thinking: bool | None = None  # chat-template switch; None = the template's default
 
 
 @dataclass
@@ -33,9 +34,23 @@ class Rollouts:
     texts: list[str]  # decoded completions, B of them
 
 
-def _chat(tokenizer, prompt: str) -> str:
+def _chat(tokenizer, prompt: str, enable_thinking: bool | None = None) -> str:
+    """The user turn in the model's chat template; enable_thinking None = the template's default
+    (Qwen3: thinking on), which is also how data.py sizes RULER prompts."""
+    extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
+                                         add_generation_prompt=True, **extra)
+
+
+def prompt_ids(tokenizer, prompt: str, max_tokens: int, enable_thinking: bool | None = None) -> list[int]:
+    """Chat-formatted prompt tokens; a prompt over `max_tokens` loses its middle (the benchmarks'
+    own truncation), so the instruction at the start and the question and assistant header at
+    the end survive."""
+    ids = tokenizer(_chat(tokenizer, prompt, enable_thinking), add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return ids
+    half = max_tokens // 2
+    return ids[:half] + ids[len(ids) - (max_tokens - half):]
 
 
 def completion_mask_from(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -46,34 +61,66 @@ def completion_mask_from(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
 
 
 class HFRollout:
-    def __init__(self, model, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int):
+    def __init__(self, model, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int, synced_gpus: bool = False):
         self.model, self.tok, self.sampling = model, tokenizer, sampling
         self.max_prompt_tokens = max_prompt_tokens
+        self.synced_gpus = synced_gpus  # FSDP2: every rank keeps stepping until all ranks are done
         self.tok.padding_side = "left"  # generation continues from the right edge
 
     def record(self) -> dict:
         return {"backend": "hf", **asdict(self.sampling)}
 
     @torch.no_grad()
-    def generate(self, prompts: list[str], n: int) -> Rollouts:
-        texts = [_chat(self.tok, p) for p in prompts for _ in range(n)]  # group members adjacent
-        enc = self.tok(texts, return_tensors="pt", padding=True, truncation=True,
-                       max_length=self.max_prompt_tokens, add_special_tokens=False)
+    def generate(self, prompts: list[str], n: int, seeds: list[int] | None = None) -> Rollouts:
+        """n samples per prompt, group members adjacent. With `seeds`, each prompt's group is
+        generated alone from torch.manual_seed(seeds[i]) in a forked RNG: it then depends on
+        neither the batching nor the global RNG."""
+        if seeds is None:
+            return self._generate(prompts, n)
+        parts = []
+        for prompt, seed in zip(prompts, seeds, strict=True):
+            with torch.random.fork_rng(devices=[self.model.device] if self.model.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                parts.append(self._generate([prompt], n))
+        return concat(parts, self.tok.pad_token_id)
+
+    def _generate(self, prompts: list[str], n: int) -> Rollouts:
+        ids = [prompt_ids(self.tok, p, self.max_prompt_tokens, self.sampling.enable_thinking) for p in prompts for _ in range(n)]
+        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
         was_training = self.model.training
         self.model.eval()
         out = self.model.generate(**enc, do_sample=True, temperature=self.sampling.temperature,
                                   top_p=self.sampling.top_p, max_new_tokens=self.sampling.max_new_tokens,
-                                  min_new_tokens=1, pad_token_id=self.tok.pad_token_id)
+                                  min_new_tokens=1, pad_token_id=self.tok.pad_token_id,
+                                  synced_gpus=self.synced_gpus).cpu()
         self.model.train(was_training)
         P = enc["input_ids"].shape[1]
         comp = out[:, P:]  # [B, C]
         cmask = completion_mask_from(comp, self.tok.eos_token_id)
-        return Rollouts(out, torch.cat([enc["attention_mask"], cmask], 1), cmask, P,
+        return Rollouts(out, torch.cat([enc["attention_mask"].cpu(), cmask], 1), cmask, P,
                         self.tok.batch_decode(comp * cmask + self.tok.pad_token_id * (1 - cmask),
                                               skip_special_tokens=True))
 
     def sync(self, model) -> None:
         """HF generate samples from the live policy: nothing to copy."""
+
+
+def concat(parts: list[Rollouts], pad_id: int) -> Rollouts:
+    """One Rollouts from several: prompts left-padded to a common P, completions right-padded to a common C."""
+    P = max(r.prompt_len for r in parts)
+    C = max(r.completion_mask.shape[1] for r in parts)
+    B = sum(r.input_ids.shape[0] for r in parts)
+    ids = torch.full((B, P + C), pad_id, dtype=torch.long)
+    am = torch.zeros(B, P + C, dtype=torch.long)
+    cm = torch.zeros(B, C, dtype=torch.long)
+    i = 0
+    for r in parts:
+        b, p, c = r.input_ids.shape[0], r.prompt_len, r.completion_mask.shape[1]
+        ids[i:i + b, P - p:P + c] = r.input_ids
+        am[i:i + b, P - p:P + c] = r.attention_mask
+        cm[i:i + b, :c] = r.completion_mask
+        i += b
+    return Rollouts(ids, am, cm, P, [t for r in parts for t in r.texts])
 
 
 class VLLMRollout:
