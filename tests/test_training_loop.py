@@ -106,3 +106,30 @@ def test_ruler_source_uses_the_benchmark_generators(tiny_model_dir):
     assert REWARDS[p.reward](" ".join(p.answers), p.answers) == 1.0
     with pytest.raises(ValueError, match="data.ruler_tasks: unknown"):
         load_prompts(DataConfig(source="ruler", ruler_tasks=["nope"], tokenizer=str(tiny_model_dir)))
+
+
+def test_docqa_reads_the_hub_layout(tmp_path):
+    # DocQA-RL-1.6K on the hub is in verl's layout: chat-message prompt, reward_model.ground_truth
+    hub = tmp_path / "docqa_hub.jsonl"
+    rows = [{"data_source": "docqa", "prompt": [{"role": "user", "content": "Doc: the key is 7.\nQ: key?"}],
+             "reward_model": {"ground_truth": "7", "style": "rule"}, "extra_info": {"index": 0}},
+            {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q2"}],
+             "reward_model": {"ground_truth": ["a", "b"]}}]
+    hub.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    prompts = load_prompts(DataConfig(source="docqa", path=str(hub)))
+    assert [(p.prompt, p.answers, p.reward) for p in prompts] == [
+        ("Doc: the key is 7.\nQ: key?", ["7"], "qa_f1"), ("Q2", ["a", "b"], "qa_f1")]
+    hub.write_text(json.dumps({"prompt": [{"role": "user", "content": "q"}], "reward_model": {"ground_truth": 3}}) + "\n")
+    with pytest.raises(DataError, match=r"docqa_hub.jsonl line 1, field 'answers'"):
+        load_prompts(DataConfig(source="docqa", path=str(hub)))
+
+
+def test_long_prompts_lose_their_middle_not_their_question(tiny_tokenizer):
+    from training.rollout import prompt_ids
+
+    text = "START " + "filler words here " * 400 + "What is the pass key?"
+    ids = prompt_ids(tiny_tokenizer, text, 128)
+    full = prompt_ids(tiny_tokenizer, text, 10**6)
+    assert len(ids) == 128 < len(full)
+    assert ids[:64] == full[:64] and ids[64:] == full[-64:]   # chat header + START, question + assistant turn
+    assert tiny_tokenizer.decode(ids).rstrip().endswith("assistant")

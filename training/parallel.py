@@ -152,6 +152,11 @@ def load_optimizer_state(model, opt, state: dict, d: Dist) -> None:
     set_optimizer_state_dict(model, opt, optim_state_dict=state, options=StateDictOptions(full_state_dict=True))
 
 
+def is_main_process() -> bool:
+    """Rank 0 under torchrun, or a plain process: the one that prints, logs and writes manifests."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

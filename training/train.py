@@ -30,7 +30,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
 import random
 import sys
 import time
@@ -41,7 +40,7 @@ import torch
 
 from training import checkpoint, parallel
 from training import losses as L
-from training.checkpoint import MASK_SUBDIR  # noqa: F401  (re-exported for experiment.py)
+from training.checkpoint import MASK_SUBDIR
 from training.data import DataConfig, load_prompts
 from training.mask import LongActMask, MaskConfig
 from training.rewards import REWARDS
@@ -355,6 +354,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     import yaml
 
     d = parallel.init(cfg.parallel, cfg.device)
+    log = log if d.main else (lambda *_: None)
     if cfg.prompts_per_step % d.world:
         raise ValueError(f"prompts_per_step ({cfg.prompts_per_step}) must be a multiple of the {d.world} processes")
     out_dir = Path(cfg.out_dir)
@@ -470,10 +470,10 @@ def main(argv=None) -> int:
         return 0
     try:
         final = train(cfg, resume=not args.no_resume)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(final)
     finally:
         parallel.shutdown()
+    if parallel.is_main_process():
+        print(final)
     return 0
 
 
