@@ -455,26 +455,10 @@ def _log_scalars(out_dir: Path, tb, step: int, scalars: dict) -> None:
 
 
 def main(argv=None) -> int:
-    import argparse
-    import yaml
+    """`python -m training.train ARGS` = `longact train ARGS` (one parser, one handler)."""
+    from harness.cli import main as cli_main
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", help="YAML preset (training/configs/*.yaml)")
-    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("overrides", nargs="*", help="key=value, dotted for nested (mask.strategy=random)")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    if args.dry_run:
-        print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-        return 0
-    try:
-        final = train(cfg, resume=not args.no_resume)
-    finally:
-        parallel.shutdown()
-    if parallel.is_main_process():
-        print(final)
-    return 0
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
