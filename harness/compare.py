@@ -80,8 +80,11 @@ class Column:
 
 
 def _group_members(record: RunRecord, group: str) -> list[str]:
-    prefix = {"ruler": "ruler_", "infinitebench": "infinitebench_", "tiny": "tiny_"}.get(group, f"{group}_")
-    return sorted(t for t in record.tasks if t.startswith(prefix))
+    """The group's tasks as recorded in run.json; runs written before that was recorded (and
+    imported runs) fall back to the `<group>_` name prefix our groups use."""
+    if record.group_members.get(group):
+        return sorted(t for t in record.group_members[group] if t in record.tasks)
+    return sorted(t for t in record.tasks if t.startswith(f"{group}_"))
 
 
 def columns(record: RunRecord) -> list[Column]:
