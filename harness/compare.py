@@ -180,6 +180,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
     if base not in runs:
         runs.insert(0, base)
     cols = columns(base.record)
+    for r in runs:  # tasks the baseline lacks still get a column (their cells elsewhere show "–")
+        cols += [c for c in columns(r.record) if c.name not in {k.name for k in cols}]
     warnings = []
     for r in runs:
         if r is base:

@@ -138,3 +138,15 @@ def test_group_columns_follow_the_recorded_members(tmp_path):
     rec.group_members = {"tiny": ["tiny_kv", "other_task"]}  # what lm-eval resolved, recorded in run.json
     recorded = {c.name: [t for t, _ in c.parts] for c in columns(rec)}
     assert recorded["tiny avg"] == ["other_task", "tiny_kv"] and "tiny_mc" in recorded
+
+
+def test_tasks_only_another_run_has_get_a_column(tmp_path):
+    from harness.compare import compare, render
+
+    base = write_run(tmp_path, "base", {"tiny_kv": [0, 100]})
+    other = write_run(tmp_path, "longact", {"tiny_kv": [100, 100], "tiny_mc": [100, 0]})
+    res = compare([str(base), str(other)])
+    assert res["columns"][:2] == ["tiny_kv", "tiny avg"] and "tiny_mc" in res["columns"]
+    assert res["rows"][0]["values"]["tiny_mc"] == (None, 0) and res["rows"][1]["values"]["tiny_mc"] == (50.0, 2)
+    assert {d["column"] for d in res["deltas"]} == {"tiny_kv", "tiny avg"}   # nothing to pair tiny_mc with
+    assert "–" in render(res)
