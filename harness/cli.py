@@ -220,8 +220,6 @@ def cmd_eval(args) -> int:
 
     if args.experiment:
         return _eval_experiment(args)
-    if not args.model and not args.base_url:
-        raise UserError("give --model (a checkpoint), --experiment (a manifest) or --base-url (a running server)")
     cfg = _eval_config(args, args.model, args.run_id)
     run_dir = run_eval(cfg)
     print(run_table(run_dir))
