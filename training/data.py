@@ -1,9 +1,9 @@
 """RL prompt sets behind one small registry: name -> function(DataConfig) -> list[Prompt].
 
 Sources:
-- `synthetic`: long-context passkey / key-value retrieval built offline by tasks/tiny/generate.py
-  (stand-in until `ruler` is wired to the RULER generators at chosen lengths);
-- `ruler`: reserved slot for tasks/ruler generators (raises until wired);
+- `synthetic`: passkey / key-value retrieval built offline by tasks/tiny/generate.py, worded by
+  the tiny tasks' own prompt functions (the CPU default);
+- `ruler`: the RULER generators (tasks/ruler) at `lengths` tokens of the trained model's tokenizer;
 - `longbench_mc`: LongBench-v2-format multiple choice from a JSONL file (default: the fixture);
 - `docqa`: DocQA-RL JSONL (`Tongyi-Zhiwen/DocQA-RL-1.6K` via `datasets`, or a local file).
 Every file row is validated with tasks/data_io, so a bad row names file, line and field.
