@@ -27,7 +27,7 @@ import json, resource, sys
 from training.train import load_config, train
 cfg = load_config(None, [f"model={sys.argv[1]}", f"out_dir={sys.argv[2]}", f"steps={sys.argv[3]}",
     f"mask.strategy={sys.argv[4]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
-    "sampling.max_new_tokens=%d", "max_prompt_tokens=256", "lr=1e-3", "data.n=32"])
+    "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-3", "data.n=32"])
 train(cfg, resume=False, log=lambda *_: None)
 times = [json.loads(l)["time/step_s"] for l in open(f"{sys.argv[2]}/metrics.jsonl")][1:]
 print(json.dumps({"step_s": sum(times) / len(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -66,10 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                "  longact eval --model ckpt/ --tasks tiny_mc,tiny_niah --limit 10\n"
                "  longact eval --base-url http://127.0.0.1:8000 --tokenizer ckpt/ --tasks tiny\n"
                "  longact eval --model ckpt/ --tasks tiny --server-args='--enforce-eager --seed 0'\n"
-               "  longact eval --model ckpt/ --tasks longbench_v2 --mode reasoning --samples-per-item 4\n\n"
+               "  longact eval --model ckpt/ --tasks longbench_v2 --mode reasoning --samples-per-item 4\n"
+               "  longact eval --experiment runs/exp/experiment.json --tasks ruler   # every arm, then compare\n\n"
                "Rerunning the same command resumes: finished answers come from the request cache\n"
                "in <output-dir>/.cache and only missing (or failed) requests are sent.")
     e.add_argument("--model", help="checkpoint directory (or hub id where the network allows)")
+    e.add_argument("--experiment", metavar="MANIFEST",
+                   help="evaluate every arm of a `longact experiment` manifest (run ids <exp>-<arm>), then compare them")
     e.add_argument("--tasks", type=_csv, default=["tiny"], help="comma-separated task or group names (default: tiny)")
     e.add_argument("--backend", choices=["server", "hf"], default="server",
                    help="server: OpenAI-compatible vLLM server (default); hf: lm-eval's in-process transformers")
@@ -136,10 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
-               "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n\n"
+               "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n"
+               "  longact compare --experiment runs/exp/experiment.json --results results   # arms vs baseline arm\n\n"
                "Runs must have been run the same way (task versions and configs, data, window, truncation, generation\n"
                "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
-    c.add_argument("runs", nargs="+", help="run directories (or run.json files)")
+    c.add_argument("runs", nargs="*", help="run directories (or run.json files)")
+    c.add_argument("--experiment", metavar="MANIFEST",
+                   help="add the evaluated arms of a `longact experiment` manifest (baseline arm = default baseline)")
+    c.add_argument("--results", default="results", help="where --experiment's runs are (default: %(default)s)")
     c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")
     c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
     c.add_argument("--out", help="write the table here instead of printing it")
@@ -208,16 +215,45 @@ def cmd_model(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    import shlex
-
-    from harness.runner import EvalConfig, run_eval
+    from harness.runner import run_eval
     from harness.tables import run_table
 
-    cfg = EvalConfig(
-        model=args.model, tasks=args.tasks, backend=args.backend, base_url=args.base_url,
+    if args.experiment:
+        return _eval_experiment(args)
+    cfg = _eval_config(args, args.model, args.run_id)
+    run_dir = run_eval(cfg)
+    print(run_table(run_dir))
+    print(f"\nresults: {run_dir}/run.json")
+    return 0
+
+
+def _eval_experiment(args) -> int:
+    from harness.compare import compare, render
+    from harness.experiments import arm_run_id, read_manifest
+    from harness.runner import run_eval
+
+    if args.model or args.base_url:
+        raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
+    runs = {}
+    for arm, ckpt in read_manifest(args.experiment).items():
+        print(f"== {arm}: {ckpt}", file=sys.stderr)
+        runs[arm] = run_eval(_eval_config(args, ckpt, arm_run_id(args.experiment, arm)))
+    names = list(runs)
+    print(render(compare([str(runs[a]) for a in names], baseline=str(runs[names[0]]))))
+    print("\nresults: " + ", ".join(f"{a}={runs[a]}" for a in names))
+    return 0
+
+
+def _eval_config(args, model, run_id):
+    import shlex
+
+    from harness.runner import EvalConfig
+
+    return EvalConfig(
+        model=model, tasks=args.tasks, backend=args.backend, base_url=args.base_url,
         tokenizer=args.tokenizer, max_model_len=args.max_model_len,
         limit=int(args.limit) if args.limit and args.limit >= 1 else args.limit,
-        output_dir=args.output_dir, run_id=args.run_id, concurrency=args.concurrency,
+        output_dir=args.output_dir, run_id=run_id, concurrency=args.concurrency,
         max_retries=args.max_retries, seed=args.seed, gen_kwargs=args.gen_kwargs,
         task_metadata=args.metadata, host=args.host, port=args.port, dtype=args.dtype,
         tensor_parallel_size=args.tensor_parallel_size, server_args=shlex.split(args.server_args),
@@ -225,10 +261,6 @@ def cmd_eval(args) -> int:
         per_request_seed=args.per_request_seed, mode=args.mode, samples_per_item=args.samples_per_item,
         reasoning_budget=args.reasoning_budget,
         progress=not args.quiet, command=["longact"] + sys.argv[1:])
-    run_dir = run_eval(cfg)
-    print(run_table(run_dir))
-    print(f"\nresults: {run_dir}/run.json")
-    return 0
 
 
 def cmd_show(args) -> int:
@@ -295,7 +327,16 @@ def cmd_score(args) -> int:
 def cmd_compare(args) -> int:
     from harness.compare import compare, render
 
-    text = render(compare(args.runs, args.baseline, force=args.force, n_resamples=args.resamples), args.format)
+    runs, baseline = list(args.runs), args.baseline
+    if args.experiment:
+        from harness.experiments import arm_runs
+
+        arms = [str(d) for d in arm_runs(args.experiment, args.results).values()]
+        baseline = baseline or arms[0]
+        runs = [r for r in runs if r not in arms] + arms
+    if not runs:
+        raise UserError("give run directories, or --experiment MANIFEST")
+    text = render(compare(runs, baseline, force=args.force, n_resamples=args.resamples), args.format)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")

@@ -80,8 +80,11 @@ class Column:
 
 
 def _group_members(record: RunRecord, group: str) -> list[str]:
-    prefix = {"ruler": "ruler_", "infinitebench": "infinitebench_", "tiny": "tiny_"}.get(group, f"{group}_")
-    return sorted(t for t in record.tasks if t.startswith(prefix))
+    """The group's tasks as recorded in run.json; runs written before that was recorded (and
+    imported runs) fall back to the `<group>_` name prefix our groups use."""
+    if record.group_members.get(group):
+        return sorted(t for t in record.group_members[group] if t in record.tasks)
+    return sorted(t for t in record.tasks if t.startswith(f"{group}_"))
 
 
 def columns(record: RunRecord) -> list[Column]:
@@ -177,6 +180,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
     if base not in runs:
         runs.insert(0, base)
     cols = columns(base.record)
+    for r in runs:  # tasks the baseline lacks still get a column (their cells elsewhere show "–")
+        cols += [c for c in columns(r.record) if c.name not in {k.name for k in cols}]
     warnings = []
     for r in runs:
         if r is base:

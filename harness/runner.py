@@ -542,7 +542,8 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
         entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
         n = sum(record.tasks[t].n_samples for t in loaded["group_map"].get(gname, []) if t in record.tasks)
         record.groups[gname] = parse_metrics(entry, n)
-        members = [record.tasks[t] for t in loaded["group_map"].get(gname, []) if t in record.tasks]
+        record.group_members[gname] = [t for t in loaded["group_map"].get(gname, []) if t in record.tasks]
+        members = [record.tasks[t] for t in record.group_members[gname]]
         primary = next(iter(record.groups[gname]), None)
         if primary:
             record.group_breakdown[gname] = group_breakdown(members, primary)

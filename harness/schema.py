@@ -122,6 +122,8 @@ class RunRecord:
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     """Aggregate metrics of task groups (e.g. `tiny`)."""
+    group_members: dict[str, list[str]] = field(default_factory=dict)
+    """Tasks of each group in this run, as lm-eval resolved the group (older runs: empty)."""
     imported_from: str | None = None
     """For imported runs: the official prediction file the scores were recomputed from."""
     mode: str = "official"

@@ -125,3 +125,28 @@ def test_missing_samples_file_is_a_clear_error(tmp_path):
     (base / "samples_tiny_passkey.jsonl").unlink()
     with pytest.raises(UserError, match="samples_tiny_passkey.jsonl: missing"):
         compare([str(base)])
+
+
+def test_group_columns_follow_the_recorded_members(tmp_path):
+    from harness.compare import columns
+    from harness.results import load_run
+
+    run = write_run(tmp_path, "base", {"tiny_kv": [100, 0], "tiny_mc": [0, 0], "other_task": [100, 100]})
+    rec = load_run(run)
+    by_prefix = {c.name: [t for t, _ in c.parts] for c in columns(rec)}  # older runs: the name prefix
+    assert by_prefix["tiny avg"] == ["tiny_kv", "tiny_mc"] and "other_task" in by_prefix
+    rec.group_members = {"tiny": ["tiny_kv", "other_task"]}  # what lm-eval resolved, recorded in run.json
+    recorded = {c.name: [t for t, _ in c.parts] for c in columns(rec)}
+    assert recorded["tiny avg"] == ["other_task", "tiny_kv"] and "tiny_mc" in recorded
+
+
+def test_tasks_only_another_run_has_get_a_column(tmp_path):
+    from harness.compare import compare, render
+
+    base = write_run(tmp_path, "base", {"tiny_kv": [0, 100]})
+    other = write_run(tmp_path, "longact", {"tiny_kv": [100, 100], "tiny_mc": [100, 0]})
+    res = compare([str(base), str(other)])
+    assert res["columns"][:2] == ["tiny_kv", "tiny avg"] and "tiny_mc" in res["columns"]
+    assert res["rows"][0]["values"]["tiny_mc"] == (None, 0) and res["rows"][1]["values"]["tiny_mc"] == (50.0, 2)
+    assert {d["column"] for d in res["deltas"]} == {"tiny_kv", "tiny avg"}   # nothing to pair tiny_mc with
+    assert "–" in render(res)

@@ -32,6 +32,7 @@ def test_server_run_is_complete_with_provenance(server_run, tiny_model_dir):
     assert rec.serving.max_model_len == SERVER_WINDOW          # read from the server
     assert rec.serving.server_version and rec.model.tokenizer_sha256
     assert set(rec.tasks) == set(SIZES) and "tiny" in rec.groups
+    assert sorted(rec.group_members["tiny"]) == sorted(SIZES)  # membership recorded, not guessed from names
     for name, n in SIZES.items():
         t = rec.tasks[name]
         assert t.n_samples == n and t.n_errors == 0 and t.version == "1.0"

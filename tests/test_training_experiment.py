@@ -10,22 +10,30 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.results import load_run
-from harness.runner import EvalConfig, run_eval
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 
 
 @pytest.mark.server
 @pytest.mark.slow
-def test_experiment_checkpoints_serve_and_evaluate(tiny_model_dir, tmp_path):
-    rc = cli_main(["experiment", "--config", str(CONFIG), f"model={tiny_model_dir}",
-                   f"out_dir={tmp_path / 'exp'}", "steps=3"])
+def test_experiment_checkpoints_serve_and_evaluate(tiny_model_dir, tmp_path, capsys):
+    exp = tmp_path / "exp"
+    rc = cli_main(["experiment", "--config", str(CONFIG), f"model={tiny_model_dir}", f"out_dir={exp}", "steps=3"])
     assert rc == 0
-    manifest = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    manifest = json.loads((exp / "experiment.json").read_text())
     assert set(manifest["arms"]) == {"baseline", "longact"}
     assert manifest["arms"]["baseline"]["mask_hash"] != manifest["arms"]["longact"]["mask_hash"]
-    for name, arm in manifest["arms"].items():
-        cfg = EvalConfig(model=arm["checkpoint"], tasks=["tiny_passkey"], limit=3, max_model_len=2048,
-                         output_dir=str(tmp_path / "results"), run_id=f"exp-{name}", progress=False)
-        rec = load_run(run_eval(cfg))
-        assert rec.status == "complete" and rec.tasks["tiny_passkey"].n_samples == 3, name
+    results = tmp_path / "results"
+    assert cli_main(["compare", "--experiment", str(exp / "experiment.json"), "--results", str(results)]) == 2
+    assert "no finished evaluation for arm(s) baseline" in capsys.readouterr().err
+    # one command serves and evaluates every arm through the real vLLM CPU server, then compares
+    assert cli_main(["eval", "--experiment", str(exp / "experiment.json"), "--tasks", "tiny_passkey", "--limit", "3",
+                     "--max-model-len", "2048", "--output-dir", str(results), "--quiet"]) == 0
+    for arm in ("baseline", "longact"):
+        rec = load_run(results / f"exp-{arm}")
+        assert rec.status == "complete" and rec.tasks["tiny_passkey"].n_samples == 3, arm
+        assert rec.model.path == manifest["arms"][arm]["checkpoint"]
+    capsys.readouterr()
+    assert cli_main(["compare", "--experiment", str(exp / "experiment.json"), "--results", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert "baseline: baseline/step-3" in table and "longact/step-3" in table and "tiny_passkey" in table

@@ -14,25 +14,25 @@ from training.data import DataConfig, load_prompts
 from training.train import load_config, main, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
-DOCQA = Path(__file__).resolve().parent / "data" / "docqa_tiny.jsonl"
 
 
-def _cfg(model, out, *extra):
-    # docqa + token F1 gives the random tiny model partial rewards, so advantages are non-zero
-    return load_config(str(CONFIG), [f"model={model}", f"out_dir={out}", "data.source=docqa",
-                                     f"data.path={DOCQA}", "steps=3", *extra])
+SKILLED = Path(__file__).resolve().parent.parent / "assets" / "tiny-qwen3-skilled"
 
 
-def test_resume_after_step_2_equals_uninterrupted(tiny_model_dir, tmp_path):
-    full = train(_cfg(tiny_model_dir, tmp_path / "full"), resume=False, log=lambda *_: None)
-    part = _cfg(tiny_model_dir, tmp_path / "part", "save_every=2")
-    train(load_config(str(CONFIG), [f"model={tiny_model_dir}", f"out_dir={tmp_path / 'part'}", "data.source=docqa",
-                                    f"data.path={DOCQA}", "steps=2"]), resume=False, log=lambda *_: None)
-    resumed = train(part, resume=True, log=lambda *_: None)
+def _cfg(out, *extra):
+    # The skilled tiny model solves passkey, not kv; at temperature 2 some of its passkey samples
+    # fail, so groups have mixed rewards and real, non-zero advantages.
+    return load_config(str(CONFIG), [f"model={SKILLED}", f"out_dir={out}", "sampling.temperature=2.0", "steps=3", *extra])
+
+
+def test_resume_after_step_2_equals_uninterrupted(tmp_path):
+    full = train(_cfg(tmp_path / "full"), resume=False, log=lambda *_: None)
+    train(_cfg(tmp_path / "part", "steps=2"), resume=False, log=lambda *_: None)
+    resumed = train(_cfg(tmp_path / "part"), resume=True, log=lambda *_: None)
     a, b = load_file(full / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
-    start = load_file(Path(tiny_model_dir) / "model.safetensors")
+    start = load_file(SKILLED / "model.safetensors")
     assert any(not torch.equal(a[k], start[k]) for k in a)  # training did move weights
     metrics = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [1, 2, 3]
@@ -106,3 +106,30 @@ def test_ruler_source_uses_the_benchmark_generators(tiny_model_dir):
     assert REWARDS[p.reward](" ".join(p.answers), p.answers) == 1.0
     with pytest.raises(ValueError, match="data.ruler_tasks: unknown"):
         load_prompts(DataConfig(source="ruler", ruler_tasks=["nope"], tokenizer=str(tiny_model_dir)))
+
+
+def test_docqa_reads_the_hub_layout(tmp_path):
+    # DocQA-RL-1.6K on the hub is in verl's layout: chat-message prompt, reward_model.ground_truth
+    hub = tmp_path / "docqa_hub.jsonl"
+    rows = [{"data_source": "docqa", "prompt": [{"role": "user", "content": "Doc: the key is 7.\nQ: key?"}],
+             "reward_model": {"ground_truth": "7", "style": "rule"}, "extra_info": {"index": 0}},
+            {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Q2"}],
+             "reward_model": {"ground_truth": ["a", "b"]}}]
+    hub.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    prompts = load_prompts(DataConfig(source="docqa", path=str(hub)))
+    assert [(p.prompt, p.answers, p.reward) for p in prompts] == [
+        ("Doc: the key is 7.\nQ: key?", ["7"], "qa_f1"), ("Q2", ["a", "b"], "qa_f1")]
+    hub.write_text(json.dumps({"prompt": [{"role": "user", "content": "q"}], "reward_model": {"ground_truth": 3}}) + "\n")
+    with pytest.raises(DataError, match=r"docqa_hub.jsonl line 1, field 'answers'"):
+        load_prompts(DataConfig(source="docqa", path=str(hub)))
+
+
+def test_long_prompts_lose_their_middle_not_their_question(tiny_tokenizer):
+    from training.rollout import prompt_ids
+
+    text = "START " + "filler words here " * 400 + "What is the pass key?"
+    ids = prompt_ids(tiny_tokenizer, text, 128)
+    full = prompt_ids(tiny_tokenizer, text, 10**6)
+    assert len(ids) == 128 < len(full)
+    assert ids[:64] == full[:64] and ids[64:] == full[-64:]   # chat header + START, question + assistant turn
+    assert tiny_tokenizer.decode(ids).rstrip().endswith("assistant")

@@ -59,7 +59,7 @@ def _check_layout(ro, tok, prompts, n, max_new):
     assert torch.equal(ro.attention_mask[:, P:], ro.completion_mask)
     for i, (p, c) in enumerate(_rows(ro)):
         expect = tok(tok.apply_chat_template([{"role": "user", "content": prompts[i // n]}], tokenize=False,
-                                             add_generation_prompt=True, enable_thinking=False),
+                                             add_generation_prompt=True),  # SamplingConfig.enable_thinking None
                      add_special_tokens=False)["input_ids"]
         assert p == expect  # left-padded: the real prompt tokens end exactly at P
         assert ro.attention_mask[i, :P].tolist() == [0] * (P - len(p)) + [1] * len(p)

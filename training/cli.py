@@ -52,7 +52,14 @@ def cmd_train(args) -> int:
     if args.dry_run:
         _dry(cfg)
         return 0
-    print(train(cfg, resume=not args.no_resume))
+    from training import parallel
+
+    try:
+        final = train(cfg, resume=not args.no_resume)
+    finally:
+        parallel.shutdown()
+    if parallel.is_main_process():
+        print(final)
     return 0
 
 
@@ -63,9 +70,15 @@ def cmd_experiment(args) -> int:
     if args.dry_run:
         _dry(cfg)
         return 0
+    from training import parallel
+
     controls = [c for c in args.controls.split(",") if c]
     try:
-        print(run_experiment(cfg, controls))
+        manifest = run_experiment(cfg, controls)
     except ValueError as e:
         raise UserError(str(e)) from None
+    finally:
+        parallel.shutdown()
+    if parallel.is_main_process():
+        print(manifest)
     return 0

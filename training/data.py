@@ -1,9 +1,9 @@
 """RL prompt sets behind one small registry: name -> function(DataConfig) -> list[Prompt].
 
 Sources:
-- `synthetic`: long-context passkey / key-value retrieval built offline by tasks/tiny/generate.py
-  (stand-in until `ruler` is wired to the RULER generators at chosen lengths);
-- `ruler`: reserved slot for tasks/ruler generators (raises until wired);
+- `synthetic`: passkey / key-value retrieval built offline by tasks/tiny/generate.py, worded by
+  the tiny tasks' own prompt functions (the CPU default);
+- `ruler`: the RULER generators (tasks/ruler) at `lengths` tokens of the trained model's tokenizer;
 - `longbench_mc`: LongBench-v2-format multiple choice from a JSONL file (default: the fixture);
 - `docqa`: DocQA-RL JSONL (`Tongyi-Zhiwen/DocQA-RL-1.6K` via `datasets`, or a local file).
 Every file row is validated with tasks/data_io, so a bad row names file, line and field.
@@ -54,8 +54,9 @@ def source(name: str):
 @source("synthetic")
 def synthetic(cfg: DataConfig) -> list[Prompt]:
     from tasks.tiny.generate import gen_kv, gen_passkey
+    from tasks.tiny.utils import kv_prompt, passkey_prompt
 
-    makers = {"passkey": gen_passkey, "kv": gen_kv}
+    makers = {"passkey": (gen_passkey, passkey_prompt), "kv": (gen_kv, kv_prompt)}
     bad = [k for k in cfg.kinds if k not in makers]
     if bad:
         raise ValueError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
@@ -63,8 +64,9 @@ def synthetic(cfg: DataConfig) -> list[Prompt]:
     rows = []
     for i in range(cfg.n):
         kind = cfg.kinds[i % len(cfg.kinds)]
-        r = makers[kind](rng, n=1)[0]
-        rows.append(Prompt(f"{kind}-{i}", f"{r['context']}\n\n{r['input']}", r["answer"], "string_match_all"))
+        make, to_text = makers[kind]
+        r = make(rng, n=1)[0]  # the prompt text is the tiny task's own, so reward = eval score
+        rows.append(Prompt(f"{kind}-{i}", to_text(r), r["answer"], "string_match_all"))
     return rows
 
 
@@ -113,19 +115,34 @@ def longbench_mc(cfg: DataConfig) -> list[Prompt]:
 DOCQA_SPEC = {"prompt": str, "answers": list_of_str}
 
 
+def _docqa_row(row):
+    """Our {"prompt", "answers"} from either our layout or the hub's (verl layout: `prompt` is a
+    list of chat messages, the answer is `reward_model.ground_truth`, a string or a list)."""
+    if not isinstance(row, dict):
+        return row
+    if isinstance(row.get("prompt"), list):
+        user = [m.get("content") for m in row["prompt"] if isinstance(m, dict) and m.get("role") == "user"]
+        row = {**row, "prompt": user[-1] if user else None}
+    if "answers" not in row and isinstance(row.get("reward_model"), dict):
+        truth = row["reward_model"].get("ground_truth")
+        row = {**row, "answers": [truth] if isinstance(truth, str) else truth}
+    return row
+
+
 @source("docqa")
 def docqa(cfg: DataConfig) -> list[Prompt]:
-    """DocQA-RL rows: {"prompt": str, "answers": [str, ...]} (our normalised field names; a
-    column-renaming step for the hub parquet belongs here once verified against the real files)."""
+    """DocQA-RL rows, from a local JSONL file (`data.path`) or the hub id; either layout (see
+    `_docqa_row`). Rewards: token F1 against the answers."""
+    from tasks.data_io import validate_row
+
+    where = cfg.path or "Tongyi-Zhiwen/DocQA-RL-1.6K"
     if cfg.path:
-        rows = read_jsonl(cfg.path, DOCQA_SPEC)
+        raw = read_jsonl(cfg.path, {})  # JSON errors name the line; fields are checked below
     else:
         import datasets  # only when asked for; tests always pass a local file
 
-        rows = list(datasets.load_dataset("Tongyi-Zhiwen/DocQA-RL-1.6K", split="train"))
-        from tasks.data_io import validate_row
-
-        rows = [validate_row(r, DOCQA_SPEC, "Tongyi-Zhiwen/DocQA-RL-1.6K", i + 1) for i, r in enumerate(rows)]
+        raw = list(datasets.load_dataset("Tongyi-Zhiwen/DocQA-RL-1.6K", split="train"))
+    rows = [validate_row(_docqa_row(r), DOCQA_SPEC, where, i + 1) for i, r in enumerate(raw)]
     return [Prompt(f"docqa-{i}", r["prompt"], r["answers"], "qa_f1") for i, r in enumerate(rows[: cfg.n])]
 
 

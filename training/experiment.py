@@ -10,8 +10,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+from training import parallel
 from training.mask import STRATEGIES
-from training.train import MASK_SUBDIR, TrainConfig, train
+from training.checkpoint import MASK_SUBDIR
+from training.train import TrainConfig, train
 
 
 def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Path:
@@ -30,7 +32,8 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Pat
         manifest["arms"][name] = {"checkpoint": str(ckpt.resolve()), "mask_strategy": strategy,
                                   "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"]}
     path = root / "experiment.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        tmp.replace(path)
     return path

@@ -4,8 +4,13 @@ Usable in any torch loop:
 
     mask = LongActMask.calibrate(model, batches, MaskConfig(strategy="longact", keep_ratio=0.3))
     mask.attach(model, optimizer)           # grad hooks + moment reset
-    ...loss.backward(); clip_grad_norm_(...); optimizer.step()
+    ...loss.backward(); mask.zero_grads(); clip_grad_norm_(...); optimizer.step()
     mask.after_step()                        # puts masked rows back (undoes weight decay)
+
+Plain, DDP-wrapped and FSDP2-sharded models (`fully_shard`, weights sharded along dim 0 = rows)
+are handled alike: under FSDP2 each rank enforces the rows of its own shard. FSDP2 writes the
+reduce-scattered gradients straight into the sharded parameters, so tensor hooks never see them;
+`zero_grads()` (call it between backward and clipping) covers that case and is a no-op elsewhere.
 
 Mask convention (stated once): `keep[name]` is a bool vector over the OUTPUT rows of a
 `q_proj`/`k_proj` weight; True = the row is updated, False = the row stays bit-identical.
@@ -153,6 +158,35 @@ def select(
     return keep
 
 
+def _is_sharded(p: torch.Tensor) -> bool:
+    return hasattr(p, "to_local") and hasattr(p, "placements")  # a DTensor (FSDP2)
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The tensor this rank holds: the local shard of a DTensor (a view: in-place edits stick)."""
+    return t.to_local() if _is_sharded(t) else t
+
+
+def _shard_rows(keep: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The slice of a row mask that covers this rank's shard of `p`.
+
+    FSDP2 shards dim 0 like torch.chunk: rank r holds rows [r*c, min((r+1)*c, n)), c = ceil(n/world)."""
+    if not _is_sharded(p):
+        return keep
+    from torch.distributed.tensor import Shard
+
+    (placement,) = p.placements
+    if placement != Shard(0):
+        raise ValueError(f"LongAct mask: expected a weight sharded along rows (Shard(0)), got {placement}")
+    world, rank = p.device_mesh.size(), p.device_mesh.get_local_rank()
+    chunk = -(-keep.numel() // world)
+    start = min(rank * chunk, keep.numel())
+    local = keep[start:start + chunk]
+    if local.numel() != p.to_local().shape[0]:
+        raise ValueError(f"LongAct mask: shard of {local.numel()} rows expected, this rank holds {p.to_local().shape[0]}")
+    return local
+
+
 class LongActMask:
     """A computed mask plus the machinery to enforce it on a model and optimizer."""
 
@@ -183,30 +217,39 @@ class LongActMask:
         """Register grad hooks, snapshot masked rows and clear q/k optimizer moments."""
         self.detach()
         for name, mod in qk_modules(model).items():
-            rows_keep = self.keep[name].to(mod.weight.device)
-            if bool(rows_keep.all()):
+            if bool(self.keep[name].all()):
                 continue
             for p in (mod.weight, mod.bias):
                 if p is None:
                     continue
-                shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast the row mask over columns
-                factor = rows_keep.view(shape).to(p.dtype)
-                self._hooks.append(p.register_hook(lambda g, f=factor: g * f))
+                local = _local(p)
+                rows_keep = _shard_rows(self.keep[name], p).to(local.device)
+                if not _is_sharded(p):  # FSDP2 params get their grads outside autograd: zero_grads()
+                    shape = (-1,) + (1,) * (p.dim() - 1)  # broadcast the row mask over columns
+                    factor = rows_keep.view(shape).to(p.dtype)
+                    self._hooks.append(p.register_hook(lambda g, f=factor: g * f))
                 frozen_rows = (~rows_keep).nonzero().squeeze(1)
-                self._frozen.append((p, frozen_rows, p.detach()[frozen_rows].clone()))
+                self._frozen.append((p, frozen_rows, local.detach()[frozen_rows].clone()))
                 if optimizer is not None:
                     optimizer.state.pop(p, None)  # fresh moments under the new mask
+
+    @torch.no_grad()
+    def zero_grads(self) -> None:
+        """Zero masked rows' gradients; call between backward and clipping (needed under FSDP2)."""
+        for p, rows, _ in self._frozen:
+            if p.grad is not None:
+                _local(p.grad).index_fill_(0, rows, 0.0)
 
     @torch.no_grad()
     def after_step(self) -> None:
         """Restore masked rows exactly (undoes decoupled weight decay on them)."""
         for p, rows, values in self._frozen:
-            p.index_copy_(0, rows, values)
+            _local(p).index_copy_(0, rows, values)
 
     @torch.no_grad()
     def masked_rows_changed(self) -> int:
-        """Rows that differ from their snapshot; the trainer logs this and it must stay 0."""
-        return int(sum(int((p[rows] != values).flatten(1).any(1).sum()) for p, rows, values in self._frozen))
+        """Rows that differ from their snapshot (this rank's shard under FSDP2); must stay 0."""
+        return int(sum(int((_local(p)[rows] != values).flatten(1).any(1).sum()) for p, rows, values in self._frozen))
 
     def detach(self) -> None:
         for h in self._hooks:

@@ -26,6 +26,7 @@ class SamplingConfig:
     max_new_tokens: int = 16
     temperature: float = 1.0
     top_p: float = 1.0
+    enable_thinking: bool | None = None  # chat-template switch; None = the template's default
 
 
 @dataclass
@@ -38,15 +39,23 @@ class Rollouts:
     logprobs: torch.Tensor | None = None  # [B, C] log-prob of each sampled token (0 on padding), if known
 
 
-def _chat(tokenizer, prompt: str) -> str:
+def _chat(tokenizer, prompt: str, enable_thinking: bool | None = None) -> str:
+    """The user turn in the model's chat template; enable_thinking None = the template's default
+    (Qwen3: thinking on), which is also how data.py sizes RULER prompts."""
+    extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
+                                         add_generation_prompt=True, **extra)
 
 
-def _encode(tokenizer, prompts: list[str], max_prompt_tokens: int, repeat: int = 1):
-    """Chat-format and tokenize (left-padded), each prompt `repeat` times in a row (a group)."""
-    return tokenizer([_chat(tokenizer, p) for p in prompts for _ in range(repeat)], return_tensors="pt",
-                     padding=True, truncation=True, max_length=max_prompt_tokens, add_special_tokens=False)
+def prompt_ids(tokenizer, prompt: str, max_tokens: int, enable_thinking: bool | None = None) -> list[int]:
+    """Chat-formatted prompt tokens; a prompt over `max_tokens` loses its middle (the benchmarks'
+    own truncation), so the instruction at the start and the question and assistant header at
+    the end survive. Both backends tokenize through here, so they see identical prompts."""
+    ids = tokenizer(_chat(tokenizer, prompt, enable_thinking), add_special_tokens=False)["input_ids"]
+    if len(ids) <= max_tokens:
+        return ids
+    half = max_tokens // 2
+    return ids[:half] + ids[len(ids) - (max_tokens - half):]
 
 
 def completion_mask_from(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -79,21 +88,27 @@ def _pack(tokenizer, prompt_ids: list[list[int]], comp_ids: list[list[int]],
 
 
 class HFRollout:
-    def __init__(self, model, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int):
+    def __init__(self, model, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int, synced_gpus: bool = False):
         self.model, self.tok, self.sampling = model, tokenizer, sampling
         self.max_prompt_tokens = max_prompt_tokens
+        self.synced_gpus = synced_gpus  # FSDP2: every rank keeps stepping until all ranks are done
         self.tok.padding_side = "left"  # generation continues from the right edge
 
     def record(self) -> dict:
         return {"backend": "hf", **asdict(self.sampling)}
 
-    def _generate(self, enc) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (completion ids [B, C], completion mask [B, C])."""
+    def _ids(self, prompt: str) -> list[int]:
+        return prompt_ids(self.tok, prompt, self.max_prompt_tokens, self.sampling.enable_thinking)
+
+    def _generate(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Left-pad and sample -> (padded prompt batch, completion ids [B, C], completion mask [B, C])."""
+        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
         out = self.model.generate(**enc, do_sample=True, temperature=self.sampling.temperature,
                                   top_p=self.sampling.top_p, max_new_tokens=self.sampling.max_new_tokens,
-                                  min_new_tokens=1, pad_token_id=self.tok.pad_token_id)
+                                  min_new_tokens=1, pad_token_id=self.tok.pad_token_id,
+                                  synced_gpus=self.synced_gpus).cpu()
         comp = out[:, enc["input_ids"].shape[1]:]
-        return comp, completion_mask_from(comp, self.tok.eos_token_id)
+        return enc.to("cpu"), comp, completion_mask_from(comp, self.tok.eos_token_id)
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, seeds: list[int] | None = None) -> Rollouts:
@@ -102,23 +117,23 @@ class HFRollout:
         was_training = self.model.training
         self.model.eval()
         try:
-            if seeds is None:
-                enc = _encode(self.tok, prompts, self.max_prompt_tokens, n)  # group members adjacent
-                comp, cmask = self._generate(enc)
+            if seeds is None:  # one batch, sampled from the global RNG; group members adjacent
+                enc, comp, cmask = self._generate([self._ids(p) for p in prompts for _ in range(n)])
                 P = enc["input_ids"].shape[1]
                 return Rollouts(torch.cat([enc["input_ids"], comp], 1), torch.cat([enc["attention_mask"], cmask], 1),
                                 cmask, P, _decode(self.tok, comp, cmask))
             # One generate call per group under its own seed: the group depends neither on which
             # prompts share the batch (padding, row order) nor on the global RNG, which is left as it was.
-            prompt_ids, comp_ids = [], []
+            all_prompts, all_comps = [], []
+            cuda = [self.model.device] if self.model.device.type == "cuda" else []
             for prompt, seed in zip(prompts, seeds):
-                enc = _encode(self.tok, [prompt], self.max_prompt_tokens, n)
-                with torch.random.fork_rng():
+                ids = self._ids(prompt)
+                with torch.random.fork_rng(devices=cuda):
                     torch.manual_seed(seed)
-                    comp, cmask = self._generate(enc)
-                prompt_ids += [enc["input_ids"][0].tolist()] * n  # one prompt: no padding
-                comp_ids += [row[:int(m.sum())].tolist() for row, m in zip(comp, cmask)]
-            return _pack(self.tok, prompt_ids, comp_ids)
+                    _, comp, cmask = self._generate([ids] * n)
+                all_prompts += [ids] * n
+                all_comps += [row[:int(m.sum())].tolist() for row, m in zip(comp, cmask)]
+            return _pack(self.tok, all_prompts, all_comps)
         finally:
             self.model.train(was_training)
 
@@ -186,8 +201,7 @@ class VLLMRollout:
         if seeds is not None and len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         # Tokenize here, as HFRollout does, so both backends truncate and template identically.
-        enc = _encode(self.tok, prompts, self.max_prompt_tokens)
-        ids = [row[m.bool()].tolist() for row, m in zip(enc["input_ids"], enc["attention_mask"])]
+        ids = [prompt_ids(self.tok, p, self.max_prompt_tokens, self.sampling.enable_thinking) for p in prompts]
         if seeds is None:
             requests, params = [{"prompt_token_ids": p} for p in ids], self._params(n, None)
         else:  # one n=1 request per member; the prefix cache shares the prompt's KV among them
@@ -203,7 +217,10 @@ class VLLMRollout:
     def sync(self, model) -> None:
         import vllm
 
-        weights = [(name, t.detach()) for name, t in model.state_dict().items()]  # HF names
+        from training.parallel import full_tensor
+
+        # HF names; under FSDP2 each shard is gathered (a collective: every rank syncs its engine)
+        weights = [(name, full_tensor(t.detach())) for name, t in model.state_dict().items()]
 
         def reload(worker):  # runs in each worker; reload_weights maps HF names and re-packs
             if not hasattr(worker, "reload_weights"):

@@ -1,30 +1,36 @@
 """The LongAct RL loop: rollout -> reward -> advantage -> loss -> mask -> clip -> step -> log -> checkpoint.
 
     python -m training.train --config training/configs/tiny-cpu.yaml [--dry-run] [key=value ...]
+    torchrun --nproc_per_node 2 -m training.train --config ... parallel=ddp   # or parallel=fsdp
 
 Config: dataclass defaults < YAML preset < `key=value` overrides (dotted for nested: mask.strategy=random);
 unknown keys are errors. The resolved config is written to <out_dir>/config.yaml.
-Output: <out_dir>/step-N/ = HF safetensors (vLLM serves it as is) + mask.* + trainer_state.pt;
-<out_dir>/metrics.jsonl (+ TensorBoard scalars when tensorboard is installed).
+Output: <out_dir>/step-N/ = HF safetensors (vLLM serves it as is) + mask + trainer_state.pt
+(training/checkpoint.py); <out_dir>/metrics.jsonl (+ TensorBoard scalars when tensorboard is installed).
+
+One step: `prompts_per_step` prompts x `group_size` samples are rolled out with the current policy
+(each prompt's group seeded by its data index, so rollouts do not depend on the number of processes
+or on resuming), scored, turned into group advantages, and used for `ppo_epochs` passes over
+`mini_batches` optimizer updates (mu = ppo_epochs x mini_batches, GRPO's notation).
 
 Departures from the papers (on purpose, all configurable or documented):
-- one optimizer step per rollout batch (fully on-policy, as DAPO/GRPO with mu=1): old log-probs
-  equal the current ones detached, so the PPO ratio is 1 at the step and clipping acts via the
-  gradient only; Clip-Cov/KL-Cov token selection still applies;
+- with mu = 1 (the default) old log-probs equal the current ones detached, so the PPO ratio is 1 and
+  clipping acts only from the second update on; with mu > 1 old log-probs are recomputed by the
+  trainer once per step (as verl does), not taken from the rollout engine;
 - the LongAct mask is static by default (refresh via mask.refresh_every); saliency is the
   per-channel mean |q|,|k| after q_norm/k_norm before RoPE over the first `calib_prompts` prompts;
-- the KL term (kl_coef > 0) is k3 to the initial policy, added per token before aggregation.
+- the KL term (kl_coef > 0) is k3 to the initial policy, added per token before aggregation;
+- mini-batches are contiguous slices of the step's rows in rollout order (no reshuffle per epoch),
+  which keeps the update independent of the number of processes when mini_batches = 1.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
 import json
-import os
+import math
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,13 +38,13 @@ from pathlib import Path
 
 import torch
 
+from training import checkpoint, parallel
 from training import losses as L
+from training.checkpoint import MASK_SUBDIR
 from training.data import DataConfig, load_prompts
-from training.mask import LongActMask, MaskConfig, qk_modules
+from training.mask import LongActMask, MaskConfig
 from training.rewards import REWARDS
 from training.rollout import HFRollout, SamplingConfig
-
-MASK_SUBDIR = "longact_mask"
 
 
 @dataclass
@@ -72,7 +78,13 @@ class TrainConfig:
     max_prompt_tokens: int = 512
     calib_prompts: int = 8
     save_every: int = 0  # 0 = only the final step
-    backend: str = "hf"
+    ppo_epochs: int = 1  # passes over each rollout batch
+    mini_batches: int = 1  # optimizer updates per pass
+    backend: str = "hf"  # rollouts: hf (transformers generate) | vllm (offline engine, weights synced each step)
+    vllm: dict = field(default_factory=dict)  # extra vllm.LLM arguments, e.g. gpu_memory_utilization
+    parallel: str = "none"  # none | ddp | fsdp (under torchrun)
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    bf16: bool = False  # bf16 compute (FSDP2 mixed precision / autocast on CUDA); fp32 master weights
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
@@ -92,6 +104,8 @@ def _merge(obj, values: dict, where: str):
             if not isinstance(value, dict):
                 raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
             value = _merge(current, value, f"{where}.{key}")
+        elif isinstance(current, dict) and not isinstance(value, dict):
+            raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
         elif isinstance(current, tuple):
             value = tuple(value)
         elif isinstance(current, bool) and not isinstance(value, bool):
@@ -140,10 +154,41 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         cfg = _merge(cfg, nested, f"override {item!r}")
     if not cfg.model:
         raise ValueError(f"{path or 'config'}: field 'model' is required (a HF model directory)")
+    _validate(cfg, path or "config")
     return cfg
 
 
+def _validate(cfg: TrainConfig, where: str) -> None:
+    for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.group_size < 2 and cfg.algo.advantage == "grpo":
+        raise ValueError(f"{where}: group_size must be >= 2 for group-normalised advantages")
+    if cfg.mini_batches > cfg.prompts_per_step * cfg.group_size:
+        raise ValueError(f"{where}: mini_batches ({cfg.mini_batches}) exceeds the step's "
+                         f"{cfg.prompts_per_step * cfg.group_size} completions")
+    for name, value, allowed in (("backend", cfg.backend, ("hf", "vllm")), ("parallel", cfg.parallel, parallel.MODES),
+                                 ("device", cfg.device, ("auto", "cpu", "cuda"))):
+        if value not in allowed:
+            raise ValueError(f"{where}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
+    for table, name, field_ in ((L.ADVANTAGES, cfg.algo.advantage, "algo.advantage"),
+                                (L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss"),
+                                (L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")):
+        L.lookup(table, name, f"{where}: {field_}")
+
+
 # ---- pieces the loop calls -----------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One completion, ready for the loss."""
+    ids: torch.Tensor  # [P + C] prompt (left-padded) then completion
+    attention: torch.Tensor  # [P + C]
+    completion: torch.Tensor  # [C], 1 = counts in the loss
+    prompt_len: int  # P
+    advantage: torch.Tensor  # scalar
+    old_logp: torch.Tensor | None = None  # [C]; recomputed once per step when mu > 1
+
 
 def token_logps(model, ids, am, P):
     """Log-prob and entropy of each completion token. ids/am [B, P+C] -> ([B, C], [B, C])."""
@@ -155,31 +200,150 @@ def token_logps(model, ids, am, P):
     return lp, entropy
 
 
-def calibration_batches(tok, prompts, cfg: TrainConfig):
+def calibration_batches(tok, prompts, cfg: TrainConfig, device):
     texts = [p.prompt for p in prompts[: cfg.calib_prompts]]
     for t in texts:  # one at a time: no padding, long prompts fit
         enc = tok(t, return_tensors="pt", truncation=True, max_length=cfg.max_prompt_tokens)
-        yield {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        yield {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
 
-def save_checkpoint(out_dir: Path, step: int, model, tok, mask, opt, data_pos, cfg):
-    """Write step-N atomically: build in a temp dir, then rename."""
-    final = out_dir / f"step-{step}"
-    tmp = out_dir / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    mask.save(tmp / MASK_SUBDIR)  # a subfolder: vLLM loads every *.safetensors at the top level
-    torch.save({"step": step, "data_pos": data_pos, "optimizer": opt.state_dict(),
-                "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}, tmp / "trainer_state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    return final
+def sample_seed(seed: int, data_index: int) -> int:
+    """Sampling seed of one prompt's group: a function of the run seed and the global data index
+    only, so a group is the same whatever the number of processes, batching or resume point."""
+    return (seed * 1_000_003 + data_index) % (2**31 - 1)
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
-    steps = sorted((int(p.name.split("-")[1]), p) for p in out_dir.glob("step-*") if (p / "trainer_state.pt").exists())
-    return steps[-1][1] if steps else None
+def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_pos: int):
+    """1. rollout + 2. reward for this rank's share of the step's prompt slots.
+
+    DAPO dynamic sampling drops groups whose rewards are all equal and refills with fresh prompts,
+    up to `max_refills` extra rounds; the first `prompts_per_step` kept groups in data order are
+    used (every rank agrees on which, via one all-reduce of the kept flags per round).
+    Returns (this rank's (rollouts, row slice, rewards) groups, new data position, counts)."""
+    pps, G = cfg.prompts_per_step, cfg.group_size
+    kept, mine, rounds = [], {}, 1 + (cfg.algo.max_refills if cfg.algo.dynamic_sampling else 0)
+    for rnd in range(rounds):
+        slots = list(range(d.rank, pps, d.world))
+        batch = [prompts[(data_pos + s) % len(prompts)] for s in slots]
+        ro = rollout.generate([p.prompt for p in batch], G, seeds=[sample_seed(cfg.seed, data_pos + s) for s in slots])
+        rewards = torch.tensor([REWARDS[p.reward](text, p.answers)
+                                for p, text in zip([p for p in batch for _ in range(G)], ro.texts)], dtype=torch.float32)
+        if cfg.algo.overlong_max:
+            rewards = rewards + L.overlong_penalty(ro.completion_mask.sum(1), cfg.algo.overlong_max, cfg.algo.overlong_cache)
+        flags = [0.0] * pps
+        for g, s in enumerate(slots):
+            sl = slice(g * G, (g + 1) * G)
+            if not (cfg.algo.dynamic_sampling and bool((rewards[sl] == rewards[sl][0]).all())):
+                flags[s] = 1.0
+                mine[(rnd, s)] = (ro, sl, rewards[sl])
+        kept += [(rnd, s) for s, f in enumerate(d.all_sum(flags)) if f > 0]
+        data_pos += pps
+        if len(kept) >= pps or not cfg.algo.dynamic_sampling:
+            break
+    chosen = kept[:pps]
+    counts = {"ds/groups_kept": len(chosen), "ds/groups_dropped": (rnd + 1) * pps - len(kept),
+              "ds/groups_generated": (rnd + 1) * pps}
+    return [mine[k] for k in chosen if k in mine], data_pos, counts
+
+
+def build_rows(groups, advantage, group_size: int) -> list[Row]:
+    """3. advantage per group, one Row per completion."""
+    rows = []
+    for ro, sl, r in groups:
+        adv = advantage(r, group_size)
+        rows += [Row(ro.input_ids[i], ro.attention_mask[i], ro.completion_mask[i], ro.prompt_len, adv[j])
+                 for j, i in enumerate(range(sl.start, sl.stop))]
+    return rows
+
+
+def micro_batches(rows: list[Row], size: int, d: parallel.Dist) -> list[list[Row]]:
+    """Split into micro-batches; every rank runs as many as the busiest one (DDP and FSDP2 need one
+    collective per forward/backward on every rank), the extra ones empty (zero-weight)."""
+    mbs = [rows[i:i + size] for i in range(0, len(rows), size)]
+    return mbs + [[] for _ in range(d.all_max(len(mbs)) - len(mbs))]
+
+
+def _stack(mb: list[Row], device):
+    """Pad a micro-batch of rows from possibly different rollouts to one [b, P+C] layout. An empty
+    micro-batch becomes one dummy row whose tokens all have weight 0."""
+    if not mb:
+        ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+        zero = torch.zeros(1, 1, device=device)
+        return ids, torch.ones_like(ids), zero, 1, torch.zeros(1, device=device), None
+    P = max(r.prompt_len for r in mb)
+    C = max(r.ids.shape[0] - r.prompt_len for r in mb)
+    ids = torch.zeros(len(mb), P + C, dtype=torch.long)
+    am = torch.zeros_like(ids)
+    cm = torch.zeros(len(mb), C)
+    old = torch.zeros(len(mb), C) if mb[0].old_logp is not None else None
+    for i, r in enumerate(mb):
+        n, c = r.ids.shape[0], r.completion.shape[0]
+        ids[i, P - r.prompt_len:P + n - r.prompt_len] = r.ids  # prompt right-aligned at P, completion after it
+        am[i, P - r.prompt_len:P + n - r.prompt_len] = r.attention
+        cm[i, :c] = r.completion
+        if old is not None:
+            old[i, :c] = r.old_logp
+    adv = torch.stack([r.advantage for r in mb]).float()
+    return (ids.to(device), am.to(device), cm.to(device), P, adv.to(device),
+            old.to(device) if old is not None else None)
+
+
+@torch.no_grad()
+def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> None:
+    """Log-probs of the policy that sampled the rows, for the PPO ratio when mu > 1."""
+    for mb in micro_batches(rows, cfg.micro_batch, d):
+        ids, am, _, P, _, _ = _stack(mb, d.device)
+        lp, _ = token_logps(model, ids, am, P)
+        for r, row_lp in zip(mb, lp.float().cpu()):
+            r.old_logp = row_lp[: r.completion.shape[0]].clone()
+
+
+def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt) -> dict:
+    """4. loss over micro-batches with normalisers summed over the whole mini-batch on every rank
+    (exact accumulation) -> 5. mask -> 6. clip -> 7. step. A non-finite loss or gradient skips
+    the update: nothing moves, the update is counted and logged."""
+    policy_loss, aggregate = fns
+    n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
+    n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
+    stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0}
+    mbs = micro_batches(rows, cfg.micro_batch, d)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and d.device.type == "cuda"
+                and d.mode != "fsdp" else torch.autocast("cpu", enabled=False))
+    for k, mb in enumerate(mbs):
+        ids, am, cm, P, adv, old = _stack(mb, d.device)
+        with parallel.grad_sync(net, d, k == len(mbs) - 1), autocast:
+            lp, ent = token_logps(net, ids, am, P)
+            per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
+                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs)
+            if ref is not None:
+                with torch.no_grad():
+                    ref_lp, _ = token_logps(ref, ids, am, P)
+                kl = L.k3_kl(lp, ref_lp)
+                per_token = per_token + cfg.algo.kl_coef * kl
+                stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
+            loss = aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
+            (loss * d.world).backward()  # DDP/FSDP2 average over ranks; the normalisers are already global
+        stats["loss"] += float(loss.detach())
+        stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
+        stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
+    stats = dict(zip(stats, d.all_sum(list(stats.values()))))
+    mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
+    grad_norm = float(parallel.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)))
+    stats["grad_norm"] = grad_norm
+    stats["finite"] = math.isfinite(stats["loss"]) and math.isfinite(grad_norm)
+    if stats["finite"]:
+        opt.step()
+        mask.after_step()  # AdamW decayed the masked rows too: put them back
+    opt.zero_grad(set_to_none=True)
+    return stats
+
+
+def make_rollout(cfg: TrainConfig, model, tok, model_dir, d: parallel.Dist):
+    if cfg.backend == "vllm":
+        from training.rollout import VLLMRollout
+
+        return VLLMRollout(str(model_dir), tok, cfg.sampling, cfg.max_prompt_tokens, seed=cfg.seed, **cfg.vllm)
+    return HFRollout(model, tok, cfg.sampling, cfg.max_prompt_tokens, synced_gpus=d.mode == "fsdp")
 
 
 # ---- the loop ------------------------------------------------------------------------------
@@ -189,138 +353,89 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     import yaml
 
+    d = parallel.init(cfg.parallel, cfg.device)
+    log = log if d.main else (lambda *_: None)
+    if cfg.prompts_per_step % d.world:
+        raise ValueError(f"prompts_per_step ({cfg.prompts_per_step}) must be a multiple of the {d.world} processes")
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-    ckpt = latest_checkpoint(out_dir) if resume else None
-    torch.manual_seed(cfg.seed)
+    if d.main:
+        (out_dir / "config.yaml").write_text(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
+    ckpt = checkpoint.latest(out_dir) if resume else None
+    torch.manual_seed(cfg.seed + d.rank)  # only Clip-Cov's token draw uses it; rollouts are seeded per prompt
     random.seed(cfg.seed)
 
-    model = AutoModelForCausalLM.from_pretrained(ckpt or cfg.model, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(ckpt or cfg.model, dtype=torch.float32).to(d.device)
     tok = AutoTokenizer.from_pretrained(ckpt or cfg.model)
     if not cfg.data.tokenizer:
         cfg.data.tokenizer = cfg.model
     prompts = load_prompts(cfg.data)
-    ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.algo.kl_coef > 0 else None
-    if ref is not None and ckpt:  # the reference is the starting model, not the checkpoint
-        ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).eval().requires_grad_(False)
+    ref = None
+    if cfg.algo.kl_coef > 0:  # the reference is the starting model, also when resuming
+        ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(d.device).eval().requires_grad_(False)
+        if d.mode == "fsdp":
+            parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
+    mask = (LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else
+            LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask))
+    net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-    mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg), cfg.mask)
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
-    start, data_pos = 0, 0
+    start, data_pos = checkpoint.load_state(ckpt, model, opt, d, log) if ckpt else (0, 0)
     if ckpt:
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=True)  # tensors and plain data only
-        opt.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        start, data_pos = state["step"], state["data_pos"]
         log(f"resumed from {ckpt} at step {start}")
-    rollout = HFRollout(model, tok, cfg.sampling, cfg.max_prompt_tokens)
-    advantage = L.lookup(L.ADVANTAGES, cfg.algo.advantage, "algo.advantage")
-    policy_loss = L.lookup(L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss")
-    aggregate = L.lookup(L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")
-    tb = _tensorboard(out_dir)
-    final = None
-    skipped_steps = 0
+    rollout = make_rollout(cfg, model, tok, ckpt or cfg.model, d)
+    advantage = L.ADVANTAGES[cfg.algo.advantage]
+    fns = (L.POLICY_LOSSES[cfg.algo.policy_loss], L.AGGREGATIONS[cfg.algo.aggregation])
+    tb = _tensorboard(out_dir) if d.main else None
+    final, skipped = None, 0
 
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr):
+    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr,
+                     disable=not d.main):
         t0 = time.perf_counter()
         if cfg.mask.refresh_every and step > start and step % cfg.mask.refresh_every == 0:
-            mask = LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg), cfg.mask)
+            mask = LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask)
             mask.attach(model, opt)
 
-        # 1. rollout + 2. reward (dynamic sampling refills groups whose rewards are all equal)
-        kept, dropped, generated = [], 0, 0
-        for _ in range(1 + (cfg.algo.max_refills if cfg.algo.dynamic_sampling else 0)):
-            batch = [prompts[(data_pos + i) % len(prompts)] for i in range(cfg.prompts_per_step)]
-            data_pos += cfg.prompts_per_step
-            ro = rollout.generate([p.prompt for p in batch], cfg.group_size)
-            generated += len(batch)
-            rewards = torch.tensor([REWARDS[p.reward](text, p.answers)
-                                    for p, text in zip([p for p in batch for _ in range(cfg.group_size)], ro.texts)])
-            if cfg.algo.overlong_max:
-                rewards = rewards + L.overlong_penalty(ro.completion_mask.sum(1), cfg.algo.overlong_max, cfg.algo.overlong_cache)
-            for g in range(len(batch)):
-                sl = slice(g * cfg.group_size, (g + 1) * cfg.group_size)
-                if cfg.algo.dynamic_sampling and bool((rewards[sl] == rewards[sl][0]).all()):
-                    dropped += 1
-                    continue
-                kept.append((ro, sl, rewards[sl]))
-            if len(kept) >= cfg.prompts_per_step or not cfg.algo.dynamic_sampling:
-                break
-        kept = kept[: cfg.prompts_per_step]
+        # 1. rollout + 2. reward (+ dynamic sampling) -> 3. advantages
+        groups, data_pos, ds_counts = collect_groups(cfg, d, prompts, rollout, data_pos)
+        rows = build_rows(groups, advantage, cfg.group_size)
+        if cfg.ppo_epochs * cfg.mini_batches > 1:
+            recompute_old_logps(model, rows, cfg, d)
 
-        # 3. advantage per group
-        rows = []  # (ids [P+C], am, cmask, P, adv) per completion
-        for ro, sl, r in kept:
-            adv = advantage(r, cfg.group_size)
-            for j, i in enumerate(range(sl.start, sl.stop)):
-                rows.append((ro.input_ids[i], ro.attention_mask[i], ro.completion_mask[i], ro.prompt_len, adv[j]))
-        num_tokens = sum(float(r[2].sum()) for r in rows)
-
-        # 4. loss over micro-batches with step-global normalisers (exact accumulation)
-        stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0}
-        for m0 in range(0, len(rows), cfg.micro_batch):
-            mb = rows[m0:m0 + cfg.micro_batch]
-            ids, am, cm, P = _stack(mb)
-            adv = torch.stack([r[4] for r in mb])  # [b]
-            lp, ent = token_logps(model, ids, am, P)  # [b, C]
-            per_token, s = policy_loss(lp, lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
-                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs)
-            if ref is not None:
-                with torch.no_grad():
-                    ref_lp, _ = token_logps(ref, ids, am, P)
-                kl = L.k3_kl(lp, ref_lp)
-                per_token = per_token + cfg.algo.kl_coef * kl
-                stats["kl"] += float((kl.detach() * cm).sum()) / num_tokens
-            loss = aggregate(per_token, cm, num_tokens=num_tokens, num_seqs=float(len(rows)))
-            loss.backward()  # 5. mask: grad hooks zero masked Q/K rows here, before clipping
-            stats["loss"] += float(loss.detach())
-            stats["entropy"] += float((ent.detach() * cm).sum()) / num_tokens
-            stats["clip_frac"] += float(s["clip_frac"]) * len(mb) / len(rows)
-
-        # 6. clip + 7. step (then put masked rows back: AdamW decayed them). A non-finite loss or
-        # gradient skips the update: nothing moves, the step is counted and logged.
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        finite = math.isfinite(stats["loss"]) and bool(torch.isfinite(grad_norm))
-        if finite:
-            opt.step()
-            mask.after_step()
-        else:
-            skipped_steps += 1
-            log(f"step {step + 1}: non-finite loss or gradient (loss {stats['loss']}, grad norm {float(grad_norm)}); "
-                "update skipped")
-        opt.zero_grad(set_to_none=True)
+        # 4.-7. loss -> mask -> clip -> step, mu = ppo_epochs x mini_batches times
+        updates, total_rows = [], d.all_sum([float(len(rows))])[0]
+        if not total_rows:  # dynamic sampling found no informative group
+            log(f"step {step + 1}: every group had equal rewards ({ds_counts['ds/groups_generated']} generated); "
+                "no update (an optimizer step on zero gradients would still apply weight decay)")
+        for _ in range(cfg.ppo_epochs if total_rows else 0):
+            for i in range(cfg.mini_batches):
+                chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
+                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt))
+        skipped += sum(not u["finite"] for u in updates)
+        for i, u in enumerate(updates):
+            if not u["finite"]:
+                log(f"step {step + 1} update {i + 1}: non-finite loss or gradient (loss {u['loss']}, "
+                    f"grad norm {u['grad_norm']}); update skipped")
         rollout.sync(model)
 
-        # 8. log
-        scalars = {"reward": float(torch.cat([r for _, _, r in kept]).mean()) if kept else 0.0, **stats,
-                   "grad_norm": float(grad_norm), "ds/groups_kept": len(kept), "ds/groups_dropped": dropped,
-                   "ds/groups_generated": generated, "mask/qk_rows_updated": mask.rows_updated(),
-                   "mask/masked_rows_changed": mask.masked_rows_changed(), "time/step_s": time.perf_counter() - t0,
-                   "skipped_nonfinite_steps": skipped_steps}
-        _log_scalars(out_dir, tb, step + 1, scalars)
+        # 8. log (means over the step's updates; reward over kept groups of all ranks)
+        r_sum, r_n = d.all_sum([float(sum(r.sum() for _, _, r in groups)), float(sum(r.numel() for _, _, r in groups))])
+        changed = mask.masked_rows_changed()
+        changed = int(d.all_sum([changed])[0]) if d.mode == "fsdp" else changed
+        scalars = {"reward": r_sum / r_n if r_n else 0.0,
+                   **{k: sum(u[k] for u in updates) / max(len(updates), 1) for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
+                   "updates": len(updates),
+                   **ds_counts, "mask/qk_rows_updated": mask.rows_updated(), "mask/masked_rows_changed": changed,
+                   "time/step_s": time.perf_counter() - t0, "skipped_nonfinite_steps": skipped}
+        if d.main:
+            _log_scalars(out_dir, tb, step + 1, scalars)
 
         # 9. checkpoint
         if (step + 1) == cfg.steps or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            final = save_checkpoint(out_dir, step + 1, model, tok, mask, opt, data_pos, cfg)
+            final = checkpoint.save(out_dir, step + 1, model, tok, mask, opt, data_pos, d)
     if tb:
         tb.close()
-    return final or latest_checkpoint(out_dir)
-
-
-def _stack(mb):
-    """Pad a micro-batch of rows from possibly different rollouts to one [b, P+C] layout."""
-    P = max(r[3] for r in mb)
-    C = max(r[0].shape[0] - r[3] for r in mb)
-    ids = torch.zeros(len(mb), P + C, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    cm = torch.zeros(len(mb), C)
-    for i, (x, a, c, p, _) in enumerate(mb):
-        ids[i, P - p:P + x.shape[0] - p] = x  # prompt right-aligned at P, completion after it
-        am[i, P - p:P + x.shape[0] - p] = a
-        cm[i, :c.shape[0]] = c
-    return ids, am, cm, P
+    return final or checkpoint.latest(out_dir)
 
 
 def _tensorboard(out_dir: Path):
@@ -340,21 +455,10 @@ def _log_scalars(out_dir: Path, tb, step: int, scalars: dict) -> None:
 
 
 def main(argv=None) -> int:
-    import argparse
-    import yaml
+    """`python -m training.train ARGS` = `longact train ARGS` (one parser, one handler)."""
+    from harness.cli import main as cli_main
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--config", help="YAML preset (training/configs/*.yaml)")
-    ap.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    ap.add_argument("--no-resume", action="store_true")
-    ap.add_argument("overrides", nargs="*", help="key=value, dotted for nested (mask.strategy=random)")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config, args.overrides)
-    if args.dry_run:
-        print(yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False))
-        return 0
-    print(train(cfg, resume=not args.no_resume))
-    return 0
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

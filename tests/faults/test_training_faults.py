@@ -11,16 +11,17 @@ import torch
 from safetensors.torch import load_file
 
 from training import losses as L
-from training.train import latest_checkpoint, load_config, train
+from training.checkpoint import latest as latest_checkpoint
+from training.train import load_config, train
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"
-DOCQA = ROOT / "tests" / "data" / "docqa_tiny.jsonl"
+SKILLED = ROOT / "assets" / "tiny-qwen3-skilled"
+ARGS = [f"model={SKILLED}", "sampling.temperature=2.0", "steps=3", "save_every=1"]  # mixed rewards: real gradients
 
 
-def cfg(model, out, *extra):
-    return load_config(str(CONFIG), [f"model={model}", f"out_dir={out}", "data.source=docqa", f"data.path={DOCQA}",
-                                     "steps=3", "save_every=1", *extra])
+def cfg(out, *extra):
+    return load_config(str(CONFIG), [*ARGS, f"out_dir={out}", *extra])
 
 
 def weights(ckpt: Path) -> dict:
@@ -28,8 +29,8 @@ def weights(ckpt: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_during_checkpoint_save_then_bit_exact_resume(tiny_model_dir, tmp_path):
-    reference = train(cfg(tiny_model_dir, tmp_path / "ref"), resume=False, log=lambda *_: None)
+def test_sigkill_during_checkpoint_save_then_bit_exact_resume(tmp_path):
+    reference = train(cfg(tmp_path / "ref"), resume=False, log=lambda *_: None)
     out = tmp_path / "killed"
     # A real SIGKILL in the middle of writing step-2: after the weights, before the trainer state.
     script = textwrap.dedent(f"""
@@ -41,19 +42,18 @@ def test_sigkill_during_checkpoint_save_then_bit_exact_resume(tiny_model_dir, tm
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_save(obj, path, *a, **k)
         T.torch.save = dying_save
-        T.train(T.load_config({str(CONFIG)!r}, ["model={tiny_model_dir}", "out_dir={out}", "data.source=docqa",
-                "data.path={DOCQA}", "steps=3", "save_every=1"]), resume=False, log=lambda *_: None)
+        T.train(T.load_config({str(CONFIG)!r}, {ARGS!r} + ["out_dir={out}"]), resume=False, log=lambda *_: None)
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert latest_checkpoint(out).name == "step-1"                 # the half-written step-2 is not picked up
     assert (out / ".step-2.tmp").exists() and not (out / "step-2").exists()
-    resumed = train(cfg(tiny_model_dir, out), resume=True, log=lambda *_: None)
+    resumed = train(cfg(out), resume=True, log=lambda *_: None)
     a, b = weights(reference), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
 
 
-def test_nan_loss_skips_the_step_and_keeps_masked_rows(tiny_model_dir, tmp_path, monkeypatch):
+def test_nan_loss_skips_the_step_and_keeps_masked_rows(tmp_path, monkeypatch):
     real = L.AGGREGATIONS["seq_mean_token_mean"]
     calls = {"n": 0}
 
@@ -64,7 +64,7 @@ def test_nan_loss_skips_the_step_and_keeps_masked_rows(tiny_model_dir, tmp_path,
 
     monkeypatch.setitem(L.AGGREGATIONS, "seq_mean_token_mean", poisoned)
     messages = []
-    final = train(cfg(tiny_model_dir, tmp_path / "nan"), resume=False, log=messages.append)
+    final = train(cfg(tmp_path / "nan"), resume=False, log=messages.append)
     metrics = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert [m["skipped_nonfinite_steps"] for m in metrics] == [0, 1, 1]
     assert all(m["mask/masked_rows_changed"] == 0 for m in metrics)
