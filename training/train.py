@@ -188,6 +188,7 @@ class Row:
     prompt_len: int  # P
     advantage: torch.Tensor  # scalar
     old_logp: torch.Tensor | None = None  # [C]; recomputed once per step when mu > 1
+    rollout_logp: torch.Tensor | None = None  # [C]; the engine's sampling log-probs (vLLM), for the mismatch metric
 
 
 def token_logps(model, ids, am, P):
@@ -251,7 +252,8 @@ def build_rows(groups, advantage, group_size: int) -> list[Row]:
     rows = []
     for ro, sl, r in groups:
         adv = advantage(r, group_size)
-        rows += [Row(ro.input_ids[i], ro.attention_mask[i], ro.completion_mask[i], ro.prompt_len, adv[j])
+        rows += [Row(ro.input_ids[i], ro.attention_mask[i], ro.completion_mask[i], ro.prompt_len, adv[j],
+                     rollout_logp=ro.logprobs[i] if ro.logprobs is not None else None)
                  for j, i in enumerate(range(sl.start, sl.stop))]
     return rows
 
@@ -269,13 +271,14 @@ def _stack(mb: list[Row], device):
     if not mb:
         ids = torch.zeros(1, 2, dtype=torch.long, device=device)
         zero = torch.zeros(1, 1, device=device)
-        return ids, torch.ones_like(ids), zero, 1, torch.zeros(1, device=device), None
+        return ids, torch.ones_like(ids), zero, 1, torch.zeros(1, device=device), None, None
     P = max(r.prompt_len for r in mb)
     C = max(r.ids.shape[0] - r.prompt_len for r in mb)
     ids = torch.zeros(len(mb), P + C, dtype=torch.long)
     am = torch.zeros_like(ids)
     cm = torch.zeros(len(mb), C)
     old = torch.zeros(len(mb), C) if mb[0].old_logp is not None else None
+    engine = torch.zeros(len(mb), C) if mb[0].rollout_logp is not None else None
     for i, r in enumerate(mb):
         n, c = r.ids.shape[0], r.completion.shape[0]
         ids[i, P - r.prompt_len:P + n - r.prompt_len] = r.ids  # prompt right-aligned at P, completion after it
@@ -283,16 +286,18 @@ def _stack(mb: list[Row], device):
         cm[i, :c] = r.completion
         if old is not None:
             old[i, :c] = r.old_logp
+        if engine is not None:
+            engine[i, :c] = r.rollout_logp[:c]
     adv = torch.stack([r.advantage for r in mb]).float()
-    return (ids.to(device), am.to(device), cm.to(device), P, adv.to(device),
-            old.to(device) if old is not None else None)
+    to = lambda t: t.to(device) if t is not None else None  # noqa: E731
+    return ids.to(device), am.to(device), cm.to(device), P, adv.to(device), to(old), to(engine)
 
 
 @torch.no_grad()
 def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> None:
     """Log-probs of the policy that sampled the rows, for the PPO ratio when mu > 1."""
     for mb in micro_batches(rows, cfg.micro_batch, d):
-        ids, am, _, P, _, _ = _stack(mb, d.device)
+        ids, am, _, P, _, _, _ = _stack(mb, d.device)
         lp, _ = token_logps(model, ids, am, P)
         for r, row_lp in zip(mb, lp.float().cpu()):
             r.old_logp = row_lp[: r.completion.shape[0]].clone()
@@ -305,12 +310,12 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
     policy_loss, aggregate = fns
     n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
     n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
-    stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0}
+    stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "rollout_logp_diff": 0.0}
     mbs = micro_batches(rows, cfg.micro_batch, d)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and d.device.type == "cuda"
                 and d.mode != "fsdp" else torch.autocast("cpu", enabled=False))
     for k, mb in enumerate(mbs):
-        ids, am, cm, P, adv, old = _stack(mb, d.device)
+        ids, am, cm, P, adv, old, engine = _stack(mb, d.device)
         with parallel.grad_sync(net, d, k == len(mbs) - 1), autocast:
             lp, ent = token_logps(net, ids, am, P)
             per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
@@ -326,6 +331,8 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
         stats["loss"] += float(loss.detach())
         stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
         stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
+        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's log-probs
+            stats["rollout_logp_diff"] += float(((lp.detach() - engine).abs() * cm).sum()) / n_tok
     stats = dict(zip(stats, d.all_sum(list(stats.values()))))
     mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
     grad_norm = float(parallel.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)))
@@ -424,6 +431,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         changed = int(d.all_sum([changed])[0]) if d.mode == "fsdp" else changed
         scalars = {"reward": r_sum / r_n if r_n else 0.0,
                    **{k: sum(u[k] for u in updates) / max(len(updates), 1) for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
+                   # mean |engine - trainer| log-prob per token at the first update (policy = sampler)
+                   "rollout/logp_abs_diff": updates[0]["rollout_logp_diff"] if updates else 0.0,
                    "updates": len(updates),
                    **ds_counts, "mask/qk_rows_updated": mask.rows_updated(), "mask/masked_rows_changed": changed,
                    "time/step_s": time.perf_counter() - t0, "skipped_nonfinite_steps": skipped}
