@@ -1,6 +1,6 @@
 """Trainer step time: LongAct mask vs no mask, and our loop vs TRL's GRPOTrainer (tiny model, CPU).
 
-    python bench/train_step.py [--model models/tiny-qwen3] [--steps 6]
+    python bench/train_step.py [--model models/tiny-qwen3] [--steps 6] [--repeats 3] [--vllm]
 
 Same model, prompts, batch (prompts_per_step x group_size completions), completion length and
 optimizer settings on every side; the first step (warm-up, mask calibration) is excluded. Each arm
@@ -27,10 +27,12 @@ import json, resource, sys
 from training.train import load_config, train
 cfg = load_config(None, [f"model={sys.argv[1]}", f"out_dir={sys.argv[2]}", f"steps={sys.argv[3]}",
     f"mask.strategy={sys.argv[4]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
-    "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-3", "data.n=32"])
+    "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-3", "data.n=32", *sys.argv[5:]])
 train(cfg, resume=False, log=lambda *_: None)
-times = [json.loads(l)["time/step_s"] for l in open(f"{sys.argv[2]}/metrics.jsonl")][1:]
-print(json.dumps({"step_s": sum(times) / len(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+rows = [json.loads(l) for l in open(f"{sys.argv[2]}/metrics.jsonl")][1:]
+mean = lambda k: sum(r[k] for r in rows) / len(rows)
+print(json.dumps({"step_s": mean("time/step_s"), "update_s": mean("time/update_s"),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """ % (PROMPTS, GROUP, NEW_TOKENS)
 
 TRL = """
@@ -64,24 +66,42 @@ def run(code: str, *argv: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="run every arm this many times, interleaved; figures are medians (shared machines drift)")
+    ap.add_argument("--vllm", action="store_true", help="also time our loop with vLLM rollouts (the CPU build here)")
     args = ap.parse_args()
     model, steps = tiny_model(args.model), str(args.steps)
-    res = {"ours_nomask": run(OURS, model, scratch_dir("bench-nomask-"), steps, "none"),
-           "ours_longact": run(OURS, model, scratch_dir("bench-longact-"), steps, "longact")}
+    arms = {"ours_nomask": (OURS, "none"), "ours_longact": (OURS, "longact")}
+    if args.vllm:
+        arms["ours_vllm"] = (OURS, "longact", "backend=vllm", "vllm={enforce_eager: true}")
     try:
         import trl  # noqa: F401
-        res["trl_grpo"] = run(TRL, model, scratch_dir("bench-trl-"), steps)
+        arms["trl_grpo"] = (TRL,)
     except ImportError:
         print("TRL not installed (pip install '.[bench]'): skipping the TRL comparison")
+    runs: dict[str, list[dict]] = {name: [] for name in arms}
+    for _ in range(args.repeats):  # interleaved, so slow phases of the machine hit every arm alike
+        for name, (code, *extra) in arms.items():
+            runs[name].append(run(code, model, scratch_dir(f"bench-{name}-"), steps, *extra))
+    res = {name: {k: median([r[k] for r in rs]) for k in rs[0]} for name, rs in runs.items()}
     for name, r in res.items():
         print(f"{name:14s} step {r['step_s'] * 1000:8.1f} ms   peak RSS {r['peak_rss_mb']:7.0f} MB")
     print(f"mask / no mask step time: {res['ours_longact']['step_s'] / res['ours_nomask']['step_s']:.3f}  (goal <= 1.03)")
+    print(f"mask / no mask update phase (loss, backward, mask, clip, step): "
+          f"{res['ours_longact']['update_s'] / res['ours_nomask']['update_s']:.3f}")
     if "trl_grpo" in res:
         print(f"ours / TRL step time:     {res['ours_nomask']['step_s'] / res['trl_grpo']['step_s']:.3f}  (goal <= 1.0)")
+    if "ours_vllm" in res:
+        print(f"vLLM / HF rollouts (LongAct) step time: {res['ours_vllm']['step_s'] / res['ours_longact']['step_s']:.3f}")
 
 
 if __name__ == "__main__":

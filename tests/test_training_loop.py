@@ -39,6 +39,8 @@ def test_resume_after_step_2_equals_uninterrupted(tmp_path):
     assert all(m["mask/masked_rows_changed"] == 0 for m in metrics)
     assert any(m["grad_norm"] > 0 for m in metrics)
     assert (tmp_path / "full" / "config.yaml").exists() and (full / "longact_mask" / "mask.json").exists()
+    sampling = json.loads((tmp_path / "full" / "rollout.json").read_text())
+    assert sampling["backend"] == "hf" and sampling["temperature"] == 2.0 and sampling["max_new_tokens"] == 8
     assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))   # TensorBoard scalars too
 
 

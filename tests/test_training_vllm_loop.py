@@ -27,6 +27,8 @@ def _run(out: Path) -> list[dict]:
 @pytest.mark.slow
 def test_vllm_rollouts_follow_the_policy_through_weight_syncs(tmp_path, monkeypatch):
     metrics = _run(tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "rollout.json").read_text())
+    assert record["backend"] == "vllm" and record["vllm"] and record["dtype"] == "float32"
     assert any(m["grad_norm"] > 0 for m in metrics[:2])  # the policy did move between rollouts
     diffs = [m["rollout/logp_abs_diff"] for m in metrics]
     assert all(0 < d < 1e-3 for d in diffs), diffs  # float32 engine = policy, step after step

@@ -391,6 +391,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     if ckpt:
         log(f"resumed from {ckpt} at step {start}")
     rollout = make_rollout(cfg, model, tok, ckpt or cfg.model, d)
+    if d.main:  # backend, engine version and sampling parameters, beside config.yaml
+        (out_dir / "rollout.json").write_text(json.dumps(rollout.record(), indent=2) + "\n")
     advantage = L.ADVANTAGES[cfg.algo.advantage]
     fns = (L.POLICY_LOSSES[cfg.algo.policy_loss], L.AGGREGATIONS[cfg.algo.aggregation])
     tb = _tensorboard(out_dir) if d.main else None
@@ -406,6 +408,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         # 1. rollout + 2. reward (+ dynamic sampling) -> 3. advantages
         groups, data_pos, ds_counts = collect_groups(cfg, d, prompts, rollout, data_pos)
         rows = build_rows(groups, advantage, cfg.group_size)
+        t_rollout = time.perf_counter() - t0
         if cfg.ppo_epochs * cfg.mini_batches > 1:
             recompute_old_logps(model, rows, cfg, d)
 
@@ -418,6 +421,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
             for i in range(cfg.mini_batches):
                 chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
                 updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt))
+        t_update = time.perf_counter() - t0 - t_rollout
         skipped += sum(not u["finite"] for u in updates)
         for i, u in enumerate(updates):
             if not u["finite"]:
@@ -435,7 +439,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
                    "rollout/logp_abs_diff": updates[0]["rollout_logp_diff"] if updates else 0.0,
                    "updates": len(updates),
                    **ds_counts, "mask/qk_rows_updated": mask.rows_updated(), "mask/masked_rows_changed": changed,
-                   "time/step_s": time.perf_counter() - t0, "skipped_nonfinite_steps": skipped}
+                   "time/step_s": time.perf_counter() - t0, "time/rollout_s": t_rollout, "time/update_s": t_update,
+                   "skipped_nonfinite_steps": skipped}
         if d.main:
             _log_scalars(out_dir, tb, step + 1, scalars)
 
