@@ -122,6 +122,9 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
         png = fn(runs)
         if png:
             figures[title] = png
+    curves = plots.training_curves(plots.trainer_series(runs), plots.TRAINING_TAGS)
+    if curves:
+        figures["Training curves of the trainer checkpoints"] = curves
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page(names, table, figures), encoding="utf-8")

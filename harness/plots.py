@@ -3,8 +3,9 @@
 * `ruler_vs_length`: RULER mean over tasks per context length, one line per checkpoint.
 * `longbench_splits`: LongBench v2 Overall/Easy/Hard/Short/Medium/Long bars per checkpoint with
   bootstrap 95% intervals of each split's mean.
-* `training_curves`: scalar series per tag (e.g. reward, masked rows changed) from a list of
-  {"step": int, tag: value, ...} records (a trainer's metrics.jsonl).
+* `training_curves`: scalar series per tag (e.g. reward, masked rows changed), one line per run,
+  from {"step": int, tag: value, ...} records (a trainer's metrics.jsonl; `trainer_series` finds
+  them for evaluated trainer checkpoints).
 """
 
 from __future__ import annotations
@@ -89,16 +90,34 @@ def read_metrics_jsonl(path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def training_curves(records: list[dict], tags: list[str]) -> bytes | None:
+def training_curves(series: dict[str, list[dict]], tags: list[str]) -> bytes | None:
+    """One panel per tag, one line per run (label -> its metrics.jsonl records)."""
     plt = _figure()
-    tags = [t for t in tags if any(t in r for r in records)]
+    tags = [t for t in tags if any(t in r for records in series.values() for r in records)]
     if not tags:
         return None
     fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.8), squeeze=False)
     for ax, tag in zip(axes[0], tags):
-        pts = [(r["step"], r[tag]) for r in records if tag in r]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts])
+        for label, records in series.items():
+            pts = [(r["step"], r[tag]) for r in records if tag in r]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
     return _png(fig)
+
+
+TRAINING_TAGS = ["reward", "loss", "entropy", "grad_norm", "mask/masked_rows_changed"]
+
+
+def trainer_series(runs) -> dict[str, list[dict]]:
+    """Training metrics of evaluated checkpoints that came from this project's trainer
+    (`<out_dir>/step-N/` next to `<out_dir>/metrics.jsonl`), keyed by the run's label."""
+    series = {}
+    for run in runs:
+        ckpt = Path(run.record.model.path)
+        metrics = ckpt.parent / "metrics.jsonl"
+        if ckpt.name.startswith("step-") and metrics.is_file():
+            series[run.label] = read_metrics_jsonl(metrics)
+    return series

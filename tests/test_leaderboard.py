@@ -34,7 +34,7 @@ def test_page_markdown_and_provenance(results, tmp_path):
     assert "http://" not in page and "https://" not in page          # self-contained
 
 
-def test_plots_are_png(results):
+def test_plots_are_png(results, tmp_path):
     from harness import plots
     from harness.compare import load
 
@@ -45,10 +45,17 @@ def test_plots_are_png(results):
                                                "8192": {"score": Metric(70.0, 1.0, 10)}}}
     png = plots.ruler_vs_length(runs)
     assert png.startswith(PNG) and len(png) > 2000
-    curves = plots.training_curves([{"step": i, "reward": i / 10, "masked_rows_changed": 0} for i in range(20)],
+    curves = plots.training_curves({"a": [{"step": i, "reward": i / 10, "masked_rows_changed": 0} for i in range(20)],
+                                    "b": [{"step": i, "reward": i / 20} for i in range(20)]},
                                    ["reward", "masked_rows_changed", "absent"])
     assert curves.startswith(PNG)
-    assert plots.training_curves([{"step": 0}], ["reward"]) is None
+    assert plots.training_curves({"a": [{"step": 0}]}, ["reward"]) is None
+    assert plots.trainer_series(runs) == {}                          # no run evaluated a trainer checkpoint
+    ckpt = tmp_path / "train" / "step-2"
+    ckpt.mkdir(parents=True)
+    (ckpt.parent / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "reward": 0.1 * i}) + "\n" for i in (1, 2)))
+    rec.model.path = str(ckpt)
+    assert plots.trainer_series(runs) == {runs[0].label: [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}]}
 
 
 def _browser():
