@@ -1,6 +1,6 @@
 """The loop's algorithm switches end to end on the skilled tiny model: PPO epochs and mini-batches
 (ratio != 1, clipping active), Clip-Cov / KL-Cov, DAPO dynamic sampling, token-level
-accumulation, and data parallelism under torchrun matching one process."""
+accumulation, and data parallelism under torchrun matching one process (FSDP2 also across a resume)."""
 
 from __future__ import annotations
 
@@ -103,11 +103,20 @@ def _free_port() -> int:
 def test_torchrun_two_processes_match_one(tmp_path, parallel):
     single, single_metrics = _train(tmp_path / "one")
     out = tmp_path / parallel
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-           "-m", "training.train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}"]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def torchrun(*extra):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+               "-m", "training.train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}", *extra]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    if parallel == "fsdp":  # stop after step 1 and resume: sharded optimizer state and RNGs round-trip
+        torchrun("steps=1")
+        assert "resumed from" in torchrun().stdout
+    else:
+        torchrun()
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # each rank rolled out its half of the prompts with the same per-prompt seeds: same samples
     assert [m["reward"] for m in metrics] == [m["reward"] for m in single_metrics]
