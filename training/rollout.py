@@ -100,15 +100,16 @@ class HFRollout:
     def _ids(self, prompt: str) -> list[int]:
         return prompt_ids(self.tok, prompt, self.max_prompt_tokens, self.sampling.enable_thinking)
 
-    def _generate(self, ids: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Left-pad and sample -> (padded prompt batch, completion ids [B, C], completion mask [B, C])."""
+    def _generate(self, ids: list[list[int]]) -> list[list[int]]:
+        """Left-pad and sample -> each row's completion ids, up to and including its first EOS."""
         enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.model.device)
         out = self.model.generate(**enc, do_sample=True, temperature=self.sampling.temperature,
                                   top_p=self.sampling.top_p, max_new_tokens=self.sampling.max_new_tokens,
                                   min_new_tokens=1, pad_token_id=self.tok.pad_token_id,
                                   synced_gpus=self.synced_gpus).cpu()
         comp = out[:, enc["input_ids"].shape[1]:]
-        return enc.to("cpu"), comp, completion_mask_from(comp, self.tok.eos_token_id)
+        cmask = completion_mask_from(comp, self.tok.eos_token_id)
+        return [row[:int(m.sum())].tolist() for row, m in zip(comp, cmask)]
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, seeds: list[int] | None = None) -> Rollouts:
@@ -117,22 +118,17 @@ class HFRollout:
         was_training = self.model.training
         self.model.eval()
         try:
-            if seeds is None:  # one batch, sampled from the global RNG; group members adjacent
-                enc, comp, cmask = self._generate([self._ids(p) for p in prompts for _ in range(n)])
-                P = enc["input_ids"].shape[1]
-                return Rollouts(torch.cat([enc["input_ids"], comp], 1), torch.cat([enc["attention_mask"], cmask], 1),
-                                cmask, P, _decode(self.tok, comp, cmask))
+            all_prompts = [ids for p in prompts for ids in [self._ids(p)] * n]  # group members adjacent
+            if seeds is None:  # one batch, sampled from the global RNG
+                return _pack(self.tok, all_prompts, self._generate(all_prompts))
             # One generate call per group under its own seed: the group depends neither on which
             # prompts share the batch (padding, row order) nor on the global RNG, which is left as it was.
-            all_prompts, all_comps = [], []
+            all_comps = []
             cuda = [self.model.device] if self.model.device.type == "cuda" else []
-            for prompt, seed in zip(prompts, seeds):
-                ids = self._ids(prompt)
+            for g, seed in enumerate(seeds):
                 with torch.random.fork_rng(devices=cuda):
                     torch.manual_seed(seed)
-                    _, comp, cmask = self._generate([ids] * n)
-                all_prompts += [ids] * n
-                all_comps += [row[:int(m.sum())].tolist() for row, m in zip(comp, cmask)]
+                    all_comps += self._generate(all_prompts[g * n:(g + 1) * n])
             return _pack(self.tok, all_prompts, all_comps)
         finally:
             self.model.train(was_training)
@@ -176,7 +172,6 @@ class VLLMRollout:
         from vllm import LLM
 
         self.tok, self.sampling, self.max_prompt_tokens = tokenizer, sampling, max_prompt_tokens
-        self.tok.padding_side = "left"
         engine_kwargs.setdefault("dtype", "float32")
         engine_kwargs.setdefault("max_model_len", max_prompt_tokens + sampling.max_new_tokens)
         # vLLM reads both while constructing; scoped so a vLLM server started later is unaffected.
