@@ -276,21 +276,23 @@ def _stack(mb: list[Row], device):
     C = max(r.ids.shape[0] - r.prompt_len for r in mb)
     ids = torch.zeros(len(mb), P + C, dtype=torch.long)
     am = torch.zeros_like(ids)
-    cm = torch.zeros(len(mb), C)
-    old = torch.zeros(len(mb), C) if mb[0].old_logp is not None else None
-    engine = torch.zeros(len(mb), C) if mb[0].rollout_logp is not None else None
     for i, r in enumerate(mb):
-        n, c = r.ids.shape[0], r.completion.shape[0]
+        n = r.ids.shape[0]
         ids[i, P - r.prompt_len:P + n - r.prompt_len] = r.ids  # prompt right-aligned at P, completion after it
         am[i, P - r.prompt_len:P + n - r.prompt_len] = r.attention
-        cm[i, :c] = r.completion
-        if old is not None:
-            old[i, :c] = r.old_logp
-        if engine is not None:
-            engine[i, :c] = r.rollout_logp[:c]
+
+    def per_token(field: str):  # a [C] row field right-padded with zeros to [b, C]; None if unset
+        if getattr(mb[0], field) is None:
+            return None
+        out = torch.zeros(len(mb), C)
+        for i, r in enumerate(mb):
+            c = r.completion.shape[0]
+            out[i, :c] = getattr(r, field)[:c]
+        return out.to(device)
+
     adv = torch.stack([r.advantage for r in mb]).float()
-    to = lambda t: t.to(device) if t is not None else None  # noqa: E731
-    return ids.to(device), am.to(device), cm.to(device), P, adv.to(device), to(old), to(engine)
+    return (ids.to(device), am.to(device), per_token("completion"), P, adv.to(device),
+            per_token("old_logp"), per_token("rollout_logp"))
 
 
 @torch.no_grad()
@@ -382,8 +384,10 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(d.device).eval().requires_grad_(False)
         if d.mode == "fsdp":
             parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
-    mask = (LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else
-            LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask))
+    def calibrated_mask():  # saliency on the first calib_prompts prompts, with the current weights
+        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask)
+
+    mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrated_mask()
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
@@ -402,7 +406,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
                      disable=not d.main):
         t0 = time.perf_counter()
         if cfg.mask.refresh_every and step > start and step % cfg.mask.refresh_every == 0:
-            mask = LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask)
+            mask = calibrated_mask()
             mask.attach(model, opt)
 
         # 1. rollout + 2. reward (+ dynamic sampling) -> 3. advantages
