@@ -109,6 +109,16 @@ def columns(record: RunRecord) -> list[Column]:
     return cols
 
 
+def union_columns(records: list[RunRecord]) -> list[Column]:
+    """Every record's columns, each name once, in first-seen order (a task only some runs have
+    still gets a column; its cells elsewhere are empty)."""
+    seen: dict[str, Column] = {}
+    for record in records:
+        for c in columns(record):
+            seen.setdefault(c.name, c)
+    return list(seen.values())
+
+
 def differences(a: RunRecord, b: RunRecord, tasks: list[str]) -> list[str]:
     """Why two runs cannot be paired task by task (empty when they can)."""
     out = []
@@ -179,9 +189,7 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
         next((r for r in runs if baseline and Path(baseline) == r.path), runs[0])
     if base not in runs:
         runs.insert(0, base)
-    cols = columns(base.record)
-    for r in runs:  # tasks the baseline lacks still get a column (their cells elsewhere show "–")
-        cols += [c for c in columns(r.record) if c.name not in {k.name for k in cols}]
+    cols = union_columns([base.record] + [r.record for r in runs])  # the baseline's columns first
     warnings = []
     for r in runs:
         if r is base:

@@ -14,7 +14,7 @@ import html
 import json
 from pathlib import Path
 
-from harness.compare import cell, columns, load
+from harness.compare import cell, load, union_columns
 from harness.errors import UserError
 from harness.results import find_runs
 
@@ -70,15 +70,9 @@ def build(results_dir: str | Path = "results") -> tuple[list, list[str], list[di
     if not paths:
         raise UserError(f"no run directories (with run.json) under {results_dir}")
     runs = [load(p) for p in paths]
-    names: list[str] = []
-    col_of: dict[str, object] = {}
-    for run in runs:
-        for c in columns(run.record):
-            if c.name not in col_of:
-                col_of[c.name] = c
-                names.append(c.name)
-    table = [{"run": run, "values": {n: cell(run, col_of[n]) for n in names}} for run in runs]
-    return runs, names, table
+    cols = union_columns([run.record for run in runs])
+    table = [{"run": run, "values": {c.name: cell(run, c) for c in cols}} for run in runs]
+    return runs, [c.name for c in cols], table
 
 
 def markdown(names: list[str], table: list[dict]) -> str:
