@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def tiny_model(path: str | None) -> str:
-    from harness.tiny_model import build_tiny_model, is_tiny_model_dir
+    from longact.tiny.model import build_tiny_model, is_tiny_model_dir
 
     p = Path(path or "models/tiny-qwen3")
     if not is_tiny_model_dir(p):

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from harness import stats  # noqa: E402
-from harness.stats import mcnemar_exact, paired_bootstrap, paired_permutation  # noqa: E402
+from harness.report import stats  # noqa: E402
+from harness.report.stats import mcnemar_exact, paired_bootstrap, paired_permutation  # noqa: E402
 
 
 def main() -> None:

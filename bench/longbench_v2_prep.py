@@ -80,7 +80,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from tasks.longbench_v2.prompts import ZERO_SHOT, fill
-    from tasks.prompt_budget import PromptTruncator
+    from tasks.tokens import PromptTruncator
 
     rng = random.Random(0)
     vocab = syllable_words(rng, 60000)

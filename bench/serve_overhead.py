@@ -23,9 +23,10 @@ from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
 
 def collect_requests(model: str, tasks: list[str], window: int):
     """(endpoint, payload) for every request the harness would send, fitted the same way."""
-    from harness.lm_backends import split_gen_kwargs
-    from harness.runner import load_tokenizer, task_manager
-    from harness.truncation import PromptFitter
+    from harness.backends.lm import split_gen_kwargs
+    from harness.run.runner import load_tokenizer
+    from harness.run.tasks import task_manager
+    from harness.backends.fitting import PromptFitter
 
     fitter = PromptFitter(load_tokenizer(model), window)
     loaded = task_manager().load(tasks)
@@ -65,8 +66,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    from harness.runner import EvalConfig, run_eval
-    from harness.serve import ServerConfig, VLLMServer
+    from harness.run.runner import EvalConfig, run_eval
+    from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
     tasks = args.tasks.split(",")

@@ -26,9 +26,9 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
 
-    from harness.results import load_run
-    from harness.runner import EvalConfig, run_eval
-    from harness.serve import ServerConfig, VLLMServer
+    from harness.records.io import load_run
+    from harness.run.runner import EvalConfig, run_eval
+    from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
     tasks = args.tasks.split(",")

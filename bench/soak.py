@@ -38,9 +38,9 @@ def main() -> None:
 
     from transformers import AutoTokenizer
 
-    from harness.lm_backends import ServerLM, TaskSpec
-    from harness.runner import task_manager
-    from harness.serve import ServerConfig, VLLMServer
+    from harness.backends.lm import ServerLM, TaskSpec
+    from harness.run.tasks import task_manager
+    from harness.backends.serve import ServerConfig, VLLMServer
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     model = tiny_model(args.model)

@@ -26,7 +26,8 @@ PROMPTS, GROUP, NEW_TOKENS = 2, 4, 16
 
 OURS = """
 import json, resource, sys
-from training.train import load_config, train
+from training.config import load_config
+from training.train import train
 cfg = load_config(None, [f"model={sys.argv[1]}", f"out_dir={sys.argv[2]}", f"steps={sys.argv[3]}",
     f"mask.strategy={sys.argv[4]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
     "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-6", "data.n=32", *sys.argv[5:]])
@@ -46,7 +47,8 @@ from training import losses as L, parallel
 from training.data import load_prompts
 from training.mask import LongActMask, MaskConfig
 from training.rollout import HFRollout
-from training.train import build_rows, calibration_batches, collect_groups, load_config, update
+from training.config import load_config
+from training.train import build_rows, calibration_batches, collect_groups, update
 cfg = load_config(None, [f"model={sys.argv[1]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
     "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-6", "data.n=32", f"data.tokenizer={sys.argv[1]}"])
 d = parallel.init("none")

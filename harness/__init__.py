@@ -1,3 +1,5 @@
-"""LongAct evaluation harness: serving, lm-eval runner, truncation, provenance, results, tables."""
+"""LongAct evaluation harness: backends (serving, fitting), run, records and reports.
+
+Layers: `harness` imports `tasks` and never `training` or the app (`longact`)."""
 
 __version__ = "0.1.0"

@@ -1,10 +1,8 @@
-"""Errors the CLI turns into one readable line and a non-zero exit, without a traceback."""
+"""Errors of an evaluation run; all derive from the project's one base, `tasks.errors.UserError`."""
 
+from tasks.errors import UserError
 
-class UserError(Exception):
-    """Bad input or environment: the message says what is wrong and what to do."""
-
-    exit_code = 2
+__all__ = ["UserError", "IncompleteRunError"]
 
 
 class IncompleteRunError(UserError):

@@ -11,11 +11,11 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from tasks.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """A data file is malformed. The message says where and what was expected."""
-
-    exit_code = 2
 
     def __init__(self, path, line: int | None, field: str | None, message: str):
         where = str(path) + (f" line {line}" if line is not None else "")

@@ -32,7 +32,7 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from harness.tiny_model import build_tiny_model
+    from longact.tiny.model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-qwen3")
 
@@ -47,7 +47,7 @@ def tiny_tokenizer(tiny_model_dir):
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model_dir, tmp_path_factory):
     """One real vLLM server for the whole session (startup takes about a minute on 2 cores)."""
-    from harness.serve import ServerConfig, VLLMServer
+    from harness.backends.serve import ServerConfig, VLLMServer
 
     log = tmp_path_factory.mktemp("server") / "server.log"
     server = VLLMServer(ServerConfig(model=str(tiny_model_dir), max_model_len=SERVER_WINDOW), log_path=log)

@@ -5,7 +5,7 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
     """--per-request-seed must arrive in ServerLM and add a stable seed to sampled requests only."""
     from lm_eval.api.instance import Instance
 
-    from harness.runner import EvalConfig, _build_backend
+    from harness.run.runner import EvalConfig, _build_backend
 
     def req(temperature):
         gen = {"max_gen_toks": 8, "do_sample": temperature > 0, "temperature": temperature}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.cli import main
+from longact.cli import main
 
 
 def test_help_lists_verbs_and_examples(capsys):

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from harness.errors import UserError
-from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.records.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
 
 
 def write_run(root, name, scores: dict, config_hash="c" * 64, docs=None, window=2048, group=("tiny", "tiny_")):
@@ -49,7 +49,7 @@ GOLDEN = """baseline: base (0000base) · scores in percent · delta = run − ba
 
 
 def test_compare_table_golden(tmp_path):
-    from harness.compare import compare, render
+    from harness.report.compare import compare, render
 
     base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0, 0, 100], "tiny_kv": [0, 0, 0, 0]})
     other = write_run(tmp_path, "longact", {"tiny_passkey": [100, 100, 0, 100], "tiny_kv": [100, 0, 0, 0]})
@@ -63,7 +63,7 @@ def test_compare_table_golden(tmp_path):
 
 
 def test_compare_refuses_runs_not_run_the_same_way(tmp_path):
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0]})
     other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100]}, config_hash="e" * 64, window=4096)
@@ -80,7 +80,7 @@ def _edit_samples(run_dir, task, edit):
 
 
 def test_compare_refuses_items_truncated_or_prompted_differently(tmp_path):
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0, 0]})
     other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100, 0]})
@@ -95,7 +95,7 @@ def test_compare_refuses_items_truncated_or_prompted_differently(tmp_path):
 
 
 def test_compare_refuses_another_truncation_policy(tmp_path):
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     base = write_run(tmp_path, "base", {"tiny_passkey": [100, 0]})
     other = write_run(tmp_path, "other", {"tiny_passkey": [100, 100]})
@@ -107,7 +107,7 @@ def test_compare_refuses_another_truncation_policy(tmp_path):
 
 
 def test_longbench_splits_and_ruler_lengths(tmp_path):
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     docs = [{"difficulty": d, "length": l} for d, l in (("easy", "short"), ("hard", "short"), ("hard", "long"), ("easy", "medium"))]
     base = write_run(tmp_path, "base", {"longbench_v2": [100, 0, 0, 100]}, docs={"longbench_v2": docs}, group=None)
@@ -119,7 +119,7 @@ def test_longbench_splits_and_ruler_lengths(tmp_path):
 
 
 def test_missing_samples_file_is_a_clear_error(tmp_path):
-    from harness.compare import compare
+    from harness.report.compare import compare
 
     base = write_run(tmp_path, "base", {"tiny_passkey": [100]})
     (base / "samples_tiny_passkey.jsonl").unlink()
@@ -128,8 +128,8 @@ def test_missing_samples_file_is_a_clear_error(tmp_path):
 
 
 def test_group_columns_follow_the_recorded_members(tmp_path):
-    from harness.compare import columns
-    from harness.results import load_run
+    from harness.report.compare import columns
+    from harness.records.io import load_run
 
     run = write_run(tmp_path, "base", {"tiny_kv": [100, 0], "tiny_mc": [0, 0], "other_task": [100, 100]})
     rec = load_run(run)
@@ -141,7 +141,7 @@ def test_group_columns_follow_the_recorded_members(tmp_path):
 
 
 def test_tasks_only_another_run_has_get_a_column(tmp_path):
-    from harness.compare import compare, render
+    from harness.report.compare import compare, render
 
     base = write_run(tmp_path, "base", {"tiny_kv": [0, 100]})
     other = write_run(tmp_path, "longact", {"tiny_kv": [100, 100], "tiny_mc": [100, 0]})

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from harness.errors import IncompleteRunError
-from harness.results import load_run
-from harness.runner import EvalConfig, run_eval
+from harness.records.io import load_run
+from harness.run.runner import EvalConfig, run_eval
 from tests.conftest import SERVER_WINDOW
 
 pytestmark = pytest.mark.server

@@ -112,8 +112,8 @@ def test_process_results_uses_the_task_scorer():
 
 @pytest.mark.server
 def test_fixtures_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
-    from harness.results import load_run
-    from harness.runner import EvalConfig, run_eval
+    from harness.records.io import load_run
+    from harness.run.runner import EvalConfig, run_eval
 
     cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["infinitebench"],
                      output_dir=str(tmp_path), task_metadata={"data_dir": str(FIXTURE)},

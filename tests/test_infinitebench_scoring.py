@@ -67,7 +67,7 @@ def test_registry_covers_the_twelve_tasks():
 def test_score_cli_reads_official_prediction_files(tmp_path, capsys):
     import json
 
-    from harness.cli import main
+    from longact.cli import main
 
     p = tmp_path / "preds_kv_retrieval.jsonl"
     rows = [{"id": 0, "prediction": 'The value is "abc-1".', "ground_truth": "abc-1"},
@@ -85,7 +85,7 @@ def test_score_cli_reads_official_prediction_files(tmp_path, capsys):
 def test_score_cli_bad_prediction_file(tmp_path, capsys):
     import json
 
-    from harness.cli import main
+    from longact.cli import main
 
     p = tmp_path / "preds.jsonl"
     p.write_text(json.dumps({"ground_truth": "1", "prediction": "1"}) + "\n" + json.dumps({"ground_truth": "2"}) + "\n")

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from harness.schema import Metric, RunRecord
+from harness.records.schema import Metric, RunRecord
 from tests.test_compare import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -23,7 +23,7 @@ def results(tmp_path):
 
 
 def test_page_markdown_and_provenance(results, tmp_path):
-    from harness.leaderboard import write_leaderboard
+    from harness.report.leaderboard import write_leaderboard
 
     out = write_leaderboard(results, tmp_path / "site")
     md = (out / "leaderboard.md").read_text()
@@ -35,8 +35,8 @@ def test_page_markdown_and_provenance(results, tmp_path):
 
 
 def test_plots_are_png(results, tmp_path):
-    from harness import plots
-    from harness.compare import load
+    from harness.report import plots
+    from harness.report.compare import load
 
     runs = [load(p) for p in sorted(results.iterdir())]
     assert plots.ruler_vs_length(runs) is None                       # no RULER results, no plot
@@ -69,7 +69,7 @@ def _browser():
 @pytest.mark.skipif(_browser() is None, reason="no headless Chromium on this machine (.ci/run installs the "
                                                "distribution's chromium package where apt can reach a mirror)")
 def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
-    from harness.leaderboard import write_leaderboard
+    from harness.report.leaderboard import write_leaderboard
 
     out = write_leaderboard(results, tmp_path / "site")
     url = (out / "index.html").resolve().as_uri()
@@ -86,9 +86,9 @@ def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
 
 
 def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
-    from harness.cli import main
-    from harness.leaderboard import build
-    from harness.results import load_run
+    from longact.cli import main
+    from harness.report.leaderboard import build
+    from harness.records.io import load_run
 
     preds = tmp_path / "preds_passkey.jsonl"
     preds.write_text("".join(json.dumps({"id": i, "prediction": p, "ground_truth": ["123"]}) + "\n"
@@ -104,8 +104,8 @@ def test_official_prediction_files_join_as_imported_runs(results, tmp_path, caps
 
 
 def test_longbench_prediction_file_imports_with_splits(tmp_path):
-    from harness.cli import main
-    from harness.results import load_run
+    from longact.cli import main
+    from harness.records.io import load_run
 
     items = [{"_id": "a", "difficulty": "easy", "length": "short", "answer": "A", "response": "The correct answer is (A)"},
              {"_id": "b", "difficulty": "hard", "length": "long", "answer": "B", "response": "The correct answer is (C)"}]

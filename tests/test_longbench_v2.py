@@ -83,7 +83,7 @@ def test_official_report_hand_computed():
 
 
 def test_score_cli_matches_result_py_on_an_official_file(tmp_path, capsys):
-    from harness.cli import main
+    from longact.cli import main
 
     rows = [
         {"_id": "1", "difficulty": "easy", "length": "short", "answer": "A", "response": "The correct answer is (A)", "pred": "Z", "judge": False},
@@ -102,7 +102,7 @@ def test_score_cli_matches_result_py_on_an_official_file(tmp_path, capsys):
 
 
 def test_score_cli_bad_file(tmp_path, capsys):
-    from harness.cli import main
+    from longact.cli import main
 
     p = tmp_path / "bad.jsonl"
     p.write_text(json.dumps({"difficulty": "easy", "length": "short", "answer": "E", "response": ""}) + "\n")
@@ -183,8 +183,8 @@ def test_loader_truncates_with_the_evaluated_tokenizer(tiny_model_dir, tiny_toke
 
 @pytest.mark.server
 def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
-    from harness.results import load_run
-    from harness.runner import EvalConfig, run_eval
+    from harness.records.io import load_run
+    from harness.run.runner import EvalConfig, run_eval
 
     cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir),
                      tasks=["longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"],

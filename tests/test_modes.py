@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from harness.modes import join_reasoning, reasoning_budget, strip_thinking, wrap_process_results
+from harness.run.modes import reasoning_budget, wrap_process_results
+from tasks.thinking import join_reasoning, strip_thinking
 
 
 @pytest.mark.parametrize("text,opened,answer,found,closed", [
@@ -51,7 +52,7 @@ def test_reasoning_budget_defaults_and_override():
 
 
 def test_reasoning_budget_truncates_the_prompt_and_counts_it(tiny_tokenizer):
-    from harness.truncation import PromptFitter
+    from harness.backends.fitting import PromptFitter
 
     fitter = PromptFitter(tiny_tokenizer, 2048)
     content = "word " * 3000
@@ -64,8 +65,8 @@ def test_reasoning_budget_truncates_the_prompt_and_counts_it(tiny_tokenizer):
 
 @pytest.mark.server
 def test_reasoning_mode_with_three_samples_end_to_end(vllm_server, tiny_model_dir, tmp_path):
-    from harness.results import load_run
-    from harness.runner import EvalConfig, run_eval
+    from harness.records.io import load_run
+    from harness.run.runner import EvalConfig, run_eval
     from tasks.tiny import utils
 
     cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny_mc", "tiny_passkey"],

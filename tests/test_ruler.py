@@ -222,7 +222,7 @@ def test_score_official_prediction_file(tmp_path):
 
 
 def test_score_cli_json(tmp_path, capsys):
-    from harness.cli import main
+    from longact.cli import main
 
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"pred": "VAR ABCDE", "outputs": ["ABCDE", "FGHIJ"]}) + "\n")
@@ -269,9 +269,9 @@ def test_essay_fallback_is_generated_and_marked(monkeypatch, tmp_path):
 
 @pytest.mark.server
 def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
-    from harness.results import load_run
-    from harness.runner import EvalConfig, run_eval
-    from harness.tables import run_table
+    from harness.records.io import load_run
+    from harness.run.runner import EvalConfig, run_eval
+    from harness.report.tables import run_table
 
     md = {"lengths": [2048], "num_samples": 2, **QA_PATHS}
     cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["ruler"],

@@ -5,8 +5,8 @@ import threading
 import pytest
 
 from harness.errors import UserError
-from harness.results import atomic_write_json, create_run_dir, load_run, write_run
-from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, SchemaError, ServingInfo, TaskResult
+from harness.records.io import atomic_write_json, create_run_dir, load_run, write_run
+from harness.records.schema import CodeInfo, Metric, ModelInfo, RunRecord, SchemaError, ServingInfo, TaskResult
 
 
 def _record(run_id="r1") -> RunRecord:
@@ -49,7 +49,7 @@ def test_every_schema_field_has_a_docstring():
     import ast
     import inspect
 
-    import harness.schema as schema
+    import harness.records.schema as schema
 
     tree = ast.parse(inspect.getsource(schema))
     for cls in [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in

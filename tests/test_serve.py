@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from harness.errors import UserError
-from harness.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
+from harness.backends.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
 
 pytestmark = pytest.mark.server
 
@@ -41,7 +41,7 @@ def test_start_health_request_stop_leaves_no_orphans(tiny_model_dir, tmp_path):
 @pytest.mark.slow
 def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
     """SIGINT to `longact eval` while the server is up: the process exits and no vLLM survives."""
-    cmd = [sys.executable, "-m", "harness.cli", "eval", "--model", str(tiny_model_dir), "--tasks", "tiny",
+    cmd = [sys.executable, "-m", "longact.cli", "eval", "--model", str(tiny_model_dir), "--tasks", "tiny",
            "--max-model-len", "1024", "--output-dir", str(tmp_path), "--quiet", "--no-cache"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     me = psutil.Process(proc.pid)

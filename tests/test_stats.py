@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.stats import mcnemar_exact, paired_bootstrap, paired_permutation, paired_test, stratified_mean
+from harness.report import stats
+from harness.report.stats import mcnemar_exact, paired_bootstrap, paired_permutation, paired_test, stratified_mean
 
 
 def test_mcnemar_exact_textbook():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.runner import TASKS_DIR, check_task_names, task_manager
+from harness.run.tasks import TASKS_DIR, check_task_names, task_manager
 from harness.errors import UserError
 
 

@@ -1,6 +1,6 @@
 import hashlib
 
-from harness.tiny_model import TinyModelSpec, build_tiny_model
+from longact.tiny.model import TinyModelSpec, build_tiny_model
 
 
 def _digests(d):

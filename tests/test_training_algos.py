@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from training.mask import LongActMask
-from training.train import load_config, train
+from training.config import load_config
+from training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"
@@ -106,7 +107,7 @@ def test_torchrun_two_processes_match_one(tmp_path, parallel):
 
     def torchrun(*extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               "-m", "training.train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}", *extra]
+               "-m", "longact", "train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}", *extra]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0, proc.stderr[-3000:]

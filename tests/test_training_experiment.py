@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main as cli_main
-from harness.results import load_run
+from longact.cli import main as cli_main
+from harness.records.io import load_run
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 

@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 
 from tasks.data_io import DataError
 from training.data import DataConfig, load_prompts
-from training.train import load_config, main, train
+from longact.cli import main
+from training.config import load_config
+from training.train import train
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 
@@ -58,7 +60,7 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_dry_run_prints_resolved_config(capsys):
-    assert main(["--config", str(CONFIG), "--dry-run", "model=m", "mask.strategy=random"]) == 0
+    assert main(["train", "--config", str(CONFIG), "--dry-run", "model=m", "mask.strategy=random"]) == 0
     out = capsys.readouterr().out
     assert "strategy: random" in out and "model: m" in out
     assert load_config(str(CONFIG), ["model=m", "lr=1e-3"]).lr == 1e-3

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from training.train import load_config, train
+from training.config import load_config
+from training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,8 @@
 import pytest
 
 from harness.errors import UserError
-from harness.truncation import PromptFitter, middle_truncate_ids
+from harness.backends.fitting import PromptFitter
+from tasks.tokens import middle_truncate_ids
 
 
 def test_middle_truncate_keeps_head_and_tail_exactly():

@@ -75,7 +75,7 @@ def ruler(cfg: DataConfig) -> list[Prompt]:
     """RULER samples from the benchmark's own generators, as chat user turns sized (chat template
     included, thinking on) to each length, `cfg.n` per (task, length), seeded apart from the
     evaluation sets (seed + 1000). Rewards use the task's official scorer."""
-    from tasks.prompt_budget import task_tokenizer
+    from tasks.tokens import task_tokenizer
     from tasks.ruler.build import BuildSpec, load_or_build
     from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from training import parallel
 from training.mask import STRATEGIES
 from training.checkpoint import MASK_SUBDIR
-from training.train import TrainConfig, train
+from training.config import TrainConfig
+from training.train import train
 
 
 def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Path:

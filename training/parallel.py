@@ -1,7 +1,7 @@
 """Data parallelism for the trainer: one process per device, launched by torchrun.
 
-    torchrun --nproc_per_node 8 -m training.train --config training/configs/qwen3-8b-dapo.yaml
-    torchrun --nproc_per_node 2 -m training.train --config training/configs/tiny-cpu.yaml \\
+    torchrun --nproc_per_node 8 --no-python longact train --config training/configs/qwen3-8b-dapo.yaml
+    torchrun --nproc_per_node 2 --no-python longact train --config training/configs/tiny-cpu.yaml \\
         model=models/tiny-qwen3 parallel=ddp                      # CPU, gloo
 
 Config `parallel`:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tasks.tokens import middle_truncate_ids
+
 
 @dataclass
 class SamplingConfig:
@@ -54,8 +56,7 @@ def prompt_ids(tokenizer, prompt: str, max_tokens: int, enable_thinking: bool | 
     ids = tokenizer(_chat(tokenizer, prompt, enable_thinking), add_special_tokens=False)["input_ids"]
     if len(ids) <= max_tokens:
         return ids
-    half = max_tokens // 2
-    return ids[:half] + ids[len(ids) - (max_tokens - half):]
+    return middle_truncate_ids(ids, max_tokens)
 
 
 def completion_mask_from(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import prompt_budget
+from tasks import tokens
 from tasks.data_io import DataError, list_of_str, read_jsonl, to_dataset_dict, validate_row
 from tasks.infinitebench.prompts import MAX_NEW_TOKENS, build_prompt, chat_prefix, labels, row_problem
 from tasks.infinitebench.scoring import SCORERS
@@ -85,11 +85,11 @@ def load(ib_task: str, data_dir=None, tokenizer=None, max_model_len=None, max_le
     fitted = [(p, False, None) for p in prompts]
     limit = None
     if tokenizer:
-        tok = prompt_budget.task_tokenizer(tokenizer)
+        tok = tokens.task_tokenizer(tokenizer)
         gen = MAX_NEW_TOKENS[ib_task]
-        limit = int(max_length) if max_length else prompt_budget.default_max_length(
+        limit = int(max_length) if max_length else tokens.default_max_length(
             tok, max_model_len, gen, cap=OFFICIAL_WINDOW - gen, prefix=chat_prefix(ib_task))
-        fitted = prompt_budget.PromptTruncator(tok, limit, skip_special_tokens=False).batch(prompts)
+        fitted = tokens.PromptTruncator(tok, limit, skip_special_tokens=False).batch(prompts)
     docs = [{**r, "task": ib_task, "labels": labels(ib_task, r), "_prompt": p, "_truncated": cut,
              "_original_tokens": n, "_max_length": limit} for r, (p, cut, n) in zip(rows, fitted)]
     return to_dataset_dict(docs)

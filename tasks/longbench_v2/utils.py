@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks import prompt_budget
+from tasks import tokens
 from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
 from tasks.longbench_v2.prompts import COT, COT_ANSWER, NO_CONTEXT, ZERO_SHOT, fill
-from tasks.prompt_budget import PromptTruncator
+from tasks.tokens import PromptTruncator
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
 
 OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
@@ -52,7 +52,7 @@ def load_rows(data_path: str | None = None) -> list[dict]:
 
 
 def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) -> int:
-    return prompt_budget.default_max_length(tokenizer, max_model_len, gen_budget, cap=OFFICIAL_MAX_LENGTH)
+    return tokens.default_max_length(tokenizer, max_model_len, gen_budget, cap=OFFICIAL_MAX_LENGTH)
 
 
 def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
@@ -62,7 +62,7 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
         rows = rows[: int(limit_rows)]
     truncate = None
     if tokenizer:
-        tok = prompt_budget.task_tokenizer(tokenizer)
+        tok = tokens.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
     template = TEMPLATE_OF_VARIANT[variant]
     prompts = [fill(template, r) for r in rows]

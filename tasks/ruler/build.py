@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tasks.prompt_budget import encode_fast
+from tasks.tokens import encode_fast
 from tasks.ruler import sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
 from tasks.ruler.synthetic import GENERATORS, Context, Sample

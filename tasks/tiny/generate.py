@@ -3,7 +3,8 @@
     python -m tasks.tiny.generate            # rewrites tasks/tiny/data/*.jsonl
     python -m tasks.tiny.generate --check    # exit 1 if the shipped files differ
 
-Lengths are measured in tokens of the embedded tiny tokenizer (built in memory, same seed), so the
+Lengths are measured in tokens of the embedded tiny tokenizer (the one committed with
+`assets/tiny-qwen3-skilled`, which `longact model build-tiny` rebuilds byte for byte), so the
 needle tasks really span 256-1024 tokens for the default model. The files are committed; tests
 regenerate them and compare, so the generator and the fixtures cannot drift apart.
 """
@@ -33,10 +34,13 @@ FILLER_WORDS = ("the old road runs past a quiet field where people walk in the m
                 "wind moves over long grass while birds sing near the small house by the water").split()
 
 
-def _tokenizer():
-    from harness.tiny_model import TinyModelSpec, build_tokenizer
+TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "assets" / "tiny-qwen3-skilled"
 
-    return build_tokenizer(TinyModelSpec())
+
+def _tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TOKENIZER_DIR)
 
 
 def _ntok(tok, text: str) -> int:

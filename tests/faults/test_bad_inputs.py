@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
-from harness.runner import check_task_versions
+from longact.cli import main
+from harness.run.tasks import check_task_versions
 from harness.errors import UserError
 
 pytestmark = pytest.mark.server
@@ -81,7 +81,7 @@ def test_malformed_ruler_qa_file_and_lengths(capsys, vllm_server, tiny_model_dir
 
 
 def test_mismatched_tokenizer_is_refused(capsys, vllm_server, tiny_model_dir, tmp_path):
-    from harness.tiny_model import TinyModelSpec, build_tiny_model
+    from longact.tiny.model import TinyModelSpec, build_tiny_model
 
     other = build_tiny_model(tmp_path / "other", TinyModelSpec(seed=7))
     code, err = run_cli(capsys, vllm_server, tiny_model_dir, tmp_path / "out", "tiny_kv", {}, tokenizer=other)

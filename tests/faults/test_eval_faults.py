@@ -16,9 +16,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.results import load_run
-from harness.runner import EvalConfig, run_eval
-from harness.serve import ServerConfig, VLLMServer
+from harness.records.io import load_run
+from harness.run.runner import EvalConfig, run_eval
+from harness.backends.serve import ServerConfig, VLLMServer
 from tests.conftest import SERVER_WINDOW
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -37,7 +37,7 @@ def cached_answers(out_dir: Path) -> int:
 
 
 def eval_cli(*args: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "harness.cli", "eval", "--tasks", "tiny", "--quiet", *args]
+    cmd = [sys.executable, "-m", "longact.cli", "eval", "--tasks", "tiny", "--quiet", *args]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

@@ -4,8 +4,8 @@ evaluation of model output."""
 import ast
 from pathlib import Path
 
-from harness.lm_backends import ServerLM
-from harness.serve import ServerConfig
+from harness.backends.lm import ServerLM
+from harness.backends.serve import ServerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,7 +37,7 @@ def test_no_remote_code_and_no_pickled_weights_by_default(monkeypatch):
     import transformers
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda path, **kw: seen.update(kw) or object())
-    from harness.runner import load_tokenizer
+    from harness.run.runner import load_tokenizer
 
     load_tokenizer("anything")
     assert seen.get("trust_remote_code") is False

@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 
 from training import losses as L
 from training.checkpoint import latest as latest_checkpoint
-from training.train import load_config, train
+from training.config import load_config
+from training.train import train
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.results import load_run
-from harness.schema import RunRecord
-from harness.stats import paired_test
+from harness.records.io import load_run
+from harness.records.schema import RunRecord
+from harness.report.stats import paired_test
 
 LONGBENCH_SPLITS = [("Overall", None, None), ("Easy", "difficulty", "easy"), ("Hard", "difficulty", "hard"),
                     ("Short", "length", "short"), ("Medium", "length", "medium"), ("Long", "length", "long")]

@@ -1,10 +1,10 @@
-"""`longact train` and `longact experiment`: parsers and handlers, registered by harness/cli.py."""
+"""`longact train` and `longact experiment`: parsers and handlers, registered by longact/cli.py."""
 
 from __future__ import annotations
 
 import dataclasses
 
-from harness.errors import UserError
+from tasks.errors import UserError
 
 EXAMPLES = """examples:
   longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3
@@ -31,7 +31,7 @@ def add_parsers(sub) -> dict:
 
 
 def _config(args):
-    from training.train import load_config
+    from training.config import load_config
 
     try:
         return load_config(args.config, args.overrides)

@@ -4,7 +4,7 @@ Backends truncate differently (lm-eval's vLLM backend keeps the tail, `local-com
 `tokenized_requests=False` does not check at all and a single over-long prompt kills the run with
 a 400), which silently changes a benchmark. So the harness fits every prompt before it is sent:
 
-* `middle_truncate_ids` keeps the head and the tail of a token sequence, as LongBench and
+* `tasks.tokens.middle_truncate_ids` keeps the head and the tail of a token sequence, as LongBench and
   InfiniteBench do (the question usually sits at the end, the instruction at the start).
 * `PromptFitter.fit` makes (templated prompt + generation budget) <= max_model_len, truncating the
   raw content in the middle *before* the chat template is applied, so the template's special
@@ -18,22 +18,7 @@ import hashlib
 from dataclasses import dataclass
 
 from harness.errors import UserError
-
-
-def middle_truncate_ids(ids: list[int], max_len: int, tail_rounds_up: bool = True) -> list[int]:
-    """Keep the first and last tokens of `ids` so that at most `max_len` remain.
-
-    Head = max_len // 2. With `tail_rounds_up` the tail is max_len - head, exactly max_len kept:
-    what LongBench `pred.py` and InfiniteBench `truncate_input` both do (`ids[-m//2:]` parses as
-    `ids[(-m)//2:]`, i.e. ceil(m/2) ids); without it the tail is also max_len // 2.
-    """
-    if max_len < 0:
-        raise ValueError(f"max_len must be >= 0, got {max_len}")
-    if len(ids) <= max_len:
-        return list(ids)
-    head = max_len // 2
-    tail = max_len - head if tail_rounds_up else max_len // 2
-    return list(ids[:head]) + (list(ids[len(ids) - tail:]) if tail else [])
+from tasks.tokens import count_prompt_tokens, middle_truncate_ids, render_prompt
 
 
 def prompt_hash(text: str) -> str:
@@ -68,19 +53,12 @@ class PromptFitter:
 
         `template_kwargs` (e.g. {"enable_thinking": True} in reasoning mode) are the ones sent
         with the request, so the count matches what the server renders."""
-        if not chat:
-            return content
-        return self.tok.apply_chat_template(
-            list(prefix or []) + [{"role": "user", "content": content}], tokenize=False,
-            add_generation_prompt=True, **{**self.chat_template_kwargs, **(template_kwargs or {})},
-        )
+        return render_prompt(self.tok, content, chat, {**self.chat_template_kwargs, **(template_kwargs or {})}, prefix)
 
     def count(self, content: str, chat: bool, template_kwargs: dict | None = None,
               prefix: list[dict] | None = None) -> int:
-        # vLLM tokenizes rendered chat prompts without adding special tokens and completion
-        # prompts with them (a no-op for tokenizers without BOS, e.g. Qwen's).
-        text = self.render(content, chat, template_kwargs, prefix)
-        return len(self.tok(text, add_special_tokens=not chat)["input_ids"])
+        return count_prompt_tokens(self.tok, content, chat, {**self.chat_template_kwargs, **(template_kwargs or {})},
+                                   prefix)
 
     def fit(self, content: str, max_gen_toks: int, chat: bool, template_kwargs: dict | None = None,
             prefix: list[dict] | None = None) -> FitResult:

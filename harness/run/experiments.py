@@ -45,7 +45,7 @@ def arm_run_id(manifest: str | Path, arm: str) -> str:
 
 def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[str, Path]:
     """Arm -> its finished run directory under `results_dir`; a clear error names missing ones."""
-    from harness.results import load_run
+    from harness.records.io import load_run
 
     runs, missing = {}, []
     for arm in read_manifest(manifest):

@@ -1,6 +1,9 @@
-"""Official middle truncation of filled prompts, shared by LongBench v2 and InfiniteBench.
+"""Token primitives every layer shares: middle truncation, chat rendering and token counting.
 
-Both official scripts tokenize the filled prompt, keep the first `max_length // 2` and the last
+They live at the bottom (tasks/) so benchmark loaders, the harness's prompt fitter and the
+trainer's rollouts all cut and count prompts with one implementation.
+
+Official middle truncation of filled prompts (LongBench v2, InfiniteBench): both official scripts tokenize the filled prompt, keep the first `max_length // 2` and the last
 `max_length - max_length // 2` ids (Python's `ids[-m//2:]` takes ceil(m/2)), and decode. This
 module does that in the evaluated model's tokenizer, one tokenizer pass per prompt, and picks
 the default `max_length` so that the templated prompt plus the generation budget fits the window.
@@ -9,6 +12,40 @@ the default `max_length` so that the templated prompt plus the generation budget
 from __future__ import annotations
 
 import functools
+
+
+def middle_truncate_ids(ids: list[int], max_len: int, tail_rounds_up: bool = True) -> list[int]:
+    """Keep the first and last tokens of `ids` so that at most `max_len` remain.
+
+    Head = max_len // 2. With `tail_rounds_up` the tail is max_len - head, exactly max_len kept:
+    what LongBench `pred.py` and InfiniteBench `truncate_input` both do (`ids[-m//2:]` parses as
+    `ids[(-m)//2:]`, i.e. ceil(m/2) ids); without it the tail is also max_len // 2.
+    """
+    if max_len < 0:
+        raise ValueError(f"max_len must be >= 0, got {max_len}")
+    if len(ids) <= max_len:
+        return list(ids)
+    head = max_len // 2
+    tail = max_len - head if tail_rounds_up else max_len // 2
+    return list(ids[:head]) + (list(ids[len(ids) - tail:]) if tail else [])
+
+
+def render_prompt(tokenizer, content: str, chat: bool, template_kwargs: dict | None = None,
+                  prefix: list[dict] | None = None) -> str:
+    """The text a server tokenizes: the chat template applied to one user turn (after `prefix`
+    messages) with `template_kwargs`, or, for completion endpoints, the content itself."""
+    if not chat:
+        return content
+    return tokenizer.apply_chat_template(list(prefix or []) + [{"role": "user", "content": content}],
+                                         tokenize=False, add_generation_prompt=True, **(template_kwargs or {}))
+
+
+def count_prompt_tokens(tokenizer, content: str, chat: bool, template_kwargs: dict | None = None,
+                        prefix: list[dict] | None = None) -> int:
+    """Tokens the server counts for a prompt. vLLM tokenizes rendered chat prompts without adding
+    special tokens and completion prompts with them (a no-op for tokenizers without BOS)."""
+    text = render_prompt(tokenizer, content, chat, template_kwargs, prefix)
+    return len(tokenizer(text, add_special_tokens=not chat)["input_ids"])
 
 
 @functools.lru_cache(maxsize=4)
@@ -57,8 +94,7 @@ class PromptTruncator:
         n = len(ids)
         if n <= self.max_length:
             return prompt, False, n
-        half = self.max_length // 2
-        kept = ids[:half] + ids[n - (self.max_length - half):]
+        kept = middle_truncate_ids(ids, self.max_length)
         return self.tok.decode(kept, skip_special_tokens=self.skip_special_tokens), True, n
 
     def batch(self, prompts: list[str]) -> list[tuple[str, bool, int]]:
@@ -79,7 +115,5 @@ def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int, ca
     """
     if not max_model_len:
         return cap
-    from harness.truncation import PromptFitter
-
-    overhead = PromptFitter(tokenizer, int(max_model_len)).count("", chat=True, prefix=prefix)
+    overhead = count_prompt_tokens(tokenizer, "", chat=True, prefix=prefix)
     return max(1, min(cap, int(max_model_len) - int(gen_budget) - overhead))

@@ -32,7 +32,7 @@ def _png(fig) -> bytes:
 
 
 def ruler_vs_length(runs) -> bytes | None:
-    """`runs`: harness.compare.Run objects. None when no run has RULER per-length results."""
+    """`runs`: harness.report.compare.Run objects. None when no run has RULER per-length results."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     drawn = False
@@ -58,8 +58,8 @@ def ruler_vs_length(runs) -> bytes | None:
 def longbench_splits(runs) -> bytes | None:
     import numpy as np
 
-    from harness.compare import LONGBENCH_SPLITS
-    from harness.stats import paired_bootstrap
+    from harness.report.compare import LONGBENCH_SPLITS
+    from harness.report.stats import paired_bootstrap
 
     rows = [r for r in runs if "longbench_v2" in r.record.tasks]
     if not rows:

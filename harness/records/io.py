@@ -1,6 +1,6 @@
 """Result files: unique run ids, atomic writes, loading and validating run directories.
 
-A run directory `results/<run_id>/` holds `run.json` (see harness.schema), one
+A run directory `results/<run_id>/` holds `run.json` (see harness.records.schema), one
 `samples_<task>.jsonl` per task, `server.log` for managed servers and `config.json` (the resolved
 command-line config). Every file is written to a temporary name in the same directory and then
 renamed, so a reader (or a crash) never sees half a file; `run.json` says `complete` only after
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from harness.errors import UserError
-from harness.schema import RunRecord, SchemaError
+from harness.records.schema import RunRecord, SchemaError
 
 
 def _current_umask() -> int:

@@ -1,6 +1,6 @@
 """Run lm-eval tasks against a served (or in-process) model and write a run directory.
 
-    from harness.runner import EvalConfig, run_eval
+    from harness.run.runner import EvalConfig, run_eval
     run_dir = run_eval(EvalConfig(model="models/tiny-qwen3", tasks=["tiny"]))
 
 Steps: resolve tasks (TaskManager with tasks/ as include_path) -> start vLLM unless a base URL is
@@ -8,7 +8,7 @@ given -> build the backend (prompts fitted to the window) -> lm-eval's `evaluate
 request cache -> per-task samples and `run.json` with provenance -> stop the server.
 
 Resume: answers are cached as they arrive in `<output_dir>/.cache/` under a key of (model
-content, tokenizer, window, backend) (see harness/cache.py); rerunning the same command reads
+content, tokenizer, window, backend) (see harness/run/cache.py); rerunning the same command reads
 finished answers from there and sends only the missing requests. Failed requests are never
 cached, so a rerun retries exactly those.
 
@@ -19,8 +19,6 @@ Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `m
 from __future__ import annotations
 
 import contextlib
-import difflib
-import inspect
 import json
 import logging
 import os
@@ -30,12 +28,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness import provenance
 from harness.errors import IncompleteRunError, UserError
-from harness.results import atomic_write_json, atomic_write_jsonl, create_run_dir, utc_now, write_run
-from harness.schema import CodeInfo, Metric, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.records import provenance
+from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
+from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, utc_now, write_run
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.run.tasks import check_task_names, check_task_versions, dataset_fingerprint, task_config_hash, task_manager
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
 # Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
 LONG_DOC_FIELDS = ("context", "input_text", "_prompt")
 log = logging.getLogger("longact")
@@ -69,7 +68,7 @@ class EvalConfig:
     startup_timeout_s: float = 600.0
     per_request_seed: bool = False
     mode: str = "official"
-    """`official` or `reasoning` (harness/modes.py)."""
+    """`official` or `reasoning` (harness/run/modes.py)."""
     samples_per_item: int = 1
     """k outputs per item; metrics become mean@k (and pass@k for 0/100 metrics)."""
     reasoning_budget: int | None = None
@@ -77,31 +76,6 @@ class EvalConfig:
     use_cache: bool = True
     progress: bool = True
     command: list[str] = field(default_factory=list)
-
-
-# Task resolution -------------------------------------------------------------------------
-
-def task_manager(metadata: dict | None = None):
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
-
-
-def check_task_versions(tasks: dict) -> None:
-    """Results are compared by task version: a task without one cannot be evaluated."""
-    for name, task in tasks.items():
-        if (task.config.metadata or {}).get("version") in (None, ""):
-            raise UserError(f"task {name} declares no metadata.version in its YAML; results could not be "
-                            "told apart from a later edit of the task. Add `metadata: {version: 1.0}`")
-
-
-def check_task_names(tm, names: list[str]) -> None:
-    known = set(tm.all_tasks)
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
-            raise UserError(f"unknown task '{name}'.{hint} `longact tasks` lists them all.")
 
 
 def check_model_path(model: str) -> None:
@@ -125,118 +99,6 @@ def load_tokenizer(path: str):
         raise UserError(f"cannot load a tokenizer from {path}: {e}. Pass --tokenizer PATH.") from e
 
 
-# Hashing helpers -------------------------------------------------------------------------
-
-def _callable_sources(cfg) -> list[str]:
-    """Source files behind a task's `!function` hooks, so code changes change the config hash."""
-    files = set()
-    for value in vars(cfg).values():
-        if callable(value):
-            try:
-                files.add(inspect.getsourcefile(value))
-            except TypeError:
-                pass
-    return sorted(f for f in files if f)
-
-
-# Run-specific metadata the harness injects; excluded from the config hash (recorded elsewhere).
-RUNTIME_METADATA = ("tokenizer", "max_model_len", "mode")
-
-
-def _stable(obj):
-    """JSON-able view of a config: callables become module.qualname (no memory addresses)."""
-    if callable(obj):
-        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
-    if isinstance(obj, dict):
-        return {str(k): _stable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_stable(v) for v in obj]
-    return obj
-
-
-def task_config_hash(task) -> str:
-    cfg = task.config
-    files = _callable_sources(cfg)
-    metadata = {k: v for k, v in (cfg.metadata or {}).items() if k not in RUNTIME_METADATA}
-    files += [inspect.getsourcefile(v) for v in metadata.values() if callable(v)]
-    sources = {Path(f).name: Path(f).read_text(encoding="utf-8", errors="replace") for f in sorted(set(files)) if f}
-    config = _stable({**cfg.to_dict(), "metadata": metadata})
-    return provenance.json_hash({"config": config, "sources": sources})
-
-
-def dataset_fingerprint(task) -> str:
-    """Hash of the documents as evaluated (after the task's own processing and truncation)."""
-    return provenance.json_hash([doc for doc in task.eval_docs])
-
-
-def breakdown(samples: list[dict], fields: list[str], metric_names: list[str]) -> dict:
-    """Per-field-value mean, stderr and n of each metric (e.g. LongBench v2 easy/hard).
-
-    `samples` are samples.jsonl rows (`doc` and `metrics` keys).
-    """
-    out: dict[str, dict[str, dict[str, Metric]]] = {}
-    for fld in fields:
-        groups: dict[str, list[dict]] = {}
-        for s in samples:
-            value = (s.get("doc") or {}).get(fld)
-            if value is not None:
-                groups.setdefault(str(value), []).append(s)
-        for value, members in sorted(groups.items(), key=lambda kv: _value_order(kv[0])):
-            for m in metric_names:
-                xs = [float(x["metrics"][m]) for x in members if isinstance(x["metrics"].get(m), (int, float))]
-                if not xs:
-                    continue
-                out.setdefault(fld, {}).setdefault(value, {})[m] = mean_metric(xs)
-    return out
-
-
-def mean_metric(xs: list[float]) -> Metric:
-    """Mean, standard error of the mean (sample std / sqrt(n); None for one value) and n."""
-    import math
-
-    mean = sum(xs) / len(xs)
-    se = (math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))) if len(xs) > 1 else None
-    return Metric(mean, se, len(xs))
-
-
-def _value_order(value: str):
-    """Numbers in numeric order (lengths 2048 < 16384), then text."""
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)
-
-
-def group_breakdown(task_results: list, metric: str) -> dict:
-    """Mean over tasks of each (field, value) all of them report: RULER's per-length headline.
-
-    stderr combines the tasks' standard errors as independent: sqrt(sum se^2) / k.
-    """
-    import math
-
-    if not task_results:
-        return {}
-    out: dict[str, dict[str, dict[str, Metric]]] = {}
-    shared = set.intersection(*(set(t.breakdown) for t in task_results))
-    for fld in sorted(shared):
-        values = set.intersection(*(set(t.breakdown[fld]) for t in task_results))
-        for value in sorted(values, key=_value_order):
-            ms = [t.breakdown[fld][value].get(metric) for t in task_results]
-            if any(m is None for m in ms):
-                continue
-            ses = [m.stderr for m in ms]
-            se = math.sqrt(sum(x * x for x in ses)) / len(ms) if all(x is not None for x in ses) else None
-            out.setdefault(fld, {})[value] = {metric: Metric(sum(m.value for m in ms) / len(ms), se, sum(m.n for m in ms))}
-    return out
-
-
-def data_sources(samples: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for s in samples:
-        raw = (s.get("doc") or {}).get("_sources")
-        if raw and raw not in seen:
-            seen.add(raw)
-            out.append(json.loads(raw))
-    return out
-
-
 def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str:
     key = provenance.json_hash([model.path if model.weights_sha256 is None else model.weights_sha256,
                                 model.tokenizer_sha256, window, backend])[:20]
@@ -244,20 +106,6 @@ def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> 
 
 
 # Result assembly -------------------------------------------------------------------------
-
-def parse_metrics(entry: dict, n: int) -> dict[str, Metric]:
-    out: dict[str, Metric] = {}
-    for key, value in entry.items():
-        if "," not in key or "_stderr" in key.split(",")[0]:
-            continue
-        metric, filt = key.split(",", 1)
-        if not isinstance(value, (int, float)):
-            continue
-        stderr = entry.get(f"{metric}_stderr,{filt}")
-        name = metric if filt == "none" else f"{metric}[{filt}]"
-        out[name] = Metric(float(value), float(stderr) if isinstance(stderr, (int, float)) else None, n)
-    return out
-
 
 def _strip_doc(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if k not in LONG_DOC_FIELDS and not (isinstance(v, str) and len(v) > 2000)}
@@ -292,7 +140,7 @@ def _sample_rows(samples: list[dict], records: dict, metric_names: list[str]) ->
 
 
 def _apply_mode(loaded: dict, cfg: EvalConfig, tokenizer) -> None:
-    from harness.modes import MODES, apply_to_task
+    from harness.run.modes import MODES, apply_to_task
 
     if cfg.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)} (got {cfg.mode!r})")
@@ -315,7 +163,7 @@ def _apply_mode(loaded: dict, cfg: EvalConfig, tokenizer) -> None:
 
 
 def _build_backend(cfg: EvalConfig, base_url: str | None, served_model: str, tokenizer, window: int, specs):
-    from harness.lm_backends import ServerLM, make_hf_lm
+    from harness.backends.lm import ServerLM, make_hf_lm
 
     if cfg.backend == "hf":
         return make_hf_lm(cfg.model, tokenizer, window, specs, seed=cfg.seed)
@@ -330,7 +178,7 @@ def _evaluate(lm, loaded, cfg: EvalConfig, cache_db: str | None):
     import numpy as np
     from lm_eval.evaluator import evaluate
 
-    from harness.cache import ResumableLM
+    from harness.run.cache import ResumableLM
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -361,7 +209,7 @@ def run_eval(cfg: EvalConfig) -> Path:
 
     Raises IncompleteRunError (after writing everything) when some requests failed.
     """
-    from harness.serve import ServerConfig, VLLMServer, check_same_tokenizer, server_info, stop_on_sigterm
+    from harness.backends.serve import ServerConfig, VLLMServer, check_same_tokenizer, server_info, stop_on_sigterm
 
     t0 = time.monotonic()
     started = utc_now()
@@ -443,7 +291,7 @@ def run_eval(cfg: EvalConfig) -> Path:
                 record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
                                      "max_model_len": int(window),
                                      "rule": "templated prompt + max_gen_toks <= max_model_len"}
-                from harness.lm_backends import TaskSpec
+                from harness.backends.lm import TaskSpec
 
                 metadata = {"tokenizer": str(tok_source), "max_model_len": int(window), "mode": cfg.mode, **cfg.task_metadata}
                 loaded = task_manager(metadata).load(cfg.tasks)
@@ -547,12 +395,6 @@ def _fill_record(record: RunRecord, results: dict, loaded: dict, lm, specs: dict
         primary = next(iter(record.groups[gname]), None)
         if primary:
             record.group_breakdown[gname] = group_breakdown(members, primary)
-
-
-def summarize(run_dir: Path) -> str:
-    from harness.tables import run_table
-
-    return run_table(run_dir)
 
 
 if __name__ == "__main__":  # pragma: no cover

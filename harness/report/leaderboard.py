@@ -1,6 +1,6 @@
 """`longact leaderboard`: a static, self-contained HTML page and a Markdown table of all runs.
 
-One row per run, the comparison columns of `harness.compare` (recomputed from samples files),
+One row per run, the comparison columns of `harness.report.compare` (recomputed from samples files),
 plots embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
 commit, vLLM version, window, mode, data fingerprints) in an expandable row. Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
@@ -14,9 +14,9 @@ import html
 import json
 from pathlib import Path
 
-from harness.compare import cell, load, union_columns
+from harness.report.compare import cell, load, union_columns
 from harness.errors import UserError
-from harness.results import find_runs
+from harness.records.io import find_runs
 
 SCRIPT = """
 function sortBy(col, dir) {
@@ -107,7 +107,7 @@ def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
 
 
 def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "results/leaderboard") -> Path:
-    from harness import plots
+    from harness.report import plots
 
     runs, names, table = build(results_dir)
     figures = {}

@@ -13,15 +13,15 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from harness import provenance
-from harness.results import atomic_write_jsonl, create_run_dir, utc_now, write_run
-from harness.schema import CodeInfo, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.records import provenance
+from harness.records.io import atomic_write_jsonl, create_run_dir, utc_now, write_run
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServingInfo, TaskResult
 
 
 def save_imported_run(output_dir: str, task: str, scores: list[float], source: str, model_name: str,
                       docs: list[dict] | None = None, breakdown_fields: tuple[str, ...] = ()) -> Path:
     """`scores`: per-item official scores as fractions (0..1); stored in percent."""
-    from harness.runner import breakdown, mean_metric
+    from harness.records.aggregate import breakdown, mean_metric
 
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     run_id, run_dir = create_run_dir(output_dir)

@@ -23,11 +23,11 @@ DEMO_CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"
 
 def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo", steps: int = 4,
              window: int = 2048, tasks: tuple[str, ...] = ("tiny",)) -> str:
-    from harness.compare import compare, render
-    from harness.leaderboard import write_leaderboard
-    from harness.runner import EvalConfig, run_eval
+    from harness.report.compare import compare, render
+    from harness.report.leaderboard import write_leaderboard
+    from harness.run.runner import EvalConfig, run_eval
     from training.experiment import run_experiment
-    from training.train import load_config
+    from training.config import load_config
 
     base = str(base or SKILLED)
     print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms, {steps} steps each", file=sys.stderr)

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
 
     sub.add_parser("tasks", help="list the registered tasks and groups")
-    from training.cli import add_parsers  # train / experiment
+    from longact.train_verbs import add_parsers  # train / experiment
 
     p.training_handlers = add_parsers(sub)
     return p
@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_model(args) -> int:
     if args.model_verb == "train-tiny-skills":
-        from harness.tiny_model import is_tiny_model_dir
-        from harness.tiny_skill import train_tiny_skills
+        from longact.tiny.model import is_tiny_model_dir
+        from longact.tiny.skills import train_tiny_skills
 
         if not is_tiny_model_dir(args.base):
             raise UserError(f"{args.base} is not a tiny model; build it with `longact model build-tiny --out {args.base}`")
@@ -204,7 +204,7 @@ def cmd_model(args) -> int:
         return 0
     if args.model_verb != "build-tiny":
         raise UserError("usage: longact model build-tiny [--out DIR] | train-tiny-skills [--base DIR --out DIR]")
-    from harness.tiny_model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
+    from longact.tiny.model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
 
     if is_tiny_model_dir(args.out) and not args.force:
         print(f"tiny model already at {args.out} (use --force to rebuild)")
@@ -215,8 +215,8 @@ def cmd_model(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.runner import run_eval
-    from harness.tables import run_table
+    from harness.run.runner import run_eval
+    from harness.report.tables import run_table
 
     if args.experiment:
         return _eval_experiment(args)
@@ -228,9 +228,9 @@ def cmd_eval(args) -> int:
 
 
 def _eval_experiment(args) -> int:
-    from harness.compare import compare, render
-    from harness.experiments import arm_run_id, read_manifest
-    from harness.runner import run_eval
+    from harness.report.compare import compare, render
+    from harness.run.experiments import arm_run_id, read_manifest
+    from harness.run.runner import run_eval
 
     if args.model or args.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
@@ -247,7 +247,7 @@ def _eval_experiment(args) -> int:
 def _eval_config(args, model, run_id):
     import shlex
 
-    from harness.runner import EvalConfig
+    from harness.run.runner import EvalConfig
 
     return EvalConfig(
         model=model, tasks=args.tasks, backend=args.backend, base_url=args.base_url,
@@ -264,8 +264,8 @@ def _eval_config(args, model, run_id):
 
 
 def cmd_show(args) -> int:
-    from harness.results import load_run
-    from harness.tables import run_table
+    from harness.records.io import load_run
+    from harness.report.tables import run_table
 
     if args.json:
         print(json.dumps(load_run(args.run).to_dict(), indent=2))
@@ -325,11 +325,11 @@ def cmd_score(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from harness.compare import compare, render
+    from harness.report.compare import compare, render
 
     runs, baseline = list(args.runs), args.baseline
     if args.experiment:
-        from harness.experiments import arm_runs
+        from harness.run.experiments import arm_runs
 
         arms = [str(d) for d in arm_runs(args.experiment, args.results).values()]
         baseline = baseline or arms[0]
@@ -346,14 +346,14 @@ def cmd_compare(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from harness.demo import run_demo
+    from longact.demo import run_demo
 
     print(run_demo(args.base, args.out, args.train_dir, args.steps))
     return 0
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.leaderboard import write_leaderboard
+    from harness.report.leaderboard import write_leaderboard
 
     out = write_leaderboard(args.results, args.out or Path(args.results) / "leaderboard")
     print(f"wrote {out / 'index.html'} and {out / 'leaderboard.md'}")
@@ -383,14 +383,14 @@ def cmd_data(args) -> int:
 
 
 def _save(args, task: str, scores: list[float], docs=None, fields=()) -> None:
-    from harness.imports import save_imported_run
+    from harness.records.imports import save_imported_run
 
     run_dir = save_imported_run(args.save_run, task, scores, args.file, args.model_name, docs, fields)
     print(f"saved as imported run {run_dir}", file=sys.stderr)
 
 
 def cmd_tasks(args) -> int:
-    from harness.runner import task_manager
+    from harness.run.tasks import task_manager
 
     tm = task_manager()
     print("groups: " + ", ".join(sorted(tm.all_groups)))
@@ -414,13 +414,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished answers are in the request cache, rerun to resume", file=sys.stderr)
         return 130
-    except Exception as e:  # data errors from task loaders carry their own exit code
-        from tasks.data_io import DataError
-
-        if isinstance(e, DataError):
-            print(f"error: {e}", file=sys.stderr)
-            return e.exit_code
-        raise
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ Requests run concurrently. A failed request (connection error, timeout, 408/429/
 with exponential backoff; when retries run out it is recorded as an error for that sample and the
 run goes on. If the server stops answering altogether, the remaining requests fail fast instead of
 each waiting through its retries. Finished answers are handed to `on_result` as they arrive (the
-resumable cache in harness/cache.py stores them), so a rerun sends only what is missing.
+resumable cache in harness/run/cache.py stores them), so a rerun sends only what is missing.
 
 Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
 second prompt; both backends run the second pass and return its output, keeping the first.
@@ -35,8 +35,8 @@ from typing import Callable
 
 from lm_eval.api.model import LM
 
-from harness.modes import join_reasoning
-from harness.truncation import FitResult, PromptFitter, prompt_hash
+from tasks.thinking import join_reasoning
+from harness.backends.fitting import FitResult, PromptFitter, prompt_hash
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -84,7 +84,7 @@ class TaskSpec:
         spec = cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
                    followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)),
                    chat_prefix=[dict(m) for m in prefix or []] or None)
-        if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/modes.py)
+        if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/run/modes.py)
             spec.endpoint, spec.chat_template_kwargs = "chat", {"enable_thinking": True}
         return spec
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.results import load_run
-from harness.schema import RunRecord
+from harness.records.io import load_run
+from harness.records.schema import RunRecord
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Reading result files into tables: comparisons with paired statistics, leaderboard, plots."""

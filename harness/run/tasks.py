@@ -1,0 +1,78 @@
+"""Resolving the tasks of a run and identifying them: lm-eval's TaskManager over tasks/, name
+and version checks, and the hashes that make a task's config and data comparable across runs."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.records import provenance
+
+TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
+
+
+def task_manager(metadata: dict | None = None):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
+
+
+def check_task_versions(tasks: dict) -> None:
+    """Results are compared by task version: a task without one cannot be evaluated."""
+    for name, task in tasks.items():
+        if (task.config.metadata or {}).get("version") in (None, ""):
+            raise UserError(f"task {name} declares no metadata.version in its YAML; results could not be "
+                            "told apart from a later edit of the task. Add `metadata: {version: 1.0}`")
+
+
+def check_task_names(tm, names: list[str]) -> None:
+    known = set(tm.all_tasks)
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=5, cutoff=0.5)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise UserError(f"unknown task '{name}'.{hint} `longact tasks` lists them all.")
+
+
+def _callable_sources(cfg) -> list[str]:
+    """Source files behind a task's `!function` hooks, so code changes change the config hash."""
+    files = set()
+    for value in vars(cfg).values():
+        if callable(value):
+            try:
+                files.add(inspect.getsourcefile(value))
+            except TypeError:
+                pass
+    return sorted(f for f in files if f)
+
+
+# Run-specific metadata the harness injects; excluded from the config hash (recorded elsewhere).
+RUNTIME_METADATA = ("tokenizer", "max_model_len", "mode")
+
+
+def _stable(obj):
+    """JSON-able view of a config: callables become module.qualname (no memory addresses)."""
+    if callable(obj):
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+    if isinstance(obj, dict):
+        return {str(k): _stable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_stable(v) for v in obj]
+    return obj
+
+
+def task_config_hash(task) -> str:
+    cfg = task.config
+    files = _callable_sources(cfg)
+    metadata = {k: v for k, v in (cfg.metadata or {}).items() if k not in RUNTIME_METADATA}
+    files += [inspect.getsourcefile(v) for v in metadata.values() if callable(v)]
+    sources = {Path(f).name: Path(f).read_text(encoding="utf-8", errors="replace") for f in sorted(set(files)) if f}
+    config = _stable({**cfg.to_dict(), "metadata": metadata})
+    return provenance.json_hash({"config": config, "sources": sources})
+
+
+def dataset_fingerprint(task) -> str:
+    """Hash of the documents as evaluated (after the task's own processing and truncation)."""
+    return provenance.json_hash([doc for doc in task.eval_docs])

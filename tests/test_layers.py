@@ -1,0 +1,111 @@
+"""The import directions of the layers, read from the source (AST), and no import cycles.
+
+    longact (app)  ->  harness, training  ->  tasks
+
+`tasks/` is lm-eval's include_path and must load with nothing but lm-eval installed beside it;
+`training/` reads prompts, scorers and rewards from `tasks/` and never the harness or the app;
+`harness/` never imports the trainer or the app. Only the app imports both halves.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("longact", "harness", "training", "tasks")
+ALLOWED = {
+    "tasks": {"tasks"},
+    "training": {"training", "tasks"},
+    "harness": {"harness", "tasks"},
+    "longact": {"longact", "harness", "training", "tasks"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def project_imports(path: Path) -> set[str]:
+    """Every project module `path` imports, at any depth (function-level imports count too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    me = module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        else:
+            continue
+        out |= {n for n in names if n.split(".")[0] in PACKAGES}
+    return out
+
+
+def all_modules() -> dict[str, Path]:
+    return {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def test_every_import_points_down():
+    bad = []
+    for name, path in sorted(all_modules().items()):
+        layer = name.split(".")[0]
+        for target in sorted(project_imports(path)):
+            if target.split(".")[0] not in ALLOWED[layer]:
+                bad.append(f"{path.relative_to(ROOT)} imports {target}")
+    assert not bad, "imports against the layer order:\n" + "\n".join(bad)
+
+
+def test_no_import_cycles_between_modules():
+    modules = all_modules()
+
+    def resolve(target: str) -> str | None:  # `from a.b import c` may name a module or a symbol
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        return target or None
+
+    graph = {m: {t for t in map(resolve, project_imports(p)) if t and t != m} for m, p in modules.items()}
+    # Packages' __init__ modules are imported implicitly with their children; leave them out of cycles.
+    graph = {m: {t for t in ts if modules[t].name != "__init__.py"} for m, ts in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str):
+        state[m] = 1
+        stack.append(m)
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t):] + [t]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_the_scan_sees_upward_imports(tmp_path, monkeypatch):
+    """The checker itself: a module that reaches up is reported (function-level and relative too)."""
+    pkg = ROOT / "tasks"
+    fake = pkg / "_layer_probe.py"
+    assert not fake.exists()
+    fake.write_text("def f():\n    from harness.run import runner\n", encoding="utf-8")
+    try:
+        assert "harness.run" in project_imports(fake)
+        with pytest.raises(AssertionError, match="tasks/_layer_probe.py imports harness.run"):
+            test_every_import_points_down()
+    finally:
+        fake.unlink()

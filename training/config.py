@@ -1,0 +1,150 @@
+"""The trainer's typed config: dataclass defaults < YAML preset < `key=value` overrides.
+
+    from training.config import load_config
+    cfg = load_config("training/configs/tiny-cpu.yaml", ["model=models/tiny-qwen3", "mask.keep_ratio=0.3"])
+
+Overrides are dotted for nested fields (mask.strategy=random); unknown keys, wrong types and
+out-of-range values are errors naming the key. `longact train --dry-run` prints the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training import losses as L
+from training import parallel
+from training.data import DataConfig
+from training.mask import MaskConfig
+from training.rollout import SamplingConfig
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = "grpo"
+    policy_loss: str = "ppo_clip"
+    aggregation: str = "seq_mean_token_mean"
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    loss_kwargs: dict = field(default_factory=dict)  # e.g. clip_ratio for clip_cov
+    kl_coef: float = 0.0
+    dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, refill
+    max_refills: int = 2
+    overlong_max: int = 0  # DAPO overlong shaping; 0 = off
+    overlong_cache: int = 0
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""
+    out_dir: str = "runs/tiny"
+    seed: int = 0
+    steps: int = 3
+    prompts_per_step: int = 2
+    group_size: int = 4
+    micro_batch: int = 4
+    lr: float = 1e-5
+    weight_decay: float = 0.1
+    betas: tuple = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    max_prompt_tokens: int = 512
+    calib_prompts: int = 8
+    save_every: int = 0  # 0 = only the final step
+    ppo_epochs: int = 1  # passes over each rollout batch
+    mini_batches: int = 1  # optimizer updates per pass
+    backend: str = "hf"  # rollouts: hf (transformers generate) | vllm (offline engine, weights synced each step)
+    vllm: dict = field(default_factory=dict)  # extra vllm.LLM arguments, e.g. gpu_memory_utilization
+    parallel: str = "none"  # none | ddp | fsdp (under torchrun)
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    bf16: bool = False  # bf16 compute (FSDP2 mixed precision / autocast on CUDA); fp32 master weights
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+# ---- config: defaults < YAML < overrides -----------------------------------------------------
+
+def _merge(obj, values: dict, where: str):
+    kwargs = {}
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in fields:
+            raise ValueError(f"{where}: unknown key {key!r}, expected one of {', '.join(fields)}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
+            value = _merge(current, value, f"{where}.{key}")
+        elif isinstance(current, dict) and not isinstance(value, dict):
+            raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
+        elif isinstance(current, tuple):
+            value = tuple(value)
+        elif isinstance(current, bool) and not isinstance(value, bool):
+            raise ValueError(f"{where}.{key}: expected true/false, got {value!r}")
+        elif isinstance(current, (int, float)) and not isinstance(current, bool):
+            if isinstance(current, float) and isinstance(value, str):
+                value = _float_or_str(value)  # YAML 1.1 reads "1e-3" as a string
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
+            value = type(current)(value) if isinstance(current, float) else value
+        elif isinstance(current, str) and not isinstance(value, str):
+            raise ValueError(f"{where}.{key}: expected a string, got {value!r}")
+        kwargs[key] = value
+    try:
+        return dataclasses.replace(obj, **kwargs)
+    except ValueError as e:  # __post_init__ checks (MaskConfig)
+        raise ValueError(f"{where}: {e}") from None
+
+
+def _float_or_str(text: str):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
+    import yaml
+
+    cfg = TrainConfig()
+    if path:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{path}: expected a mapping of config keys")
+        cfg = _merge(cfg, raw, path)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r}: expected key=value")
+        nested: dict = {}
+        node = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(text)
+        cfg = _merge(cfg, nested, f"override {item!r}")
+    if not cfg.model:
+        raise ValueError(f"{path or 'config'}: field 'model' is required (a HF model directory)")
+    _validate(cfg, path or "config")
+    return cfg
+
+
+def _validate(cfg: TrainConfig, where: str) -> None:
+    for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.group_size < 2 and cfg.algo.advantage == "grpo":
+        raise ValueError(f"{where}: group_size must be >= 2 for group-normalised advantages")
+    if cfg.mini_batches > cfg.prompts_per_step * cfg.group_size:
+        raise ValueError(f"{where}: mini_batches ({cfg.mini_batches}) exceeds the step's "
+                         f"{cfg.prompts_per_step * cfg.group_size} completions")
+    for name, value, allowed in (("backend", cfg.backend, ("hf", "vllm")), ("parallel", cfg.parallel, parallel.MODES),
+                                 ("device", cfg.device, ("auto", "cpu", "cuda"))):
+        if value not in allowed:
+            raise ValueError(f"{where}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
+    for table, name, field_ in ((L.ADVANTAGES, cfg.algo.advantage, "algo.advantage"),
+                                (L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss"),
+                                (L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")):
+        L.lookup(table, name, f"{where}: {field_}")
