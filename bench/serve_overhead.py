@@ -24,7 +24,7 @@ from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
 def collect_requests(model: str, tasks: list[str], window: int):
     """(endpoint, payload) for every request the harness would send, fitted the same way."""
     from harness.backends.lm import split_gen_kwargs
-    from harness.run.runner import load_tokenizer
+    from tasks.tokens import load_tokenizer
     from harness.run.tasks import task_manager
     from harness.backends.fitting import PromptFitter
 
@@ -66,7 +66,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
-    from harness.run.runner import EvalConfig, run_eval
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig
+    from harness.run.runner import run_eval
     from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
@@ -79,8 +80,7 @@ def main() -> None:
         raw_t, harness_t = [], []
         for _ in range(args.repeats):
             raw_t.append(timed(raw_client, srv.base_url, srv.info["model"], reqs, args.concurrency)[1])
-            cfg = EvalConfig(base_url=srv.base_url, tokenizer=model, tasks=tasks, output_dir=out,
-                             concurrency=args.concurrency, use_cache=False, progress=False)
+            cfg = EvalConfig(tokenizer=model, client=ClientConfig(base_url=srv.base_url, concurrency=args.concurrency), run=RunConfig(tasks=tasks, output_dir=out, use_cache=False, progress=False))
             harness_t.append(timed(run_eval, cfg)[1])
     raw, harness = statistics.median(raw_t), statistics.median(harness_t)
     print(f"raw client:  {raw:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in raw_t)})")

@@ -27,7 +27,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from harness.records.io import load_run
-    from harness.run.runner import EvalConfig, run_eval
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig
+    from harness.run.runner import run_eval
     from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
@@ -36,13 +37,10 @@ def main() -> None:
     with VLLMServer(ServerConfig(model=model, max_model_len=args.window), log_path=Path(out) / "server.log") as srv:
         # Warm-up: vLLM's CPU build compiles kernels for new batch shapes on first use; that is
         # start-up cost, like the server start, so it is excluded and reported.
-        _, warm_t = timed(run_eval, EvalConfig(base_url=srv.base_url, tokenizer=model, tasks=tasks, limit=16,
-                                               output_dir=out, use_cache=False, progress=False))
-        server_dir, server_t = timed(run_eval, EvalConfig(base_url=srv.base_url, tokenizer=model, tasks=tasks,
-                                                          limit=args.limit, output_dir=out, use_cache=False, progress=False))
+        _, warm_t = timed(run_eval, EvalConfig(tokenizer=model, client=ClientConfig(base_url=srv.base_url), run=RunConfig(tasks=tasks, limit=16, output_dir=out, use_cache=False, progress=False)))
+        server_dir, server_t = timed(run_eval, EvalConfig(tokenizer=model, client=ClientConfig(base_url=srv.base_url), run=RunConfig(tasks=tasks, limit=args.limit, output_dir=out, use_cache=False, progress=False)))
         startup = srv.startup_s
-    hf_dir, hf_t = timed(run_eval, EvalConfig(model=model, backend="hf", tasks=tasks, limit=args.limit,
-                                              max_model_len=args.window, output_dir=out, use_cache=False, progress=False))
+    hf_dir, hf_t = timed(run_eval, EvalConfig(model=model, backend="hf", max_model_len=args.window, run=RunConfig(tasks=tasks, limit=args.limit, output_dir=out, use_cache=False, progress=False)))
     n = load_run(server_dir).requests["total"]
     tokens = sum(t.prompt_tokens for t in load_run(server_dir).tasks.values()) / max(n, 1)
     print(f"{n} requests, mean prompt {tokens:.0f} tokens")

@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from harness.errors import UserError
+from harness.run.config import add_flags as add_eval_flags
+from tasks.errors import UserError
 
 EPILOG = """\
 examples:
@@ -20,20 +21,6 @@ examples:
   longact score longbench_v2 official_preds.jsonl --json
   longact tasks
 """
-
-
-def _csv(value: str) -> list[str]:
-    return [v.strip() for v in value.split(",") if v.strip()]
-
-
-def _json_obj(value: str) -> dict:
-    try:
-        obj = json.loads(value)
-    except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r} ({e.msg})") from e
-    if not isinstance(obj, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
-    return obj
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,42 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                "  longact eval --experiment runs/exp/experiment.json --tasks ruler   # every arm, then compare\n\n"
                "Rerunning the same command resumes: finished answers come from the request cache\n"
                "in <output-dir>/.cache and only missing (or failed) requests are sent.")
-    e.add_argument("--model", help="checkpoint directory (or hub id where the network allows)")
     e.add_argument("--experiment", metavar="MANIFEST",
                    help="evaluate every arm of a `longact experiment` manifest (run ids <exp>-<arm>), then compare them")
-    e.add_argument("--tasks", type=_csv, default=["tiny"], help="comma-separated task or group names (default: tiny)")
-    e.add_argument("--backend", choices=["server", "hf"], default="server",
-                   help="server: OpenAI-compatible vLLM server (default); hf: lm-eval's in-process transformers")
-    e.add_argument("--base-url", help="use a running server instead of starting one")
-    e.add_argument("--tokenizer", help="tokenizer for prompt fitting (default: the model's)")
-    e.add_argument("--max-model-len", type=int, help="window: prompt + generation budget (default: the server's)")
-    e.add_argument("--limit", type=float, help="items per task (or a fraction < 1); for smoke tests")
-    e.add_argument("--output-dir", default="results", help="where run directories go (default: %(default)s)")
-    e.add_argument("--run-id", help="write into this run directory (default: a new unique id)")
-    e.add_argument("--concurrency", type=int, default=8, help="requests in flight (default: %(default)s)")
-    e.add_argument("--max-retries", type=int, default=4, help="retries per failed request (default: %(default)s)")
-    e.add_argument("--seed", type=int, default=1234)
-    e.add_argument("--gen-kwargs", type=_json_obj, default={}, help='JSON overrides, e.g. \'{"temperature": 0.6}\'')
-    e.add_argument("--metadata", type=_json_obj, default={}, help="JSON passed to task loaders (e.g. data paths)")
-    e.add_argument("--host", default="127.0.0.1", help="bind address of a started server (default: %(default)s)")
-    e.add_argument("--port", type=int, help="port of a started server (default: a free one)")
-    e.add_argument("--dtype", default="auto")
-    e.add_argument("--tensor-parallel-size", type=int, default=1)
-    e.add_argument("--server-args", default="", help="extra vLLM server flags, one quoted string")
-    e.add_argument("--api-key", help="API key for the server (set on a started server; sent by the client)")
-    e.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for health (default: %(default)s)")
-    e.add_argument("--per-request-seed", action="store_true",
-                   help="seed each sampled request from --seed (reproducible sampling; GPU vLLM only: "
-                        "the CPU build crashes on per-request seeds)")
-    e.add_argument("--mode", choices=["official", "reasoning"], default="official",
-                   help="official: benchmarks as published; reasoning: chat with thinking enabled, no prefill, "
-                        "larger budget, thinking removed before scoring (default: %(default)s)")
-    e.add_argument("--samples-per-item", type=int, default=1, metavar="K",
-                   help="sample every item K times; metrics become mean@K, plus pass@K for 0/100 metrics")
-    e.add_argument("--reasoning-budget", type=int, metavar="TOKENS",
-                   help="output tokens in reasoning mode (default: per task, 8192 unless the task says)")
-    e.add_argument("--no-cache", action="store_true", help="do not read or write the request cache")
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_eval_flags(e)
 
     s = sub.add_parser("show", help="print the table of a run directory",
                        epilog="example:\n  longact show results/20261128T120000Z-1a2b3c4d",
@@ -215,52 +169,40 @@ def cmd_model(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from harness.run.runner import run_eval
     from harness.report.tables import run_table
+    from harness.run.config import from_args
+    from harness.run.runner import run_eval
 
+    cfg = from_args(args)
+    cfg.run.command = ["longact"] + sys.argv[1:]
     if args.experiment:
-        return _eval_experiment(args)
-    cfg = _eval_config(args, args.model, args.run_id)
+        return _eval_experiment(args.experiment, cfg)
     run_dir = run_eval(cfg)
     print(run_table(run_dir))
     print(f"\nresults: {run_dir}/run.json")
     return 0
 
 
-def _eval_experiment(args) -> int:
+def _eval_experiment(manifest: str, cfg) -> int:
+    """Every arm of the manifest with the same flags, each into its own resumable run id."""
+    import copy
+
     from harness.report.compare import compare, render
     from harness.run.experiments import arm_run_id, read_manifest
     from harness.run.runner import run_eval
 
-    if args.model or args.base_url:
+    if cfg.model or cfg.client.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
     runs = {}
-    for arm, ckpt in read_manifest(args.experiment).items():
+    for arm, ckpt in read_manifest(manifest).items():
         print(f"== {arm}: {ckpt}", file=sys.stderr)
-        runs[arm] = run_eval(_eval_config(args, ckpt, arm_run_id(args.experiment, arm)))
+        arm_cfg = copy.deepcopy(cfg)
+        arm_cfg.model, arm_cfg.run.run_id = ckpt, arm_run_id(manifest, arm)
+        runs[arm] = run_eval(arm_cfg)
     names = list(runs)
     print(render(compare([str(runs[a]) for a in names], baseline=str(runs[names[0]]))))
     print("\nresults: " + ", ".join(f"{a}={runs[a]}" for a in names))
     return 0
-
-
-def _eval_config(args, model, run_id):
-    import shlex
-
-    from harness.run.runner import EvalConfig
-
-    return EvalConfig(
-        model=model, tasks=args.tasks, backend=args.backend, base_url=args.base_url,
-        tokenizer=args.tokenizer, max_model_len=args.max_model_len,
-        limit=int(args.limit) if args.limit and args.limit >= 1 else args.limit,
-        output_dir=args.output_dir, run_id=run_id, concurrency=args.concurrency,
-        max_retries=args.max_retries, seed=args.seed, gen_kwargs=args.gen_kwargs,
-        task_metadata=args.metadata, host=args.host, port=args.port, dtype=args.dtype,
-        tensor_parallel_size=args.tensor_parallel_size, server_args=shlex.split(args.server_args),
-        api_key=args.api_key, startup_timeout_s=args.startup_timeout, use_cache=not args.no_cache,
-        per_request_seed=args.per_request_seed, mode=args.mode, samples_per_item=args.samples_per_item,
-        reasoning_budget=args.reasoning_budget,
-        progress=not args.quiet, command=["longact"] + sys.argv[1:])
 
 
 def cmd_show(args) -> int:

@@ -25,9 +25,10 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
              window: int = 2048, tasks: tuple[str, ...] = ("tiny",)) -> str:
     from harness.report.compare import compare, render
     from harness.report.leaderboard import write_leaderboard
-    from harness.run.runner import EvalConfig, run_eval
-    from training.experiment import run_experiment
+    from harness.run.config import EvalConfig, RunConfig
+    from harness.run.runner import run_eval
     from training.config import load_config
+    from training.experiment import run_experiment
 
     base = str(base or SKILLED)
     print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms, {steps} steps each", file=sys.stderr)
@@ -39,8 +40,7 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     print("== 2/3 serve and evaluate each checkpoint on the tiny suite", file=sys.stderr)
     runs = {}
     for name, path in models.items():
-        runs[name] = str(run_eval(EvalConfig(model=path, tasks=list(tasks), max_model_len=window, output_dir=out,
-                                             command=["longact", "demo"])))
+        runs[name] = str(run_eval(EvalConfig(model=path, max_model_len=window, run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))))
     print("== 3/3 comparison against the base", file=sys.stderr)
     table = render(compare([runs["base"], runs["baseline"], runs["longact"]], baseline=runs["base"]))
     site = write_leaderboard(out, Path(out) / "leaderboard")

@@ -1,4 +1,5 @@
-"""Reading and validating benchmark data files: every error names the file, line and field.
+"""Reading and validating benchmark data files (every error names the file, line and field), and
+writing files atomically (a reader or a crash never sees half a file).
 
 Used by every benchmark loader (and the trainer's data) so a malformed row fails the same way
 everywhere: `DataError: data/x.jsonl line 7, field 'answer': expected one of A, B, C, D, got 'E'`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -146,3 +148,29 @@ def to_dataset_dict(rows: list[dict], split: str = "test"):
     import datasets
 
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

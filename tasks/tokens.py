@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 
+from tasks.errors import UserError
+
 
 def middle_truncate_ids(ids: list[int], max_len: int, tail_rounds_up: bool = True) -> list[int]:
     """Keep the first and last tokens of `ids` so that at most `max_len` remain.
@@ -49,16 +51,22 @@ def count_prompt_tokens(tokenizer, content: str, chat: bool, template_kwargs: di
 
 
 @functools.lru_cache(maxsize=4)
-def _load_tokenizer(path: str):
+def load_tokenizer(path: str):
+    """The tokenizer at `path`, loaded once per process: the harness (prompt fitting) and every
+    task loader of a run (official truncation, RULER sizing) share this one object. A checkpoint's
+    own tokenizer code never runs (`trust_remote_code=False`)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path)
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except Exception as e:  # noqa: BLE001 - transformers raises many kinds here
+        raise UserError(f"cannot load a tokenizer from {path}: {e}") from e
 
 
 def task_tokenizer(tokenizer):
     """The evaluated tokenizer for a task loader: a path (the harness passes one through task
-    metadata) is loaded once and shared by every task of the run; an object is used as is."""
-    return _load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
+    metadata) is loaded once and shared; an object is used as is."""
+    return load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
 
 
 def encode_fast(tokenizer, texts: list[str]) -> list[list[int]]:

@@ -18,6 +18,33 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_WINDOW = 2048
 
 
+def offline_metadata(folder: Path) -> dict:
+    """Offline metadata for a benchmark folder: its fixture (official data needs the network) or
+    its `data/test_metadata.json` (paths in it are relative to the folder)."""
+    import json
+
+    fixture = folder / "data" / "fixture.jsonl"
+    if fixture.exists():
+        return {"data_path": str(fixture)}
+    meta = folder / "data" / "test_metadata.json"
+    if not meta.exists():
+        return {}
+    md = {k: v for k, v in json.loads(meta.read_text()).items() if not k.startswith("_")}
+    return {k: str(folder / v) if k.endswith(("_path", "_dir")) else v for k, v in md.items()}
+
+
+# Every benchmark's tasks run offline on the shipped fixtures against the tiny model's
+# 2048-token server (InfiniteBench's official budgets, up to 30,000 tokens, do not fit it).
+FIXTURE_RUNS = {
+    "tiny": {"tasks": ["tiny"], "metadata": {}},
+    "longbench_v2": {"tasks": ["longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"],
+                     "metadata": offline_metadata(ROOT / "tasks" / "longbench_v2")},
+    "infinitebench": {"tasks": ["infinitebench"], "metadata": offline_metadata(ROOT / "tasks" / "infinitebench"),
+                      "gen_kwargs": {"max_gen_toks": 64}},
+    "ruler": {"tasks": ["ruler"], "metadata": offline_metadata(ROOT / "tasks" / "ruler")},
+}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     """Built benchmark data (RULER) goes to a per-session cache, never the user's."""

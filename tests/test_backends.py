@@ -5,7 +5,8 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
     """--per-request-seed must arrive in ServerLM and add a stable seed to sampled requests only."""
     from lm_eval.api.instance import Instance
 
-    from harness.run.runner import EvalConfig, _build_backend
+    from harness.run.config import ClientConfig, EvalConfig
+    from harness.run.runner import Target, make_backend
 
     def req(temperature):
         gen = {"max_gen_toks": 8, "do_sample": temperature > 0, "temperature": temperature}
@@ -13,7 +14,8 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
                         metadata=("t", 3, 1))
 
     for flag in (False, True):
-        lm = _build_backend(EvalConfig(per_request_seed=flag), "http://127.0.0.1:1", "m", tiny_tokenizer, 256, {})
+        cfg = EvalConfig(client=ClientConfig(per_request_seed=flag))
+        lm = make_backend(cfg, tiny_tokenizer, Target(256, "http://127.0.0.1:1", "m"), {})
         assert lm.per_request_seed is flag
         sampled = lm.fit_request(req(0.7))[3]
         assert ("seed" in sampled) is flag

@@ -48,3 +48,22 @@ def test_tasks_lists_tiny(capsys):
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
     assert "tiny" in out and "tiny_niah" in out
+
+
+def test_eval_flags_fill_the_nested_config():
+    """Each flag is declared once, on its config field; the parser and the config agree."""
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig, ServeConfig, from_args
+    from longact.cli import build_parser
+
+    args = build_parser().parse_args([
+        "eval", "--model", "m", "--max-model-len", "4096", "--concurrency", "3", "--server-args",
+        "--enforce-eager --seed 0", "--no-cache", "--quiet", "--limit", "5", "--metadata", '{"a": 1}',
+        "--tasks", "tiny_mc, tiny_kv", "--per-request-seed", "--port", "8001"])
+    cfg = from_args(args)
+    assert cfg.model == "m" and cfg.max_model_len == 4096 and cfg.backend == "server"
+    assert cfg.serve == ServeConfig(port=8001, extra_args=["--enforce-eager", "--seed", "0"])
+    assert cfg.client == ClientConfig(concurrency=3, per_request_seed=True)
+    assert cfg.run == RunConfig(tasks=["tiny_mc", "tiny_kv"], limit=5, task_metadata={"a": 1}, use_cache=False,
+                                progress=False)
+    # nothing given: exactly the dataclass defaults
+    assert from_args(build_parser().parse_args(["eval"])) == EvalConfig()

@@ -6,7 +6,8 @@ import pytest
 
 from harness.errors import IncompleteRunError
 from harness.records.io import load_run
-from harness.run.runner import EvalConfig, run_eval
+from harness.run.config import ClientConfig, EvalConfig, RunConfig
+from harness.run.runner import run_eval
 from tests.conftest import SERVER_WINDOW
 
 pytestmark = pytest.mark.server
@@ -20,8 +21,7 @@ def _samples(run_dir, task):
 @pytest.fixture(scope="module")
 def server_run(vllm_server, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("results")
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny"],
-                     output_dir=str(out), progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["tiny"], output_dir=str(out), progress=False))
     return cfg, run_eval(cfg)
 
 
@@ -73,15 +73,17 @@ def test_rerun_resumes_from_cache_and_sends_nothing(server_run):
     for name in SIZES:
         assert second.tasks[name].metrics["score"] == first.tasks[name].metrics["score"]
         assert second.tasks[name].n_truncated == first.tasks[name].n_truncated
-        assert [r["response"] for r in _samples(first_dir, name)] == [r["response"] for r in _samples(second_dir, name)]
+        fresh, cached = _samples(first_dir, name), _samples(second_dir, name)
+        assert all(r["from_cache"] for r in cached) and not any(r["from_cache"] for r in fresh)
+        assert [{**r, "from_cache": None} for r in fresh] == [{**r, "from_cache": None} for r in cached]
+        assert second.tasks[name].completion_tokens == first.tasks[name].completion_tokens > 0
 
 
 def test_rejected_requests_are_recorded_not_fatal_and_retried_on_rerun(vllm_server, tiny_model_dir, tmp_path):
     """Claim a 4096 window against the 2048 server: long prompts get HTTP 400. They become errors
     for their samples, the rest finishes, and a rerun re-sends exactly the failed ones."""
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny_mc"],
-                     max_model_len=4096, output_dir=str(tmp_path), progress=False, max_retries=1)
-    with pytest.raises(IncompleteRunError, match="rerun the same command") as e:
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), max_model_len=4096, client=ClientConfig(base_url=vllm_server.base_url, max_retries=1), run=RunConfig(tasks=["tiny_mc"], output_dir=str(tmp_path), progress=False))
+    with pytest.raises(IncompleteRunError, match="rerun the same command"):
         run_eval(cfg)
     run_dir = next(p.parent for p in tmp_path.glob("2*/run.json"))
     rec = load_run(run_dir)
@@ -100,8 +102,7 @@ def test_rejected_requests_are_recorded_not_fatal_and_retried_on_rerun(vllm_serv
 
 def test_hf_backend_sees_the_same_prompts(server_run, tiny_model_dir, tmp_path):
     _, server_dir = server_run
-    cfg = EvalConfig(model=str(tiny_model_dir), backend="hf", tasks=["tiny"], limit=3,
-                     max_model_len=SERVER_WINDOW, output_dir=str(tmp_path), progress=False)
+    cfg = EvalConfig(model=str(tiny_model_dir), backend="hf", max_model_len=SERVER_WINDOW, run=RunConfig(tasks=["tiny"], limit=3, output_dir=str(tmp_path), progress=False))
     rec = load_run(run_eval(cfg))
     assert rec.status == "complete" and rec.serving.backend == "hf" and rec.limit == 3
     for name in SIZES:

@@ -113,11 +113,10 @@ def test_process_results_uses_the_task_scorer():
 @pytest.mark.server
 def test_fixtures_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run
-    from harness.run.runner import EvalConfig, run_eval
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig
+    from harness.run.runner import run_eval
 
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["infinitebench"],
-                     output_dir=str(tmp_path), task_metadata={"data_dir": str(FIXTURE)},
-                     gen_kwargs={"max_gen_toks": 64}, progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["infinitebench"], output_dir=str(tmp_path), task_metadata={"data_dir": str(FIXTURE)}, gen_kwargs={"max_gen_toks": 64}, progress=False))
     rec = load_run(run_eval(cfg))
     assert rec.status == "complete" and len(rec.tasks) == 12
     for name, t in rec.tasks.items():

@@ -184,11 +184,10 @@ def test_loader_truncates_with_the_evaluated_tokenizer(tiny_model_dir, tiny_toke
 @pytest.mark.server
 def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run
-    from harness.run.runner import EvalConfig, run_eval
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig
+    from harness.run.runner import run_eval
 
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir),
-                     tasks=["longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"],
-                     task_metadata={"data_path": str(FIXTURE)}, output_dir=str(tmp_path), progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["longbench_v2", "longbench_v2_cot", "longbench_v2_nocontext"], task_metadata={"data_path": str(FIXTURE)}, output_dir=str(tmp_path), progress=False))
     run_dir = run_eval(cfg)
     rec = load_run(run_dir)
     assert rec.status == "complete"

@@ -66,11 +66,11 @@ def test_reasoning_budget_truncates_the_prompt_and_counts_it(tiny_tokenizer):
 @pytest.mark.server
 def test_reasoning_mode_with_three_samples_end_to_end(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run
-    from harness.run.runner import EvalConfig, run_eval
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig
+    from harness.run.runner import run_eval
     from tasks.tiny import utils
 
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny_mc", "tiny_passkey"],
-                     output_dir=str(tmp_path), limit=4, mode="reasoning", samples_per_item=3, progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["tiny_mc", "tiny_passkey"], output_dir=str(tmp_path), limit=4, mode="reasoning", samples_per_item=3, progress=False))
     rec = load_run(run_eval(cfg))
     assert rec.mode == "reasoning" and rec.samples_per_item == 3
     assert rec.requests["total"] == 2 * 4 * 3 and rec.requests["failed"] == 0

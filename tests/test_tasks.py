@@ -6,6 +6,7 @@ import pytest
 
 from harness.run.tasks import TASKS_DIR, check_task_names, task_manager
 from harness.errors import UserError
+from tests.conftest import offline_metadata
 
 
 def _yaml_tasks():
@@ -22,21 +23,6 @@ def _yaml_tasks():
         if name:
             names.append((name, offline_metadata(p.parent)))
     return names
-
-
-def offline_metadata(folder: Path) -> dict:
-    """Offline metadata for a benchmark folder: its fixture (official data needs the network) or
-    its `data/test_metadata.json` (paths in it are relative to the folder)."""
-    import json
-
-    fixture = folder / "data" / "fixture.jsonl"
-    if fixture.exists():
-        return {"data_path": str(fixture)}
-    meta = folder / "data" / "test_metadata.json"
-    if not meta.exists():
-        return {}
-    md = {k: v for k, v in json.loads(meta.read_text()).items() if not k.startswith("_")}
-    return {k: str(folder / v) if k.endswith(("_path", "_dir")) else v for k, v in md.items()}
 
 
 def test_there_are_task_yamls():

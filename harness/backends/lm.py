@@ -10,8 +10,9 @@
 Requests run concurrently. A failed request (connection error, timeout, 408/429/5xx) is retried
 with exponential backoff; when retries run out it is recorded as an error for that sample and the
 run goes on. If the server stops answering altogether, the remaining requests fail fast instead of
-each waiting through its retries. Finished answers are handed to `on_result` as they arrive (the
-resumable cache in harness/run/cache.py stores them), so a rerun sends only what is missing.
+each waiting through its retries. Each finished answer is handed to `on_result` with its request
+record as it arrives (the resumable cache in harness/run/cache.py stores both), so a rerun sends
+only what is missing and a cached answer carries everything a fresh one does.
 
 Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
 second prompt; both backends run the second pass and return its output, keeping the first.
@@ -30,13 +31,14 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 from lm_eval.api.model import LM
 
-from tasks.thinking import join_reasoning
 from harness.backends.fitting import FitResult, PromptFitter, prompt_hash
+from harness.backends.serve import api_root, auth_headers
+from tasks.thinking import join_reasoning
 
 RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -77,8 +79,9 @@ class TaskSpec:
     """Chat messages before the user turn (`metadata.chat_prefix`: a system prompt, a one-shot)."""
 
     @classmethod
-    def from_metadata(cls, metadata: dict | None, mode: str = "official") -> "TaskSpec":
-        md = metadata or {}
+    def from_task(cls, task, mode: str = "official") -> "TaskSpec":
+        """The spec of a loaded lm-eval task, read after the mode has configured it."""
+        md = task.config.metadata or {}
         prefix = md.get("chat_prefix")
         prefix = prefix() if callable(prefix) else prefix  # YAMLs may point at a function
         spec = cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
@@ -86,6 +89,8 @@ class TaskSpec:
                    chat_prefix=[dict(m) for m in prefix or []] or None)
         if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/run/modes.py)
             spec.endpoint, spec.chat_template_kwargs = "chat", {"enable_thinking": True}
+            # a second pass (LongBench v2 CoT) thinks too: the same budget as the first
+            spec.followup_max_gen_toks = int(task.config.generation_kwargs["max_gen_toks"])
         return spec
 
 
@@ -130,16 +135,12 @@ class EndpointMixin:
     # vLLM's CPU build (0.32) kills its engine on a per-request `seed` ("CPU Generator does not
     # use offset"), so per-request seeds are opt-in (`--per-request-seed`, for GPU servers).
     per_request_seed: bool = False
-    # Set by the resumable cache: called as on_result(i, text) when request i's final answer is
-    # known and succeeded, so finished work is saved as it arrives.
-    on_result: Callable[[int, str], None] | None = None
-    streams_results: bool = False
+    # Set by the resumable cache: called as on_result(i, text, record) when request i's final
+    # answer is known and succeeded, so finished work is saved as it arrives.
+    on_result: Callable[[int, str, RequestRecord], None] | None = None
 
     def spec_for(self, task_name: str) -> TaskSpec:
         return self.task_specs.get(task_name) or TaskSpec()
-
-    def endpoint_for(self, task_name: str) -> str:
-        return self.spec_for(task_name).endpoint
 
     def fit_request(self, req, repeat: int = 0) -> tuple[str, FitResult, int, dict]:
         context, gen_kwargs = req.args
@@ -157,11 +158,6 @@ class EndpointMixin:
         return RequestRecord(task, doc_id, endpoint, prompt_hash(rendered), fit.prompt_tokens,
                              fit.original_tokens, fit.truncated, max_gen, **kw)
 
-    def record_for(self, req) -> RequestRecord:
-        """The accounting of a request without sending it (used for answers read from cache)."""
-        endpoint, fit, max_gen, _ = self.fit_request(req)
-        return self.new_record(req.task_name, req.doc_id, endpoint, fit, max_gen, from_cache=True)
-
     def followup_request(self, req, first_text: str) -> tuple[FitResult, dict]:
         """Second-pass prompt and sampling params of a two-pass task."""
         spec = self.spec_for(req.task_name)
@@ -176,8 +172,6 @@ class EndpointMixin:
 
 
 class ServerLM(EndpointMixin, LM):
-    streams_results = True
-
     def __init__(self, base_url: str, model: str, tokenizer, max_model_len: int,
                  task_specs: dict[str, TaskSpec] | None = None, concurrency: int = 8,
                  max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
@@ -186,8 +180,7 @@ class ServerLM(EndpointMixin, LM):
         super().__init__()
         import requests
 
-        root = base_url.rstrip("/")
-        self.root = root[: -len("/v1")] if root.endswith("/v1") else root
+        self.root = api_root(base_url)
         self.model = model
         self.fitter = PromptFitter(tokenizer, max_model_len)
         self.task_specs = dict(task_specs or {})
@@ -197,7 +190,7 @@ class ServerLM(EndpointMixin, LM):
         self.max_retries = int(max_retries)
         self.backoff_s = float(backoff_s)
         self.timeout_s = float(timeout_s)
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = auth_headers(api_key)
         self.progress = progress
         self.records: list[RequestRecord] = []
         self.n_sent = 0
@@ -229,7 +222,7 @@ class ServerLM(EndpointMixin, LM):
             with self._lock:
                 self.records.append(records[i])
                 if records[i].error is None and self.on_result is not None:
-                    self.on_result(i, text)
+                    self.on_result(i, text, records[i])
             bar.update(1)
 
         def first_pass(i: int, req, repeat: int):
@@ -357,6 +350,9 @@ def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[
                 for i, text in zip(two_pass, self._generate_fitted(second, second_fits, disable_tqdm)):
                     texts[i] = text
             self.records.extend(recs)
+            if self.on_result is not None:  # in-process generation has no per-request failures
+                for i, (text, rec) in enumerate(zip(texts, recs)):
+                    self.on_result(i, text, rec)
             return texts
 
     lm = FittedHFLM(pretrained=model_path, tokenizer=tokenizer, max_length=max_model_len,
@@ -367,7 +363,3 @@ def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[
     lm.records = []
     lm.n_sent = 0
     return lm
-
-
-def records_as_dicts(records: list[RequestRecord]) -> list[dict]:
-    return [asdict(r) for r in records]

@@ -13,15 +13,12 @@ exception, on Ctrl-C, and on SIGTERM to the harness (turned into an exception by
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,15 +94,27 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def api_root(base_url: str) -> str:
+    """The server root of an OpenAI-compatible URL: `http://h:p/v1/` and `http://h:p` -> `http://h:p`.
+    Every URL the harness builds (/v1/completions, /health, /tokenize, /version) starts here."""
+    return base_url.rstrip("/").removesuffix("/v1")
+
+
+def auth_headers(api_key: str | None) -> dict:
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def http_json(url: str, timeout: float = 5.0, api_key: str | None = None, body: dict | None = None) -> dict:
-    """GET (or POST `body` as JSON) and parse the JSON answer."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    if api_key:
-        req.add_header("Authorization", f"Bearer {api_key}")
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        body = resp.read()
-    return json.loads(body) if body else {}
+    """GET (or POST `body` as JSON) and parse the JSON answer; raises requests.RequestException or
+    ValueError (not JSON)."""
+    import requests
+
+    if body is None:
+        r = requests.get(url, timeout=timeout, headers=auth_headers(api_key))
+    else:
+        r = requests.post(url, json=body, timeout=timeout, headers=auth_headers(api_key))
+    r.raise_for_status()
+    return r.json() if r.content else {}
 
 
 def server_info(base_url: str, api_key: str | None = None, timeout: float = 5.0) -> dict:
@@ -113,12 +122,12 @@ def server_info(base_url: str, api_key: str | None = None, timeout: float = 5.0)
 
     Raises UserError naming the URL when it cannot be reached.
     """
-    root = base_url.rstrip("/")
-    if root.endswith("/v1"):
-        root = root[: -len("/v1")]
+    import requests
+
+    root = api_root(base_url)
     try:
         models = http_json(f"{root}/v1/models", timeout, api_key).get("data", [])
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (requests.RequestException, ValueError) as e:
         raise UserError(
             f"cannot reach the server at {base_url} ({e}). Is it running? "
             "Start one with `python -m vllm.entrypoints.openai.api_server --model PATH`, "
@@ -130,7 +139,7 @@ def server_info(base_url: str, api_key: str | None = None, timeout: float = 5.0)
             "models": [m.get("id") for m in models]}
     try:
         info["server_version"] = http_json(f"{root}/version", timeout, api_key).get("version")
-    except (urllib.error.URLError, OSError, ValueError):
+    except (requests.RequestException, ValueError):
         info["server_version"] = None
     return info
 
@@ -145,11 +154,12 @@ def check_same_tokenizer(base_url: str, model: str, tokenizer, api_key: str | No
     make every budget wrong. True/False from vLLM's /tokenize; None when the server has no such
     endpoint (other OpenAI-compatible servers), in which case nothing can be checked.
     """
-    root = base_url.rstrip("/").removesuffix("/v1")
+    import requests
+
     try:
-        remote = http_json(f"{root}/tokenize", 10.0, api_key, {"model": model, "prompt": TOKENIZER_PROBE,
-                                                              "add_special_tokens": True}).get("tokens")
-    except (urllib.error.URLError, OSError, ValueError):
+        remote = http_json(f"{api_root(base_url)}/tokenize", 10.0, api_key,
+                           {"model": model, "prompt": TOKENIZER_PROBE, "add_special_tokens": True}).get("tokens")
+    except (requests.RequestException, ValueError):
         return None
     if not isinstance(remote, list):
         return None
@@ -210,6 +220,8 @@ class VLLMServer:
         return self
 
     def _wait_healthy(self, t0: float) -> None:
+        import requests
+
         deadline = t0 + self.config.startup_timeout_s
         while True:
             code = self.proc.poll()
@@ -219,10 +231,9 @@ class VLLMServer:
                     f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
                 )
             try:
-                with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
+                if requests.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
                 pass
             if time.monotonic() > deadline:
                 raise ServerStartError(

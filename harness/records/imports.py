@@ -14,19 +14,18 @@ import hashlib
 from pathlib import Path
 
 from harness.records import provenance
+from harness.records.aggregate import breakdown, mean_metric
 from harness.records.io import atomic_write_jsonl, create_run_dir, utc_now, write_run
-from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServingInfo, TaskResult
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServingInfo, TaskResult
 
 
 def save_imported_run(output_dir: str, task: str, scores: list[float], source: str, model_name: str,
                       docs: list[dict] | None = None, breakdown_fields: tuple[str, ...] = ()) -> Path:
     """`scores`: per-item official scores as fractions (0..1); stored in percent."""
-    from harness.records.aggregate import breakdown, mean_metric
-
     digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()
     run_id, run_dir = create_run_dir(output_dir)
-    rows = [{"doc_id": i, "prompt_hash": "", "prompt_tokens": 0, "truncated": False, "response": "",
-             "filtered": "", "target": None, "metrics": {"score": 100.0 * s}, "doc": (docs or [{}] * len(scores))[i]}
+    rows = [SampleRecord(doc_id=i, prompt_hash=None, prompt_tokens=None, truncated=None, response="", filtered="",
+                         target=None, metrics={"score": 100.0 * s}, doc=(docs or [{}] * len(scores))[i]).to_dict()
             for i, s in enumerate(scores)]
     atomic_write_jsonl(run_dir / f"samples_{task}.jsonl", rows)
     overall = mean_metric([r["metrics"]["score"] for r in rows])

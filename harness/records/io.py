@@ -19,15 +19,7 @@ from typing import Iterable
 
 from harness.errors import UserError
 from harness.records.schema import RunRecord, SchemaError
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
+from tasks.data_io import atomic_write_text
 
 
 def utc_now() -> str:
@@ -62,22 +54,6 @@ def create_run_dir(output_dir: str | os.PathLike, run_id: str | None = None) -> 
         except FileExistsError:
             continue
     raise UserError(f"could not create a unique run directory under {out}")
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

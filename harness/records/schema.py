@@ -117,8 +117,6 @@ class RunRecord:
     serving: ServingInfo
     code: CodeInfo
     schema_version: int = SCHEMA_VERSION
-    kind: str = "eval"
-    """`eval` for runs of this harness, `imported` for rescored official prediction files."""
     tasks: dict[str, TaskResult] = field(default_factory=dict)
     groups: dict[str, dict[str, Metric]] = field(default_factory=dict)
     """Aggregate metrics of task groups (e.g. `tiny`)."""
@@ -154,7 +152,9 @@ class RunRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunRecord":
+    def from_dict(cls, data: dict) -> RunRecord:
+        if isinstance(data, dict) and "kind" in data:  # written before 0.1.0 dropped the unused field
+            data = {k: v for k, v in data.items() if k != "kind"}
         return _build(cls, data, "run")
 
 
@@ -163,9 +163,11 @@ class SampleRecord:
     """One line of `samples_<task>.jsonl`."""
 
     doc_id: int
-    prompt_hash: str
-    prompt_tokens: int
-    truncated: bool
+    prompt_hash: str | None
+    """Hash of the prompt as the server tokenizes it (chat template applied); None when the
+    request never reached the backend (imported runs)."""
+    prompt_tokens: int | None
+    truncated: bool | None
     response: str
     """Raw model output (before any filter)."""
     filtered: Any
@@ -182,6 +184,13 @@ class SampleRecord:
     """All k raw outputs when items are sampled k times (`response` is the first)."""
     doc: dict[str, Any] | None = None
     """The document minus long fields (context) for readability."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SampleRecord:
+        return _build(cls, data, "sample")
 
 
 def _check(tp, value, where: str):

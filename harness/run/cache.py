@@ -1,10 +1,13 @@
 """The request cache that makes reruns resume: finished answers are saved as they arrive.
 
 It uses lm-eval's request hashing (`hash_args`) and the same SqliteDict storage as lm-eval's
-`CachingLM`, with three differences that resuming needs:
+`CachingLM`, with four differences that resuming needs:
 
 * answers are written one by one as the backend finishes them (the backend calls `on_result`),
   not after the whole batch, so a killed run keeps what it had;
+* each answer is stored with its request record (prompt hash and tokens, truncation, completion
+  tokens, finish reason, a two-pass task's first output), so an answer read back is never fitted
+  again and its samples row equals the fresh one apart from `from_cache`;
 * failed requests are never written, so a rerun sends exactly those again;
 * sampled requests are cached too. lm-eval skips them so that repeats differ; here the i-th
   repeat of a request has its own key. A cached sample is a valid draw; with
@@ -13,8 +16,15 @@ It uses lm-eval's request hashing (`hash_args`) and the same SqliteDict storage 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
+
+from harness.backends.lm import RequestRecord
+
+FORMAT = 2
+"""Entries are {"text", "record"}; part of the cache file's key, so files of another format
+(format 1 stored only the text) are never read."""
 
 
 class ResumableLM:
@@ -27,7 +37,7 @@ class ResumableLM:
         self.lm = lm
         self.path = str(path)
         self.db = SqliteDict(self.path, autocommit=True)
-        self.cached_instances: list = []
+        self.cached_records: list[RequestRecord] = []
 
     def __getattr__(self, name):
         # Everything but generate_until (log-likelihoods, rank, tokenizer...) is the wrapped LM's.
@@ -48,19 +58,24 @@ class ResumableLM:
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         keys = self.keys_for(requests)
-        results: list[str | None] = [self.db.get(k) for k in keys]
+        results: list[str | None] = [None] * len(requests)
+        for i, (key, req) in enumerate(zip(keys, requests)):
+            entry = self.db.get(key)
+            if entry is not None:
+                results[i] = entry["text"]
+                # the stored record names the task and document it was made for; this request's win
+                fields = {**entry["record"], "task": req.task_name, "doc_id": req.doc_id, "from_cache": True}
+                self.cached_records.append(RequestRecord(**fields))
         todo = [i for i, r in enumerate(results) if r is None]
-        self.cached_instances += [req for req, r in zip(requests, results) if r is not None]
         if todo:
-            def save(j: int, text: str) -> None:
-                self.db[keys[todo[j]]] = text
+            def save(j: int, text: str, record: RequestRecord) -> None:
+                self.db[keys[todo[j]]] = {"text": text, "record": dataclasses.asdict(record)}
 
             self.lm.on_result = save
-            answers = self.lm.generate_until([requests[i] for i in todo], disable_tqdm=disable_tqdm)
-            self.lm.on_result = None
-            if not getattr(self.lm, "streams_results", False):
-                for j, text in enumerate(answers):  # in-process backends have no per-request errors
-                    save(j, text)
+            try:
+                answers = self.lm.generate_until([requests[i] for i in todo], disable_tqdm=disable_tqdm)
+            finally:
+                self.lm.on_result = None
             for j, i in enumerate(todo):
                 results[i] = answers[j]
         self.db.commit()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from statistics import mean
 
+from harness.errors import UserError
 from tasks.thinking import strip_thinking
 
 MODES = ("official", "reasoning")
@@ -85,3 +86,23 @@ def apply_to_task(task, mode: str, k: int, budget_override: int | None, opened_i
         task._aggregation_list[name] = lm_mean
         task._higher_is_better[name] = higher
         cfg.metric_list = list(cfg.metric_list or []) + [{"metric": name, "aggregation": "mean", "higher_is_better": higher}]
+
+
+def thinking_opened_in_prompt(tokenizer) -> bool:
+    """Does the chat template open the thinking block itself (outputs then lack `<think>`)?"""
+    try:
+        rendered = tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                                 add_generation_prompt=True, enable_thinking=True)
+    except Exception as e:  # noqa: BLE001 - tokenizers without a chat template
+        raise UserError(f"reasoning mode needs a chat template in the tokenizer ({e})") from e
+    return rendered.rstrip().endswith("<think>")
+
+
+def apply_mode(tasks: dict, mode: str, k: int, budget_override: int | None, tokenizer) -> None:
+    """Configure every loaded task for `mode` and k samples per item (before its spec is read)."""
+    opened = mode == "reasoning" and thinking_opened_in_prompt(tokenizer)
+    for name, task in tasks.items():
+        if mode != "official" and not callable(task.config.process_results):
+            raise UserError(f"task {name} scores with lm-eval metrics, not a process_results hook; "
+                            "reasoning mode needs the hook to remove thinking first")
+        apply_to_task(task, mode, k, budget_override, opened)

@@ -19,6 +19,32 @@ def task_manager(metadata: dict | None = None):
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
 
 
+class TaskCatalog:
+    """The tasks of tasks/, indexed once per run: names are checked before anything expensive
+    starts, and the same index loads the tasks once the runtime metadata (the evaluated
+    tokenizer and window, which may come from the server) is known."""
+
+    def __init__(self):
+        self.manager = task_manager()
+
+    def check_names(self, names: list[str]) -> None:
+        check_task_names(self.manager, names)
+
+    def load(self, names: list[str], metadata: dict) -> dict:
+        """lm-eval's `TaskManager.load` with `metadata` merged into every task's and group's.
+
+        lm-eval 0.4 fixes the metadata when the manager is built; its factory is what merges it,
+        so a new factory takes the runtime metadata without rescanning tasks/
+        (tests/test_tasks.py::test_catalog_loads_with_runtime_metadata guards this)."""
+        from lm_eval.tasks._factory import TaskFactory
+
+        self.manager.metadata = metadata
+        self.manager._factory = TaskFactory(meta=metadata)
+        loaded = self.manager.load(names)
+        check_task_versions(loaded["tasks"])
+        return loaded
+
+
 def check_task_versions(tasks: dict) -> None:
     """Results are compared by task version: a task without one cannot be evaluated."""
     for name, task in tasks.items():

@@ -18,7 +18,8 @@ import random
 import time
 from pathlib import Path
 
-NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+from tasks.ruler.sources import NOISE_HAYSTACK
+
 PLACES = ("north", "south", "river", "forest", "harbor", "valley", "castle", "market")
 THINGS = ("lamp", "door", "stone", "bird", "boat", "coin", "map", "bell")
 
@@ -26,7 +27,7 @@ THINGS = ("lamp", "door", "stone", "bird", "boat", "coin", "map", "bell")
 def passkey_item(rng: random.Random, max_reps: int) -> tuple[dict, str]:
     key = str(rng.randint(10000, 99999))
     reps = rng.randint(0, max_reps)
-    hay = [NOISE] * reps
+    hay = [NOISE_HAYSTACK] * reps
     hay.insert(rng.randrange(reps + 1), f"The pass key is {key}. Remember it. {key} is the pass key.")
     return {"context": " ".join(hay), "input": "What is the pass key?"}, key
 
@@ -35,7 +36,7 @@ def needle_item(rng: random.Random, max_reps: int) -> tuple[dict, str]:
     key = f"{rng.choice(PLACES)}-{rng.choice(THINGS)}"
     value = str(rng.randint(1_000_000, 9_999_999))
     reps = rng.randint(1, max_reps)
-    hay = [NOISE] * reps
+    hay = [NOISE_HAYSTACK] * reps
     hay.insert(rng.randrange(reps + 1), f"One of the special magic numbers for {key} is: {value}.")
     return {"context": " ".join(hay), "query": key}, value
 

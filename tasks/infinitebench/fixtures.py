@@ -15,8 +15,9 @@ import random
 import uuid
 from pathlib import Path
 
+from tasks.ruler.sources import NOISE_HAYSTACK
+
 DATA_DIR = Path(__file__).parent / "data" / "fixture"
-NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NAMES = ["ALICE", "BORIS", "CLARA", "DMITRI", "ELENA", "FELIX"]
 
 
@@ -35,12 +36,12 @@ def rows(task: str, rng: random.Random, n: int = 3) -> list[dict]:
     for i in range(n):
         if task == "passkey":
             key = str(rng.randint(10000, 99999))
-            hay = [NOISE] * 6
+            hay = [NOISE_HAYSTACK] * 6
             hay.insert(rng.randrange(7), f"The pass key is {key}. Remember it. {key} is the pass key.")
             r = {"context": " ".join(hay), "input": "What is the pass key?", "answer": [key], "options": []}
         elif task == "number_string":
             seq = "".join(str(rng.randint(0, 9)) for _ in range(10))
-            hay = [NOISE] * 6
+            hay = [NOISE_HAYSTACK] * 6
             hay.insert(rng.randrange(7), f"The sequence of digits is {seq}. Remember it. {seq} is the sequence of digits.")
             r = {"context": " ".join(hay), "input": "What is the sequence number?", "answer": [seq], "options": []}
         elif task == "kv_retrieval":

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tasks.data_io import atomic_write_text
 from tasks.tokens import encode_fast
 from tasks.ruler import sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
@@ -263,7 +264,5 @@ def load_or_build(spec: BuildSpec, tokenizer, cache_dir: Path | None = None, pro
     for d in docs:
         d["cache_key"] = key
     root.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs))
     return docs

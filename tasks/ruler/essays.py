@@ -20,6 +20,7 @@ import os
 from html.parser import HTMLParser
 from pathlib import Path
 
+from tasks.data_io import atomic_write_text
 from tasks.ruler.sources import ESSAY_URL_LIST, cache_root
 
 
@@ -107,9 +108,7 @@ def download_essays(out_dir: str | os.PathLike | None = None, url_list: str = ES
         if not text.strip():
             failures.append(f"{url}: no essay text found")
             continue
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write_text(target, text)
         manifest["files"][target.name] = {"url": url, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                                           "chars": len(text)}
         manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

@@ -19,13 +19,13 @@ import uuid
 from pathlib import Path
 
 from tasks.tiny.utils import niah_prompt
+from tasks.ruler.sources import NOISE_HAYSTACK
 
 DATA_DIR = Path(__file__).parent / "data"
 SEED = 1234
 
-# RULER's noise haystack sentence and InfiniteBench's passkey filler, in our own words' spirit:
+# Haystack: RULER's noise sentence (tasks/ruler/sources.py); other filler words are our own,
 # short, repetitive, and free of digits so the needle is the only number.
-NOISE = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
 COLORS = ["red", "blue", "green", "yellow", "orange", "purple", "silver", "golden"]
 THINGS = ["river", "mountain", "forest", "village", "castle", "bridge", "lake", "tower", "garden",
           "harbor", "market", "library"]
@@ -100,7 +100,7 @@ def gen_niah(rng: random.Random, tok, n: int = 45) -> list[dict]:
         depth = rng.random()
 
         def build(n_noise: int) -> str:
-            hay = [NOISE.strip()] * n_noise
+            hay = [NOISE_HAYSTACK] * n_noise
             hay.insert(int(depth * len(hay)), needle)
             return " ".join(hay)
 
@@ -120,7 +120,7 @@ def gen_passkey(rng: random.Random, n: int = 30) -> list[dict]:
     for i in range(n):
         key = str(rng.randint(10000, 99999))
         reps = rng.randint(10, 40)
-        hay = [NOISE.strip()] * reps
+        hay = [NOISE_HAYSTACK] * reps
         hay.insert(rng.randrange(reps + 1), f"The pass key is {key}. Remember it. {key} is the pass key.")
         rows.append({"id": i, "context": " ".join(hay), "input": "What is the pass key?",
                      "answer": [key], "options": []})

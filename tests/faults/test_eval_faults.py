@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from harness.records.io import load_run
-from harness.run.runner import EvalConfig, run_eval
+from harness.run.config import ClientConfig, EvalConfig, RunConfig
+from harness.run.runner import run_eval
 from harness.backends.serve import ServerConfig, VLLMServer
 from tests.conftest import SERVER_WINDOW
 
@@ -61,15 +62,13 @@ def scores(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(vllm_server, tiny_model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny"],
-                     output_dir=str(out), use_cache=False, progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["tiny"], output_dir=str(out), use_cache=False, progress=False))
     run_dir = run_eval(cfg)
     return scores(run_dir), load_run(run_dir).requests["total"]
 
 
 def resume(vllm_server, tiny_model_dir, out: Path):
-    cfg = EvalConfig(base_url=vllm_server.base_url, tokenizer=str(tiny_model_dir), tasks=["tiny"],
-                     output_dir=str(out), progress=False)
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["tiny"], output_dir=str(out), progress=False))
     return run_eval(cfg)
 
 

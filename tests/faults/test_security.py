@@ -37,9 +37,13 @@ def test_no_remote_code_and_no_pickled_weights_by_default(monkeypatch):
     import transformers
 
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda path, **kw: seen.update(kw) or object())
-    from harness.run.runner import load_tokenizer
+    from tasks.tokens import load_tokenizer
 
-    load_tokenizer("anything")
+    load_tokenizer.cache_clear()  # tokenizers are loaded once per path and process
+    try:
+        load_tokenizer("anything")
+    finally:
+        load_tokenizer.cache_clear()
     assert seen.get("trust_remote_code") is False
 
 
