@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.errors import IncompleteRunError
+from harness.errors import UserError
 from harness.records.io import load_run
 from harness.run.config import ClientConfig, EvalConfig, RunConfig
 from harness.run.runner import run_eval
@@ -79,25 +79,17 @@ def test_rerun_resumes_from_cache_and_sends_nothing(server_run):
         assert second.tasks[name].completion_tokens == first.tasks[name].completion_tokens > 0
 
 
-def test_rejected_requests_are_recorded_not_fatal_and_retried_on_rerun(vllm_server, tiny_model_dir, tmp_path):
-    """Claim a 4096 window against the 2048 server: long prompts get HTTP 400. They become errors
-    for their samples, the rest finishes, and a rerun re-sends exactly the failed ones."""
-    cfg = EvalConfig(tokenizer=str(tiny_model_dir), max_model_len=4096, client=ClientConfig(base_url=vllm_server.base_url, max_retries=1), run=RunConfig(tasks=["tiny_mc"], output_dir=str(tmp_path), progress=False))
-    with pytest.raises(IncompleteRunError, match="rerun the same command"):
+def test_a_window_over_the_servers_is_refused_before_any_request(vllm_server, tiny_model_dir, tmp_path):
+    """Claiming 4096 tokens against the 2048-token server would get HTTP 400s that no rerun can
+    fix; the run stops before sending (the stub-server tests in tests/faults/test_new_user.py
+    cover 400s that do reach the client)."""
+    cfg = EvalConfig(tokenizer=str(tiny_model_dir), max_model_len=4096,
+                     client=ClientConfig(base_url=vllm_server.base_url, max_retries=1),
+                     run=RunConfig(tasks=["tiny_mc"], output_dir=str(tmp_path), progress=False))
+    with pytest.raises(UserError, match="exceeds the 2048-token window"):
         run_eval(cfg)
-    run_dir = next(p.parent for p in tmp_path.glob("2*/run.json"))
-    rec = load_run(run_dir)
-    failed = rec.tasks["tiny_mc"].n_errors
-    assert rec.status == "incomplete" and 0 < failed < 40
-    assert rec.tasks["tiny_mc"].n_samples == 40 and "HTTP 400" in rec.errors[0]
-    assert sum(1 for r in _samples(run_dir, "tiny_mc") if r["error"]) == failed
-    with pytest.raises(IncompleteRunError):
-        run_eval(cfg)
-    runs = sorted(tmp_path.glob("2*/run.json"))
-    second = load_run(max(runs, key=lambda p: load_run(p).started_at).parent)
-    assert second.requests["cached"] == 40 - failed
-    assert second.requests["failed"] == failed
-    assert second.requests["sent"] == failed  # 400s are not retried within a run
+    rec = load_run(next(p.parent for p in tmp_path.glob("2*/run.json")))
+    assert rec.status == "failed" and not rec.tasks
 
 
 def test_hf_backend_sees_the_same_prompts(server_run, tiny_model_dir, tmp_path):

@@ -82,3 +82,19 @@ def test_tiny_scorers_through_task_hooks():
     assert utils.niah_results({"outputs": ["123"]}, [" 123."])["score"] == 100.0
     assert utils.passkey_results({"answer": ["55"]}, ["55 is it"])["score"] == 100.0
     assert utils.kv_results({"answer": ["k-1"]}, ["k-12"])["score"] == 0.0
+
+
+def test_catalog_loads_with_runtime_metadata(tiny_model_dir):
+    """One index per run: names are checked first, tasks load later with the runtime metadata
+    (this guards the lm-eval internals TaskCatalog.load relies on)."""
+    from harness.run.tasks import TaskCatalog
+
+    catalog = TaskCatalog()
+    with pytest.raises(UserError, match="tiny_nia"):
+        catalog.check_names(["tiny_nia"])
+    loaded = catalog.load(["tiny"], {"tokenizer": str(tiny_model_dir), "max_model_len": 1234, "extra": "x"})
+    assert set(loaded["tasks"]) == {"tiny_mc", "tiny_niah", "tiny_passkey", "tiny_kv"}
+    for task in loaded["tasks"].values():
+        assert task.config.metadata["max_model_len"] == 1234 and task.config.metadata["extra"] == "x"
+    again = catalog.load(["tiny_mc"], {"tokenizer": str(tiny_model_dir), "max_model_len": 999})
+    assert again["tasks"]["tiny_mc"].config.metadata["max_model_len"] == 999

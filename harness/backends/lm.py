@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import queue
 import random
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -60,6 +60,8 @@ class RequestRecord:
     attempts: int = 0
     latency_s: float | None = None
     error: str | None = None
+    status: int | None = None
+    """HTTP status of the last failed attempt (None: answered, or failed without a response)."""
     from_cache: bool = False
     first_response: str | None = None
     """First-pass output of a two-pass task (e.g. LongBench v2 CoT reasoning)."""
@@ -197,6 +199,7 @@ class ServerLM(EndpointMixin, LM):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._server_down = threading.Event()
+        self._stop = threading.Event()
         self._requests = requests
 
     # lm-eval API -------------------------------------------------------------------------
@@ -242,12 +245,59 @@ class ServerLM(EndpointMixin, LM):
             key = (req.task_name, req.doc_id)
             repeats.append(seen.get(key, 0))
             seen[key] = repeats[-1] + 1
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(first_pass, i, req, repeats[i]) for i, req in enumerate(requests)]
-            for fut in as_completed(futures):
-                finish(*fut.result())
-        bar.close()
+        try:
+            for item in self._run_all(len(requests), lambda i: first_pass(i, requests[i], repeats[i])):
+                finish(*item)
+        finally:
+            bar.close()
         return results
+
+    def _run_all(self, n: int, job):
+        """Yield job(i) for i < n as results arrive, `concurrency` at a time, on daemon threads.
+
+        On Ctrl-C / SIGTERM (KeyboardInterrupt in the caller) or any error, queued requests are
+        never sent, results that already arrived are still yielded (and so saved), and requests
+        in flight are abandoned: daemon threads never hold the process's exit for an HTTP timeout."""
+        todo: queue.Queue = queue.Queue()
+        for i in range(n):
+            todo.put(i)
+        done: queue.Queue = queue.Queue()
+        self._stop.clear()
+
+        def worker():
+            while not self._stop.is_set():
+                try:
+                    i = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put(job(i))
+                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                    done.put(e)
+
+        for _ in range(min(self.concurrency, n)):
+            threading.Thread(target=worker, daemon=True).start()
+        received = 0
+        try:
+            while received < n:
+                try:
+                    item = done.get(timeout=0.2)  # short waits keep the main thread responsive to signals
+                except queue.Empty:
+                    continue
+                received += 1
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        except BaseException:
+            self._stop.set()
+            while True:  # what arrived before the stop is kept
+                try:
+                    item = done.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(item, BaseException):
+                    yield item
+            raise
 
     # HTTP --------------------------------------------------------------------------------
 
@@ -280,6 +330,9 @@ class ServerLM(EndpointMixin, LM):
         t0 = time.monotonic()
         last_error = None
         for attempt in range(self.max_retries + 1):
+            if self._stop.is_set():
+                last_error = last_error or "cancelled (the run was interrupted)"
+                break
             if self._server_down.is_set():
                 last_error = last_error or "server unreachable (an earlier request found it down)"
                 break
@@ -289,30 +342,47 @@ class ServerLM(EndpointMixin, LM):
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)
                 if r.status_code == 200:
-                    data = r.json()
-                    choice = data["choices"][0]
-                    if g.endpoint == "chat":
-                        msg = choice["message"]  # a reasoning parser returns the thinking separately
-                        text = join_reasoning(msg.get("content"), msg.get("reasoning_content") or msg.get("reasoning"))
+                    try:
+                        data = r.json()
+                        text, finish = parse_answer(data, g.endpoint)
+                    except (ValueError, KeyError, IndexError, TypeError) as e:
+                        # a 200 that is not an answer: the request's error, like any other; retried,
+                        # since a proxy or an overloaded server can send one in passing
+                        last_error = f"malformed answer ({type(e).__name__}: {str(e)[:100]}): {r.text[:200]!r}"
+                        rec.status = None
                     else:
-                        text = choice.get("text") or ""
-                    rec.finish_reason = choice.get("finish_reason")
-                    rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
-                    rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
-                    return text
-                last_error = f"HTTP {r.status_code}: {r.text[:300]}"
-                if r.status_code not in RETRYABLE_STATUS:
-                    break
+                        rec.finish_reason = finish
+                        rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
+                        rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
+                        rec.status = None
+                        return text
+                else:
+                    last_error, rec.status = f"HTTP {r.status_code}: {r.text[:300]}", r.status_code
+                    if r.status_code not in RETRYABLE_STATUS:
+                        break
             except (self._requests.ConnectionError, self._requests.Timeout) as e:
                 last_error = f"{type(e).__name__}: {str(e)[:300]}"
                 if attempt >= 1 and not self._server_alive():
                     self._server_down.set()
                     break
             if attempt < self.max_retries:
-                time.sleep(self.backoff_s * (2 ** attempt) * (0.5 + random.random()))
-        rec.error = last_error
+                self._stop.wait(self.backoff_s * (2 ** attempt) * (0.5 + random.random()))
+        rec.error = last_error or "not sent"  # never an answer that was not received
         rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
         return ""
+
+
+def parse_answer(data: dict, endpoint: str) -> tuple[str, str | None]:
+    """(text, finish reason) of an OpenAI-style completion or chat answer; raises on other shapes."""
+    choice = data["choices"][0]
+    if endpoint == "chat":
+        msg = choice["message"]  # a reasoning parser returns the thinking separately
+        text = join_reasoning(msg.get("content"), msg.get("reasoning_content") or msg.get("reasoning"))
+    else:
+        text = choice["text"]
+    if not isinstance(text, str):
+        raise TypeError(f"answer text is {type(text).__name__}")
+    return text, choice.get("finish_reason")
 
 
 def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[str, TaskSpec],

@@ -13,6 +13,7 @@ exception, on Ctrl-C, and on SIGTERM to the harness (turned into an exception by
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -166,6 +167,25 @@ def check_same_tokenizer(base_url: str, model: str, tokenizer, api_key: str | No
     return list(remote) == list(tokenizer(TOKENIZER_PROBE, add_special_tokens=True)["input_ids"])
 
 
+def served_fingerprint(base_url: str, model: str, api_key: str | None = None) -> str | None:
+    """A hash of the server's greedy answer to a fixed probe (text and rounded log-probs): it
+    changes when the served weights change, so a request cache can be keyed by what is served
+    even when the weights cannot be read. None when the server gives no such answer."""
+    import hashlib
+
+    import requests
+
+    body = {"model": model, "prompt": TOKENIZER_PROBE, "max_tokens": 8, "temperature": 0.0, "logprobs": 1}
+    try:
+        choice = http_json(f"{api_root(base_url)}/v1/completions", 60.0, api_key, body)["choices"][0]
+        logprobs = [round(float(x), 2) for x in (choice.get("logprobs") or {}).get("token_logprobs") or []]
+    except (requests.RequestException, ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not logprobs:
+        return None
+    return hashlib.sha256(json.dumps([choice.get("text"), logprobs]).encode()).hexdigest()
+
+
 def _tail(path: Path, n_lines: int = 40) -> str:
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -177,8 +197,10 @@ def _tail(path: Path, n_lines: int = 40) -> str:
 class VLLMServer:
     """Context manager owning one vLLM server process tree."""
 
-    def __init__(self, config: ServerConfig, log_path: str | os.PathLike):
+    def __init__(self, config: ServerConfig, log_path: str | os.PathLike, report_every_s: float | None = None):
+        """`report_every_s`: print the elapsed start-up time and the log's path to stderr this often."""
         self.config = config
+        self.report_every_s = report_every_s
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
@@ -223,7 +245,11 @@ class VLLMServer:
         import requests
 
         deadline = t0 + self.config.startup_timeout_s
+        next_report = t0 + (self.report_every_s or float("inf"))
         while True:
+            if time.monotonic() >= next_report:
+                print(f"  vLLM starting: {time.monotonic() - t0:.0f} s (log: {self.log_path})", file=sys.stderr, flush=True)
+                next_report += self.report_every_s
             code = self.proc.poll()
             if code is not None:
                 raise ServerStartError(

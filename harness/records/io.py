@@ -56,6 +56,29 @@ def create_run_dir(output_dir: str | os.PathLike, run_id: str | None = None) -> 
     raise UserError(f"could not create a unique run directory under {out}")
 
 
+def lock_run_dir(run_dir: Path):
+    """Hold an exclusive lock on a run directory for as long as the returned file stays open.
+
+    Two runs writing one directory would overwrite each other's results; the second is refused.
+    The lock is the operating system's (flock), so a killed run never leaves a stale one."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise UserError(f"run directory {run_dir} is in use by a running evaluation ({owner}); wait for it, "
+                        "or pass another --run-id") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 

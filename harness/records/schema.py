@@ -42,6 +42,9 @@ class ModelInfo:
     """SHA-256 over the tokenizer and chat-template files."""
     tokenizer: str | None = None
     """Where the tokenizer used for fitting prompts was loaded from."""
+    served_fingerprint: str | None = None
+    """Remote servers whose weights cannot be read: hash of the server's greedy answer (text and
+    log-probs) to a fixed probe, which keys the request cache instead of the weights hash."""
 
 
 @dataclass

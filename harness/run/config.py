@@ -74,7 +74,8 @@ class ClientConfig:
     api_key: str | None = flag("--api-key", "API key for the server (set on a started server; sent by the client)")
     concurrency: int = flag("--concurrency", "requests in flight (default: %(default)s)", 8, parse=int)
     max_retries: int = flag("--max-retries", "retries per failed request (default: %(default)s)", 4, parse=int)
-    request_timeout_s: float = 600.0
+    request_timeout_s: float = flag("--request-timeout", "seconds to wait for one answer before it counts as failed "
+                                    "and is retried (default: %(default)s)", 600.0, parse=float)
     per_request_seed: bool = flag(
         "--per-request-seed", "seed each sampled request from --seed (reproducible sampling; GPU vLLM only: "
         "the CPU build crashes on per-request seeds)", False, action="store_true")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import sys
 import time
@@ -39,12 +40,13 @@ from harness.backends.lm import RequestRecord, ServerLM, TaskSpec, make_hf_lm
 from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
 from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
-from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, utc_now, write_run
+from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServingInfo, TaskResult
 from harness.run import cache
 from harness.run.config import EvalConfig
-from harness.run.modes import MODES, apply_mode
+from harness.run.modes import apply_mode
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
+from harness.run.validate import check_config, check_metadata, check_tokenizer_matches_model
 from tasks.tokens import load_tokenizer
 
 # Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
@@ -65,6 +67,8 @@ class Prepared:
     """`server_info` of a given --base-url (None when the harness serves or runs in-process)."""
     run_dir: Path
     record: RunRecord
+    lock: object
+    """Open handle holding the run directory's lock until the run ends."""
 
 
 @dataclass
@@ -96,43 +100,18 @@ class Outcome:
 
 # Step 1 -------------------------------------------------------------------------------------
 
-def check_config(cfg: EvalConfig) -> None:
-    """Mistakes that need no server to find, found before one starts."""
-    if cfg.backend not in ("server", "hf"):
-        raise UserError(f"unknown backend '{cfg.backend}': expected server or hf")
-    if cfg.backend == "hf" and not cfg.model:
-        raise UserError("--backend hf needs --model PATH")
-    if not cfg.model and not cfg.client.base_url:
-        raise UserError("pass --model PATH (the harness serves it) or --base-url URL (a running server)")
-    if cfg.run.mode not in MODES:
-        raise UserError(f"--mode must be one of {', '.join(MODES)} (got {cfg.run.mode!r})")
-    if int(cfg.run.samples_per_item) < 1:
-        raise UserError(f"--samples-per-item must be >= 1 (got {cfg.run.samples_per_item})")
-    if cfg.model:
-        check_model_path(cfg.model)
-
-
-def check_model_path(model: str) -> None:
-    p = Path(model)
-    looks_local = model.startswith((".", "/", "~")) or p.exists() or model.count("/") != 1
-    if not looks_local:
-        return  # a hub id; resolved by vLLM / transformers where the network allows
-    if not p.exists():
-        raise UserError(f"model path {model} does not exist. Build the default with "
-                        "`longact model build-tiny`, or pass a directory holding config.json and weights.")
-    if not (p / "config.json").is_file():
-        raise UserError(f"{model} is not a model directory: no config.json inside")
-
-
 def prepare(cfg: EvalConfig) -> Prepared:
+    """Checks that need no server (flags, paths, task names and metadata, tokenizer), then the
+    run directory, locked for this run, with a `running` record."""
     from harness.backends.serve import server_info
 
     check_config(cfg)
     catalog = TaskCatalog()
     catalog.check_names(cfg.run.tasks)
+    check_metadata(catalog, cfg.run.tasks, cfg.run.task_metadata)
     remote = server_info(cfg.client.base_url, cfg.client.api_key) if cfg.client.base_url else None
     model_name = cfg.model or remote["model"]
-    tok_source = str(cfg.tokenizer or cfg.model or remote["model"])
+    tok_source = str(cfg.tokenizer or model_name)
     if not Path(tok_source).exists() and cfg.tokenizer is None and cfg.model is None:
         raise UserError(f"the server's model '{model_name}' is not a local path; pass --tokenizer PATH "
                         "so prompts can be fitted in the model's tokens")
@@ -140,14 +119,18 @@ def prepare(cfg: EvalConfig) -> Prepared:
         tokenizer = load_tokenizer(tok_source)
     except UserError as e:
         raise UserError(f"{e}. Pass --tokenizer PATH.") from e
-    weights_sha, tok_sha = provenance.model_hashes(cfg.model or model_name)
-    model = ModelInfo(path=str(model_name), weights_sha256=weights_sha, tokenizer_sha256=tok_sha, tokenizer=tok_source)
+    check_tokenizer_matches_model(tokenizer, cfg.model)
+    # The weights are what was served (a --base-url server's model directory when it is local);
+    # the tokenizer is the one prompts were fitted with.
+    model = ModelInfo(path=str(model_name), weights_sha256=provenance.model_hashes(model_name)[0],
+                      tokenizer_sha256=provenance.model_hashes(tok_source)[1], tokenizer=tok_source)
 
     run_id, run_dir = create_run_dir(cfg.run.output_dir, cfg.run.run_id)
+    lock = lock_run_dir(run_dir)
     atomic_write_json(run_dir / "config.json", cfg.to_dict())
     record = new_record(cfg, run_id, model)
     write_run(run_dir, record)
-    return Prepared(catalog, tokenizer, tok_source, model, remote, run_dir, record)
+    return Prepared(catalog, tokenizer, tok_source, model, remote, run_dir, record, lock)
 
 
 def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
@@ -189,7 +172,7 @@ def connect(cfg: EvalConfig, prep: Prepared):
         model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
         dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size, api_key=cfg.client.api_key,
         startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args)),
-        log_path=prep.run_dir / "server.log")
+        log_path=prep.run_dir / "server.log", report_every_s=15.0 if cfg.run.progress else None)
     print(f"starting vLLM for {cfg.model} (log: {prep.run_dir / 'server.log'}) ...", file=sys.stderr)
     try:
         server.start()
@@ -202,9 +185,13 @@ def connect(cfg: EvalConfig, prep: Prepared):
 
 
 def _remote_target(cfg: EvalConfig, prep: Prepared, base_url: str, info: dict) -> Target:
-    from harness.backends.serve import check_same_tokenizer
+    from harness.backends.serve import check_same_tokenizer, served_fingerprint
 
-    window = cfg.max_model_len or info.get("max_model_len")
+    served = info.get("max_model_len")
+    if cfg.max_model_len and served and cfg.max_model_len > served:
+        raise UserError(f"--max-model-len {cfg.max_model_len} exceeds the {served}-token window of the server at "
+                        f"{base_url}; its 400s could never succeed. Use --max-model-len {served} or less")
+    window = cfg.max_model_len or served
     if not window:
         raise UserError("the server does not report max_model_len; pass --max-model-len")
     if check_same_tokenizer(base_url, info["model"], prep.tokenizer, cfg.client.api_key) is False:
@@ -213,6 +200,8 @@ def _remote_target(cfg: EvalConfig, prep: Prepared, base_url: str, info: dict) -
                         "the served model's tokenizer, or prompts would be fitted with wrong budgets")
     serving = prep.record.serving
     serving.base_url, serving.server_version, serving.max_model_len = base_url, info.get("server_version"), int(window)
+    if prep.model.weights_sha256 is None and cfg.run.use_cache:
+        prep.model.served_fingerprint = served_fingerprint(base_url, info["model"], cfg.client.api_key)
     return Target(int(window), base_url, info["model"])
 
 
@@ -241,10 +230,29 @@ def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, Ta
                     api_key=c.api_key, progress=cfg.run.progress, seed=cfg.run.seed, per_request_seed=c.per_request_seed)
 
 
-def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str:
-    key = provenance.json_hash([model.path if model.weights_sha256 is None else model.weights_sha256,
-                                model.tokenizer_sha256, window, backend, cache.FORMAT])[:20]
+def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str | None:
+    """The request cache of (model content, tokenizer, window, backend); None when the model's
+    content cannot be established (a remote server whose weights are unreadable and that gives
+    no probe answer): a cache keyed by a name could hand one checkpoint's answers to another."""
+    identity = model.weights_sha256 or model.served_fingerprint
+    if identity is None:
+        return None
+    key = provenance.json_hash([identity, model.tokenizer_sha256, window, backend, cache.FORMAT])[:20]
     return str(Path(output_dir) / ".cache" / f"requests-{key}")
+
+
+@contextlib.contextmanager
+def _environ(values: dict):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def seed_everything(seed: int) -> None:
@@ -270,11 +278,16 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=cfg.run.seed)
     backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
-    lm = (cache.ResumableLM(backend, cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend) + ".sqlite")
-          if cfg.run.use_cache else backend)
+    path = cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend) if cfg.run.use_cache else None
+    if cfg.run.use_cache and path is None:
+        print("request cache off: the served model's weights cannot be identified (not a local directory, and the "
+              "server gives no probe log-probs); a rerun will send every request again", file=sys.stderr)
+    lm = cache.ResumableLM(backend, path + ".sqlite") if path else backend
+    quiet = {} if cfg.run.progress else {"TQDM_DISABLE": "1"}  # lm-eval's own per-task bars too
     try:
-        results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
-                              bootstrap_iters=1000, verbosity="WARNING")
+        with _environ(quiet):
+            results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
+                                  bootstrap_iters=1000, verbosity="WARNING")
     finally:
         if lm is not backend:
             lm.close()
@@ -376,6 +389,21 @@ def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> None:
             record.group_breakdown[gname] = group_breakdown([record.tasks[t] for t in members], primary)
 
 
+def incomplete_message(failed: list[RequestRecord], errors: list[str], run_dir: Path) -> str:
+    """What to do about failed requests: a rerun resends them, which helps unless the server
+    rejected them (a 4xx other than 408/429 is never retried, and would be rejected again)."""
+    from harness.backends.lm import RETRYABLE_STATUS
+
+    rejected = [r for r in failed if r.status is not None and r.status not in RETRYABLE_STATUS]
+    first = errors[0] if errors else "?"
+    if len(rejected) == len(failed):
+        return (f"the server rejected {len(failed)} request(s) (first: {first}); rerunning the same command would "
+                f"be rejected again: check the window (--max-model-len), the task's prompts and the server's log. "
+                f"Results so far: {run_dir}")
+    return (f"{len(failed)} request(s) failed (first: {first}). Finished answers are saved; rerun the same command "
+            f"to send only the missing ones. Results: {run_dir}")
+
+
 # The run ------------------------------------------------------------------------------------
 
 def run_eval(cfg: EvalConfig) -> Path:
@@ -383,12 +411,19 @@ def run_eval(cfg: EvalConfig) -> Path:
 
     Raises IncompleteRunError (after writing everything) when some requests failed.
     """
-    from harness.backends.serve import stop_on_sigterm
-
     t0 = time.monotonic()
     # lm-eval warns once per custom-dataset task about --metadata; our CLI has its own flag.
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     prep = prepare(cfg)
+    try:
+        return _run(cfg, prep, t0)
+    finally:
+        prep.lock.close()
+
+
+def _run(cfg: EvalConfig, prep: Prepared, t0: float) -> Path:
+    from harness.backends.serve import stop_on_sigterm
+
     record = prep.record
     try:
         with stop_on_sigterm(), connect(cfg, prep) as target:
@@ -409,8 +444,5 @@ def run_eval(cfg: EvalConfig) -> Path:
     record.status = "incomplete" if outcome.failed else "complete"
     write_run(prep.run_dir, record)
     if outcome.failed:
-        raise IncompleteRunError(
-            f"{len(outcome.failed)} request(s) failed after {cfg.client.max_retries} retries (first: "
-            f"{record.errors[0] if record.errors else '?'}). Finished answers are saved; rerun the same command "
-            f"to send only the missing ones. Results: {prep.run_dir}")
+        raise IncompleteRunError(incomplete_message(outcome.failed, record.errors, prep.run_dir))
     return prep.run_dir

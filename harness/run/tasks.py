@@ -30,6 +30,34 @@ class TaskCatalog:
     def check_names(self, names: list[str]) -> None:
         check_task_names(self.manager, names)
 
+    def leaves(self, names: list[str]) -> list[str]:
+        """The tasks that `names` (tasks or groups) stand for, from the index (nothing loaded)."""
+        out: list[str] = []
+        for name in names:
+            entry = self.manager.task_index[name]
+            children = (entry.cfg or {}).get("task")
+            if isinstance(children, list):
+                out += self.leaves([c for c in children if isinstance(c, str)])
+            elif name not in out:
+                out.append(name)
+        return out
+
+    def loaders(self, names: list[str]):
+        """(custom_dataset function, metadata keys its YAML fixes) of every leaf task of `names`,
+        resolved from the index without building any dataset."""
+        import importlib
+
+        out = []
+        for name in self.leaves(names):
+            cfg = self.manager.task_index[name].cfg or {}
+            ref = cfg.get("custom_dataset")
+            if not isinstance(ref, str):
+                continue
+            path, _, func = ref.rpartition(".")
+            module = ".".join(Path(path).resolve().relative_to(TASKS_DIR.parent).parts)
+            out.append((getattr(importlib.import_module(module), func), tuple((cfg.get("metadata") or {}).keys())))
+        return out
+
     def load(self, names: list[str], metadata: dict) -> dict:
         """lm-eval's `TaskManager.load` with `metadata` merged into every task's and group's.
 

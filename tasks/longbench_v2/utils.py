@@ -73,16 +73,19 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
     return to_dataset_dict(out)
 
 
-def load_0shot(**kw):
-    return _load("0shot", **kw)
+# One loader per variant. Their keyword parameters are the metadata keys a user may pass
+# (`longact eval` rejects others), so each spells them out.
+def load_0shot(data_path=None, tokenizer=None, max_model_len=None, max_length=None, gen_budget=128, limit_rows=None, **_):
+    return _load("0shot", data_path, tokenizer, max_model_len, max_length, gen_budget, limit_rows)
 
 
-def load_cot(**kw):
-    return _load("cot", **kw)
+def load_cot(data_path=None, tokenizer=None, max_model_len=None, max_length=None, gen_budget=128, limit_rows=None, **_):
+    return _load("cot", data_path, tokenizer, max_model_len, max_length, gen_budget, limit_rows)
 
 
-def load_nocontext(**kw):
-    return _load("nocontext", **kw)
+def load_nocontext(data_path=None, tokenizer=None, max_model_len=None, max_length=None, gen_budget=128,
+                   limit_rows=None, **_):
+    return _load("nocontext", data_path, tokenizer, max_model_len, max_length, gen_budget, limit_rows)
 
 
 def doc_to_text(doc: dict) -> str:

@@ -1,0 +1,125 @@
+"""Everything about an eval command that can be wrong without a server, checked before one starts.
+
+A server start costs one to several minutes (more on a GPU), so flags, paths, task names, task
+metadata and data files are checked first; each mistake is one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.records.provenance import WEIGHT_SUFFIXES
+from harness.run.config import EvalConfig
+from harness.run.modes import MODES
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Metadata the harness itself gives every task (recorded elsewhere in run.json).
+RUNTIME_KEYS = ("tokenizer", "max_model_len", "mode")
+
+
+def _positive(name: str, value, allow_none: bool = True, minimum: float = 1) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+        raise UserError(f"{name} must be >= {minimum} (got {value!r})")
+
+
+def check_config(cfg: EvalConfig) -> None:
+    """Flags: values in range, combinations that make sense, paths that exist."""
+    if cfg.backend not in ("server", "hf"):
+        raise UserError(f"unknown backend '{cfg.backend}': expected server or hf")
+    if cfg.backend == "hf" and not cfg.model:
+        raise UserError("--backend hf needs --model PATH")
+    if not cfg.model and not cfg.client.base_url:
+        raise UserError("pass --model PATH (the harness serves it) or --base-url URL (a running server)")
+    if cfg.model and cfg.client.base_url:
+        raise UserError("--model and --base-url name two models: with --base-url the server's model is evaluated "
+                        "(and recorded); give its tokenizer with --tokenizer PATH and drop --model")
+    if cfg.run.mode not in MODES:
+        raise UserError(f"--mode must be one of {', '.join(MODES)} (got {cfg.run.mode!r})")
+    _positive("--max-model-len", cfg.max_model_len)
+    _positive("--samples-per-item", cfg.run.samples_per_item, allow_none=False)
+    _positive("--reasoning-budget", cfg.run.reasoning_budget)
+    _positive("--concurrency", cfg.client.concurrency, allow_none=False)
+    _positive("--max-retries", cfg.client.max_retries, allow_none=False, minimum=0)
+    _positive("--tensor-parallel-size", cfg.serve.tensor_parallel_size, allow_none=False)
+    for name, value in (("--request-timeout", cfg.client.request_timeout_s), ("--startup-timeout", cfg.serve.startup_timeout_s),
+                        ("--limit", cfg.run.limit)):
+        if value is not None and (isinstance(value, bool) or not value > 0):
+            raise UserError(f"{name} must be > 0 (got {value!r})")
+    if cfg.serve.port is not None and not 0 < cfg.serve.port < 65536:
+        raise UserError(f"--port must be 1..65535 (got {cfg.serve.port})")
+    if cfg.run.run_id is not None and not RUN_ID.match(cfg.run.run_id):
+        raise UserError(f"--run-id {cfg.run.run_id!r}: use letters, digits, '.', '_' and '-' (no path separators, "
+                        "not starting with '.'); it names a directory inside --output-dir")
+    if cfg.model:
+        check_model_path(cfg.model, weights=cfg.backend in ("server", "hf"))
+    if cfg.tokenizer and _looks_local(cfg.tokenizer) and not Path(cfg.tokenizer).exists():
+        raise UserError(f"--tokenizer {cfg.tokenizer} does not exist")
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a hub id: absolute or relative markers, something on disk, not `org/name`,
+    or `dir/name` whose `dir` exists here (a mistyped `models/tiny-qwen` is a missing path)."""
+    p = Path(name).expanduser()
+    return (name.startswith((".", "/", "~")) or p.exists() or name.count("/") != 1 or p.parent.is_dir())
+
+
+def check_model_path(model: str, weights: bool = True) -> None:
+    if not _looks_local(model):
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise UserError(f"model {model} is not a local directory and HF_HUB_OFFLINE=1 forbids downloading it")
+        return  # a hub id; resolved by vLLM / transformers where the network allows
+    p = Path(model).expanduser()
+    if not p.exists():
+        raise UserError(f"model path {model} does not exist. Build the default with "
+                        "`longact model build-tiny`, or pass a directory holding config.json and weights.")
+    if not (p / "config.json").is_file():
+        raise UserError(f"{model} is not a model directory: no config.json inside")
+    if weights and not any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir()):
+        raise UserError(f"{model} has a config.json but no weights ({', '.join(WEIGHT_SUFFIXES)} files)")
+
+
+def check_tokenizer_matches_model(tokenizer, model: str | None) -> None:
+    """A --tokenizer other than the model's own must tokenize like it (checked locally, no server)."""
+    if not model or not Path(model).is_dir():
+        return
+    from tasks.tokens import load_tokenizer
+
+    try:
+        own = load_tokenizer(str(Path(model)))
+    except UserError:
+        return  # a model directory without a tokenizer: --tokenizer is the only one
+    from harness.backends.serve import TOKENIZER_PROBE
+
+    if own is tokenizer:
+        return
+    if own(TOKENIZER_PROBE)["input_ids"] != tokenizer(TOKENIZER_PROBE)["input_ids"]:
+        raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (a probe text splits "
+                        "differently); prompts would be fitted with wrong budgets. Drop --tokenizer or fix it")
+
+
+def loader_keys(fn) -> set[str]:
+    """The metadata keys a task's loader reads: its keyword parameters (`**_` swallows the rest)."""
+    return {name for name, p in inspect.signature(fn).parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def check_metadata(catalog, names: list[str], metadata: dict) -> None:
+    """Unknown `--metadata` keys are an error naming the keys the requested tasks read; path
+    values (`*_path`, `*_dir`) must exist."""
+    known = set()
+    for fn, fixed in catalog.loaders(names):
+        known |= loader_keys(fn) - set(fixed)
+    user_keys = set(known) - set(RUNTIME_KEYS)
+    unknown = sorted(set(metadata) - user_keys)
+    if unknown:
+        raise UserError(f"--metadata: unknown key(s) {', '.join(unknown)} for task(s) {', '.join(names)}; "
+                        f"they read: {', '.join(sorted(user_keys)) or 'nothing'}")
+    for key, value in metadata.items():
+        if key.endswith(("_path", "_dir")) and isinstance(value, str) and not Path(value).expanduser().exists():
+            raise UserError(f"--metadata {key}: {value} does not exist")

@@ -1,0 +1,209 @@
+"""What a new user broke (issue: fake and stale results, slow failures, Ctrl-C), through the real
+CLI and `run_eval`, against the tiny model's files and a stub OpenAI server (tests/stub_openai.py)
+so that no vLLM server has to start. Each case fails on the code before the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+from harness.errors import IncompleteRunError, UserError
+from harness.records.io import load_run, lock_run_dir
+from harness.run.config import ClientConfig, EvalConfig, RunConfig
+from harness.run.runner import run_eval
+from longact.cli import main
+from tests.stub_openai import StubServer, ok_answer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def stubs():
+    made = []
+
+    def make(**kw):
+        made.append(StubServer(**kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _cli(capsys, *argv):
+    t0 = time.monotonic()
+    code = main(list(argv))
+    return code, capsys.readouterr().err, time.monotonic() - t0
+
+
+# Input mistakes: one clear line, exit 2, no server start, no run directory -----------------------
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--max-retries", "-1"], "--max-retries must be >= 0"),
+    (["--max-model-len", "0"], "--max-model-len must be >= 1"),
+    (["--max-model-len", "-5"], "--max-model-len must be >= 1"),
+    (["--samples-per-item", "0"], "--samples-per-item must be >= 1"),
+    (["--concurrency", "0"], "--concurrency must be >= 1"),
+    (["--request-timeout", "0"], "--request-timeout must be > 0"),
+    (["--run-id", "../.."], "--run-id '../..'"),
+    (["--run-id", "a/b"], "--run-id 'a/b'"),
+    (["--metadata", '{"data_pth": "x"}'], "unknown key(s) data_pth"),
+    (["--tasks", "longbench_v2", "--metadata", '{"data_path": "/nonexistent/data.json"}'], "/nonexistent/data.json does not exist"),
+    (["--base-url", "http://127.0.0.1:9"], "--model and --base-url name two models"),
+])
+def test_bad_flags_fail_before_any_server(flags, needle, capsys, tiny_model_dir, tmp_path):
+    code, err, seconds = _cli(capsys, "eval", "--model", str(tiny_model_dir), "--tasks", "tiny",
+                              "--output-dir", str(tmp_path / "out"), *flags)
+    assert code == 2 and needle in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert seconds < 60  # a server start alone takes one to several minutes
+
+
+def test_unknown_metadata_names_the_keys_the_tasks_read(capsys, tiny_model_dir, tmp_path):
+    code, err, _ = _cli(capsys, "eval", "--model", str(tiny_model_dir), "--tasks", "ruler",
+                        "--metadata", '{"length": [1024]}', "--output-dir", str(tmp_path))
+    assert code == 2 and "unknown key(s) length" in err and "lengths" in err and "essay_path" in err
+
+
+def test_a_mistyped_relative_path_is_a_missing_path_not_a_hub_id(capsys, tmp_path, monkeypatch):
+    (tmp_path / "models" / "tiny-qwen3").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    code, err, seconds = _cli(capsys, "eval", "--model", "models/tiny-qwen", "--tasks", "tiny")
+    assert code == 2 and "model path models/tiny-qwen does not exist" in err and seconds < 30
+
+
+def test_a_directory_without_weights_is_refused(capsys, tiny_model_dir, tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text((Path(tiny_model_dir) / "config.json").read_text())
+    code, err, _ = _cli(capsys, "eval", "--model", str(tmp_path / "m"), "--tasks", "tiny", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "no weights" in err
+
+
+def test_a_run_directory_is_locked_while_a_run_writes_it(tmp_path):
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    held = lock_run_dir(run_dir)
+    try:
+        with pytest.raises(UserError, match=f"pid {os.getpid()}"):
+            lock_run_dir(run_dir)
+    finally:
+        held.close()
+    lock_run_dir(run_dir).close()  # released with its handle (and by the OS when a run dies)
+
+
+# Results that must not be wrong or stale ----------------------------------------------------------
+
+def _cfg(url, tok, out, **run):
+    return EvalConfig(tokenizer=str(tok), client=ClientConfig(base_url=url, max_retries=1),
+                      run=RunConfig(tasks=["tiny_passkey"], output_dir=str(out), progress=False, **run))
+
+
+def test_remote_cache_is_keyed_by_what_is_served_not_its_name(stubs, tiny_model_dir, tmp_path):
+    """Two checkpoints served under one name: the second must not get the first one's answers."""
+    first = stubs(respond=lambda path, body: ok_answer(body, "12345"))
+    rec = load_run(run_eval(_cfg(first.url, tiny_model_dir, tmp_path)))
+    assert rec.model.served_fingerprint and rec.requests["sent"] == 30
+
+    def other_weights(path, body):  # same name, other weights: the probe's log-probs differ
+        status, payload = ok_answer(body, "99999")
+        if "logprobs" in body:
+            payload["choices"][0]["logprobs"]["token_logprobs"] = [-3.0, -0.01]
+        return status, payload
+
+    second = stubs(respond=other_weights)
+    rec2 = load_run(run_eval(_cfg(second.url, tiny_model_dir, tmp_path)))
+    assert rec2.requests["cached"] == 0 and rec2.requests["sent"] == 30
+    assert rec2.model.served_fingerprint != rec.model.served_fingerprint
+    again = load_run(run_eval(_cfg(second.url, tiny_model_dir, tmp_path)))
+    assert again.requests["cached"] == 30  # the same weights still resume
+
+
+def test_no_cache_when_the_served_weights_cannot_be_identified(stubs, tiny_model_dir, tmp_path, capsys):
+    def no_logprobs(path, body):
+        status, payload = ok_answer(body, "1")
+        payload["choices"][0].pop("logprobs", None)
+        return status, payload
+
+    s = stubs(respond=no_logprobs)
+    for _ in range(2):
+        rec = load_run(run_eval(_cfg(s.url, tiny_model_dir, tmp_path)))
+        assert rec.requests["cached"] == 0 and rec.requests["sent"] == 30
+    assert "request cache off" in capsys.readouterr().err
+
+
+def test_the_tokenizer_hash_is_of_the_tokenizer_used(stubs, tiny_model_dir, tmp_path):
+    from harness.records.provenance import model_hashes
+
+    s = stubs()
+    rec = load_run(run_eval(_cfg(s.url, tiny_model_dir, tmp_path)))
+    assert rec.model.tokenizer_sha256 == model_hashes(tiny_model_dir)[1] is not None
+    assert rec.model.path == "stub-model" and rec.model.weights_sha256 is None
+
+
+def test_rejected_requests_are_recorded_and_the_message_says_a_rerun_will_not_help(stubs, tiny_model_dir, tmp_path):
+    """400s become per-sample errors, the rest finishes and is cached; the message does not
+    promise that rerunning helps; a rerun re-sends exactly the failed ones."""
+    def respond(path, body):
+        if "logprobs" not in body and zlib.crc32(body["messages"][-1]["content"].encode()) % 3 == 0:
+            return 400, {"error": "This model's maximum context length is 2048 tokens"}
+        return ok_answer(body, "1")
+
+    s = stubs(respond=respond)
+    with pytest.raises(IncompleteRunError, match="would be rejected again") as e:
+        run_eval(_cfg(s.url, tiny_model_dir, tmp_path))
+    assert "retries" not in str(e.value)
+    rec = load_run(next(tmp_path.glob("2*")))
+    failed = rec.tasks["tiny_passkey"].n_errors
+    assert rec.status == "incomplete" and 0 < failed < 30 and "HTTP 400" in rec.errors[0]
+    before = len(s.completions())
+    with pytest.raises(IncompleteRunError):
+        run_eval(_cfg(s.url, tiny_model_dir, tmp_path))
+    assert len(s.completions()) - before == failed  # only the failed ones again, each once (no retry)
+
+
+def test_a_window_larger_than_the_servers_is_refused_before_sending(stubs, tiny_model_dir, tmp_path):
+    s = stubs(max_model_len=2048)
+    cfg = _cfg(s.url, tiny_model_dir, tmp_path)
+    cfg.max_model_len = 4096
+    with pytest.raises(UserError, match="exceeds the 2048-token window"):
+        run_eval(cfg)
+    assert not s.completions()
+
+
+# Ctrl-C ----------------------------------------------------------------------------------------
+
+def test_ctrl_c_stops_sending_and_exits_within_seconds(stubs, tiny_model_dir, tmp_path):
+    """A hung server: each answer would take a minute. SIGINT must cancel the queue, keep what
+    arrived and exit promptly, not wait out the in-flight requests."""
+    def hang(path, body):
+        if "logprobs" in body:
+            return ok_answer(body)
+        time.sleep(60)
+        return ok_answer(body)
+
+    s = stubs(respond=hang)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "longact", "eval", "--base-url", s.url, "--tokenizer", str(tiny_model_dir),
+                             "--tasks", "tiny_passkey", "--concurrency", "2", "--quiet", "--output-dir", str(tmp_path)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(s.completions()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(s.completions()) == 2, "the run never started sending"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 10, err
+    assert proc.returncode == 130, err
+    assert len(s.completions()) == 2  # nothing queued was sent after the signal
+    rec = json.loads(next(tmp_path.glob("2*/run.json")).read_text())
+    assert rec["status"] == "interrupted"
