@@ -98,9 +98,10 @@ def check_tokenizer_matches_model(tokenizer, model: str | None) -> None:
 
     if own is tokenizer:
         return
-    if own(TOKENIZER_PROBE)["input_ids"] != tokenizer(TOKENIZER_PROBE)["input_ids"]:
-        raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (a probe text splits "
-                        "differently); prompts would be fitted with wrong budgets. Drop --tokenizer or fix it")
+    # Locally both vocabularies can be compared whole (a probe text can miss a difference).
+    if own.get_vocab() != tokenizer.get_vocab() or own(TOKENIZER_PROBE)["input_ids"] != tokenizer(TOKENIZER_PROBE)["input_ids"]:
+        raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (their vocabularies differ); "
+                        "prompts would be fitted with wrong budgets. Drop --tokenizer or fix it")
 
 
 def loader_keys(fn) -> set[str]:

@@ -207,3 +207,12 @@ def test_ctrl_c_stops_sending_and_exits_within_seconds(stubs, tiny_model_dir, tm
     assert len(s.completions()) == 2  # nothing queued was sent after the signal
     rec = json.loads(next(tmp_path.glob("2*/run.json")).read_text())
     assert rec["status"] == "interrupted"
+
+
+def test_a_tokenizer_unlike_the_models_is_refused_without_a_server(capsys, tiny_model_dir, tmp_path):
+    from longact.tiny.model import TinyModelSpec, build_tokenizer
+
+    build_tokenizer(TinyModelSpec(vocab_size=400)).save_pretrained(tmp_path / "other-tok")
+    code, err, seconds = _cli(capsys, "eval", "--model", str(tiny_model_dir), "--tokenizer", str(tmp_path / "other-tok"),
+                              "--tasks", "tiny", "--output-dir", str(tmp_path / "o"))
+    assert code == 2 and "does not tokenize like" in err and seconds < 60
