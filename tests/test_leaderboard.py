@@ -37,13 +37,15 @@ def test_page_markdown_and_provenance(results, tmp_path):
 def test_plots_are_png(results, tmp_path):
     from harness.report import plots
     from harness.report.compare import load
+    from tasks.benchmarks import get
 
     runs = [load(p) for p in sorted(results.iterdir())]
-    assert plots.ruler_vs_length(runs) is None                       # no RULER results, no plot
+    (ruler_vs_length,) = get("ruler").report.plots
+    assert plots.draw(ruler_vs_length, runs) is None                 # no RULER results, no plot
     rec = runs[0].record
     rec.group_breakdown["ruler"] = {"length": {"4096": {"score": Metric(80.0, 1.0, 10)},
                                                "8192": {"score": Metric(70.0, 1.0, 10)}}}
-    png = plots.ruler_vs_length(runs)
+    png = plots.draw(ruler_vs_length, runs)
     assert png.startswith(PNG) and len(png) > 2000
     curves = plots.training_curves({"a": [{"step": i, "reward": i / 10, "masked_rows_changed": 0} for i in range(20)],
                                     "b": [{"step": i, "reward": i / 20} for i in range(20)]},
