@@ -128,6 +128,25 @@ def test_rewards_are_the_eval_scores(reward, task, doc, completion):
     assert REWARDS[reward](completion, answers) == pytest.approx(utils.process_results(doc, [completion])[metric] / 100)
 
 
+def test_synthetic_prompts_are_rewarded_by_the_tiny_tasks_scorers():
+    """The `synthetic` set (tiny passkey / kv prompts) was rewarded by RULER's substring match, so
+    "1234512" for pass key 12345 earned 1 where tiny_passkey's first-integer match scores 0."""
+    from tasks.tiny import utils
+    from training.data import DataConfig, load_prompts
+    from training.rewards import REWARDS
+
+    prompts = load_prompts(DataConfig(source="synthetic", n=4))
+    assert [p.reward for p in prompts] == ["tiny_passkey", "tiny_kv", "tiny_passkey", "tiny_kv"]
+    results = {"tiny_passkey": utils.passkey_results, "tiny_kv": utils.kv_results}
+    for p in prompts:
+        gold = p.answers[0]
+        for completion in (gold, f"{gold}12", f"x{gold}", f"The value is {gold}.", "nothing"):
+            expected = results[p.reward]({"answer": p.answers}, [completion])["score"] / 100
+            assert REWARDS[p.reward](completion, p.answers) == expected
+    passkey = prompts[0]
+    assert REWARDS[passkey.reward](passkey.answers[0] + "12", passkey.answers) == 0.0
+
+
 # Nothing outside tasks/ names a benchmark -------------------------------------------------------
 
 ALLOWED_NAMES = {
