@@ -91,7 +91,7 @@ def test_longbench_training_prompt_is_the_eval_prompt():
     docs = list(utils.load_0shot(data_path=str(FIXTURE))["test"])
     prompts = load_prompts(DataConfig(source="longbench_mc", n=len(docs)))
     assert len(prompts) == len(docs) > 0
-    for doc, p in zip(docs, prompts):
+    for doc, p in zip(docs, prompts, strict=True):
         assert p.id == doc["_id"] and p.answers == [doc["answer"]]
         assert p.prompt == utils.doc_to_text(doc)
     assert prompts[0].prompt.startswith("Please read the following text and answer the question below.\n\n<text>\n")

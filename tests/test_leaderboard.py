@@ -60,6 +60,18 @@ def test_plots_are_png(results, tmp_path):
     assert plots.trainer_series(runs) == {runs[0].label: [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}]}
 
 
+def test_longbench_split_bars_are_png(tmp_path):
+    from harness.report import plots
+    from harness.report.compare import load
+    from tasks.benchmarks import get
+
+    docs = [{"difficulty": d, "length": n} for d, n in (("easy", "short"), ("hard", "long"), ("hard", "medium"))]
+    run = load(write_run(tmp_path, "base", {"longbench_v2": [100, 0, 100]}, docs={"longbench_v2": docs}, group=None))
+    (splits,) = get("longbench_v2").report.plots
+    assert plots.draw(splits, [run]).startswith(PNG)
+    assert plots.draw(splits, [load(write_run(tmp_path, "tiny", {"tiny_kv": [0]}))]) is None
+
+
 def _browser():
     for name in ("chromium", "chromium-browser", "google-chrome"):
         path = shutil.which(name)

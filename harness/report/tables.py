@@ -85,12 +85,12 @@ def markdown(columns: list[Column], rows: list[list[str]], header_margin: int = 
 
     def line(values):
         return "| " + " | ".join(v.rjust(w) if c.align == "right" else v.ljust(w)
-                                 for v, w, c in zip(values, widths, columns)) + " |"
+                                 for v, w, c in zip(values, widths, columns, strict=True)) + " |"
 
     def rule(w, align):
         return {"left": ":" + "-" * (w + 1), "right": "-" * (w + 1) + ":"}.get(align, "-" * (w + 2))
 
-    sep = "|" + "|".join(rule(w, c.align) for w, c in zip(widths, columns)) + "|"
+    sep = "|" + "|".join(rule(w, c.align) for w, c in zip(widths, columns, strict=True)) + "|"
     return "\n".join([line([c.name for c in columns]), sep] + [line(row) for row in rows])
 
 
