@@ -23,6 +23,34 @@ examples:
 """
 
 
+def _add_score_parser(sub) -> None:
+    """`longact score BENCH FILE`: one sub-command per benchmark that rescores official prediction
+    files, its flags the options the benchmark declares (tasks/<bench>/benchmark.py)."""
+    from tasks.benchmarks import all as all_benchmarks
+
+    sc = sub.add_parser(
+        "score", help="rescore an official prediction file with the official protocol",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
+               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated\n"
+               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json\n"
+               "  longact score ruler pred/niah_single_1.jsonl --task niah_single_1 --json")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("file", help="prediction file in the official format")
+    common.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
+    common.add_argument("--save-run", metavar="RESULTS_DIR",
+                        help="also store the per-item scores as an imported run there (joins compare/leaderboard)")
+    common.add_argument("--model-name", default="official predictions", help="model label of a saved run")
+    benches = sc.add_subparsers(dest="benchmark", metavar="BENCH", required=True,
+                                help="which benchmark's format and scorer")
+    for bench in (b for b in all_benchmarks() if b.score):
+        bp = benches.add_parser(bench.name, parents=[common], help=f"{bench.title} prediction files")
+        for opt in bench.options:
+            kw = {"action": "store_true", "default": None} if opt.flag else {"metavar": opt.name.upper()}
+            bp.add_argument(opt.flag_name, help=opt.help, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="longact",
@@ -67,26 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory or run.json")
     s.add_argument("--json", action="store_true", help="print run.json instead")
 
-    sc = sub.add_parser(
-        "score", help="rescore an official prediction file with the official protocol",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
-               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated\n"
-               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json\n"
-               "  longact score ruler pred/niah_single_1.jsonl --task niah_single_1 --json")
-    sc.add_argument("benchmark", choices=["longbench_v2", "infinitebench", "ruler"], help="which benchmark's format and scorer")
-    sc.add_argument("file", help="prediction file in the official format")
-    sc.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
-    sc.add_argument("--compensated", action="store_true", help="LongBench v2: unparsed answers count 0.25 (official option)")
-    sc.add_argument("--task", help="InfiniteBench or RULER: task name (passkey, kv_retrieval, ...; niah_single_1, vt, cwe, qa_1, ...)")
-    sc.add_argument("--model-family", default="gpt4",
-                    help="InfiniteBench: prompt family of the predictions; math_calc drops the first number for gpt4 (default: %(default)s)")
-    sc.add_argument("--save-run", metavar="RESULTS_DIR",
-                    help="also store the per-item scores as an imported run there (joins compare/leaderboard)")
-    sc.add_argument("--model-name", default="official predictions", help="model label of a saved run")
-    sc.add_argument("--drop-empty", action="store_true",
-                    help="LongBench v2: leave empty responses out of the denominator, as pred.py does by not writing them")
+    _add_score_parser(sub)
 
     c = sub.add_parser(
         "compare", help="compare checkpoints: one row per run, deltas with paired intervals and tests",
@@ -217,52 +226,13 @@ def cmd_show(args) -> int:
 
 
 def cmd_score(args) -> int:
-    if args.benchmark == "ruler":
-        from tasks.ruler.constants import TASKS
-        from tasks.ruler.scoring import OFFICIAL_ALIASES, score_file
+    from tasks.benchmarks import get
 
-        if args.task not in TASKS and args.task not in OFFICIAL_ALIASES:
-            raise UserError(f"--task must be one of {', '.join(list(TASKS) + list(OFFICIAL_ALIASES))} (got {args.task!r})")
-        result = score_file(args.file, args.task)
-        print(json.dumps({"score": result["score"], "n": result["n"]}) if args.json
-              else f"{args.task}: {result['score']:.2f} (n={result['n']}, empty predictions: {result['nulls']})")
-        if args.save_run:
-            from tasks.ruler.scoring import OFFICIAL_ALIASES as aliases
-
-            _save(args, f"ruler_{aliases.get(args.task, args.task)}", [s / 100 for s in result["per_item"]])
-        return 0
-    if args.benchmark == "infinitebench":
-        from tasks.infinitebench.scoring import SCORERS, score_file
-
-        if args.task not in SCORERS:
-            raise UserError(f"--task must be one of {', '.join(SCORERS)} (got {args.task!r})")
-        result = score_file(args.file, args.task, args.model_family)
-        per_item = result.pop("per_item")
-        print(json.dumps(result) if args.json else f"{args.task}: {result['score']:.2f} (n={result['n']})")
-        if args.save_run:
-            _save(args, f"infinitebench_{args.task}", per_item)
-        return 0
-    from tasks.longbench_v2.scoring import official_report, read_prediction_file
-
-    items = read_prediction_file(args.file)
-    report = official_report(items, compensated=args.compensated, drop_empty=args.drop_empty)
+    bench = get(args.benchmark)
+    scored = bench.score(args.file, **bench.options_from(vars(args)))
+    print(json.dumps(scored.summary) if args.json else scored.text)
     if args.save_run:
-        from tasks.longbench_v2.scoring import extract_answer, item_score
-
-        _save(args, "longbench_v2", [item_score(extract_answer(it.get("response") or ""), it["answer"], args.compensated)
-                                     for it in items],
-              docs=[{k: it.get(k) for k in ("difficulty", "length", "domain", "sub_domain")} for it in items],
-              fields=("difficulty", "length"))
-    if args.json:
-        print(json.dumps({k: report[k] for k in ("overall", "easy", "hard", "short", "medium", "long", "n")}))
-        return 0
-
-    def r1(v):
-        return "–" if v is None else f"{round(v, 1)}"
-
-    print("Overall\tEasy\tHard\tShort\tMedium\tLong\tn")
-    print("\t".join(r1(report[k]) for k in ("overall", "easy", "hard", "short", "medium", "long")) + f"\t{report['n']}")
-    print(f"(unparsed answers: {report['n_null']}, empty responses: {report['n_empty']})")
+        _save(args, scored.task, scored.per_item, docs=scored.docs, fields=scored.breakdown_fields)
     return 0
 
 

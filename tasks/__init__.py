@@ -1,6 +1,7 @@
 """lm-eval task definitions (this folder is the `include_path`) and the scorers they share.
 
-Each benchmark is a folder: YAML task configs, `utils.py` for lm-eval's `!function` hooks, and a
-`scoring.py` that reproduces the official scorer. Scorers are importable (`tasks.ruler.scoring`)
-so the RL trainer's rewards use exactly the functions the evaluation uses.
+Each benchmark is a folder: YAML task configs, `utils.py` for lm-eval's `!function` hooks, a
+`scoring.py` that reproduces the official scorer, and `benchmark.py`, the one surface the rest of
+the project reads (`tasks/benchmarks.py`: rescoring official prediction files, report columns and
+plots, the RL prompt sets and rewards), so nothing outside tasks/ names a benchmark.
 """

@@ -150,3 +150,19 @@ def test_tasks_only_another_run_has_get_a_column(tmp_path):
     assert res["rows"][0]["values"]["tiny_mc"] == (None, 0) and res["rows"][1]["values"]["tiny_mc"] == (50.0, 2)
     assert {d["column"] for d in res["deltas"]} == {"tiny_kv", "tiny avg"}   # nothing to pair tiny_mc with
     assert "–" in render(res)
+
+
+def test_one_markdown_renderer_for_every_table():
+    """`longact show` (padded, default-aligned text), `longact compare` (tabulate's pipe layout)
+    and the leaderboard (compact) all render through `tables.markdown`."""
+    from harness.report.tables import Column, markdown
+
+    cols = [Column("run", align="left"), Column("x", align="right"), Column("note")]
+    rows = [["a", "1.0", "ok"], ["bb", "12.5", "–"]]
+    assert markdown(cols, rows).splitlines() == [
+        "| run |    x | note |", "|:----|-----:|------|", "| a   |  1.0 | ok   |", "| bb  | 12.5 | –    |"]
+    assert markdown(cols, rows, header_margin=2).splitlines() == [
+        "| run   |    x | note   |", "|:------|-----:|--------|", "| a     |  1.0 | ok     |", "| bb    | 12.5 | –      |"]
+    assert markdown(cols, rows, compact=True).splitlines() == [
+        "| run | x | note |", "|:--|--:|---|", "| a | 1.0 | ok |", "| bb | 12.5 | – |"]
+    assert markdown(cols, []).splitlines() == ["| run | x | note |", "|:----|--:|------|"]

@@ -37,13 +37,15 @@ def test_page_markdown_and_provenance(results, tmp_path):
 def test_plots_are_png(results, tmp_path):
     from harness.report import plots
     from harness.report.compare import load
+    from tasks.benchmarks import get
 
     runs = [load(p) for p in sorted(results.iterdir())]
-    assert plots.ruler_vs_length(runs) is None                       # no RULER results, no plot
+    (ruler_vs_length,) = get("ruler").report.plots
+    assert plots.draw(ruler_vs_length, runs) is None                 # no RULER results, no plot
     rec = runs[0].record
     rec.group_breakdown["ruler"] = {"length": {"4096": {"score": Metric(80.0, 1.0, 10)},
                                                "8192": {"score": Metric(70.0, 1.0, 10)}}}
-    png = plots.ruler_vs_length(runs)
+    png = plots.draw(ruler_vs_length, runs)
     assert png.startswith(PNG) and len(png) > 2000
     curves = plots.training_curves({"a": [{"step": i, "reward": i / 10, "masked_rows_changed": 0} for i in range(20)],
                                     "b": [{"step": i, "reward": i / 20} for i in range(20)]},
@@ -56,6 +58,18 @@ def test_plots_are_png(results, tmp_path):
     (ckpt.parent / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "reward": 0.1 * i}) + "\n" for i in (1, 2)))
     rec.model.path = str(ckpt)
     assert plots.trainer_series(runs) == {runs[0].label: [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}]}
+
+
+def test_longbench_split_bars_are_png(tmp_path):
+    from harness.report import plots
+    from harness.report.compare import load
+    from tasks.benchmarks import get
+
+    docs = [{"difficulty": d, "length": n} for d, n in (("easy", "short"), ("hard", "long"), ("hard", "medium"))]
+    run = load(write_run(tmp_path, "base", {"longbench_v2": [100, 0, 100]}, docs={"longbench_v2": docs}, group=None))
+    (splits,) = get("longbench_v2").report.plots
+    assert plots.draw(splits, [run]).startswith(PNG)
+    assert plots.draw(splits, [load(write_run(tmp_path, "tiny", {"tiny_kv": [0]}))]) is None
 
 
 def _browser():

@@ -214,7 +214,7 @@ def test_score_official_prediction_file(tmp_path):
             {"index": 2, "pred": "olive", "output": "olive"}]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     r = score_file(f, "qa_1")
-    assert (r["score"], r["n"], r["nulls"], r["per_item"]) == (pytest.approx(200 / 3), 3, 1, [100.0, 0.0, 100.0])
+    assert (r["score"], r["n"], r["nulls"], r["per_item"]) == (pytest.approx(200 / 3), 3, 1, [1.0, 0.0, 1.0])
     assert score_file(f, "niah_single_1")["score"] == pytest.approx(100 * (0.5 + 0 + 1) / 3)
     f.write_text(json.dumps({"index": 0, "pred": "a", "outputs": "a"}) + "\n")
     with pytest.raises(DataError, match="line 1, field 'outputs'"):

@@ -1,24 +1,21 @@
 """RL prompt sets behind one small registry: name -> function(DataConfig) -> list[Prompt].
 
 Sources:
-- `synthetic`: passkey / key-value retrieval built offline by tasks/tiny/generate.py, worded by
-  the tiny tasks' own prompt functions (the CPU default);
-- `ruler`: the RULER generators (tasks/ruler) at `lengths` tokens of the trained model's tokenizer;
-- `longbench_mc`: LongBench-v2-format multiple choice from a JSONL file (default: the fixture);
+- every benchmark's own training set (`tasks.benchmarks.training_sets()`: `synthetic`, the tiny
+  suite's offline passkey / key-value retrieval, the CPU default; `ruler`, the RULER generators
+  at `lengths` tokens of the trained model's tokenizer; `longbench_mc`, LongBench-v2-format
+  multiple choice with the eval task's own prompt), built by the benchmark's prompt builder;
 - `docqa`: DocQA-RL JSONL (`Tongyi-Zhiwen/DocQA-RL-1.6K` via `datasets`, or a local file).
 Every file row is validated with tasks/data_io, so a bad row names file, line and field.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+from tasks.benchmarks import training_sets
 from tasks.data_io import DataError, list_of_str, read_jsonl
-
-LONGBENCH_FIXTURE = Path(__file__).resolve().parent.parent / "tasks" / "longbench_v2" / "data" / "fixture.jsonl"
 
 
 @dataclass
@@ -51,65 +48,14 @@ def source(name: str):
     return wrap
 
 
-@source("synthetic")
-def synthetic(cfg: DataConfig) -> list[Prompt]:
-    from tasks.tiny.generate import gen_kv, gen_passkey
-    from tasks.tiny.utils import kv_prompt, passkey_prompt
-
-    makers = {"passkey": (gen_passkey, passkey_prompt), "kv": (gen_kv, kv_prompt)}
-    bad = [k for k in cfg.kinds if k not in makers]
-    if bad:
-        raise ValueError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
-    rng = random.Random(cfg.seed)
-    rows = []
-    for i in range(cfg.n):
-        kind = cfg.kinds[i % len(cfg.kinds)]
-        make, to_text = makers[kind]
-        r = make(rng, n=1)[0]  # the prompt text is the tiny task's own, so reward = eval score
-        rows.append(Prompt(f"{kind}-{i}", to_text(r), r["answer"], "string_match_all"))
-    return rows
+def _benchmark_source(training):
+    """A source that is a benchmark's own training set (tasks/<bench>/benchmark.py)."""
+    def load(cfg: DataConfig) -> list[Prompt]:
+        return [Prompt(it.id, it.prompt, list(it.answers), it.reward) for it in training.items(**asdict(cfg))]
+    return load
 
 
-@source("ruler")
-def ruler(cfg: DataConfig) -> list[Prompt]:
-    """RULER samples from the benchmark's own generators, as chat user turns sized (chat template
-    included, thinking on) to each length, `cfg.n` per (task, length), seeded apart from the
-    evaluation sets (seed + 1000). Rewards use the task's official scorer."""
-    from tasks.tokens import task_tokenizer
-    from tasks.ruler.build import BuildSpec, load_or_build
-    from tasks.ruler.constants import METRIC_OF_KIND, TASKS
-
-    if not cfg.tokenizer:
-        raise ValueError("data.tokenizer: needed to size RULER prompts (train.py fills in the model)")
-    unknown = [t for t in cfg.ruler_tasks if t not in TASKS]
-    if unknown:
-        raise ValueError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
-    tok = task_tokenizer(cfg.tokenizer)
-    rows = []
-    for task in cfg.ruler_tasks:
-        for length in cfg.lengths:
-            spec = BuildSpec(task, int(length), cfg.n, seed=cfg.seed + 1000, mode="reasoning")
-            for d in load_or_build(spec, tok):
-                rows.append(Prompt(f"ruler-{d['id']}", d["_prompt"], list(d["outputs"]),
-                                   METRIC_OF_KIND[TASKS[task].kind]))
-    return rows
-
-
-@source("longbench_mc")
-def longbench_mc(cfg: DataConfig) -> list[Prompt]:
-    from tasks.longbench_v2.scoring import CHOICES
-    from tasks.data_io import one_of
-
-    spec = {"_id": str, "question": str, "context": str, "choice_A": str, "choice_B": str,
-            "choice_C": str, "choice_D": str, "answer": one_of(*CHOICES)}
-    rows = read_jsonl(cfg.path or LONGBENCH_FIXTURE, spec, id_field="_id")
-    out = []
-    for r in rows[: cfg.n]:
-        text = (f"{r['context']}\n\nWhat is the correct answer to this question: {r['question']}\n"
-                + "".join(f"({c}) {r['choice_' + c]}\n" for c in CHOICES)
-                + 'Format your response as follows: "The correct answer is (insert answer here)".')
-        out.append(Prompt(r["_id"], text, [r["answer"]], "longbench_choice"))
-    return out
+SOURCES.update({name: _benchmark_source(training) for name, training in training_sets().items()})
 
 
 DOCQA_SPEC = {"prompt": str, "answers": list_of_str}

@@ -2,11 +2,13 @@
 
     longact compare results/base results/longact --baseline results/base
 
-Columns come from the result files through declared column kinds:
-* a group with a per-length breakdown (RULER): the group mean per length, then the group mean;
-* LongBench v2 tasks: Overall and the Easy/Hard/Short/Medium/Long splits;
-* any other group (InfiniteBench, tiny): each member task, then the group mean;
-* any other task: its primary metric.
+Columns come from the result files and what each benchmark declares (`report` in
+tasks/<bench>/benchmark.py, read through `tasks.benchmarks.report_for`):
+* a group whose benchmark names a `group_field` (RULER: length): the group mean per value of the
+  run's group breakdown, then the group mean;
+* any other group: each member task, then the group mean;
+* a task outside a group: its benchmark's `splits` (LongBench v2: Overall, Easy, Hard, Short,
+  Medium, Long), or its primary metric.
 
 Every cell is recomputed from `samples_<task>.jsonl`, so it can be paired item by item with the
 baseline: delta (B - A), a paired bootstrap 95% interval on the shared items, and an exact
@@ -26,9 +28,8 @@ from harness.errors import UserError
 from harness.records.io import load_run
 from harness.records.schema import RunRecord
 from harness.report.stats import paired_test
-
-LONGBENCH_SPLITS = [("Overall", None, None), ("Easy", "difficulty", "easy"), ("Hard", "difficulty", "hard"),
-                    ("Short", "length", "short"), ("Medium", "length", "medium"), ("Long", "length", "long")]
+from harness.report.tables import Column, fmt, markdown
+from tasks.benchmarks import group_members, report_for
 
 
 @dataclass
@@ -73,7 +74,9 @@ def load(path) -> Run:
 
 
 @dataclass
-class Column:
+class ScoreColumn:
+    """One score column of the comparison: its header and the strata its cell averages."""
+
     name: str
     parts: list[tuple[str, tuple[str, str] | None]]
     """(task, optional (field, value) filter) per stratum; the cell is the mean of stratum means."""
@@ -81,38 +84,44 @@ class Column:
 
 def _group_members(record: RunRecord, group: str) -> list[str]:
     """The group's tasks as recorded in run.json; runs written before that was recorded (and
-    imported runs) fall back to the `<group>_` name prefix our groups use."""
+    imported runs) fall back to the members the benchmark declares."""
     if record.group_members.get(group):
         return sorted(t for t in record.group_members[group] if t in record.tasks)
-    return sorted(t for t in record.tasks if t.startswith(f"{group}_"))
+    return group_members(group, record.tasks)
 
 
-def columns(record: RunRecord) -> list[Column]:
+def _group_columns(record: RunRecord, group: str, members: list[str]) -> list[ScoreColumn]:
+    fld = report_for(group).group_field
+    values = record.group_breakdown.get(group, {}).get(fld) if fld else None
+    if values:
+        cols = [ScoreColumn(f"{group}@{v}", [(t, (fld, v)) for t in members]) for v in values]
+    else:
+        cols = [ScoreColumn(t, [(t, None)]) for t in members]
+    return cols + [ScoreColumn(f"{group} avg", [(t, None) for t in members])]
+
+
+def _task_columns(task: str) -> list[ScoreColumn]:
+    splits = report_for(task).splits
+    return ([ScoreColumn(f"{task} {s.label}", [(task, (s.field, s.value) if s.field else None)]) for s in splits]
+            or [ScoreColumn(task, [(task, None)])])
+
+
+def columns(record: RunRecord) -> list[ScoreColumn]:
     cols, used = [], set()
     for group in sorted(record.groups):
         members = _group_members(record, group)
-        if not members:
-            continue
-        used.update(members)
-        lengths = record.group_breakdown.get(group, {}).get("length")
-        if lengths:
-            cols += [Column(f"{group}@{v}", [(t, ("length", v)) for t in members]) for v in lengths]
-        else:
-            cols += [Column(t, [(t, None)]) for t in members]
-        cols.append(Column(f"{group} avg", [(t, None) for t in members]))
+        if members:
+            used.update(members)
+            cols += _group_columns(record, group, members)
     for task in sorted(set(record.tasks) - used):
-        if task.startswith("longbench_v2"):
-            cols += [Column(f"{task} {label}" if field else f"{task} Overall", [(task, (field, value) if field else None)])
-                     for label, field, value in LONGBENCH_SPLITS]
-        else:
-            cols.append(Column(task, [(task, None)]))
+        cols += _task_columns(task)
     return cols
 
 
-def union_columns(records: list[RunRecord]) -> list[Column]:
+def union_columns(records: list[RunRecord]) -> list[ScoreColumn]:
     """Every record's columns, each name once, in first-seen order (a task only some runs have
     still gets a column; its cells elsewhere are empty)."""
-    seen: dict[str, Column] = {}
+    seen: dict[str, ScoreColumn] = {}
     for record in records:
         for c in columns(record):
             seen.setdefault(c.name, c)
@@ -158,7 +167,7 @@ def item_differences(a: Run, b: Run, tasks: list[str]) -> list[str]:
     return out
 
 
-def cell(run: Run, col: Column) -> tuple[float | None, int]:
+def cell(run: Run, col: ScoreColumn) -> tuple[float | None, int]:
     means, n = [], 0
     for task, where in col.parts:
         s = run.scores(task, where)
@@ -168,7 +177,7 @@ def cell(run: Run, col: Column) -> tuple[float | None, int]:
     return (sum(means) / len(means) if means and len(means) == len(col.parts) else None), n
 
 
-def paired(base: Run, other: Run, col: Column, n_resamples: int = 1000):
+def paired(base: Run, other: Run, col: ScoreColumn, n_resamples: int = 1000):
     a_strata, b_strata = [], []
     for task, where in col.parts:
         sa, sb = base.scores(task, where), other.scores(task, where)
@@ -217,8 +226,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
 def to_frames(result: dict):
     import pandas as pd
 
-    values = pd.DataFrame([{"run": r["run"], **{c: ("–" if r["values"][c][0] is None else f"{r['values'][c][0]:.1f}")
-                                                for c in result["columns"]}} for r in result["rows"]]).set_index("run")
+    values = pd.DataFrame([{"run": r["run"], **{c: fmt(r["values"][c][0]) for c in result["columns"]}}
+                           for r in result["rows"]]).set_index("run")
     deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "test", "n"])
     if not deltas.empty:
         deltas["95% CI"] = deltas.apply(lambda d: f"[{d['low']:+.1f}, {d['high']:+.1f}]", axis=1)
@@ -237,11 +246,15 @@ def render(result: dict, fmt: str = "md") -> str:
     if fmt == "html":
         return values.to_html() + "\n" + deltas.to_html(index=False)
     head = f"baseline: {result['baseline']} · scores in percent · delta = run − baseline on shared items\n\n"
-    out = head + values.reset_index().to_markdown(index=False, disable_numparse=True,
-                                                  colalign=["left"] + ["right"] * len(values.columns))
+    out = head + _markdown(values.reset_index(), 1)
     if not deltas.empty:
-        out += "\n\n" + deltas.to_markdown(index=False, disable_numparse=True,
-                                             colalign=["left", "left"] + ["right"] * (len(deltas.columns) - 2))
+        out += "\n\n" + _markdown(deltas, 2)
     if result["warnings"]:
         out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
     return out
+
+
+def _markdown(frame, n_left: int) -> str:
+    """A frame of text cells as a padded Markdown table, its first `n_left` columns left-aligned."""
+    cols = [Column(str(name), align="left" if i < n_left else "right") for i, name in enumerate(frame.columns)]
+    return markdown(cols, [[str(v) for v in row] for row in frame.itertuples(index=False)], header_margin=2)

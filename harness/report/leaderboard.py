@@ -1,7 +1,7 @@
 """`longact leaderboard`: a static, self-contained HTML page and a Markdown table of all runs.
 
 One row per run, the comparison columns of `harness.report.compare` (recomputed from samples files),
-plots embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
+the plots each benchmark declares (`report.plots` in tasks/<bench>/benchmark.py) embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
 commit, vLLM version, window, mode, data fingerprints) in an expandable row. Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
 Nothing is fetched from the network: no external scripts or styles.
@@ -14,9 +14,12 @@ import html
 import json
 from pathlib import Path
 
-from harness.report.compare import cell, load, union_columns
 from harness.errors import UserError
 from harness.records.io import find_runs
+from harness.report import tables
+from harness.report.compare import cell, load, union_columns
+from harness.report.tables import Column, fmt
+from tasks.benchmarks import all as all_benchmarks
 
 SCRIPT = """
 function sortBy(col, dir) {
@@ -76,12 +79,9 @@ def build(results_dir: str | Path = "results") -> tuple[list, list[str], list[di
 
 
 def markdown(names: list[str], table: list[dict]) -> str:
-    def fmt(v):
-        return "–" if v[0] is None else f"{v[0]:.1f}"
-
-    head = "| run | " + " | ".join(names) + " |\n|:--|" + "--:|" * len(names) + "\n"
-    return head + "\n".join(f"| {row['run'].label} | " + " | ".join(fmt(row["values"][n]) for n in names) + " |"
-                            for row in table)
+    cols = [Column("run", align="left")] + [Column(n, align="right") for n in names]
+    rows = [[row["run"].label] + [fmt(row["values"][n][0]) for n in names] for row in table]
+    return tables.markdown(cols, rows, compact=True)
 
 
 def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
@@ -111,11 +111,10 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
 
     runs, names, table = build(results_dir)
     figures = {}
-    for title, fn in (("RULER score vs context length", plots.ruler_vs_length),
-                      ("LongBench v2 splits (95% bootstrap intervals)", plots.longbench_splits)):
-        png = fn(runs)
+    for plot in (p for bench in all_benchmarks() for p in bench.report.plots):
+        png = plots.draw(plot, runs)
         if png:
-            figures[title] = png
+            figures[plot.title] = png
     curves = plots.training_curves(plots.trainer_series(runs), plots.TRAINING_TAGS)
     if curves:
         figures["Training curves of the trainer checkpoints"] = curves

@@ -1,8 +1,9 @@
 """Plots from result files (matplotlib, Agg backend, PNG bytes).
 
-* `ruler_vs_length`: RULER mean over tasks per context length, one line per checkpoint.
-* `longbench_splits`: LongBench v2 Overall/Easy/Hard/Short/Medium/Long bars per checkpoint with
-  bootstrap 95% intervals of each split's mean.
+* `draw`: a figure a benchmark declares (`report.plots` in tasks/<bench>/benchmark.py):
+  `group_lines` (RULER: mean over tasks per context length, one line per checkpoint) or
+  `split_bars` (LongBench v2: Overall/Easy/Hard/Short/Medium/Long bars per checkpoint with
+  bootstrap 95% intervals of each split's mean).
 * `training_curves`: scalar series per tag (e.g. reward, masked rows changed), one line per run,
   from {"step": int, tag: value, ...} records (a trainer's metrics.jsonl; `trainer_series` finds
   them for evaluated trainer checkpoints).
@@ -31,46 +32,56 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def ruler_vs_length(runs) -> bytes | None:
-    """`runs`: harness.report.compare.Run objects. None when no run has RULER per-length results."""
+def draw(plot, runs) -> bytes | None:
+    """The figure a benchmark declares (`tasks.benchmarks.Plot`) for `runs`
+    (harness.report.compare.Run objects); None when no run has its results."""
+    return {"group_lines": group_lines, "splits": split_bars}[plot.kind](plot, runs)
+
+
+def group_lines(plot, runs) -> bytes | None:
+    """The group's mean over tasks per value of a numeric breakdown field (RULER: context
+    length), one line per run, log2 x axis, percent y axis."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 3.6))
     drawn = False
     for run in runs:
-        per_length = run.record.group_breakdown.get("ruler", {}).get("length", {})
-        if not per_length:
+        per_value = run.record.group_breakdown.get(plot.target, {}).get(plot.field, {})
+        if not per_value:
             continue
-        lengths = sorted(per_length, key=int)
-        ax.plot([int(n) for n in lengths], [per_length[n]["score"].value for n in lengths], marker="o", label=run.label)
+        xs = sorted(per_value, key=int)
+        ax.plot([int(x) for x in xs], [next(iter(per_value[x].values())).value for x in xs], marker="o", label=run.label)
         drawn = True
     if not drawn:
         plt.close(fig)
         return None
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("RULER mean over tasks (%)")
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel(plot.ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _png(fig)
 
 
-def longbench_splits(runs) -> bytes | None:
+def split_bars(plot, runs) -> bytes | None:
+    """The report splits of task `plot.target` (LongBench v2: Overall/Easy/Hard/Short/Medium/Long)
+    as bars per run with bootstrap 95% intervals of each split's mean."""
     import numpy as np
 
-    from harness.report.compare import LONGBENCH_SPLITS
     from harness.report.stats import paired_bootstrap
+    from tasks.benchmarks import report_for
 
-    rows = [r for r in runs if "longbench_v2" in r.record.tasks]
-    if not rows:
+    splits = report_for(plot.target).splits
+    rows = [r for r in runs if plot.target in r.record.tasks]
+    if not rows or not splits:
         return None
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     width = 0.8 / len(rows)
     for k, run in enumerate(rows):
         means, errs = [], []
-        for _, field, value in LONGBENCH_SPLITS:
-            scores = np.array(list(run.scores("longbench_v2", (field, value) if field else None).values()))
+        for split in splits:
+            scores = np.array(list(run.scores(plot.target, (split.field, split.value) if split.field else None).values()))
             if len(scores) == 0:
                 means.append(0.0)
                 errs.append((0.0, 0.0))
@@ -78,10 +89,10 @@ def longbench_splits(runs) -> bytes | None:
             low, high = paired_bootstrap(scores, n_resamples=1000)
             means.append(scores.mean())
             errs.append((scores.mean() - low, high - scores.mean()))
-        x = np.arange(len(LONGBENCH_SPLITS)) + k * width
+        x = np.arange(len(splits)) + k * width
         ax.bar(x, means, width, yerr=np.array(errs).T, capsize=2, label=run.label)
-    ax.set_xticks(np.arange(len(LONGBENCH_SPLITS)) + width * (len(rows) - 1) / 2, [s[0] for s in LONGBENCH_SPLITS])
-    ax.set_ylabel("LongBench v2 accuracy (%)")
+    ax.set_xticks(np.arange(len(splits)) + width * (len(rows) - 1) / 2, [s.label for s in splits])
+    ax.set_ylabel(plot.ylabel)
     ax.legend(fontsize=7)
     return _png(fig)
 

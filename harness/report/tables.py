@@ -1,7 +1,7 @@
 """Tables are a pure function of result files.
 
-`run_rows` flattens run records into rows through declared columns; `markdown` renders any rows.
-The comparison tables of several checkpoints build on the same rows.
+`run_rows` flattens run records into rows through declared columns; `markdown` renders every
+Markdown table of the project (this one, the comparison tables and the leaderboard).
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ from harness.records.schema import RunRecord
 
 @dataclass(frozen=True)
 class Column:
+    """A declared table column: its header, how a row's cell is read (`run_rows`), and its
+    Markdown alignment: "left", "right" or "" (Markdown's default, no colon)."""
+
     name: str
-    get: Callable[[RunRecord, str, str, object], object]
-    align: str = "left"
+    get: Callable[..., object] | None = None
+    align: str = ""
 
 
-def _fmt(v) -> str:
+def fmt(v) -> str:
+    """A cell as text: "–" for a missing value, one decimal for floats."""
     if v is None:
         return "–"
     if isinstance(v, float):
@@ -68,19 +72,26 @@ def run_rows(record: RunRecord, columns=RUN_COLUMNS) -> list[dict]:
     return rows
 
 
-def markdown(rows: list[dict], columns=RUN_COLUMNS) -> str:
-    names = [c.name for c in columns]
-    cells = [[_fmt(row.get(n)) for n in names] for row in rows]
-    widths = [max(len(n), *(len(c[i]) for c in cells)) if cells else len(n) for i, n in enumerate(names)]
+def markdown(columns: list[Column], rows: list[list[str]], header_margin: int = 0, compact: bool = False) -> str:
+    """A Markdown pipe table of text cells: every table of the project is rendered here.
+
+    Columns are padded to their widest cell, and to the header plus `header_margin` (2 gives
+    tabulate's pipe format); `compact` pads nothing (a separator of three characters a column).
+    """
+    if compact:
+        widths = [1] * len(columns)
+    else:
+        widths = [max([len(c.name) + header_margin] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
 
     def line(values):
-        out = []
-        for v, w, c in zip(values, widths, columns):
-            out.append(v.rjust(w) if c.align == "right" else v.ljust(w))
-        return "| " + " | ".join(out) + " |"
+        return "| " + " | ".join(v.rjust(w) if c.align == "right" else v.ljust(w)
+                                 for v, w, c in zip(values, widths, columns, strict=True)) + " |"
 
-    sep = "|" + "|".join(("-" * (w + 1) + ":") if c.align == "right" else ("-" * (w + 2)) for w, c in zip(widths, columns)) + "|"
-    return "\n".join([line(names), sep] + [line(c) for c in cells])
+    def rule(w, align):
+        return {"left": ":" + "-" * (w + 1), "right": "-" * (w + 1) + ":"}.get(align, "-" * (w + 2))
+
+    sep = "|" + "|".join(rule(w, c.align) for w, c in zip(widths, columns, strict=True)) + "|"
+    return "\n".join([line([c.name for c in columns]), sep] + [line(row) for row in rows])
 
 
 def run_table(run: str | os.PathLike | RunRecord) -> str:
@@ -88,4 +99,5 @@ def run_table(run: str | os.PathLike | RunRecord) -> str:
     head = (f"**{record.model.path}** · run `{record.run_id}` · {record.status} · "
             f"backend {record.serving.backend} · window {record.serving.max_model_len}"
             + (f" · limit {record.limit:g}" if record.limit else ""))
-    return head + "\n\n" + markdown(run_rows(record))
+    rows = run_rows(record)
+    return head + "\n\n" + markdown(RUN_COLUMNS, [[fmt(row.get(c.name)) for c in RUN_COLUMNS] for row in rows])

@@ -32,6 +32,8 @@ NO_CONTEXT = (
 )
 
 TEMPLATES = {"0shot": ZERO_SHOT, "cot": COT, "cot_answer": COT_ANSWER, "nocontext": NO_CONTEXT}
+VARIANTS = ("0shot", "cot", "nocontext")
+"""The first-pass variants, one task each (`cot_answer` is the second CoT pass)."""
 
 
 def fill(template: str, doc: dict, cot: str | None = None) -> str:
@@ -40,3 +42,11 @@ def fill(template: str, doc: dict, cot: str | None = None) -> str:
            .replace("$C_A$", doc["choice_A"].strip()).replace("$C_B$", doc["choice_B"].strip())
            .replace("$C_C$", doc["choice_C"].strip()).replace("$C_D$", doc["choice_D"].strip()))
     return out.replace("$COT$", cot) if cot is not None else out
+
+
+def build_prompt(doc: dict, variant: str = "0shot") -> str:
+    """The user turn a task variant sends for `doc` before truncation (`pred.py`'s filled
+    template); the eval tasks and the RL prompt set both build prompts here."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown LongBench v2 variant {variant!r}; expected one of {', '.join(VARIANTS)}")
+    return fill(TEMPLATES[variant], doc)

@@ -38,6 +38,11 @@ def item_score(pred: str | None, gold: str, compensated: bool = False) -> float:
     return float(pred == gold)
 
 
+def item_scores(items: list[dict], compensated: bool = False) -> list[float]:
+    """Per-item official scores (fractions) of `pred.py` items, empty responses included."""
+    return [item_score(extract_answer(it.get("response") or ""), it["answer"], compensated) for it in items]
+
+
 def official_report(items: list[dict], compensated: bool = False, drop_empty: bool = False) -> dict:
     """The numbers THUDM/LongBench `result.py` prints, unrounded, in percent, plus breakdowns.
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tasks import tokens
 from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
-from tasks.longbench_v2.prompts import COT, COT_ANSWER, NO_CONTEXT, ZERO_SHOT, fill
+from tasks.longbench_v2.prompts import COT_ANSWER, build_prompt, fill
 from tasks.tokens import PromptTruncator
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
 
@@ -30,7 +30,6 @@ ROW_SPEC = {
     "length": one_of(*LENGTHS), "question": str, "choice_A": str, "choice_B": str,
     "choice_C": str, "choice_D": str, "answer": one_of(*CHOICES), "context": str,
 }
-TEMPLATE_OF_VARIANT = {"0shot": ZERO_SHOT, "cot": COT, "nocontext": NO_CONTEXT}
 
 
 def load_rows(data_path: str | None = None) -> list[dict]:
@@ -64,8 +63,7 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
     if tokenizer:
         tok = tokens.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
-    template = TEMPLATE_OF_VARIANT[variant]
-    prompts = [fill(template, r) for r in rows]
+    prompts = [build_prompt(r, variant) for r in rows]
     fitted = truncate.batch(prompts) if truncate is not None else [(p, False, None) for p in prompts]
     out = [{**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
             "_max_length": truncate.max_length if truncate else None}

@@ -37,6 +37,13 @@ def sample_match_part(pred: str, refs: Sequence[str]) -> float:
     return max(1.0 if r.lower() in p else 0.0 for r in refs)
 
 
+def item_score(pred: str, refs: Sequence[str], metric: str) -> float:
+    """One sample's official score (0..1) of a raw prediction: `postprocess_pred`, then the
+    `metric` ("string_match_all" or "string_match_part") of `evaluate.py`."""
+    match = {"string_match_all": sample_match_all, "string_match_part": sample_match_part}[metric]
+    return match(postprocess_pred(pred), refs)
+
+
 def string_match_all(preds: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
     """Official corpus score in percent."""
     return 100.0 * sum(sample_match_all(p, r) for p, r in zip(preds, refs, strict=True)) / len(preds)
@@ -69,7 +76,8 @@ def read_prediction_file(path) -> list[tuple[str, list[str]]]:
 
 
 def score_file(path, task: str) -> dict:
-    """Official score of a prediction file: {"score": percent (unrounded), "n": N, "nulls": empty preds}."""
+    """Official score of a prediction file: {"score": percent (unrounded), "n": N, "nulls": empty
+    preds, "per_item": fractions in [0, 1]}."""
     from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 
     name = OFFICIAL_ALIASES.get(task, task)
@@ -78,7 +86,7 @@ def score_file(path, task: str) -> dict:
     pairs = read_prediction_file(path)
     preds = [postprocess_pred(p) for p, _ in pairs]
     refs = [r for _, r in pairs]
-    part = METRIC_OF_KIND[TASKS[name].kind] == "string_match_part"
-    per_item = [100.0 * (sample_match_part if part else sample_match_all)(p, r) for p, r in zip(preds, refs)]
-    metric = string_match_part if part else string_match_all
-    return {"score": metric(preds, refs), "n": len(preds), "nulls": sum(1 for p in preds if not p), "per_item": per_item}
+    metric = METRIC_OF_KIND[TASKS[name].kind]
+    corpus = string_match_part if metric == "string_match_part" else string_match_all
+    return {"score": corpus(preds, refs), "n": len(preds), "nulls": sum(1 for p in preds if not p),
+            "per_item": [item_score(p, r, metric) for p, r in pairs]}

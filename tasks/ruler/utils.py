@@ -26,7 +26,7 @@ from tasks.data_io import DataError, to_dataset_dict
 from tasks.tokens import task_tokenizer
 from tasks.ruler.build import BuildSpec, load_or_build
 from tasks.ruler.constants import DEFAULT_LENGTHS, DEFAULT_NUM_SAMPLES, DEFAULT_SEED, METRIC_OF_KIND, TASKS
-from tasks.ruler.scoring import postprocess_pred, sample_match_all, sample_match_part
+from tasks.ruler.scoring import item_score
 
 log = logging.getLogger("longact.ruler")
 
@@ -89,7 +89,5 @@ def doc_to_text(doc: dict) -> str:
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
-    pred = postprocess_pred(results[0])
     kind = TASKS[doc["id"].rsplit("-", 2)[0]].kind
-    match = sample_match_part if METRIC_OF_KIND[kind] == "string_match_part" else sample_match_all
-    return {"score": 100.0 * match(pred, doc["outputs"])}
+    return {"score": 100.0 * item_score(results[0], doc["outputs"], METRIC_OF_KIND[kind])}

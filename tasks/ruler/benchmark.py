@@ -1,0 +1,60 @@
+"""RULER's surface (see tasks/benchmarks.py): official prediction files, the per-length group
+columns and plot, the RL prompt set from the benchmark's own generators, and its two scorers as
+rewards."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from tasks.benchmarks import Benchmark, Option, Plot, Report, Scored, Training, TrainingItem
+from tasks.ruler.constants import METRIC_OF_KIND, TASKS
+from tasks.ruler.scoring import OFFICIAL_ALIASES, item_score, score_file
+
+
+def score(path, task: str) -> Scored:
+    """NVIDIA/RULER `evaluate.py` on one task's prediction file (official or our task name)."""
+    result = score_file(path, task)
+    return Scored(task=f"ruler_{OFFICIAL_ALIASES.get(task, task)}", per_item=result["per_item"],
+                  summary={"score": result["score"], "n": result["n"]},
+                  text=f"{task}: {result['score']:.2f} (n={result['n']}, empty predictions: {result['nulls']})")
+
+
+def training_items(tokenizer: str = "", ruler_tasks=(), lengths=(), n: int = 64, seed: int = 0, **_) -> list[TrainingItem]:
+    """RULER samples from the benchmark's own generators, as chat user turns sized (chat template
+    included, thinking on) to each length, `n` per (task, length), seeded apart from the
+    evaluation sets (seed + 1000). Rewards: the task's official scorer."""
+    from tasks.ruler.build import BuildSpec, load_or_build
+    from tasks.tokens import task_tokenizer
+
+    if not tokenizer:
+        raise ValueError("data.tokenizer: needed to size RULER prompts (train.py fills in the model)")
+    unknown = [t for t in ruler_tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
+    tok = task_tokenizer(tokenizer)
+    items = []
+    for task in ruler_tasks:
+        for length in lengths:
+            spec = BuildSpec(task, int(length), n, seed=seed + 1000, mode="reasoning")
+            items += [TrainingItem(f"ruler-{d['id']}", d["_prompt"], list(d["outputs"]), METRIC_OF_KIND[TASKS[task].kind])
+                      for d in load_or_build(spec, tok)]
+    return items
+
+
+def _reward(metric: str, completion: str, answers: list) -> float:
+    """The eval score of one sample (`process_results` / 100)."""
+    return item_score(completion, answers, metric)
+
+
+BENCHMARK = Benchmark(
+    name="ruler",
+    title="RULER",
+    score=score,
+    options=(Option("task", "task name (niah_single_1, vt, cwe, ...; official qa_1/qa_2 too)",
+                    choices=tuple(TASKS) + tuple(OFFICIAL_ALIASES)),),
+    report=Report(group_field="length",
+                  plots=(Plot("RULER score vs context length", "group_lines", "ruler", "RULER mean over tasks (%)",
+                              field="length", xlabel="context length (tokens)"),)),
+    training=Training("ruler", training_items),
+    rewards={m: partial(_reward, m) for m in ("string_match_all", "string_match_part")},
+)

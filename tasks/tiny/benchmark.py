@@ -1,0 +1,41 @@
+"""The tiny suite's surface (see tasks/benchmarks.py): its group columns (the defaults) and the
+offline RL prompt set (`synthetic`), worded and rewarded by the tiny tasks' own prompt and scoring
+functions."""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+
+from tasks.benchmarks import Benchmark, Training, TrainingItem
+from tasks.tiny.utils import kv_prompt, kv_results, passkey_prompt, passkey_results
+
+KINDS = ("passkey", "kv")
+
+
+def training_items(kinds=KINDS, n: int = 64, seed: int = 0, **_) -> list[TrainingItem]:
+    """Passkey / key-value retrieval built offline by tasks/tiny/generate.py, `n` in turn over
+    `kinds`, each prompt and reward the tiny task's own."""
+    from tasks.tiny.generate import gen_kv, gen_passkey
+
+    makers = {"passkey": (gen_passkey, passkey_prompt, "tiny_passkey"), "kv": (gen_kv, kv_prompt, "tiny_kv")}
+    bad = [k for k in kinds if k not in makers]
+    if bad:
+        raise ValueError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
+    rng = random.Random(seed)
+    items = []
+    for i in range(n):
+        kind = kinds[i % len(kinds)]
+        make, to_text, task = makers[kind]
+        row = make(rng, n=1)[0]
+        items.append(TrainingItem(f"{kind}-{i}", to_text(row), row["answer"], task))
+    return items
+
+
+def _reward(results, completion: str, answers: list) -> float:
+    """The tiny task's eval score of `completion` (its `process_results` / 100)."""
+    return results({"answer": answers}, [completion])["score"] / 100
+
+
+BENCHMARK = Benchmark(name="tiny", title="tiny suite", training=Training("synthetic", training_items),
+                      rewards={"tiny_passkey": partial(_reward, passkey_results), "tiny_kv": partial(_reward, kv_results)})
