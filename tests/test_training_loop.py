@@ -57,6 +57,8 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(str(bad))
     with pytest.raises(ValueError, match="field 'model' is required"):
         load_config(str(CONFIG))
+    with pytest.raises(ValueError, match=r"algo.dual_clip_c must be > 1 \(or 0 = off\), got 0.5"):
+        load_config(str(CONFIG), ["model=x", "algo.dual_clip_c=0.5"])
 
 
 def test_dry_run_prints_resolved_config(capsys):

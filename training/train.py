@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -196,7 +197,7 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
             if ref is not None:
                 with torch.no_grad():
                     ref_lp, _ = token_logps(ref, ids, am, P)
-                kl = L.k3_kl(lp, ref_lp)
+                kl = L.k3_kl(lp, ref_lp, clamp=cfg.algo.kl_clamp, log_ratio_clamp=cfg.algo.log_ratio_clamp)
                 per_token = per_token + cfg.algo.kl_coef * kl
                 stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
             loss = aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
@@ -269,7 +270,10 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     if d.main:  # backend, engine version and sampling parameters, beside config.yaml
         (out_dir / "rollout.json").write_text(json.dumps(rollout.record(), indent=2) + "\n")
     advantage = L.ADVANTAGES[cfg.algo.advantage]
-    fns = (L.POLICY_LOSSES[cfg.algo.policy_loss], L.AGGREGATIONS[cfg.algo.aggregation])
+    fns = (functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
+                             log_ratio_clamp=cfg.algo.log_ratio_clamp),
+           # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
+           functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens))
     tb = _tensorboard(out_dir) if d.main else None
     final, skipped = None, 0
 
