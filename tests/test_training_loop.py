@@ -59,6 +59,8 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(str(CONFIG))
     with pytest.raises(ValueError, match=r"algo.dual_clip_c must be > 1 \(or 0 = off\), got 0.5"):
         load_config(str(CONFIG), ["model=x", "algo.dual_clip_c=0.5"])
+    with pytest.raises(ValueError, match="mask.seed: got 'a'"):
+        load_config(str(CONFIG), ["model=x", "mask.seed=a"])
 
 
 def test_dry_run_prints_resolved_config(capsys):

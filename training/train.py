@@ -256,8 +256,11 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(d.device).eval().requires_grad_(False)
         if d.mode == "fsdp":
             parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
+    # the random control's draw follows the run seed unless mask.seed pins it, so replicates differ
+    mask_cfg = cfg.mask if cfg.mask.seed is not None else dataclasses.replace(cfg.mask, seed=cfg.seed)
+
     def calibrated_mask():  # saliency on the first calib_prompts prompts, with the current weights
-        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask)
+        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), mask_cfg)
 
     mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrated_mask()
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
