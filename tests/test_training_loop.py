@@ -1,4 +1,5 @@
-"""The training loop on the tiny model: exact resume, config and data errors, dry-run."""
+"""The training loop on the tiny model: exact resume (also across a mask refresh), mask refresh,
+config and data errors, dry-run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from safetensors.torch import load_file
 
 from tasks.data_io import DataError
 from training.data import DataConfig, load_prompts
+from training.mask import LongActMask
 from longact.cli import main
 from training.config import load_config
 from training.train import train
@@ -44,6 +46,37 @@ def test_resume_after_step_2_equals_uninterrupted(tmp_path):
     sampling = json.loads((tmp_path / "full" / "rollout.json").read_text())
     assert sampling["backend"] == "hf" and sampling["temperature"] == 2.0 and sampling["max_new_tokens"] == 8
     assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))   # TensorBoard scalars too
+
+
+def _weights(ckpt: Path) -> dict:
+    return load_file(ckpt / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_mask_refresh_trains_newly_kept_rows_and_resumes_exactly(tmp_path):
+    """mask.refresh_every: the old mask's hooks go before the new mask attaches, so rows the
+    refreshed mask newly keeps get gradients (with weight decay 0 a row without gradient would not
+    move at all); a run resumed right before a refresh redoes it and ends bit-identical."""
+    extra = ("mask.refresh_every=1", "weight_decay=0.0", "lr=1e-2")
+    train(_cfg(tmp_path / "full", *extra, "save_every=1"), resume=False, log=lambda *_: None)
+    steps = [tmp_path / "full" / f"step-{i}" for i in (2, 3)]
+    old, new = (LongActMask.load(s / "longact_mask") for s in steps)  # the masks steps 2 and 3 trained under
+    before, after = (_weights(s) for s in steps)
+    newly_kept = 0
+    for name, keep in new.keep.items():
+        rows = keep & ~old.keep[name]
+        moved = (after[f"{name}.weight"][rows] != before[f"{name}.weight"][rows]).any(1)
+        assert bool(moved.all()), (name, f"{int(moved.sum())} of {int(rows.sum())} newly kept rows moved")
+        newly_kept += int(rows.sum())
+    assert newly_kept > 0
+    metrics = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["grad_norm"] > 0 and all(m["mask/masked_rows_changed"] == 0 for m in metrics)
+
+    train(_cfg(tmp_path / "part", *extra, "steps=2"), resume=False, log=lambda *_: None)
+    resumed = train(_cfg(tmp_path / "part", *extra), resume=True, log=lambda *_: None)
+    a, b = _weights(steps[1]), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert LongActMask.load(resumed / "longact_mask").digest() == new.digest()
 
 
 def test_config_errors_name_the_field(tmp_path):

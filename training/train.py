@@ -283,7 +283,9 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr,
                      disable=not d.main):
         t0 = time.perf_counter()
-        if cfg.mask.refresh_every and step > start and step % cfg.mask.refresh_every == 0:
+        # on resume too: the checkpoint before a refresh step holds the mask being replaced
+        if cfg.mask.refresh_every and step > 0 and step % cfg.mask.refresh_every == 0:
+            mask.detach()  # else the old mask's hooks keep zeroing rows the new one updates
             mask = calibrated_mask()
             mask.attach(model, opt)
 
