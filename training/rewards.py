@@ -1,6 +1,8 @@
 """Rewards are the harness's scorers, so a reward of 1 means what an eval score of 1 means.
 
-REWARDS[name](completion, answers) -> float in [0, 1].
+REWARDS[name](answer, answers) -> float in [0, 1].
+score(name, completion, answers) -> (reward, thinking_unclosed): the completion's thinking is
+removed first (tasks.thinking.strip_thinking, the evaluation's reasoning mode does the same).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections import Counter
 from typing import Callable
 
 from tasks.longbench_v2.scoring import extract_answer, item_score
+from tasks.thinking import strip_thinking
 from tasks.ruler.scoring import sample_match_all, sample_match_part
 
 
@@ -38,3 +41,14 @@ REWARDS: dict[str, Callable[[str, list[str]], float]] = {
     "longbench_choice": lambda c, a: item_score(extract_answer(c), a[0]),
     "qa_f1": qa_f1,
 }
+
+
+def score(name: str, completion: str, answers: list[str], opened_in_prompt: bool = False) -> tuple[float, bool]:
+    """The reward of one completion: REWARDS[name] on the text after the last `</think>` (all of
+    it when the model did not think). Thinking that never closed scores 0, as in the evaluation's
+    reasoning mode; the second value says so, for the count the trainer logs.
+    opened_in_prompt: the chat template opens the thinking block itself."""
+    split = strip_thinking(completion, opened_in_prompt)
+    if not split.closed:
+        return 0.0, True
+    return REWARDS[name](split.answer, answers), False

@@ -45,8 +45,8 @@ from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.data import load_prompts
 from training.mask import LongActMask
-from training.rewards import REWARDS
-from training.rollout import HFRollout
+from training.rewards import score
+from training.rollout import HFRollout, template_opens_thinking
 
 
 # ---- pieces the loop calls -----------------------------------------------------------------
@@ -89,24 +89,31 @@ def sample_seed(seed: int, data_index: int) -> int:
 def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_pos: int):
     """1. rollout + 2. reward for this rank's share of the step's prompt slots.
 
-    DAPO dynamic sampling drops groups whose rewards are all equal and refills with fresh prompts,
+    Rewards score the answer after the thinking (training.rewards.score); unclosed thinking
+    scores 0 and is counted. DAPO dynamic sampling drops groups whose task rewards (before
+    overlong shaping: DAPO §3.2 filters on accuracy) are all equal and refills with fresh prompts,
     up to `max_refills` extra rounds; the first `prompts_per_step` kept groups in data order are
     used (every rank agrees on which, via one all-reduce of the kept flags per round).
     Returns (this rank's (rollouts, row slice, rewards) groups, new data position, counts)."""
     pps, G = cfg.prompts_per_step, cfg.group_size
     kept, mine, rounds = [], {}, 1 + (cfg.algo.max_refills if cfg.algo.dynamic_sampling else 0)
+    opened = template_opens_thinking(rollout.tok, cfg.sampling.enable_thinking)
+    unclosed = 0
     for rnd in range(rounds):
         slots = list(range(d.rank, pps, d.world))
         batch = [prompts[(data_pos + s) % len(prompts)] for s in slots]
         ro = rollout.generate([p.prompt for p in batch], G, seeds=[sample_seed(cfg.seed, data_pos + s) for s in slots])
-        rewards = torch.tensor([REWARDS[p.reward](text, p.answers)
-                                for p, text in zip([p for p in batch for _ in range(G)], ro.texts)], dtype=torch.float32)
+        scored = [score(p.reward, text, p.answers, opened)
+                  for p, text in zip([p for p in batch for _ in range(G)], ro.texts)]
+        unclosed += sum(u for _, u in scored)
+        accuracy = torch.tensor([r for r, _ in scored], dtype=torch.float32)  # [n], the task's scorer
+        rewards = accuracy
         if cfg.algo.overlong_max:
             rewards = rewards + L.overlong_penalty(ro.completion_mask.sum(1), cfg.algo.overlong_max, cfg.algo.overlong_cache)
         flags = [0.0] * pps
         for g, s in enumerate(slots):
             sl = slice(g * G, (g + 1) * G)
-            if not (cfg.algo.dynamic_sampling and bool((rewards[sl] == rewards[sl][0]).all())):
+            if not (cfg.algo.dynamic_sampling and bool((accuracy[sl] == accuracy[sl][0]).all())):
                 flags[s] = 1.0
                 mine[(rnd, s)] = (ro, sl, rewards[sl])
         kept += [(rnd, s) for s, f in enumerate(d.all_sum(flags)) if f > 0]
@@ -115,7 +122,9 @@ def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_po
             break
     chosen = kept[:pps]
     counts = {"ds/groups_kept": len(chosen), "ds/groups_dropped": (rnd + 1) * pps - len(kept),
-              "ds/groups_generated": (rnd + 1) * pps}
+              "ds/groups_generated": (rnd + 1) * pps,
+              # share of the step's completions (all rounds and ranks) whose thinking never closed
+              "reward/thinking_unclosed": d.all_sum([float(unclosed)])[0] / ((rnd + 1) * pps * G)}
     return [mine[k] for k in chosen if k in mine], data_pos, counts
 
 
