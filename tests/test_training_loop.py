@@ -190,6 +190,17 @@ def test_every_source_and_preset_loads():
         load_config(str(preset), ["model=m"])
 
 
+def test_preset_comments_state_the_mini_batch_they_give():
+    import re
+
+    for preset in CONFIG.parent.glob("*.yaml"):
+        cfg = load_config(str(preset), ["model=m"])
+        for line in preset.read_text().splitlines():
+            said = re.search(r"mini-batch(?:es)?(?: of)? (\d+)", line)  # the first figure is the preset's own
+            if line.startswith("mini_batches:") and said:
+                assert int(said.group(1)) == cfg.prompts_per_step * cfg.group_size // cfg.mini_batches, (preset.name, line)
+
+
 def test_rewards_use_the_harness_scorers():
     from training.rewards import REWARDS
 
