@@ -21,7 +21,11 @@ Departures from the papers (on purpose, all configurable or documented):
   per-channel mean |q|,|k| after q_norm/k_norm before RoPE over the first `calib_prompts` prompts;
 - the KL term (kl_coef > 0) is k3 to the initial policy, added per token before aggregation;
 - mini-batches are contiguous slices of the step's rows in rollout order (no reshuffle per epoch),
-  which keeps the update independent of the number of processes when mini_batches = 1.
+  which keeps the update independent of the number of processes when mini_batches = 1;
+- ppo_clip carries verl's guards, which the PPO/GRPO papers lack: dual-clip (c = 3, A < 0) and the
+  log-ratio clamped to +-20 before exp; the k3 estimate is clamped to 10 (algo.*, 0 = off);
+- seq_mean_token_sum_norm is verl's formula over the whole mini-batch (verl's scale depends on its
+  micro-batch count and ranks); dr_grpo divides by the mini-batch's sequences x max_new_tokens (TRL).
 """
 
 from __future__ import annotations
