@@ -10,14 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from longact.cli import main
 from tasks.data_io import DataError
+from training import parallel
+from training.config import load_config
 from training.data import DataConfig, Prompt, load_prompts
 from training.mask import LongActMask
-from longact.cli import main
-from training.config import load_config
 from training.rollout import Rollouts
 from training.train import collect_groups, train
-from training import parallel
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 
@@ -144,7 +144,7 @@ def test_dynamic_sampling_filters_on_accuracy_not_the_shaped_reward():
     assert [r.tolist() for _, _, r in groups] == [[0.75, -0.75]]  # 1 - 1/4 and 0 - 3/4
     groups, _, counts = _collect({"same": [("12345", 1), ("12345 12345", 3)], "mixed": [("12345", 1), ("no", 3)]},
                                  *shaping)  # without dynamic sampling both groups train
-    assert counts["ds/groups_kept"] == 2 and [r.tolist() for _, _, r in groups][0] == [0.75, 0.25]
+    assert counts["ds/groups_kept"] == 2 and groups[0][2].tolist() == [0.75, 0.25]
 
 
 def test_config_errors_name_the_field(tmp_path):

@@ -12,8 +12,8 @@ from collections import Counter
 from typing import Callable
 
 from tasks.longbench_v2.scoring import extract_answer, item_score
-from tasks.thinking import strip_thinking
 from tasks.ruler.scoring import sample_match_all, sample_match_part
+from tasks.thinking import strip_thinking
 
 
 def _normalize(text: str) -> list[str]:
