@@ -87,9 +87,10 @@ def test_dynamic_sampling_drops_uniform_groups_and_never_steps_on_nothing(tmp_pa
     assert any(m["ds/groups_dropped"] > 0 for m in metrics) and all(m["updates"] == 1 for m in metrics)
 
 
-def test_token_level_loss_accumulates_exactly_in_the_loop(tmp_path):
-    a, _ = _train(tmp_path / "mb8", "algo.aggregation=token_mean", "micro_batch=8")
-    b, _ = _train(tmp_path / "mb1", "algo.aggregation=token_mean", "micro_batch=1")
+@pytest.mark.parametrize("aggregation", ["token_mean", "dr_grpo"])  # dr_grpo: the step's sequences x the budget
+def test_token_level_loss_accumulates_exactly_in_the_loop(tmp_path, aggregation):
+    a, _ = _train(tmp_path / "mb8", f"algo.aggregation={aggregation}", "micro_batch=8")
+    b, _ = _train(tmp_path / "mb1", f"algo.aggregation={aggregation}", "micro_batch=1")
     _assert_same_update(a, b)
 
 

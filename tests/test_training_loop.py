@@ -1,4 +1,5 @@
-"""The training loop on the tiny model: exact resume, config and data errors, dry-run."""
+"""The training loop on the tiny model: exact resume (also across a mask refresh), mask refresh,
+config and data errors, dry-run; rewards after the thinking and DAPO's filter on a scripted rollout."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tasks.data_io import DataError
-from training.data import DataConfig, load_prompts
 from longact.cli import main
+from tasks.data_io import DataError
+from training import parallel
 from training.config import load_config
-from training.train import train
+from training.data import DataConfig, Prompt, load_prompts
+from training.mask import LongActMask
+from training.rollout import Rollouts
+from training.train import collect_groups, train
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 
@@ -46,6 +50,103 @@ def test_resume_after_step_2_equals_uninterrupted(tmp_path):
     assert list((tmp_path / "full" / "tb").glob("events.out.tfevents.*"))   # TensorBoard scalars too
 
 
+def _weights(ckpt: Path) -> dict:
+    return load_file(ckpt / "model.safetensors")
+
+
+@pytest.mark.slow
+def test_mask_refresh_trains_newly_kept_rows_and_resumes_exactly(tmp_path):
+    """mask.refresh_every: the old mask's hooks go before the new mask attaches, so rows the
+    refreshed mask newly keeps get gradients (with weight decay 0 a row without gradient would not
+    move at all); a run resumed right before a refresh redoes it and ends bit-identical."""
+    extra = ("mask.refresh_every=1", "weight_decay=0.0", "lr=1e-2")
+    train(_cfg(tmp_path / "full", *extra, "save_every=1"), resume=False, log=lambda *_: None)
+    steps = [tmp_path / "full" / f"step-{i}" for i in (2, 3)]
+    old, new = (LongActMask.load(s / "longact_mask") for s in steps)  # the masks steps 2 and 3 trained under
+    before, after = (_weights(s) for s in steps)
+    newly_kept = 0
+    for name, keep in new.keep.items():
+        rows = keep & ~old.keep[name]
+        moved = (after[f"{name}.weight"][rows] != before[f"{name}.weight"][rows]).any(1)
+        assert bool(moved.all()), (name, f"{int(moved.sum())} of {int(rows.sum())} newly kept rows moved")
+        newly_kept += int(rows.sum())
+    assert newly_kept > 0
+    metrics = [json.loads(l) for l in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["grad_norm"] > 0 and all(m["mask/masked_rows_changed"] == 0 for m in metrics)
+
+    train(_cfg(tmp_path / "part", *extra, "steps=2"), resume=False, log=lambda *_: None)
+    resumed = train(_cfg(tmp_path / "part", *extra), resume=True, log=lambda *_: None)
+    a, b = _weights(steps[1]), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert LongActMask.load(resumed / "longact_mask").digest() == new.digest()
+
+
+class _ScriptedTokenizer:
+    """Only the chat template: `tail` ends the generation prompt (\"<think>\\n\" = opened there)."""
+
+    def __init__(self, tail: str = ""):
+        self.tail = tail
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True, **_):
+        return f"<|user|>{messages[-1]['content']}<|assistant|>{self.tail}"
+
+
+class _ScriptedRollout:
+    """Each prompt's group of (completion text, length in tokens), as written."""
+
+    def __init__(self, groups: dict[str, list[tuple[str, int]]], tail: str = ""):
+        self.groups, self.tok = groups, _ScriptedTokenizer(tail)
+
+    def generate(self, prompts, n, seeds=None):
+        rows = [row for p in prompts for row in self.groups[p]]
+        assert len(rows) == n * len(prompts)
+        lengths = torch.tensor([length for _, length in rows])
+        C = int(lengths.max())
+        cm = (torch.arange(C) < lengths.unsqueeze(1)).long()  # [B, C]
+        ids = torch.ones(len(rows), 1 + C, dtype=torch.long)
+        return Rollouts(ids, torch.cat([torch.ones(len(rows), 1, dtype=torch.long), cm], 1), cm, 1,
+                        [text for text, _ in rows])
+
+
+def _collect(groups, *overrides, tail=""):
+    prompts = [Prompt(id=p, prompt=p, answers=["12345"], reward="string_match_all") for p in groups]
+    cfg = load_config(str(CONFIG), ["model=m", f"prompts_per_step={len(prompts)}", "group_size=2", *overrides])
+    return collect_groups(cfg, parallel.Dist(), prompts, _ScriptedRollout(groups, tail), 0)
+
+
+def test_rewards_score_the_answer_after_the_thinking():
+    from training.rewards import score
+
+    long = "<think>" + "let me look for the key in the document " * 50 + "</think>"
+    assert score("qa_f1", long + "green sky", ["green sky"]) == (1.0, False)
+    assert score("string_match_all", "<think>is it 12345?</think>It is 999", ["12345"]) == (0.0, False)
+    assert score("string_match_all", "<think>12345 I am still thinking", ["12345"]) == (0.0, True)
+    assert score("string_match_all", "12345", ["12345"]) == (1.0, False)  # no thinking: the whole text
+    assert score("string_match_all", "12345</think>999", ["12345"], opened_in_prompt=True) == (0.0, False)
+    assert score("string_match_all", "still 12345", ["12345"], opened_in_prompt=True) == (0.0, True)
+    groups, _, counts = _collect({"a": [("<think>12345?</think>999", 3), ("<think>12345</think> 12345", 4)],
+                                  "b": [("<think>12345 and on", 8), ("12345", 1)]})
+    assert [r.tolist() for _, _, r in groups] == [[0.0, 1.0], [0.0, 1.0]]
+    assert counts["reward/thinking_unclosed"] == 0.25  # 1 of 4 completions never closed its thinking
+    groups, _, counts = _collect({"a": [("12345</think>999", 3), ("hmm</think>12345", 4)],
+                                  "b": [("12345", 8), ("x</think>12345", 1)]}, tail="<think>\n")
+    assert [r.tolist() for _, _, r in groups] == [[0.0, 1.0], [0.0, 1.0]]
+    assert counts["reward/thinking_unclosed"] == 0.25
+
+
+def test_dynamic_sampling_filters_on_accuracy_not_the_shaped_reward():
+    # DAPO §3.2: a group whose answers are all right (or all wrong) is dropped, even when overlong
+    # shaping gives its members different rewards; the kept group's advantages use the shaped reward.
+    shaping = ("algo.overlong_max=4", "algo.overlong_cache=4")
+    groups, _, counts = _collect({"same": [("12345", 1), ("12345 12345", 3)], "mixed": [("12345", 1), ("no", 3)]},
+                                 "algo.dynamic_sampling=true", "algo.max_refills=0", *shaping)
+    assert (counts["ds/groups_kept"], counts["ds/groups_dropped"]) == (1, 1)
+    assert [r.tolist() for _, _, r in groups] == [[0.75, -0.75]]  # 1 - 1/4 and 0 - 3/4
+    groups, _, counts = _collect({"same": [("12345", 1), ("12345 12345", 3)], "mixed": [("12345", 1), ("no", 3)]},
+                                 *shaping)  # without dynamic sampling both groups train
+    assert counts["ds/groups_kept"] == 2 and groups[0][2].tolist() == [0.75, 0.25]
+
+
 def test_config_errors_name_the_field(tmp_path):
     with pytest.raises(ValueError, match=r"override 'lrr=1': unknown key 'lrr'"):
         load_config(str(CONFIG), ["model=x", "lrr=1"])
@@ -57,6 +158,10 @@ def test_config_errors_name_the_field(tmp_path):
         load_config(str(bad))
     with pytest.raises(ValueError, match="field 'model' is required"):
         load_config(str(CONFIG))
+    with pytest.raises(ValueError, match=r"algo.dual_clip_c must be > 1 \(or 0 = off\), got 0.5"):
+        load_config(str(CONFIG), ["model=x", "algo.dual_clip_c=0.5"])
+    with pytest.raises(ValueError, match="mask.seed: got 'a'"):
+        load_config(str(CONFIG), ["model=x", "mask.seed=a"])
 
 
 def test_dry_run_prints_resolved_config(capsys):
@@ -83,6 +188,17 @@ def test_every_source_and_preset_loads():
     assert mc[0].answers[0] in "ABCD" and "The correct answer is" in mc[0].prompt
     for preset in CONFIG.parent.glob("*.yaml"):
         load_config(str(preset), ["model=m"])
+
+
+def test_preset_comments_state_the_mini_batch_they_give():
+    import re
+
+    for preset in CONFIG.parent.glob("*.yaml"):
+        cfg = load_config(str(preset), ["model=m"])
+        for line in preset.read_text().splitlines():
+            said = re.search(r"mini-batch(?:es)?(?: of)? (\d+)", line)  # the first figure is the preset's own
+            if line.startswith("mini_batches:") and said:
+                assert int(said.group(1)) == cfg.prompts_per_step * cfg.group_size // cfg.mini_batches, (preset.name, line)
 
 
 def test_rewards_use_the_harness_scorers():

@@ -29,6 +29,10 @@ class AlgoConfig:
     eps_high: float = 0.2
     loss_kwargs: dict = field(default_factory=dict)  # e.g. clip_ratio for clip_cov
     kl_coef: float = 0.0
+    # verl's numerical guards (ppo_clip and the k3 KL term; 0 turns one off)
+    dual_clip_c: float = 3.0  # dual-clip: a token with A < 0 loses at most -A * c (c > 1)
+    log_ratio_clamp: float = 20.0  # log(pi/pi_old) and the KL's log-ratio clamped to +-this before exp
+    kl_clamp: float = 10.0  # per-token k3 estimate clamped to at most this
     dynamic_sampling: bool = False  # DAPO: drop groups whose rewards are all equal, refill
     max_refills: int = 2
     overlong_max: int = 0  # DAPO overlong shaping; 0 = off
@@ -144,6 +148,11 @@ def _validate(cfg: TrainConfig, where: str) -> None:
                                  ("device", cfg.device, ("auto", "cpu", "cuda"))):
         if value not in allowed:
             raise ValueError(f"{where}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
+    if cfg.algo.dual_clip_c and cfg.algo.dual_clip_c <= 1.0:
+        raise ValueError(f"{where}: algo.dual_clip_c must be > 1 (or 0 = off), got {cfg.algo.dual_clip_c}")
+    for name in ("log_ratio_clamp", "kl_clamp"):
+        if getattr(cfg.algo, name) < 0:
+            raise ValueError(f"{where}: algo.{name} must be >= 0 (0 = off), got {getattr(cfg.algo, name)}")
     for table, name, field_ in ((L.ADVANTAGES, cfg.algo.advantage, "algo.advantage"),
                                 (L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss"),
                                 (L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")):

@@ -53,8 +53,11 @@ def drgrpo_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6)
 
 # ---- policy losses: each returns (per-token loss [B, T], stats dict) -----------------------
 
-def _ratio_terms(logp, old_logp, adv, eps_low, eps_high):
-    ratio = torch.exp(logp - old_logp)  # [B, T]
+def _ratio_terms(logp, old_logp, adv, eps_low, eps_high, log_ratio_clamp: float = 0.0):
+    log_ratio = logp - old_logp  # [B, T]
+    if log_ratio_clamp:  # verl: exp of a far off-policy token would overflow (its gradient is then 0)
+        log_ratio = log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)
+    ratio = torch.exp(log_ratio)  # [B, T]
     a = adv.unsqueeze(1) if adv.dim() == 1 else adv  # [B, 1] or [B, T]
     unclipped = -a * ratio
     clipped = -a * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
@@ -66,13 +69,23 @@ def _masked_mean(x, mask):
 
 
 @_register(POLICY_LOSSES, "ppo_clip")
-def ppo_clip_loss(logp, old_logp, adv, mask, eps_low=0.2, eps_high=0.2, **_):
+def ppo_clip_loss(logp, old_logp, adv, mask, eps_low=0.2, eps_high=0.2, dual_clip_c=3.0, log_ratio_clamp=20.0, **_):
     """PPO clipped surrogate, Schulman et al. 2017 (arXiv:1707.06347), with separate lower and
-    upper epsilon ("clip-higher", DAPO, Yu et al. 2025, arXiv:2503.14476; eps_high=0.28 there)."""
-    _, _, unclipped, clipped = _ratio_terms(logp, old_logp, adv, eps_low, eps_high)
-    loss = torch.maximum(unclipped, clipped)
-    clip_frac = _masked_mean((clipped > unclipped).float(), mask)
-    return loss, {"clip_frac": clip_frac.detach()}
+    upper epsilon ("clip-higher", DAPO, Yu et al. 2025, arXiv:2503.14476; eps_high=0.28 there).
+
+    verl's defaults on top (`compute_policy_loss_vanilla`, volcengine/verl
+    verl/trainer/ppo/core_algos.py): dual-clip (Ye et al. 2020, arXiv:1912.09729) caps the loss of a
+    token with A < 0 at -A * dual_clip_c, so a ratio beyond c no longer pushes its probability
+    down (0 = off; else c > 1); log(ratio) is clamped to +-log_ratio_clamp before exp (0 = off)."""
+    _, a, unclipped, clipped = _ratio_terms(logp, old_logp, adv, eps_low, eps_high, log_ratio_clamp)
+    loss = torch.maximum(unclipped, clipped)  # [B, T]
+    stats = {"clip_frac": _masked_mean((clipped > unclipped).float(), mask).detach()}
+    if dual_clip_c:
+        cap = -a * dual_clip_c  # [B, 1] or [B, T]; > 0 where A < 0
+        lower = (a < 0) & (loss > cap)  # A < 0 and ratio > c: the third clip
+        loss = torch.where(a < 0, torch.minimum(loss, cap), loss)
+        stats["clip_frac_lower"] = _masked_mean(lower.expand_as(loss).float(), mask).detach()
+    return loss, stats
 
 
 @_register(POLICY_LOSSES, "clip_cov")
@@ -138,13 +151,49 @@ def token_mean(loss, mask, num_tokens: float | None = None, **_):
     return (loss * mask).sum() / (num_tokens if num_tokens is not None else mask.sum().clamp(min=1))
 
 
+@_register(AGGREGATIONS, "seq_mean_token_sum")
+def seq_mean_token_sum(loss, mask, num_seqs: float | None = None, **_):
+    """Mean over sequences of each sequence's token sum (verl `agg_loss` "seq-mean-token-sum",
+    volcengine/verl verl/trainer/ppo/core_algos.py): a sequence weighs in proportion to its length.
+    num_seqs: the sequence total of the whole optimizer step (all micro-batches and ranks)."""
+    per_seq = (loss * mask).sum(1)  # [B]
+    return per_seq.sum() / (num_seqs if num_seqs is not None else per_seq.numel())
+
+
+@_register(AGGREGATIONS, "seq_mean_token_sum_norm")
+def seq_mean_token_sum_norm(loss, mask, max_len: float | None = None, **_):
+    """Token sum over the whole optimizer step divided by one constant length (verl `agg_loss`
+    "seq-mean-token-sum-norm", whose `loss_scale_factor` defaults to the padded response length,
+    the generation budget there). max_len: that constant; the loop passes `sampling.max_new_tokens`.
+    verl applies the formula per micro-batch and then divides by its micro-batch count (its
+    legacy worker) or averages over data-parallel ranks, so its scale depends on the layout;
+    here it is the formula over the whole step, the same whatever the micro-batches and ranks."""
+    return (loss * mask).sum() / (max_len if max_len is not None else mask.shape[-1])
+
+
+@_register(AGGREGATIONS, "dr_grpo")
+def dr_grpo(loss, mask, num_seqs: float | None = None, max_len: float | None = None, **_):
+    """Dr. GRPO's constant normaliser, Liu et al. 2025 (arXiv:2503.20783): token sum / (B * L_max)
+    with L_max the generation budget, as TRL's `loss_type="dr_grpo"` (`max_completion_length`,
+    huggingface/trl trl/trainer/grpo_trainer.py, which divides each micro-batch's value by the
+    accumulation steps, i.e. B = the step's sequences). No length bias: each token's gradient
+    weight is the same constant. num_seqs / max_len: the step's sequence total and the budget."""
+    b = num_seqs if num_seqs is not None else mask.shape[0]
+    return (loss * mask).sum() / (b * (max_len if max_len is not None else mask.shape[-1]))
+
+
 # ---- KL and reward shaping --------------------------------------------------------------------
 
-def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+def k3_kl(logp: torch.Tensor, ref_logp: torch.Tensor, clamp: float = 10.0, log_ratio_clamp: float = 20.0) -> torch.Tensor:
     """Per-token k3 estimator exp(r) - r - 1 with r = ref_logp - logp (Schulman 2020, "Approximating
-    KL divergence"; used by GRPO, Shao et al. 2024 eq. 4). Non-negative, unbiased for KL(pi||ref)."""
+    KL divergence"; used by GRPO, Shao et al. 2024 eq. 4). Non-negative, unbiased for KL(pi||ref).
+    As verl's "low_var_kl" (`kl_penalty_forward`): r clamped to +-log_ratio_clamp before exp and
+    the estimate to at most `clamp` (verl: [-10, 10]); 0 turns either off."""
     r = ref_logp - logp
-    return torch.exp(r) - r - 1.0
+    if log_ratio_clamp:
+        r = r.clamp(-log_ratio_clamp, log_ratio_clamp)
+    kl = torch.exp(r) - r - 1.0
+    return kl.clamp(-clamp, clamp) if clamp else kl
 
 
 def overlong_penalty(lengths: torch.Tensor, max_len: int, cache_len: int) -> torch.Tensor:

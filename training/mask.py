@@ -14,6 +14,10 @@ reduce-scattered gradients straight into the sharded parameters, so tensor hooks
 
 Mask convention (stated once): `keep[name]` is a bool vector over the OUTPUT rows of a
 `q_proj`/`k_proj` weight; True = the row is updated, False = the row stays bit-identical.
+Row count: of the n rows a projection (scope `layer`) or a head (scope `head`) has,
+floor(f * n) are updated, f = the updated fraction (`keep_ratio`, or 1 - keep_ratio with
+ratio_means "masked"), but at least 1: the updated share never exceeds f unless f * n < 1
+(0.3 of 256 rows: 76 updated, 29.7%).
 
 Why each piece (see ../shared/DESIGN.md, "Decisions the paper leaves open"):
 - gradients are zeroed by tensor hooks during backward, so masked entries are 0 before any
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -52,7 +57,8 @@ class MaskConfig:
     site: str = "pre_rope"  # after q_norm/k_norm, before RoPE; or the raw q_proj/k_proj output
     statistic: str = "mean_abs"
     refresh_every: int = 0  # 0 = static mask computed once before RL
-    seed: int = 0  # for the random control
+    # the random control's draw; None: the trainer uses the run seed (0 when used outside it)
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -66,6 +72,8 @@ class MaskConfig:
                 raise ValueError(f"mask.{field}: got {value!r}, expected one of {', '.join(allowed)}")
         if not 0.0 < self.keep_ratio <= 1.0:
             raise ValueError(f"mask.keep_ratio: got {self.keep_ratio}, expected a fraction in (0, 1]")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ValueError(f"mask.seed: got {self.seed!r}, expected an integer or null (= the run seed)")
 
     @property
     def update_fraction(self) -> float:
@@ -132,11 +140,18 @@ def saliency(model: torch.nn.Module, batches: Iterable[dict], cfg: MaskConfig) -
     return {n: s.float() for n, s in sums.items()}
 
 
+def kept_rows(fraction: float, width: int) -> int:
+    """Rows updated out of `width`: floor(fraction * width), at least 1. The 1e-9 absorbs binary
+    rounding (0.29 * 100 = 28.999999999999996 is 29 rows, not 28)."""
+    return max(1, math.floor(fraction * width + 1e-9))
+
+
 def select(
     scores: dict[str, torch.Tensor], cfg: MaskConfig, head_dim: int
 ) -> dict[str, torch.Tensor]:
-    """Bool keep-vector per q/k module from saliency scores under the strategy and scope."""
-    gen = torch.Generator().manual_seed(cfg.seed)
+    """Bool keep-vector per q/k module from saliency scores under the strategy and scope:
+    floor(update_fraction * width) rows per group (at least 1), the highest-scoring ones."""
+    gen = torch.Generator().manual_seed(cfg.seed if cfg.seed is not None else 0)
     keep: dict[str, torch.Tensor] = {}
     for name in sorted(scores):
         s = scores[name]
@@ -150,7 +165,7 @@ def select(
         elif cfg.strategy == "bottom":
             s = -s
         groups = s.view(-1, head_dim) if cfg.scope == "head" else s.view(1, -1)  # [groups, width]
-        k = max(1, round(cfg.update_fraction * groups.shape[1]))
+        k = kept_rows(cfg.update_fraction, groups.shape[1])
         # stable sort so ties resolve by channel index, identically on every rank
         idx = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, :k]
         m = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True)

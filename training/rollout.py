@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from tasks.thinking import THINK_CLOSE, THINK_OPEN
 from tasks.tokens import middle_truncate_ids
 
 
@@ -47,6 +48,14 @@ def _chat(tokenizer, prompt: str, enable_thinking: bool | None = None) -> str:
     extra = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
     return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                          add_generation_prompt=True, **extra)
+
+
+def template_opens_thinking(tokenizer, enable_thinking: bool | None = None) -> bool:
+    """The chat template's generation prompt leaves a thinking block open (templates that end it
+    with `<think>`), so completions carry only the closing tag. Qwen3's ends with none (thinking
+    on) or with a closed empty block (thinking off)."""
+    text = _chat(tokenizer, "", enable_thinking)
+    return text.rfind(THINK_OPEN) > text.rfind(THINK_CLOSE)
 
 
 def prompt_ids(tokenizer, prompt: str, max_tokens: int, enable_thinking: bool | None = None) -> list[int]:

@@ -21,13 +21,18 @@ Departures from the papers (on purpose, all configurable or documented):
   per-channel mean |q|,|k| after q_norm/k_norm before RoPE over the first `calib_prompts` prompts;
 - the KL term (kl_coef > 0) is k3 to the initial policy, added per token before aggregation;
 - mini-batches are contiguous slices of the step's rows in rollout order (no reshuffle per epoch),
-  which keeps the update independent of the number of processes when mini_batches = 1.
+  which keeps the update independent of the number of processes when mini_batches = 1;
+- ppo_clip carries verl's guards, which the PPO/GRPO papers lack: dual-clip (c = 3, A < 0) and the
+  log-ratio clamped to +-20 before exp; the k3 estimate is clamped to 10 (algo.*, 0 = off);
+- seq_mean_token_sum_norm is verl's formula over the whole mini-batch (verl's scale depends on its
+  micro-batch count and ranks); dr_grpo divides by the mini-batch's sequences x max_new_tokens (TRL).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -44,8 +49,8 @@ from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.data import load_prompts
 from training.mask import LongActMask
-from training.rewards import REWARDS
-from training.rollout import HFRollout
+from training.rewards import score
+from training.rollout import HFRollout, template_opens_thinking
 
 
 # ---- pieces the loop calls -----------------------------------------------------------------
@@ -88,24 +93,31 @@ def sample_seed(seed: int, data_index: int) -> int:
 def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_pos: int):
     """1. rollout + 2. reward for this rank's share of the step's prompt slots.
 
-    DAPO dynamic sampling drops groups whose rewards are all equal and refills with fresh prompts,
+    Rewards score the answer after the thinking (training.rewards.score); unclosed thinking
+    scores 0 and is counted. DAPO dynamic sampling drops groups whose task rewards (before
+    overlong shaping: DAPO §3.2 filters on accuracy) are all equal and refills with fresh prompts,
     up to `max_refills` extra rounds; the first `prompts_per_step` kept groups in data order are
     used (every rank agrees on which, via one all-reduce of the kept flags per round).
     Returns (this rank's (rollouts, row slice, rewards) groups, new data position, counts)."""
     pps, G = cfg.prompts_per_step, cfg.group_size
     kept, mine, rounds = [], {}, 1 + (cfg.algo.max_refills if cfg.algo.dynamic_sampling else 0)
+    opened = template_opens_thinking(rollout.tok, cfg.sampling.enable_thinking)
+    unclosed = 0
     for rnd in range(rounds):
         slots = list(range(d.rank, pps, d.world))
         batch = [prompts[(data_pos + s) % len(prompts)] for s in slots]
         ro = rollout.generate([p.prompt for p in batch], G, seeds=[sample_seed(cfg.seed, data_pos + s) for s in slots])
-        rewards = torch.tensor([REWARDS[p.reward](text, p.answers)
-                                for p, text in zip([p for p in batch for _ in range(G)], ro.texts)], dtype=torch.float32)
+        scored = [score(p.reward, text, p.answers, opened)
+                  for p, text in zip([p for p in batch for _ in range(G)], ro.texts)]
+        unclosed += sum(u for _, u in scored)
+        accuracy = torch.tensor([r for r, _ in scored], dtype=torch.float32)  # [n], the task's scorer
+        rewards = accuracy
         if cfg.algo.overlong_max:
             rewards = rewards + L.overlong_penalty(ro.completion_mask.sum(1), cfg.algo.overlong_max, cfg.algo.overlong_cache)
         flags = [0.0] * pps
         for g, s in enumerate(slots):
             sl = slice(g * G, (g + 1) * G)
-            if not (cfg.algo.dynamic_sampling and bool((rewards[sl] == rewards[sl][0]).all())):
+            if not (cfg.algo.dynamic_sampling and bool((accuracy[sl] == accuracy[sl][0]).all())):
                 flags[s] = 1.0
                 mine[(rnd, s)] = (ro, sl, rewards[sl])
         kept += [(rnd, s) for s, f in enumerate(d.all_sum(flags)) if f > 0]
@@ -114,7 +126,9 @@ def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_po
             break
     chosen = kept[:pps]
     counts = {"ds/groups_kept": len(chosen), "ds/groups_dropped": (rnd + 1) * pps - len(kept),
-              "ds/groups_generated": (rnd + 1) * pps}
+              "ds/groups_generated": (rnd + 1) * pps,
+              # share of the step's completions (all rounds and ranks) whose thinking never closed
+              "reward/thinking_unclosed": d.all_sum([float(unclosed)])[0] / ((rnd + 1) * pps * G)}
     return [mine[k] for k in chosen if k in mine], data_pos, counts
 
 
@@ -196,7 +210,7 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
             if ref is not None:
                 with torch.no_grad():
                     ref_lp, _ = token_logps(ref, ids, am, P)
-                kl = L.k3_kl(lp, ref_lp)
+                kl = L.k3_kl(lp, ref_lp, clamp=cfg.algo.kl_clamp, log_ratio_clamp=cfg.algo.log_ratio_clamp)
                 per_token = per_token + cfg.algo.kl_coef * kl
                 stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
             loss = aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
@@ -255,8 +269,11 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(d.device).eval().requires_grad_(False)
         if d.mode == "fsdp":
             parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
+    # the random control's draw follows the run seed unless mask.seed pins it, so replicates differ
+    mask_cfg = cfg.mask if cfg.mask.seed is not None else dataclasses.replace(cfg.mask, seed=cfg.seed)
+
     def calibrated_mask():  # saliency on the first calib_prompts prompts, with the current weights
-        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), cfg.mask)
+        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), mask_cfg)
 
     mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrated_mask()
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
@@ -269,14 +286,19 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     if d.main:  # backend, engine version and sampling parameters, beside config.yaml
         (out_dir / "rollout.json").write_text(json.dumps(rollout.record(), indent=2) + "\n")
     advantage = L.ADVANTAGES[cfg.algo.advantage]
-    fns = (L.POLICY_LOSSES[cfg.algo.policy_loss], L.AGGREGATIONS[cfg.algo.aggregation])
+    fns = (functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
+                             log_ratio_clamp=cfg.algo.log_ratio_clamp),
+           # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
+           functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens))
     tb = _tensorboard(out_dir) if d.main else None
     final, skipped = None, 0
 
     for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr,
                      disable=not d.main):
         t0 = time.perf_counter()
-        if cfg.mask.refresh_every and step > start and step % cfg.mask.refresh_every == 0:
+        # on resume too: the checkpoint before a refresh step holds the mask being replaced
+        if cfg.mask.refresh_every and step > 0 and step % cfg.mask.refresh_every == 0:
+            mask.detach()  # else the old mask's hooks keep zeroing rows the new one updates
             mask = calibrated_mask()
             mask.attach(model, opt)
 
