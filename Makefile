@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.longact-setup-$(EXTRAS)
 TINY   ?= models/tiny-qwen3
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast bench tiny-model browser leaderboard clean
+.PHONY: setup demo test test-fast lint bench tiny-model browser leaderboard clean
 
 setup: $(STAMP)
 
@@ -40,7 +40,11 @@ browser:
 leaderboard: setup
 	$(BIN)/longact leaderboard results
 
-test: setup
+# ruff (configured in pyproject.toml): unused and undefined names, import order, bugbear.
+lint: setup
+	$(BIN)/ruff check .
+
+test: setup lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-fast: setup

@@ -23,15 +23,15 @@ from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
 
 def collect_requests(model: str, tasks: list[str], window: int):
     """(endpoint, payload) for every request the harness would send, fitted the same way."""
-    from harness.backends.lm import split_gen_kwargs
-    from tasks.tokens import load_tokenizer
-    from harness.run.tasks import task_manager
     from harness.backends.fitting import PromptFitter
+    from harness.backends.lm import split_gen_kwargs
+    from harness.run.tasks import task_manager
+    from tasks.tokens import load_tokenizer
 
     fitter = PromptFitter(load_tokenizer(model), window)
     loaded = task_manager().load(tasks)
     out = []
-    for name, task in loaded["tasks"].items():
+    for task in loaded["tasks"].values():
         endpoint = task.config.metadata.get("endpoint", "completion")
         max_gen, params = split_gen_kwargs(dict(task.config.generation_kwargs))
         for doc in task.eval_docs:
@@ -66,9 +66,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
 
+    from harness.backends.serve import ServerConfig, VLLMServer
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
     from harness.run.runner import run_eval
-    from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
     tasks = args.tasks.split(",")

@@ -26,10 +26,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     args = ap.parse_args()
 
+    from harness.backends.serve import ServerConfig, VLLMServer
     from harness.records.io import load_run
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
     from harness.run.runner import run_eval
-    from harness.backends.serve import ServerConfig, VLLMServer
 
     model = tiny_model(args.model)
     tasks = args.tasks.split(",")

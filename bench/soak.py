@@ -39,8 +39,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from harness.backends.lm import ServerLM, TaskSpec
-    from harness.run.tasks import task_manager
     from harness.backends.serve import ServerConfig, VLLMServer
+    from harness.run.tasks import task_manager
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     model = tiny_model(args.model)

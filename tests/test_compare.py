@@ -128,8 +128,8 @@ def test_missing_samples_file_is_a_clear_error(tmp_path):
 
 
 def test_group_columns_follow_the_recorded_members(tmp_path):
-    from harness.report.compare import columns
     from harness.records.io import load_run
+    from harness.report.compare import columns
 
     run = write_run(tmp_path, "base", {"tiny_kv": [100, 0], "tiny_mc": [0, 0], "other_task": [100, 100]})
     rec = load_run(run)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from harness.records.schema import Metric, RunRecord
+from harness.records.schema import Metric
 from tests.test_compare import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -100,9 +100,9 @@ def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
 
 
 def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
-    from longact.cli import main
-    from harness.report.leaderboard import build
     from harness.records.io import load_run
+    from harness.report.leaderboard import build
+    from longact.cli import main
 
     preds = tmp_path / "preds_passkey.jsonl"
     preds.write_text("".join(json.dumps({"id": i, "prediction": p, "ground_truth": ["123"]}) + "\n"
@@ -118,8 +118,8 @@ def test_official_prediction_files_join_as_imported_runs(results, tmp_path, caps
 
 
 def test_longbench_prediction_file_imports_with_splits(tmp_path):
-    from longact.cli import main
     from harness.records.io import load_run
+    from longact.cli import main
 
     items = [{"_id": "a", "difficulty": "easy", "length": "short", "answer": "A", "response": "The correct answer is (A)"},
              {"_id": "b", "difficulty": "hard", "length": "long", "answer": "B", "response": "The correct answer is (C)"}]

@@ -270,16 +270,16 @@ def test_essay_fallback_is_generated_and_marked(monkeypatch, tmp_path):
 @pytest.mark.server
 def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run
+    from harness.report.tables import run_table
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
     from harness.run.runner import run_eval
-    from harness.report.tables import run_table
 
     md = {"lengths": [2048], "num_samples": 2, **QA_PATHS}
     cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["ruler"], output_dir=str(tmp_path), task_metadata=md, progress=False))
     run_dir = run_eval(cfg)
     rec = load_run(run_dir)
     assert rec.status == "complete" and set(rec.tasks) == {f"ruler_{t}" for t in TASKS}
-    for name, t in rec.tasks.items():
+    for t in rec.tasks.values():
         assert t.n_samples == 2 and t.n_errors == 0 and t.n_truncated == 0 and t.endpoint == "completion"
         assert set(t.breakdown["length"]) == {"2048"}
         assert t.data_sources and "template" in t.data_sources[0]

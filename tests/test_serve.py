@@ -1,6 +1,5 @@
 """The vLLM server lifecycle on the real tiny model: start, health, request, stop, no orphans."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,8 +9,8 @@ import psutil
 import pytest
 import requests
 
-from harness.errors import UserError
 from harness.backends.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
+from harness.errors import UserError
 
 pytestmark = pytest.mark.server
 

@@ -1,11 +1,10 @@
 """Every YAML under tasks/ loads through lm-eval's TaskManager; fixtures match their generator."""
 
-from pathlib import Path
 
 import pytest
 
-from harness.run.tasks import TASKS_DIR, check_task_names, task_manager
 from harness.errors import UserError
+from harness.run.tasks import TASKS_DIR, check_task_names, task_manager
 from tests.conftest import offline_metadata
 
 

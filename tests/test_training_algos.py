@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.mask import LongActMask
 from training.config import load_config
+from training.mask import LongActMask
 from training.train import train
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from longact.cli import main as cli_main
 from harness.records.io import load_run
+from longact.cli import main as cli_main
 
 CONFIG = Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny-cpu.yaml"
 

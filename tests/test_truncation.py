@@ -1,7 +1,7 @@
 import pytest
 
-from harness.errors import UserError
 from harness.backends.fitting import PromptFitter
+from harness.errors import UserError
 from tasks.tokens import middle_truncate_ids
 
 

@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 from training import parallel
-from training.mask import STRATEGIES
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
+from training.mask import STRATEGIES
 from training.train import train
 
 

@@ -87,7 +87,7 @@ def markdown(names: list[str], table: list[dict]) -> str:
 def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
     def td(v):
         value, n = v
-        return (f'<td data-value="">–</td>' if value is None else
+        return ('<td data-value="">–</td>' if value is None else
                 f'<td data-value="{value:.6f}" title="n={n}">{value:.1f}</td>')
 
     rows = []

@@ -19,8 +19,8 @@ from pathlib import Path
 from tasks import tokens
 from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
 from tasks.longbench_v2.prompts import COT_ANSWER, build_prompt, fill
-from tasks.tokens import PromptTruncator
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
+from tasks.tokens import PromptTruncator
 
 OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
 OFFICIAL_MAX_LENGTH = 120_000

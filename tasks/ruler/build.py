@@ -18,16 +18,15 @@ import hashlib
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from tasks.data_io import atomic_write_text
-from tasks.tokens import encode_fast
 from tasks.ruler import sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
 from tasks.ruler.synthetic import GENERATORS, Context, Sample
+from tasks.tokens import encode_fast
 
 log = logging.getLogger("longact.ruler")
 FILL_TARGET = 0.97  # prompts must use at least this share of their budget (where the unit allows)

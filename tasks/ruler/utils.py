@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 
 from tasks.data_io import DataError, to_dataset_dict
-from tasks.tokens import task_tokenizer
 from tasks.ruler.build import BuildSpec, load_or_build
 from tasks.ruler.constants import DEFAULT_LENGTHS, DEFAULT_NUM_SAMPLES, DEFAULT_SEED, METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import item_score
+from tasks.tokens import task_tokenizer
 
 log = logging.getLogger("longact.ruler")
 

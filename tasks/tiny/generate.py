@@ -18,8 +18,8 @@ import sys
 import uuid
 from pathlib import Path
 
-from tasks.tiny.utils import niah_prompt
 from tasks.ruler.sources import NOISE_HAYSTACK
+from tasks.tiny.utils import niah_prompt
 
 DATA_DIR = Path(__file__).parent / "data"
 SEED = 1234

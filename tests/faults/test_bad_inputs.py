@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from longact.cli import main
-from harness.run.tasks import check_task_versions
 from harness.errors import UserError
+from harness.run.tasks import check_task_versions
+from longact.cli import main
 
 pytestmark = pytest.mark.server
 ROOT = Path(__file__).resolve().parents[2]

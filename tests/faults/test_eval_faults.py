@@ -16,10 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from harness.backends.serve import ServerConfig, VLLMServer
 from harness.records.io import load_run
 from harness.run.config import ClientConfig, EvalConfig, RunConfig
 from harness.run.runner import run_eval
-from harness.backends.serve import ServerConfig, VLLMServer
 from tests.conftest import SERVER_WINDOW
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
