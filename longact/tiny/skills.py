@@ -18,7 +18,7 @@ import random
 import time
 from pathlib import Path
 
-from tasks.ruler.sources import NOISE_HAYSTACK
+from tasks.tiny.utils import HAYSTACK, niah_prompt, passkey_prompt
 
 PLACES = ("north", "south", "river", "forest", "harbor", "valley", "castle", "market")
 THINGS = ("lamp", "door", "stone", "bird", "boat", "coin", "map", "bell")
@@ -27,7 +27,7 @@ THINGS = ("lamp", "door", "stone", "bird", "boat", "coin", "map", "bell")
 def passkey_item(rng: random.Random, max_reps: int) -> tuple[dict, str]:
     key = str(rng.randint(10000, 99999))
     reps = rng.randint(0, max_reps)
-    hay = [NOISE_HAYSTACK] * reps
+    hay = [HAYSTACK] * reps
     hay.insert(rng.randrange(reps + 1), f"The pass key is {key}. Remember it. {key} is the pass key.")
     return {"context": " ".join(hay), "input": "What is the pass key?"}, key
 
@@ -36,15 +36,13 @@ def needle_item(rng: random.Random, max_reps: int) -> tuple[dict, str]:
     key = f"{rng.choice(PLACES)}-{rng.choice(THINGS)}"
     value = str(rng.randint(1_000_000, 9_999_999))
     reps = rng.randint(1, max_reps)
-    hay = [NOISE_HAYSTACK] * reps
+    hay = [HAYSTACK] * reps
     hay.insert(rng.randrange(reps + 1), f"One of the special magic numbers for {key} is: {value}.")
     return {"context": " ".join(hay), "query": key}, value
 
 
 def training_pair(rng: random.Random, tok, max_reps: int, needle_share: float) -> tuple[list[int], list[int]]:
     """(prompt ids, answer ids) in the exact form the tiny tasks send them."""
-    from tasks.tiny.utils import niah_prompt, passkey_prompt
-
     if rng.random() >= needle_share:
         doc, answer = passkey_item(rng, max_reps)
         prompt = tok.apply_chat_template([{"role": "user", "content": passkey_prompt(doc)}], tokenize=False,

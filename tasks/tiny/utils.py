@@ -18,8 +18,11 @@ from tasks.longbench_v2.prompts import ZERO_SHOT, fill
 from tasks.longbench_v2.scoring import extract_answer
 from tasks.longbench_v2.utils import ROW_SPEC as LONGBENCH_V2_ROW_SPEC
 from tasks.ruler.scoring import postprocess_pred, sample_match_all
+from tasks.ruler.sources import NOISE_HAYSTACK
 
 DATA_DIR = Path(__file__).parent / "data"
+HAYSTACK = NOISE_HAYSTACK
+"""The sentence tiny haystacks repeat (RULER's noise haystack); the skill curriculum uses it too."""
 
 MC_SPEC = LONGBENCH_V2_ROW_SPEC  # tiny_mc rows have exactly LongBench v2's fields
 NIAH_SPEC = {"id": str, "length": int, "context": str, "query": str, "outputs": list_of_str}
