@@ -19,7 +19,7 @@ floor(f * n) are updated, f = the updated fraction (`keep_ratio`, or 1 - keep_ra
 ratio_means "masked"), but at least 1: the updated share never exceeds f unless f * n < 1
 (0.3 of 256 rows: 76 updated, 29.7%).
 
-Why each piece (see ../shared/DESIGN.md, "Decisions the paper leaves open"):
+Why each piece (training/README.md, "Decisions the paper leaves open", says which choices are ours):
 - gradients are zeroed by tensor hooks during backward, so masked entries are 0 before any
   clipping and do not count in the global grad norm (a trainer callback after clipping would);
 - AdamW decays every weight it holds even with grad 0; restoring masked rows after each step keeps

@@ -20,10 +20,6 @@ def extract_answer(response: str) -> str | None:
     return match.group(1) if match else None
 
 
-def is_correct(response: str, gold: str) -> bool:
-    return extract_answer(response) == gold
-
-
 # Aggregation ----------------------------------------------------------------------------
 
 DIFFICULTIES = ("easy", "hard")

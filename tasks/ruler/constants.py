@@ -73,16 +73,6 @@ METRIC_OF_KIND = {
     "qa": "string_match_part",
 }
 
-# Headline categories used in the RULER paper's analysis.
-CATEGORY_OF_KIND = {
-    "niah": "retrieval",
-    "variable_tracking": "multi-hop tracing",
-    "common_words_extraction": "aggregation",
-    "freq_words_extraction": "aggregation",
-    "qa": "question answering",
-}
-
-
 @dataclass(frozen=True)
 class TaskConfig:
     name: str
