@@ -326,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished answers are in the request cache, rerun to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `longact show RUN | head`: the reader left; nothing went wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -81,12 +81,17 @@ class TaskSpec:
     """Chat messages before the user turn (`metadata.chat_prefix`: a system prompt, a one-shot)."""
 
     @classmethod
-    def from_task(cls, task, mode: str = "official") -> "TaskSpec":
-        """The spec of a loaded lm-eval task, read after the mode has configured it."""
+    def from_task(cls, task, mode: str = "official", chat_template: str = "task") -> TaskSpec:
+        """The spec of a loaded lm-eval task, read after the mode has configured it.
+
+        `chat_template` (HELMET's use_chat_template): `task` keeps the endpoint the task declares;
+        `off` sends chat tasks' prompts verbatim to the completion endpoint (base models without a
+        chat template); `on` sends completion tasks' prompts as one chat user turn."""
         md = task.config.metadata or {}
         prefix = md.get("chat_prefix")
         prefix = prefix() if callable(prefix) else prefix  # YAMLs may point at a function
-        spec = cls(endpoint=str(md.get("endpoint", "completion")), followup=md.get("followup"),
+        endpoint = {"task": str(md.get("endpoint", "completion")), "on": "chat", "off": "completion"}[chat_template]
+        spec = cls(endpoint=endpoint, followup=md.get("followup"),
                    followup_max_gen_toks=int(md.get("followup_max_gen_toks", 128)),
                    chat_prefix=[dict(m) for m in prefix or []] or None)
         if mode == "reasoning":  # thinking models answer in chat, no prefill (harness/run/modes.py)

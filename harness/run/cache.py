@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 from pathlib import Path
 
 from harness.backends.lm import RequestRecord
+from harness.errors import UserError
 
 FORMAT = 2
 """Entries are {"text", "record"}; part of the cache file's key, so files of another format
@@ -33,10 +35,13 @@ class ResumableLM:
     def __init__(self, lm, path: str | os.PathLike):
         from sqlitedict import SqliteDict
 
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.lm = lm
         self.path = str(path)
-        self.db = SqliteDict(self.path, autocommit=True)
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = SqliteDict(self.path, autocommit=True)
+        except (OSError, sqlite3.Error) as e:
+            raise self.cache_error(e) from e
         self.cached_records: list[RequestRecord] = []
 
     def __getattr__(self, name):
@@ -69,7 +74,10 @@ class ResumableLM:
         todo = [i for i, r in enumerate(results) if r is None]
         if todo:
             def save(j: int, text: str, record: RequestRecord) -> None:
-                self.db[keys[todo[j]]] = {"text": text, "record": dataclasses.asdict(record)}
+                try:
+                    self.db[keys[todo[j]]] = {"text": text, "record": dataclasses.asdict(record)}
+                except (OSError, sqlite3.Error) as e:  # a full disk, a read-only directory
+                    raise self.cache_error(e) from e
 
             self.lm.on_result = save
             try:
@@ -78,8 +86,15 @@ class ResumableLM:
                 self.lm.on_result = None
             for j, i in enumerate(todo):
                 results[i] = answers[j]
-        self.db.commit()
+        try:
+            self.db.commit()  # sqlitedict writes on a thread of its own; its errors surface here
+        except (OSError, sqlite3.Error) as e:
+            raise self.cache_error(e) from e
         return [r if r is not None else "" for r in results]
+
+    def cache_error(self, e: Exception) -> UserError:
+        return UserError(f"cannot write the request cache {self.path} ({type(e).__name__}: {e}); free disk space "
+                         "there, or pass --no-cache (a rerun then sends every request again)")
 
     def close(self) -> None:
         self.db.close()

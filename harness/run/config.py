@@ -93,6 +93,9 @@ class RunConfig:
     """`official` or `reasoning` (harness/run/modes.py)."""
     samples_per_item: int = flag("--samples-per-item", "sample every item K times; metrics become mean@K, plus pass@K "
                                  "for 0/100 metrics", 1, parse=int, metavar="K")
+    chat_template: str = flag("--chat-template", "task: each task's declared endpoint (default); off: send prompts "
+                              "without the chat template (base models); on: send every prompt as a chat turn",
+                              "task", choices=["task", "on", "off"])
     reasoning_budget: int | None = flag("--reasoning-budget", "output tokens in reasoning mode (default: per task, "
                                         "8192 unless the task says)", parse=int, metavar="TOKENS")
     gen_kwargs: dict = flag("--gen-kwargs", 'JSON overrides, e.g. \'{"temperature": 0.6}\'', {}, parse=_json_obj)

@@ -46,7 +46,7 @@ from harness.run import cache
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
-from harness.run.validate import check_config, check_metadata, check_tokenizer_matches_model
+from harness.run.validate import check_chat_template, check_config, check_metadata, check_tokenizer_matches_model
 from tasks.tokens import load_tokenizer
 
 # Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
@@ -109,6 +109,7 @@ def prepare(cfg: EvalConfig) -> Prepared:
     catalog = TaskCatalog()
     catalog.check_names(cfg.run.tasks)
     check_metadata(catalog, cfg.run.tasks, cfg.run.task_metadata)
+    check_chat_template(catalog, cfg.run.tasks, cfg.run.chat_template)
     remote = server_info(cfg.client.base_url, cfg.client.api_key) if cfg.client.base_url else None
     model_name = cfg.model or remote["model"]
     tok_source = str(cfg.tokenizer or model_name)
@@ -146,7 +147,7 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
                "per_request_sampling": int(cfg.client.per_request_seed)},
         limit=cfg.run.limit, packages=provenance.package_versions(), host=provenance.host_info(),
         started_at=utc_now(), command=list(cfg.run.command or sys.argv),
-        mode=cfg.run.mode, samples_per_item=int(cfg.run.samples_per_item),
+        mode=cfg.run.mode, samples_per_item=int(cfg.run.samples_per_item), chat_template=cfg.run.chat_template,
     )
 
 
@@ -215,7 +216,7 @@ def load_tasks(cfg: EvalConfig, prep: Prepared, target: Target) -> Tasks:
                 **cfg.run.task_metadata}
     loaded = prep.catalog.load(cfg.run.tasks, metadata)
     apply_mode(loaded["tasks"], cfg.run.mode, int(cfg.run.samples_per_item), cfg.run.reasoning_budget, prep.tokenizer)
-    specs = {name: TaskSpec.from_task(task, cfg.run.mode) for name, task in loaded["tasks"].items()}
+    specs = {name: TaskSpec.from_task(task, cfg.run.mode, cfg.run.chat_template) for name, task in loaded["tasks"].items()}
     return Tasks(loaded, specs)
 
 
@@ -230,14 +231,14 @@ def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, Ta
                     api_key=c.api_key, progress=cfg.run.progress, seed=cfg.run.seed, per_request_seed=c.per_request_seed)
 
 
-def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str) -> str | None:
+def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, chat_template: str = "task") -> str | None:
     """The request cache of (model content, tokenizer, window, backend); None when the model's
     content cannot be established (a remote server whose weights are unreadable and that gives
     no probe answer): a cache keyed by a name could hand one checkpoint's answers to another."""
     identity = model.weights_sha256 or model.served_fingerprint
     if identity is None:
         return None
-    key = provenance.json_hash([identity, model.tokenizer_sha256, window, backend, cache.FORMAT])[:20]
+    key = provenance.json_hash([identity, model.tokenizer_sha256, window, backend, cache.FORMAT, chat_template])[:20]
     return str(Path(output_dir) / ".cache" / f"requests-{key}")
 
 
@@ -278,7 +279,9 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=cfg.run.seed)
     backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
-    path = cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend) if cfg.run.use_cache else None
+    # Requests are hashed by their text and decoding; the endpoint they go to is part of the file.
+    path = (cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend, cfg.run.chat_template)
+            if cfg.run.use_cache else None)
     if cfg.run.use_cache and path is None:
         print("request cache off: the served model's weights cannot be identified (not a local directory, and the "
               "server gives no probe log-probs); a rerun will send every request again", file=sys.stderr)

@@ -42,6 +42,10 @@ class TaskCatalog:
                 out.append(name)
         return out
 
+    def metadata(self, name: str) -> dict:
+        """A task's YAML metadata as indexed (functions unresolved)."""
+        return (self.manager.task_index[name].cfg or {}).get("metadata") or {}
+
     def loaders(self, names: list[str]):
         """(custom_dataset function, metadata keys its YAML fixes) of every leaf task of `names`,
         resolved from the index without building any dataset."""

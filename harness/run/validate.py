@@ -41,6 +41,12 @@ def check_config(cfg: EvalConfig) -> None:
                         "(and recorded); give its tokenizer with --tokenizer PATH and drop --model")
     if cfg.run.mode not in MODES:
         raise UserError(f"--mode must be one of {', '.join(MODES)} (got {cfg.run.mode!r})")
+    if cfg.run.chat_template not in ("task", "on", "off"):
+        raise UserError(f"--chat-template must be task, on or off (got {cfg.run.chat_template!r})")
+    if cfg.run.mode == "reasoning" and cfg.run.chat_template == "off":
+        raise UserError("--mode reasoning needs the chat template (thinking is switched on in it); drop --chat-template off")
+    if not cfg.run.tasks:
+        raise UserError("--tasks is empty; name tasks or groups (`longact tasks` lists them)")
     _positive("--max-model-len", cfg.max_model_len)
     _positive("--samples-per-item", cfg.run.samples_per_item, allow_none=False)
     _positive("--reasoning-budget", cfg.run.reasoning_budget)
@@ -102,6 +108,17 @@ def check_tokenizer_matches_model(tokenizer, model: str | None) -> None:
     if own.get_vocab() != tokenizer.get_vocab() or own(TOKENIZER_PROBE)["input_ids"] != tokenizer(TOKENIZER_PROBE)["input_ids"]:
         raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (their vocabularies differ); "
                         "prompts would be fitted with wrong budgets. Drop --tokenizer or fix it")
+
+
+def check_chat_template(catalog, names: list[str], chat_template: str) -> None:
+    """`--chat-template off` cannot send a system prompt or a one-shot exchange (a task's
+    `chat_prefix`, e.g. InfiniteBench's), so those tasks refuse it rather than drop them."""
+    if chat_template != "off":
+        return
+    bound = [n for n in catalog.leaves(names) if (catalog.metadata(n) or {}).get("chat_prefix")]
+    if bound:
+        raise UserError(f"--chat-template off: {', '.join(bound)} send messages before the user turn (a system "
+                        "prompt or a one-shot exchange) that a plain completion prompt cannot carry")
 
 
 def loader_keys(fn) -> set[str]:

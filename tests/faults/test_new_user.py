@@ -216,3 +216,59 @@ def test_a_tokenizer_unlike_the_models_is_refused_without_a_server(capsys, tiny_
     code, err, seconds = _cli(capsys, "eval", "--model", str(tiny_model_dir), "--tokenizer", str(tmp_path / "other-tok"),
                               "--tasks", "tiny", "--output-dir", str(tmp_path / "o"))
     assert code == 2 and "does not tokenize like" in err and seconds < 60
+
+
+# A chat-template switch for base models (HELMET's use_chat_template) ----------------------------
+
+def test_chat_template_off_sends_chat_tasks_verbatim_and_keeps_its_own_cache(stubs, tiny_model_dir, tmp_path):
+    s = stubs()
+    rec = load_run(run_eval(_cfg(s.url, tiny_model_dir, tmp_path)))
+    assert rec.tasks["tiny_passkey"].endpoint == "chat" and rec.chat_template == "task"
+    assert all("messages" in b for b in s.completions())
+    n = len(s.completions())
+    cfg = _cfg(s.url, tiny_model_dir, tmp_path)
+    cfg.run.chat_template = "off"
+    rec = load_run(run_eval(cfg))
+    assert rec.tasks["tiny_passkey"].endpoint == "completion" and rec.chat_template == "off"
+    sent = s.completions()[n:]
+    assert len(sent) == 30 and rec.requests["cached"] == 0  # a chat answer is not a completion answer
+    assert all("prompt" in b and "<|im_start|>" not in b["prompt"] for b in sent)
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--tasks", "infinitebench_passkey", "--chat-template", "off"], "infinitebench_passkey send messages before the user turn"),
+    (["--mode", "reasoning", "--chat-template", "off"], "needs the chat template"),
+    (["--tasks", ""], "--tasks is empty"),
+    (["--limit", "0"], "--limit must be > 0"),
+])
+def test_chat_template_and_task_list_mistakes(flags, needle, capsys, tiny_model_dir, tmp_path):
+    code, err, _ = _cli(capsys, "eval", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path), *flags)
+    assert code == 2 and needle in err, err
+
+
+def test_a_full_disk_names_the_cache_file(stubs, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    from sqlitedict import SqliteDict
+
+    def full(self, key, value):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SqliteDict, "__setitem__", full)
+    s = stubs()
+    code, err, _ = _cli(capsys, "eval", "--base-url", s.url, "--tokenizer", str(tiny_model_dir), "--tasks", "tiny_passkey",
+                        "--output-dir", str(tmp_path), "--quiet")
+    assert code == 2 and "cannot write the request cache" in err and str(tmp_path / ".cache") in err, err
+    assert "Traceback" not in err
+    assert load_run(next(tmp_path.glob("2*"))).status == "failed"
+
+
+def test_show_into_a_closed_pipe_ends_quietly(stubs, tiny_model_dir, tmp_path, monkeypatch):
+    """`longact show RUN | head -1`: once the reader has gone, writing raises BrokenPipeError."""
+    s = stubs()
+    run_dir = run_eval(_cfg(s.url, tiny_model_dir, tmp_path))
+    read, write = os.pipe()
+    os.close(read)
+    out = os.fdopen(write, "w", buffering=1)  # line-buffered, as a terminal or `head` reads it
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["show", str(run_dir)]) == 0
