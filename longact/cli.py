@@ -193,21 +193,17 @@ def cmd_eval(args) -> int:
 
 
 def _eval_experiment(manifest: str, cfg) -> int:
-    """Every arm of the manifest with the same flags, each into its own resumable run id."""
-    import copy
-
+    """Every arm of the manifest with the same flags on one vLLM engine (weights swapped between
+    arms), each into its own resumable run id."""
     from harness.report.compare import compare, render
     from harness.run.experiments import arm_run_id, read_manifest
-    from harness.run.runner import run_eval
+    from harness.run.sweep import run_sweep
 
     if cfg.model or cfg.client.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
-    runs = {}
-    for arm, ckpt in read_manifest(manifest).items():
-        print(f"== {arm}: {ckpt}", file=sys.stderr)
-        arm_cfg = copy.deepcopy(cfg)
-        arm_cfg.model, arm_cfg.run.run_id = ckpt, arm_run_id(manifest, arm)
-        runs[arm] = run_eval(arm_cfg)
+    arms = read_manifest(manifest)
+    by_id = run_sweep(cfg, {arm_run_id(manifest, arm): ckpt for arm, ckpt in arms.items()})  # one engine
+    runs = {arm: by_id[arm_run_id(manifest, arm)] for arm in arms}
     names = list(runs)
     print(render(compare([str(runs[a]) for a in names], baseline=str(runs[names[0]]))))
     print("\nresults: " + ", ".join(f"{a}={runs[a]}" for a in names))

@@ -57,6 +57,10 @@ class ServerConfig:
     """Weights load from safetensors only (no pickle); `--server-args='--load-format pt'` opts in."""
     extra_args: list[str] = field(default_factory=list)
     """Passed verbatim after the flags above (e.g. ["--pipeline-parallel-size", "2"])."""
+    swappable: bool = False
+    """Start with vLLM's development endpoints (VLLM_SERVER_DEV_MODE=1) so `load_weights` can put
+    another checkpoint of the same architecture into the running engine. Loopback only: those
+    endpoints run methods on the workers."""
 
     def command(self, port: int) -> list[str]:
         cmd = [
@@ -224,6 +228,10 @@ class VLLMServer:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
         env.setdefault("HF_HUB_OFFLINE", "1") if model_dir.exists() else None
+        if cfg.swappable:
+            if cfg.host not in ("127.0.0.1", "localhost", "::1"):
+                raise UserError("a server whose weights can be swapped exposes development endpoints; bind it to 127.0.0.1")
+            env["VLLM_SERVER_DEV_MODE"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         t0 = time.monotonic()
@@ -267,6 +275,19 @@ class VLLMServer:
                     f"Last lines of {self.log_path}:\n{_tail(self.log_path)}"
                 )
             time.sleep(0.5)
+
+    def load_weights(self, checkpoint: str | os.PathLike) -> float:
+        """Put `checkpoint`'s weights into the running engine (same architecture) and drop the
+        prefix cache, whose KV came from the old weights; returns the seconds it took.
+        The API keeps serving under the first checkpoint's name."""
+        if not self.config.swappable:
+            raise RuntimeError("this server was started without swappable=True")
+        t0 = time.monotonic()
+        root, key = self.base_url, self.config.api_key
+        http_json(f"{root}/collective_rpc", 600.0, key,
+                  {"method": "reload_weights", "kwargs": {"weights_path": str(Path(checkpoint).resolve())}})
+        http_json(f"{root}/reset_prefix_cache", 60.0, key, {})
+        return time.monotonic() - t0
 
     def pids(self) -> list[int]:
         """The server process and all its descendants (for tests and for stop)."""

@@ -66,6 +66,9 @@ class ServingInfo:
     """Seconds from launching the server to a healthy /health (managed servers only)."""
     concurrency: int = 1
     """Requests in flight at once."""
+    weights_swap_s: float | None = None
+    """Seconds to load this checkpoint into an engine already serving another (one engine for many
+    checkpoints, `startup_s` is then the engine's); None when the engine started with it."""
 
 
 @dataclass

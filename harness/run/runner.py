@@ -153,12 +153,28 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
 
 # Step 2 -------------------------------------------------------------------------------------
 
+def server_config(cfg: EvalConfig, swappable: bool = False):
+    from harness.backends.serve import ServerConfig
+
+    return ServerConfig(
+        model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
+        dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size, api_key=cfg.client.api_key,
+        startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args), swappable=swappable)
+
+
 @contextlib.contextmanager
-def connect(cfg: EvalConfig, prep: Prepared):
-    """Yield the `Target`; a server started here is stopped on the way out, whatever happens."""
-    from harness.backends.serve import ServerConfig, VLLMServer
+def connect(cfg: EvalConfig, prep: Prepared, engine=None):
+    """Yield the `Target`; a server started here is stopped on the way out, whatever happens.
+    `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
+    from harness.backends.serve import VLLMServer
 
     serving = prep.record.serving
+    if engine is not None:
+        serving.weights_swap_s = engine.serve(cfg.model)
+        serving.managed, serving.startup_s = True, engine.startup_s
+        serving.extra_args = list(cfg.serve.extra_args)
+        yield _remote_target(cfg, prep, engine.server.base_url, engine.server.info)
+        return
     if cfg.backend == "hf":
         window = cfg.max_model_len or int(getattr(prep.tokenizer, "model_max_length", 0) or 0)
         if not window or window > 10**7:
@@ -169,11 +185,8 @@ def connect(cfg: EvalConfig, prep: Prepared):
     if cfg.client.base_url:
         yield _remote_target(cfg, prep, cfg.client.base_url, prep.remote)
         return
-    server = VLLMServer(ServerConfig(
-        model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
-        dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size, api_key=cfg.client.api_key,
-        startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args)),
-        log_path=prep.run_dir / "server.log", report_every_s=15.0 if cfg.run.progress else None)
+    server = VLLMServer(server_config(cfg), log_path=prep.run_dir / "server.log",
+                        report_every_s=15.0 if cfg.run.progress else None)
     print(f"starting vLLM for {cfg.model} (log: {prep.run_dir / 'server.log'}) ...", file=sys.stderr)
     try:
         server.start()
@@ -409,9 +422,10 @@ def incomplete_message(failed: list[RequestRecord], errors: list[str], run_dir: 
 
 # The run ------------------------------------------------------------------------------------
 
-def run_eval(cfg: EvalConfig) -> Path:
+def run_eval(cfg: EvalConfig, engine=None) -> Path:
     """Evaluate and write `<output_dir>/<run_id>/`; returns the run directory.
 
+    `engine`: a running swappable server to evaluate `cfg.model` on (harness/run/sweep.py).
     Raises IncompleteRunError (after writing everything) when some requests failed.
     """
     t0 = time.monotonic()
@@ -419,17 +433,17 @@ def run_eval(cfg: EvalConfig) -> Path:
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
     prep = prepare(cfg)
     try:
-        return _run(cfg, prep, t0)
+        return _run(cfg, prep, t0, engine)
     finally:
         prep.lock.close()
 
 
-def _run(cfg: EvalConfig, prep: Prepared, t0: float) -> Path:
+def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
     from harness.backends.serve import stop_on_sigterm
 
     record = prep.record
     try:
-        with stop_on_sigterm(), connect(cfg, prep) as target:
+        with stop_on_sigterm(), connect(cfg, prep, engine) as target:
             tasks = load_tasks(cfg, prep, target)
             outcome = evaluate(cfg, prep, target, tasks)
         write_results(prep, tasks, outcome)

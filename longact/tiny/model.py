@@ -155,3 +155,21 @@ def is_tiny_model_dir(path: str | os.PathLike) -> bool:
     """True when `path` holds a complete tiny model (used to reuse an existing build)."""
     p = Path(path)
     return all((p / name).is_file() for name in ("config.json", "model.safetensors", "tokenizer.json", "longact_tiny_spec.json"))
+
+
+def perturbed_copy(base: str | os.PathLike, out: str | os.PathLike, seed: int, scale: float = 0.5) -> Path:
+    """A checkpoint of `base`'s architecture and tokenizer with other weights (each tensor plus
+    Gaussian noise of `scale` times its mean magnitude): stands in for the checkpoints of a
+    training run in sweep tests and benchmarks."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * p.abs().mean() * torch.randn(p.shape, generator=g))
+    out = Path(out)
+    model.save_pretrained(out, safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out

@@ -1,0 +1,120 @@
+"""Many checkpoints of one architecture on one vLLM engine: start it once, swap weights between
+checkpoints, write one run directory per checkpoint.
+
+    from harness.run.sweep import run_sweep
+    runs = run_sweep(cfg, {"exp-baseline": "runs/exp/baseline/step-8", "exp-longact": "runs/exp/longact/step-8"})
+
+A server start costs about a minute on CPU (several on a GPU); loading another checkpoint's
+weights into the running engine costs seconds. Each run records its own checkpoint, weight hash
+and request cache exactly as a fresh server's would (tests/test_sweep.py checks that the samples
+equal a fresh server's). A run already complete with the same config is not redone, so a sweep
+that finished needs no server at all; others resume from the request cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import IncompleteRunError, UserError
+from harness.records.provenance import model_hashes
+from harness.run.config import EvalConfig
+
+# config.json keys that differ between checkpoints of one architecture without changing it.
+VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
+
+
+@dataclass
+class Engine:
+    """A running swappable server and the checkpoint whose weights it holds."""
+
+    server: object
+    loaded: str
+    startup_s: float
+    swaps: list[float] = field(default_factory=list)
+
+    def serve(self, checkpoint: str) -> float | None:
+        """Make `checkpoint` the served weights; seconds the swap took (None: already loaded)."""
+        if Path(checkpoint).resolve() == Path(self.loaded).resolve():
+            return None
+        seconds = self.server.load_weights(checkpoint)
+        self.loaded = checkpoint
+        self.swaps.append(seconds)
+        return round(seconds, 2)
+
+
+def architecture(checkpoint: str) -> dict:
+    cfg = json.loads((Path(checkpoint) / "config.json").read_text(encoding="utf-8"))
+    return {k: v for k, v in cfg.items() if k not in VOLATILE_CONFIG_KEYS}
+
+
+def check_swappable(checkpoints: list[str]) -> None:
+    """One engine serves them all only if they share the architecture and the tokenizer."""
+    first = checkpoints[0]
+    arch, tok = architecture(first), model_hashes(first)[1]
+    for ckpt in checkpoints[1:]:
+        if architecture(ckpt) != arch:
+            raise UserError(f"{ckpt} and {first} differ in config.json beyond the weights; one engine cannot serve both")
+        if model_hashes(ckpt)[1] != tok:
+            raise UserError(f"{ckpt} and {first} have different tokenizers; one engine cannot serve both")
+
+
+def already_done(cfg: EvalConfig) -> Path | None:
+    """The run directory of an earlier, complete run of exactly this config (nothing to redo)."""
+    run_dir = Path(cfg.run.output_dir) / str(cfg.run.run_id)
+    try:
+        rec = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        old = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = {**old, "run": {**old.get("run", {}), "command": None}} == {**cfg.to_dict(), "run": {**cfg.to_dict()["run"], "command": None}}
+    return run_dir if rec.get("status") == "complete" and same else None
+
+
+def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
+    """Evaluate every checkpoint of `models` (run id -> checkpoint) with `cfg`'s flags on one
+    engine; returns run id -> run directory, in the given order."""
+    from harness.backends.serve import VLLMServer, stop_on_sigterm
+    from harness.run.runner import run_eval, server_config
+    from harness.run.validate import check_config
+
+    if cfg.client.base_url or cfg.backend != "server":
+        raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
+    cfgs = {}
+    for run_id, ckpt in models.items():
+        c = copy.deepcopy(cfg)
+        c.model, c.run.run_id = str(ckpt), run_id
+        check_config(c)  # every checkpoint's mistakes before the engine starts
+        cfgs[run_id] = c
+    out = {rid: done for rid, c in cfgs.items() if (done := already_done(c))}
+    todo = [rid for rid in cfgs if rid not in out]
+    for rid in out:
+        print(f"== {rid}: complete in {out[rid]}, not redone", file=sys.stderr)
+    if not todo:
+        return {rid: out[rid] for rid in cfgs}
+    check_swappable([cfgs[rid].model for rid in todo])
+    first = cfgs[todo[0]]
+    log = Path(first.run.output_dir) / ".engine" / "server.log"
+    server = VLLMServer(server_config(first, swappable=True), log_path=log,
+                        report_every_s=15.0 if first.run.progress else None)
+    print(f"starting one vLLM engine for {len(todo)} checkpoint(s) (log: {log}) ...", file=sys.stderr)
+    with stop_on_sigterm():
+        try:
+            server.start()
+            engine = Engine(server, first.model, round(server.startup_s, 2))
+            print(f"engine healthy after {server.startup_s:.1f} s", file=sys.stderr)
+            incomplete = []
+            for rid in todo:
+                print(f"== {rid}: {cfgs[rid].model}", file=sys.stderr)
+                try:
+                    out[rid] = run_eval(cfgs[rid], engine=engine)
+                except IncompleteRunError as e:  # the other checkpoints still run; the sweep says so at the end
+                    incomplete.append(f"{rid}: {e}")
+        finally:
+            server.stop()
+    if incomplete:
+        raise IncompleteRunError(f"{len(incomplete)} of {len(cfgs)} run(s) incomplete:\n" + "\n".join(incomplete))
+    return {rid: out[rid] for rid in cfgs}

@@ -1,0 +1,55 @@
+"""One vLLM engine for many checkpoints: weights swapped between checkpoints give the same
+samples as a fresh server per checkpoint, each run names its own checkpoint and weight hash, and
+a finished sweep is not redone."""
+
+import json
+
+import pytest
+
+from harness.records.io import load_run
+from harness.records.provenance import model_hashes
+from harness.run.config import EvalConfig, RunConfig
+from harness.run.runner import run_eval
+from harness.run.sweep import run_sweep
+from tests.conftest import SERVER_WINDOW
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+TASKS = ["tiny_niah", "tiny_passkey"]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_model_dir, tmp_path_factory):
+    """Three checkpoints of one architecture and tokenizer: the tiny model and two perturbed copies."""
+    from longact.tiny.model import perturbed_copy
+
+    root = tmp_path_factory.mktemp("ckpts")
+    return [str(tiny_model_dir)] + [str(perturbed_copy(tiny_model_dir, root / f"ckpt-{s}", seed=s)) for s in (1, 2)]
+
+
+def _rows(run_dir, task):
+    return [json.loads(line) for line in (run_dir / f"samples_{task}.jsonl").read_text().splitlines()]
+
+
+def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, tmp_path):
+    cfg = EvalConfig(max_model_len=SERVER_WINDOW, run=RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / "sweep"),
+                                                                progress=False))
+    runs = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
+    assert list(runs) == ["ck0", "ck1", "ck2"]
+    responses = []
+    for i, ckpt in enumerate(checkpoints):
+        rec = load_run(runs[f"ck{i}"])
+        assert rec.status == "complete" and rec.model.path == ckpt
+        assert rec.model.weights_sha256 == model_hashes(ckpt)[0]
+        assert (rec.serving.weights_swap_s is None) == (i == 0) and rec.serving.managed
+        fresh = load_run(run_eval(EvalConfig(model=ckpt, max_model_len=SERVER_WINDOW,
+                                             run=RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / f"fresh{i}"),
+                                                           use_cache=False, progress=False))))
+        for task in TASKS:
+            swapped, alone = _rows(runs[f"ck{i}"], task), _rows(tmp_path / f"fresh{i}" / fresh.run_id, task)
+            keys = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")
+            assert [{k: r[k] for k in keys} for r in swapped] == [{k: r[k] for k in keys} for r in alone], (ckpt, task)
+        responses.append([r["response"] for r in _rows(runs[f"ck{i}"], "tiny_niah")])
+    assert responses[0] != responses[1] != responses[2]  # the swaps really changed the weights
+
+    again = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})  # finished: no engine, no redo
+    assert again == runs
