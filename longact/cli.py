@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                "in <output-dir>/.cache and only missing (or failed) requests are sent.")
     e.add_argument("--experiment", metavar="MANIFEST",
                    help="evaluate every arm of a `longact experiment` manifest (run ids <exp>-<arm>), then compare them")
+    e.add_argument("--all-steps", action="store_true",
+                   help="with --experiment: also every intermediate checkpoint the runs saved (score against step)")
     add_eval_flags(e)
 
     s = sub.add_parser("show", help="print the table of a run directory",
@@ -185,29 +187,43 @@ def cmd_eval(args) -> int:
     cfg = from_args(args)
     cfg.run.command = ["longact"] + sys.argv[1:]
     if args.experiment:
-        return _eval_experiment(args.experiment, cfg)
+        return _eval_experiment(args.experiment, cfg, args.all_steps)
     run_dir = run_eval(cfg)
     print(run_table(run_dir))
     print(f"\nresults: {run_dir}/run.json")
     return 0
 
 
-def _eval_experiment(manifest: str, cfg) -> int:
-    """Every arm of the manifest with the same flags on one vLLM engine (weights swapped between
-    arms), each into its own resumable run id."""
-    from harness.report.compare import compare, render
+def _eval_experiment(manifest: str, cfg, all_steps: bool = False) -> int:
+    """Every (arm, seed) checkpoint of the manifest (with --all-steps, every saved step too) with
+    the same flags on one vLLM engine (weights swapped between checkpoints), each into its own
+    resumable run id; then the arms compared."""
     from harness.run.experiments import arm_run_id, read_manifest
     from harness.run.sweep import run_sweep
 
     if cfg.model or cfg.client.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
-    arms = read_manifest(manifest)
-    by_id = run_sweep(cfg, {arm_run_id(manifest, arm): ckpt for arm, ckpt in arms.items()})  # one engine
-    runs = {arm: by_id[arm_run_id(manifest, arm)] for arm in arms}
-    names = list(runs)
-    print(render(compare([str(runs[a]) for a in names], baseline=str(runs[names[0]]))))
-    print("\nresults: " + ", ".join(f"{a}={runs[a]}" for a in names))
+    runs = read_manifest(manifest, all_steps=all_steps)
+    by_id = run_sweep(cfg, {arm_run_id(manifest, r): r.checkpoint for r in runs})  # one engine
+    print(_experiment_table(manifest, cfg.run.output_dir))
+    print("\nresults: " + ", ".join(str(d) for d in by_id.values()))
     return 0
+
+
+def _experiment_table(manifest: str, results: str, force: bool = False, n_resamples: int = 2000,
+                      fmt: str = "md") -> str:
+    """One seed: the item-paired comparison of the arms' runs; several: aggregated over seeds."""
+    from harness.report.compare import compare, render
+    from harness.report.experiment import compare_experiment, render_experiment
+    from harness.run.experiments import arm_runs
+
+    dirs = arm_runs(manifest, results)
+    if len({seed for _, seed in dirs}) > 1:
+        if fmt != "md":
+            raise UserError("--format: seed-aggregated tables are Markdown only")
+        return render_experiment(compare_experiment(manifest, results, n_resamples=n_resamples, force=force))
+    paths = [str(d) for d in dirs.values()]
+    return render(compare(paths, baseline=paths[0], force=force, n_resamples=min(n_resamples, 1000)), fmt)
 
 
 def cmd_show(args) -> int:
@@ -236,15 +252,18 @@ def cmd_compare(args) -> int:
     from harness.report.compare import compare, render
 
     runs, baseline = list(args.runs), args.baseline
-    if args.experiment:
-        from harness.run.experiments import arm_runs
+    if args.experiment and not runs and not baseline:  # the arms alone: aggregated over their seeds
+        text = _experiment_table(args.experiment, args.results, args.force, args.resamples, args.format)
+    else:
+        if args.experiment:
+            from harness.run.experiments import arm_runs
 
-        arms = [str(d) for d in arm_runs(args.experiment, args.results).values()]
-        baseline = baseline or arms[0]
-        runs = [r for r in runs if r not in arms] + arms
-    if not runs:
-        raise UserError("give run directories, or --experiment MANIFEST")
-    text = render(compare(runs, baseline, force=args.force, n_resamples=args.resamples), args.format)
+            arms = [str(d) for d in arm_runs(args.experiment, args.results).values()]
+            baseline = baseline or arms[0]
+            runs = [r for r in runs if r not in arms] + arms
+        if not runs:
+            raise UserError("give run directories, or --experiment MANIFEST")
+        text = render(compare(runs, baseline, force=args.force, n_resamples=args.resamples), args.format)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")

@@ -10,6 +10,7 @@ EXAMPLES = """examples:
   longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3
   longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --dry-run
   longact experiment --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --controls random,bottom
+  longact experiment --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --seeds 0,1,2
 """
 
 
@@ -27,6 +28,8 @@ def add_parsers(sub) -> dict:
             p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in out_dir")
         else:
             p.add_argument("--controls", default="", help="comma list of random,bottom,q_only,k_only")
+            p.add_argument("--seeds", default="", help="comma list of seeds; every arm trains at each (default: the "
+                                                       "config's seed)")
     return {"train": cmd_train, "experiment": cmd_experiment}
 
 
@@ -74,7 +77,11 @@ def cmd_experiment(args) -> int:
 
     controls = [c for c in args.controls.split(",") if c]
     try:
-        manifest = run_experiment(cfg, controls)
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
+    try:
+        manifest = run_experiment(cfg, controls, seeds=seeds or None)
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:

@@ -1,7 +1,18 @@
-"""The controlled pair: baseline (no mask) and LongAct, plus optional controls, from one config.
+"""The controlled study: baseline (no mask) and LongAct, plus optional controls, at one or more
+seeds, from one config.
 
-Every arm gets the same config, seed, data order and rollout budget; only `mask.strategy` differs.
-Writes <out_dir>/experiment.json: arm name -> checkpoint directory (plain HF safetensors).
+Every arm gets the same config, data order and rollout budget at a given seed; only
+`mask.strategy` differs. The seed drives data order, sampling and the random control's mask, so
+arms pair by seed. Writes <out_dir>/experiment.json:
+
+    {"config": {...}, "seeds": [0, 1],
+     "arms": {"baseline": {"mask_strategy": "none",
+                           "checkpoint": "<seed 0's final checkpoint>",
+                           "seeds": {"0": {"checkpoint": ".../baseline/seed-0/step-8", "mask_hash": "...",
+                                           "steps": {"4": ".../step-4", "8": ".../step-8"}}, ...}}, ...}}
+
+`steps` lists every checkpoint a run saved (`save_every`), for evaluation against training step.
+Checkpoints go to <out_dir>/<arm>/seed-<s>/; a rerun resumes each run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -10,28 +21,47 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tasks.errors import UserError
 from training import parallel
-from training.checkpoint import MASK_SUBDIR
+from training.checkpoint import MASK_SUBDIR, STATE_FILE
 from training.config import TrainConfig
 from training.mask import STRATEGIES
 from training.train import train
 
 
-def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print) -> Path:
+def arms_of(controls: list[str]) -> dict[str, str]:
     arms = {"baseline": "none", "longact": "longact"}
     for c in controls:
         if c not in STRATEGIES or c in ("none", "longact"):
-            raise ValueError(f"--controls: unknown {c!r}, expected any of random, bottom, q_only, k_only")
+            raise UserError(f"--controls: unknown {c!r}, expected any of random, bottom, q_only, k_only")
         arms[c] = c
+    return arms
+
+
+def saved_steps(run_dir: Path) -> dict[str, str]:
+    steps = [p for p in run_dir.glob("step-*") if (p / STATE_FILE).exists()]
+    return {p.name.split("-")[1]: str(p.resolve()) for p in sorted(steps, key=lambda p: int(p.name.split("-")[1]))}
+
+
+def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds: list[int] | None = None) -> Path:
+    arms = arms_of(list(controls))
+    seeds = list(seeds) if seeds else [cfg.seed]
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds: repeated seeds in {seeds}")
     root = Path(cfg.out_dir)
-    manifest = {"config": dataclasses.asdict(cfg), "arms": {}}
+    manifest = {"config": dataclasses.asdict(cfg), "seeds": seeds, "arms": {}}
     for name, strategy in arms.items():
-        arm_cfg = dataclasses.replace(cfg, out_dir=str(root / name),
-                                      mask=dataclasses.replace(cfg.mask, strategy=strategy))
-        log(f"[{name}] mask.strategy={strategy}")
-        ckpt = train(arm_cfg, log=log)
-        manifest["arms"][name] = {"checkpoint": str(ckpt.resolve()), "mask_strategy": strategy,
-                                  "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"]}
+        runs = {}
+        for seed in seeds:
+            arm_cfg = dataclasses.replace(cfg, out_dir=str(root / name / f"seed-{seed}"), seed=seed,
+                                          mask=dataclasses.replace(cfg.mask, strategy=strategy))
+            log(f"[{name} seed {seed}] mask.strategy={strategy}")
+            ckpt = train(arm_cfg, log=log)
+            runs[str(seed)] = {"checkpoint": str(ckpt.resolve()),
+                               "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"],
+                               "steps": saved_steps(Path(arm_cfg.out_dir))}
+        manifest["arms"][name] = {"mask_strategy": strategy, "checkpoint": runs[str(seeds[0])]["checkpoint"],
+                                  "seeds": runs}
     path = root / "experiment.json"
     if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
         tmp = path.with_suffix(".json.tmp")

@@ -1,23 +1,41 @@
 """An experiment manifest (`longact experiment` writes `<out_dir>/experiment.json`) as the input
 of `longact eval --experiment` and `longact compare --experiment`.
 
-Each arm's evaluation goes to the run id `<experiment dir name>-<arm>`, so rerunning the same eval
-command resumes it, and compare finds the runs again without being told their directories.
+Each (arm, seed) evaluation goes to the run id `<experiment dir name>-<arm>-s<seed>` (and
+`...-step<N>` for intermediate checkpoints), so rerunning the same eval command resumes it, and
+compare finds the runs again without being told their directories. Manifests written before seeds
+existed (one checkpoint per arm) read as seed 0 with run ids `<experiment>-<arm>`.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
 
 
-def read_manifest(path: str | Path) -> dict[str, str]:
-    """Arm name -> checkpoint directory, in the manifest's order (baseline first)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "experiment.json"
+@dataclass(frozen=True)
+class ArmRun:
+    arm: str
+    seed: int
+    checkpoint: str
+    step: int | None = None
+    """None for the run's final checkpoint, N for an intermediate `step-N`."""
+    legacy: bool = False
+    """From a manifest without seeds (its run ids carry no seed)."""
+
+
+def _path(manifest: str | Path) -> Path:
+    p = Path(manifest)
+    return p / "experiment.json" if p.is_dir() else p
+
+
+def read_manifest(path: str | Path, all_steps: bool = False) -> list[ArmRun]:
+    """Every (arm, seed) final checkpoint in the manifest's order (baseline first); with
+    `all_steps`, every saved checkpoint of each run, in step order, the final one last."""
+    p = _path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -27,34 +45,46 @@ def read_manifest(path: str | Path) -> dict[str, str]:
     arms = data.get("arms") if isinstance(data, dict) else None
     if not isinstance(arms, dict) or not arms:
         raise UserError(f"{p}: expected an object with a non-empty 'arms' mapping (arm -> {{checkpoint: DIR}})")
-    out = {}
+    out = []
     for name, arm in arms.items():
-        ckpt = arm.get("checkpoint") if isinstance(arm, dict) else None
-        if not isinstance(ckpt, str) or not ckpt:
-            raise UserError(f"{p}: arms.{name}.checkpoint: expected a checkpoint directory")
-        if not Path(ckpt).is_dir():
-            raise UserError(f"{p}: arms.{name}.checkpoint: {ckpt} does not exist (moved? rerun the experiment)")
-        out[name] = ckpt
+        if not isinstance(arm, dict):
+            raise UserError(f"{p}: arms.{name}: expected an object")
+        seeds = arm.get("seeds") or {"0": {"checkpoint": arm.get("checkpoint")}}
+        for seed, run in seeds.items():
+            ckpt = run.get("checkpoint") if isinstance(run, dict) else None
+            where = f"arms.{name}" + (f".seeds.{seed}" if "seeds" in arm else "")
+            if not isinstance(ckpt, str) or not ckpt:
+                raise UserError(f"{p}: {where}.checkpoint: expected a checkpoint directory")
+            if not Path(ckpt).is_dir():
+                raise UserError(f"{p}: {where}.checkpoint: {ckpt} does not exist (moved? rerun the experiment)")
+            if all_steps:
+                final = Path(ckpt).resolve()
+                for step, step_dir in sorted((run.get("steps") or {}).items(), key=lambda kv: int(kv[0])):
+                    if Path(step_dir).resolve() != final:
+                        out.append(ArmRun(name, int(seed), step_dir, int(step), "seeds" not in arm))
+            out.append(ArmRun(name, int(seed), ckpt, None, "seeds" not in arm))
     return out
 
 
-def arm_run_id(manifest: str | Path, arm: str) -> str:
+def arm_run_id(manifest: str | Path, run: ArmRun) -> str:
     p = Path(manifest)
-    return f"{(p if p.is_dir() else p.parent).resolve().name}-{arm}"
+    base = f"{(p if p.is_dir() else p.parent).resolve().name}-{run.arm}"
+    base += "" if run.legacy else f"-s{run.seed}"
+    return base + (f"-step{run.step}" if run.step is not None else "")
 
 
-def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[str, Path]:
-    """Arm -> its finished run directory under `results_dir`; a clear error names missing ones."""
+def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[tuple[str, int], Path]:
+    """(arm, seed) -> its finished run directory under `results_dir`; a clear error names missing ones."""
     from harness.records.io import load_run
 
     runs, missing = {}, []
-    for arm in read_manifest(manifest):
-        run_dir = Path(results_dir) / arm_run_id(manifest, arm)
+    for run in read_manifest(manifest):
+        run_dir = Path(results_dir) / arm_run_id(manifest, run)
         if (run_dir / "run.json").exists() and load_run(run_dir).status == "complete":
-            runs[arm] = run_dir
+            runs[(run.arm, run.seed)] = run_dir
         else:
-            missing.append(f"{arm} ({run_dir})")
+            missing.append(f"{run.arm} seed {run.seed} ({run_dir})")
     if missing:
-        raise UserError(f"no finished evaluation for arm(s) {', '.join(missing)}; run "
+        raise UserError(f"no finished evaluation for {', '.join(missing)}; run "
                         f"`longact eval --experiment {manifest} --output-dir {results_dir} --tasks ...` first")
     return runs

@@ -1,0 +1,137 @@
+"""`longact compare --experiment MANIFEST`: arms aggregated over their seeds, against the baseline.
+
+    from harness.report.experiment import compare_experiment, render_experiment
+    print(render_experiment(compare_experiment("runs/exp/experiment.json", "results")))
+
+Per column (the same columns as `longact compare`): each arm's mean over seeds with the per-seed
+values, and against the baseline arm the difference with a hierarchical bootstrap 95% interval
+(seeds, then items within seed) and the exact seed-level sign-flip p-value (harness/report/seeds.py).
+Runs must have been evaluated the same way (the checks `longact compare` makes, against the
+baseline's first seed); the items of each stratum are those every run has. When the manifest's
+intermediate checkpoints were evaluated too (`longact eval --experiment M --all-steps`), a third
+table gives each arm's mean over seeds at every training step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.report.compare import ScoreColumn, differences, load, union_columns
+from harness.report.seeds import compare_seeds
+from harness.report.tables import Column, fmt, markdown
+
+
+def _strata(runs: list, col: ScoreColumn) -> list[list[list[float]]] | None:
+    """[run][stratum][item] on the items every run has, or None when some run lacks a stratum."""
+    per_run = [[run.scores(task, where) for task, where in col.parts] for run in runs]
+    out = [[] for _ in runs]
+    for k in range(len(col.parts)):
+        shared = set.intersection(*(set(r[k]) for r in per_run))
+        if not shared:
+            return None
+        for i, r in enumerate(per_run):
+            out[i].append([r[k][d] for d in sorted(shared)])
+    return out
+
+
+def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, force: bool = False) -> dict:
+    from harness.run.experiments import arm_run_id, arm_runs, read_manifest
+
+    dirs = arm_runs(manifest, results)
+    arms = list(dict.fromkeys(arm for arm, _ in dirs))
+    seeds = sorted({seed for _, seed in dirs})
+    runs = {key: load(path) for key, path in dirs.items()}
+    missing = [f"{a} seed {s}" for a in arms for s in seeds if (a, s) not in runs]
+    if missing:
+        raise UserError(f"arms must share their seeds; missing: {', '.join(missing)}")
+    base_name, ref = arms[0], runs[(arms[0], seeds[0])]
+    problems = []
+    for key, run in runs.items():
+        if run is not ref:
+            shared = sorted(set(ref.record.tasks) & set(run.record.tasks))
+            problems += [f"{key[0]} seed {key[1]}: {d}" for d in differences(ref.record, run.record, shared)]
+    if problems and not force:
+        raise UserError("the arms' runs were not evaluated the same way:\n  - " + "\n  - ".join(problems)
+                        + "\nre-evaluate them with one command, or pass --force")
+    cols = union_columns([r.record for r in runs.values()])
+    keys = [(a, s) for a in arms for s in seeds]
+    rows, deltas = [], []
+    per_column = {}
+    for col in cols:
+        strata = _strata([runs[k] for k in keys], col)
+        if strata is not None:
+            per_column[col.name] = dict(zip(keys, strata))
+    for arm in arms:
+        values = {}
+        for name, by_key in per_column.items():
+            cells = [sum(sum(k) / len(k) for k in by_key[(arm, s)]) / len(by_key[(arm, s)]) for s in seeds]
+            values[name] = (sum(cells) / len(cells), cells)
+        rows.append({"arm": arm, "values": values})
+        if arm == base_name:
+            continue
+        for name, by_key in per_column.items():
+            res = compare_seeds([by_key[(base_name, s)] for s in seeds], [by_key[(arm, s)] for s in seeds],
+                                n_resamples=n_resamples)
+            deltas.append({"arm": arm, "column": name, "result": res})
+    steps = _step_curves(manifest, results, arms, seeds, cols, arm_run_id, read_manifest)
+    return {"baseline": base_name, "seeds": seeds, "columns": list(per_column), "rows": rows, "deltas": deltas,
+            "steps": steps, "warnings": problems}
+
+
+def _step_curves(manifest, results, arms, seeds, cols, arm_run_id, read_manifest) -> dict:
+    """arm -> step -> column -> mean over the seeds evaluated at that step (finished runs only)."""
+    from harness.records.io import load_run
+
+    out: dict[str, dict[int, dict[str, float]]] = {}
+    finals = {}
+    for run in read_manifest(manifest, all_steps=True):
+        run_dir = Path(results) / arm_run_id(manifest, run)
+        if not (run_dir / "run.json").exists() or load_run(run_dir).status != "complete":
+            continue
+        loaded = load(run_dir)
+        step = run.step if run.step is not None else _final_step(run.checkpoint)
+        if run.step is None:
+            finals[(run.arm, run.seed)] = step
+        for col in cols:
+            strata = _strata([loaded], col)
+            if strata:
+                value = sum(sum(k) / len(k) for k in strata[0]) / len(strata[0])
+                out.setdefault(run.arm, {}).setdefault(step, {}).setdefault(col.name, []).append(value)
+    curves = {arm: {step: {c: sum(v) / len(v) for c, v in by_col.items()} for step, by_col in sorted(by_step.items())}
+              for arm, by_step in out.items()}
+    return curves if any(len(v) > 1 for v in curves.values()) else {}
+
+
+def _final_step(checkpoint: str) -> int:
+    name = Path(checkpoint).name
+    return int(name.split("-")[1]) if name.startswith("step-") and name.split("-")[1].isdigit() else -1
+
+
+def render_experiment(result: dict) -> str:
+    cols = result["columns"]
+    head = (f"baseline arm: {result['baseline']} · seeds {', '.join(map(str, result['seeds']))} · scores in percent, "
+            "mean over seeds [per seed]\n\n")
+    table = markdown([Column("arm", align="left")] + [Column(c, align="right") for c in cols],
+                     [[r["arm"]] + [f"{fmt(r['values'][c][0])} [{', '.join(fmt(x) for x in r['values'][c][1])}]"
+                                    for c in cols] for r in result["rows"]], header_margin=2)
+    out = head + table
+    if result["deltas"]:
+        n_seeds = len(result["seeds"])
+        out += ("\n\ndelta = arm − baseline, mean over seeds · 95% CI: hierarchical bootstrap (seeds, then items) · "
+                f"p: exact sign flip over {n_seeds} seeds (smallest possible {2 / 2 ** n_seeds:.3g})\n\n")
+        out += markdown([Column(h, align="left" if i < 2 else "right") for i, h in
+                         enumerate(("arm", "column", "delta", "95% CI", "p", "per seed", "seeds", "items"))],
+                        [[d["arm"], d["column"], f"{d['result'].delta:+.1f}",
+                          f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", f"{d['result'].p_value:.3g}",
+                          ", ".join(f"{x:+.1f}" for x in d["result"].per_seed), str(d["result"].n_seeds),
+                          str(d["result"].n_items)] for d in result["deltas"]], header_margin=2)
+    if result["steps"]:
+        out += "\n\nscore against training step (mean over seeds)\n\n"
+        rows = [[arm, str(step)] + [fmt(v.get(c)) for c in cols]
+                for arm, by_step in result["steps"].items() for step, v in by_step.items()]
+        out += markdown([Column("arm", align="left"), Column("step", align="right")] +
+                        [Column(c, align="right") for c in cols], rows, header_margin=2)
+    if result["warnings"]:
+        out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
+    return out

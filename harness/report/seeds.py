@@ -1,0 +1,81 @@
+"""Arms trained at several seeds: the difference from the baseline arm with an interval that
+counts both sources of noise, the training seed and the evaluation items.
+
+Scores are `[seed][stratum][item]` arrays per arm, with the same seeds (a seed drives both arms'
+data order and sampling, so arms pair by seed) and the same items in each stratum (a column's
+tasks, as in harness/report/stats.py; the cell is the mean of stratum means).
+
+* `hierarchical_bootstrap`: resample seeds with replacement (the same draw for both arms), then
+  items with replacement within each drawn seed and stratum (the same items for both arms); the
+  percentile interval of the difference of the arms' means over seeds.
+* `seed_sign_flip`: the exact two-sided sign-flip test on the per-seed differences (2^S sign
+  patterns): with S seeds its smallest p-value is 2 / 2^S, so three seeds can never reach p < 0.25.
+  It answers "is the arm better at every seed?", the question the seed count limits.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    delta: float
+    """Mean over seeds of (arm − baseline), each seed's score the mean of its stratum means."""
+    low: float
+    high: float
+    p_value: float
+    """Exact seed-level sign-flip p-value."""
+    per_seed: tuple[float, ...]
+    """The per-seed differences."""
+    n_seeds: int
+    n_items: int
+
+
+def _cell(scores: list[np.ndarray]) -> float:
+    return float(np.mean([s.mean() for s in scores]))
+
+
+def hierarchical_bootstrap(base: list[list], arm: list[list], n_resamples: int = 2000, seed: int = 0,
+                           level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of mean_seeds(arm) − mean_seeds(base); `base[s][k]` are the items of
+    stratum k at seed s (paired with `arm[s][k]` item by item)."""
+    rng = np.random.default_rng(seed)
+    a = [[np.asarray(k, dtype=float) for k in s] for s in base]
+    b = [[np.asarray(k, dtype=float) for k in s] for s in arm]
+    n_seeds = len(a)
+    out = np.empty(n_resamples)
+    for r in range(n_resamples):
+        seeds = rng.integers(0, n_seeds, n_seeds)
+        diffs = []
+        for s in seeds:
+            strata = []
+            for ka, kb in zip(a[s], b[s]):
+                idx = rng.integers(0, len(ka), len(ka))
+                strata.append(kb[idx].mean() - ka[idx].mean())
+            diffs.append(np.mean(strata))
+        out[r] = np.mean(diffs)
+    alpha = (1 - level) / 2
+    return float(np.quantile(out, alpha)), float(np.quantile(out, 1 - alpha))
+
+
+def seed_sign_flip(diffs: list[float]) -> float:
+    """Exact two-sided p-value of the mean per-seed difference under sign symmetry."""
+    d = np.asarray(diffs, dtype=float)
+    observed = abs(d.mean())
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
+    means = np.abs((signs * d).mean(axis=1))
+    return float(np.mean(means >= observed - 1e-12))
+
+
+def compare_seeds(base: list[list], arm: list[list], n_resamples: int = 2000, seed: int = 0) -> SeedResult:
+    if len(base) != len(arm) or not base:
+        raise ValueError(f"both arms need the same seeds (got {len(base)} and {len(arm)})")
+    per_seed = tuple(_cell([np.asarray(k, float) for k in b]) - _cell([np.asarray(k, float) for k in a])
+                     for a, b in zip(base, arm))
+    low, high = hierarchical_bootstrap(base, arm, n_resamples, seed)
+    return SeedResult(float(np.mean(per_seed)), low, high, seed_sign_flip(list(per_seed)), per_seed,
+                      len(base), sum(len(k) for k in base[0]))
