@@ -28,7 +28,7 @@ def test_page_markdown_and_provenance(results, tmp_path):
     out = write_leaderboard(results, tmp_path / "site")
     md = (out / "leaderboard.md").read_text()
     assert md.splitlines()[0] == "| run | tiny_kv | tiny_passkey | tiny avg |"
-    assert "| longact (0longact) | 25.0 | 75.0 | 50.0 |" in md
+    assert "| longact | 25.0 | 75.0 | 50.0 |" in md
     page = (out / "index.html").read_text()
     assert page.count('<tr class="run"') == 3 and "weights_sha256" in page
     assert "http://" not in page and "https://" not in page          # self-contained
@@ -94,9 +94,9 @@ def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
         assert "<table id=\"board\">" in dom or "id=\"board\"" in dom, dom[:500]
         return re.findall(r'<tr class="run" id="r\d+"><td>([^<]+)</td>', dom)
 
-    assert rendered("") == ["base (0000base)", "longact (0longact)", "random (00random)"]
-    assert rendered("#sort=tiny_passkey:desc") == ["longact (0longact)", "base (0000base)", "random (00random)"]
-    assert rendered("#sort=tiny_passkey:asc")[0] == "random (00random)"
+    assert rendered("") == ["base", "longact", "random"]
+    assert rendered("#sort=tiny_passkey:desc") == ["longact", "base", "random"]
+    assert rendered("#sort=tiny_passkey:asc")[0] == "random"
 
 
 def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
