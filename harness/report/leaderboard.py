@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from harness.errors import UserError
@@ -150,6 +151,10 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page(names, table, figures), encoding="utf-8")
     (out / "leaderboard.md").write_text(markdown(names, table) + "\n", encoding="utf-8")
+    # A page regenerated with fewer plots (a benchmark's runs removed) must not keep the old files.
+    for stale in out.glob("plot_*.png"):
+        if re.fullmatch(r"plot_\d+\.png", stale.name):
+            stale.unlink()
     for k, png in enumerate(figures.values()):
         (out / f"plot_{k}.png").write_bytes(png)
     return out
