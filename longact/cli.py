@@ -98,11 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate every arm of a `longact experiment` manifest (run ids <exp>-<arm>), then compare them")
     add_eval_flags(e)
 
-    s = sub.add_parser("show", help="print the table of a run directory",
-                       epilog="example:\n  longact show results/20261128T120000Z-1a2b3c4d",
+    s = sub.add_parser("show", help="print the table of a run directory (and how to resume it when unfinished)",
+                       epilog="examples:\n  longact show results/20261128T120000Z-1a2b3c4d\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --json\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --lm-eval   # (re)write results_<time>.json\n"
+                              "  for d in results/*/; do longact show \"$d\" --lm-eval; done     # every existing run",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run", help="run directory or run.json")
     s.add_argument("--json", action="store_true", help="print run.json instead")
+    s.add_argument("--lm-eval", action="store_true",
+                   help="(re)write the run's lm-evaluation-harness results file (results_<time>.json) beside run.json")
 
     _add_score_parser(sub)
 
@@ -234,6 +239,18 @@ def cmd_show(args) -> int:
     from harness.records.io import load_run
     from harness.report.tables import run_table
 
+    if args.lm_eval:
+        from harness.records.lm_eval_format import write_lm_eval_results
+        from harness.records.state import run_state
+
+        run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+        record = load_run(args.run)
+        if not record.tasks:  # lm-eval writes results only for runs that produced some
+            state = run_state(record, run_dir)
+            raise UserError(f"{run_dir}: no results to write ({state.note})"
+                            + (f"; to resume: {state.resume}" if state.resume else ""))
+        print(f"wrote {write_lm_eval_results(run_dir, record)}")
+        return 0
     if args.json:
         print(json.dumps(load_run(args.run).to_dict(), indent=2))
     else:
