@@ -115,3 +115,19 @@ def test_runs_of_one_model_are_labelled_by_what_differs(tmp_path, capsys):
         run.record.model.path = "ckpt/qwen3"
     label_runs(same)
     assert [r.label for r in same] == ["qwen3 (0000000x)", "qwen3 (0000000y)"]   # nothing else differs
+
+
+def test_the_resume_command_writes_into_the_same_run_directory_only_for_eval(tmp_path):
+    from harness.records.io import load_run
+    from harness.records.state import resume_command
+
+    rec = load_run(write_run(tmp_path, "r", {"tiny_kv": [0]}))
+    assert resume_command(rec) is None                                          # no command: an imported run
+    rec.command = ["longact", "eval", "--model", "my model/ckpt", "--tasks", "tiny"]
+    assert resume_command(rec) == f"longact eval --model 'my model/ckpt' --tasks tiny --run-id {rec.run_id}"
+    rec.command = ["longact", "eval", "--run-id=x", "--tasks", "tiny"]
+    assert resume_command(rec) == "longact eval --run-id=x --tasks tiny"
+    rec.command = ["longact", "eval", "--experiment", "runs/exp/experiment.json", "--tasks", "tiny"]
+    assert resume_command(rec).endswith("--tasks tiny")                         # arms name their own directories
+    rec.command = ["longact", "demo"]
+    assert resume_command(rec) == "longact demo"

@@ -70,9 +70,11 @@ def resume_command(record: RunRecord) -> str | None:
     argv = list(record.command)
     if not argv:
         return None
-    # Without the run id the rerun would make a new directory and leave this one unfinished
-    # beside it; `--experiment` runs name their arms' directories themselves.
-    if not any(a == flag or a.startswith(flag + "=") for a in argv for flag in ("--run-id", "--experiment")):
+    # Without the run id an `eval` rerun would make a new directory and leave this one unfinished
+    # beside it; `--experiment` runs name their arms' directories themselves, and other commands
+    # (`longact demo`) have no such flag: they resume as they were typed.
+    if argv[1:2] == ["eval"] and not any(a == flag or a.startswith(flag + "=")
+                                         for a in argv for flag in ("--run-id", "--experiment")):
         argv += ["--run-id", record.run_id]
     return shlex.join(argv)
 
