@@ -15,7 +15,10 @@ baseline: delta (B - A), a paired bootstrap 95% interval on the shared items, an
 McNemar (0/100 scores) or sign-flip permutation p-value. Runs whose tasks were not run the same
 way (task version, config hash, data fingerprint, window, truncation policy, generation settings,
 mode, samples per item, shared items truncated in one run only or sent different prompts) are
-refused with the differences listed, unless `force`.
+refused with the differences listed, unless `force`; before that, runs that have not finished
+(failed, interrupted, stopped, incomplete: `harness.records.state`) are refused with their status
+and the command that resumes them. Runs are labelled by model, then by what differs between the
+runs shown (`label_runs`).
 """
 
 from __future__ import annotations

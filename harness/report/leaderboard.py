@@ -2,7 +2,9 @@
 
 One row per run, the comparison columns of `harness.report.compare` (recomputed from samples files),
 the plots each benchmark declares (`report.plots` in tasks/<bench>/benchmark.py) embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
-commit, vLLM version, window, mode, data fingerprints) in an expandable row. Columns sort on
+commit, vLLM version, window, mode, data fingerprints) in an expandable row. Runs that have not
+finished get a status column and, under the table, how they stand and the command that resumes
+them (`harness.records.state`). Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
 Nothing is fetched from the network: no external scripts or styles.
 """
