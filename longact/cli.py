@@ -28,14 +28,16 @@ def _add_score_parser(sub) -> None:
     files, its flags the options the benchmark declares (tasks/<bench>/benchmark.py)."""
     from tasks.benchmarks import all as all_benchmarks
 
+    scorable = [b for b in all_benchmarks() if b.score]
+
+    def examples(benches) -> str:  # each benchmark declares its own (`score_examples`)
+        return "examples:\n" + "".join(f"  longact score {b.name} {ex}\n" for b in benches for ex in b.score_examples)
+
     sc = sub.add_parser(
         "score", help="rescore an official prediction file with the official protocol",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  longact score longbench_v2 results/Qwen3-8B.jsonl\n"
-               "  longact score longbench_v2 results/Qwen3-8B_cot.jsonl --json --compensated\n"
-               "  longact score infinitebench results/gpt4/preds_kv_retrieval.jsonl --task kv_retrieval --json\n"
-               "  longact score ruler pred/niah_single_1.jsonl --task niah_single_1 --json")
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(scorable)
+        + f"  longact score {scorable[-1].name} {scorable[-1].score_examples[0]} --save-run results"
+          "   # joins compare and the leaderboard")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("file", help="prediction file in the official format")
     common.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
@@ -44,8 +46,9 @@ def _add_score_parser(sub) -> None:
     common.add_argument("--model-name", default="official predictions", help="model label of a saved run")
     benches = sc.add_subparsers(dest="benchmark", metavar="BENCH", required=True,
                                 help="which benchmark's format and scorer")
-    for bench in (b for b in all_benchmarks() if b.score):
-        bp = benches.add_parser(bench.name, parents=[common], help=f"{bench.title} prediction files")
+    for bench in scorable:
+        bp = benches.add_parser(bench.name, parents=[common], help=f"{bench.title} prediction files",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples([bench]))
         for opt in bench.options:
             kw = {"action": "store_true", "default": None} if opt.flag else {"metavar": opt.name.upper()}
             bp.add_argument(opt.flag_name, help=opt.help, **kw)
@@ -63,15 +66,21 @@ def build_parser() -> argparse.ArgumentParser:
                               "  longact model train-tiny-skills --base models/tiny-qwen3 --out assets/tiny-qwen3-skilled",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
-    bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)")
+    bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  longact model build-tiny                          # -> models/tiny-qwen3\n"
+                                "  longact model build-tiny --out /tmp/tiny --seed 1 --force")
     bt.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
     bt.add_argument("--seed", type=int, default=0, help="weights/tokenizer seed (default: %(default)s)")
     bt.add_argument("--force", action="store_true", help="rebuild even if a tiny model is already there")
-    ts = msub.add_parser("train-tiny-skills", help="teach the tiny model passkey/needle retrieval (~15 min on 2 cores)")
+    ts = msub.add_parser("train-tiny-skills", help="teach the tiny model passkey/needle retrieval (~15 min on 2 cores)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  longact model train-tiny-skills     # models/tiny-qwen3 -> assets/tiny-qwen3-skilled\n"
+                                "  longact model train-tiny-skills --base models/tiny-qwen3 --out /tmp/skilled --steps 200")
     ts.add_argument("--base", default="models/tiny-qwen3", help="tiny model to start from (default: %(default)s)")
     ts.add_argument("--out", default="assets/tiny-qwen3-skilled", help="output directory (default: %(default)s)")
     ts.add_argument("--steps", type=int, default=1500, help="optimizer steps (default: %(default)s)")
-    ts.add_argument("--seed", type=int, default=5)
+    ts.add_argument("--seed", type=int, default=5, help="seed of the generated training items and of torch (default: %(default)s)")
 
     e = sub.add_parser(
         "eval", help="evaluate a checkpoint on tasks (starts vLLM unless --base-url is given)",
@@ -91,11 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --experiment: also every intermediate checkpoint the runs saved (score against step)")
     add_eval_flags(e)
 
-    s = sub.add_parser("show", help="print the table of a run directory",
-                       epilog="example:\n  longact show results/20261128T120000Z-1a2b3c4d",
+    s = sub.add_parser("show", help="print the table of a run directory (and how to resume it when unfinished)",
+                       epilog="examples:\n  longact show results/20261128T120000Z-1a2b3c4d\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --json\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --lm-eval   # (re)write results_<time>.json\n"
+                              "  for d in results/*/; do longact show \"$d\" --lm-eval; done     # every existing run",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run", help="run directory or run.json")
     s.add_argument("--json", action="store_true", help="print run.json instead")
+    s.add_argument("--lm-eval", action="store_true",
+                   help="(re)write the run's lm-evaluation-harness results file (results_<time>.json) beside run.json")
 
     _add_score_parser(sub)
 
@@ -113,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the evaluated arms of a `longact experiment` manifest (baseline arm = default baseline)")
     c.add_argument("--results", default="results", help="where --experiment's runs are (default: %(default)s)")
     c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")
-    c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
+    c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md",
+                   help="table format (default: %(default)s)")
     c.add_argument("--out", help="write the table here instead of printing it")
     c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
@@ -144,12 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
                "  longact data ruler-essays --out /data/essays    # then --metadata '{\"essay_path\": \"/data/essays\"}'\n"
                "  longact data ruler-essays --url-list urls.txt   # a local copy of the URL list")
     dsub = d.add_subparsers(dest="data_verb", metavar="ACTION")
-    re_ = dsub.add_parser("ruler-essays", help="download the RULER essay haystack (official URL list)")
+    re_ = dsub.add_parser("ruler-essays", help="download the RULER essay haystack (official URL list)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=d.epilog)
     re_.add_argument("--out", help="directory for the essays (default: $LONGACT_CACHE/ruler/essays)")
     re_.add_argument("--url-list", help="URL or file with one essay URL per line (default: the official list)")
     re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
 
-    sub.add_parser("tasks", help="list the registered tasks and groups")
+    tk = sub.add_parser(
+        "tasks", help="list the benchmarks' groups and tasks, what each measures and what it needs offline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact tasks                 # groups, members, one line each, network and data needs\n"
+               "  longact tasks --json          # the same as JSON")
+    tk.add_argument("--json", action="store_true", help="print the catalog as JSON")
     from longact.train_verbs import add_parsers  # train / experiment
 
     p.training_handlers = add_parsers(sub)
@@ -230,6 +251,18 @@ def cmd_show(args) -> int:
     from harness.records.io import load_run
     from harness.report.tables import run_table
 
+    if args.lm_eval:
+        from harness.records.lm_eval_format import write_lm_eval_results
+        from harness.records.state import run_state
+
+        run_dir = Path(args.run) if Path(args.run).is_dir() else Path(args.run).parent
+        record = load_run(args.run)
+        if not record.tasks:  # lm-eval writes results only for runs that produced some
+            state = run_state(record, run_dir)
+            raise UserError(f"{run_dir}: no results to write ({state.note})"
+                            + (f"; to resume: {state.resume}" if state.resume else ""))
+        print(f"wrote {write_lm_eval_results(run_dir, record)}")
+        return 0
     if args.json:
         print(json.dumps(load_run(args.run).to_dict(), indent=2))
     else:
@@ -316,12 +349,49 @@ def _save(args, task: str, scores: list[float], docs=None, fields=()) -> None:
     print(f"saved as imported run {run_dir}", file=sys.stderr)
 
 
-def cmd_tasks(args) -> int:
-    from harness.run.tasks import task_manager
+def _task_catalog() -> list[dict]:
+    """Every benchmark's groups and tasks with their one-line descriptions and what they read from
+    outside the repository, as each benchmark declares them (tasks/<bench>/benchmark.py)."""
+    from tasks.benchmarks import all as all_benchmarks
 
-    tm = task_manager()
-    print("groups: " + ", ".join(sorted(tm.all_groups)))
-    print("tasks:  " + ", ".join(sorted(set(tm.all_tasks) - set(tm.all_groups))))
+    out = []
+    for bench in all_benchmarks():
+        def entry(name, bench=bench):
+            return {"description": bench.descriptions.get(name, ""), "needs": [n.to_dict() for n in bench.needs_of(name)]}
+
+        in_group = {t for members in bench.groups.values() for t in members}
+        out.append({"benchmark": bench.name, "title": bench.title,
+                    "groups": {g: {**entry(g), "members": list(m)} for g, m in bench.groups.items()},
+                    "tasks": {t: {**entry(t), "groups": [g for g, m in bench.groups.items() if t in m]}
+                              for t in sorted(bench.tasks, key=lambda t: (t not in in_group, t))}})
+    return out
+
+
+def cmd_tasks(args) -> int:
+    from tasks.benchmarks import get
+
+    catalog = _task_catalog()
+    if args.json:
+        print(json.dumps(catalog, indent=2))
+        return 0
+    width = max(len(t) for b in catalog for t in [*b["tasks"], *b["groups"]]) + 4
+    for b in catalog:
+        print(b["title"])
+        for g, info in b["groups"].items():
+            print(f"  {g:<{width}}group of {len(info['members'])}: {info['description']}")
+            for t in info["members"]:
+                print(f"    {t:<{width - 2}}{b['tasks'][t]['description']}")
+        for t, info in b["tasks"].items():
+            if not info["groups"]:
+                print(f"  {t:<{width}}{info['description']}")
+        needs = get(b["benchmark"]).needs
+        if not needs:
+            print("  needs nothing outside the repository: runs offline as shipped")
+        for need in needs:
+            print(f"  needs {need.what}" + (f" for {', '.join(need.tasks)}" if need.tasks else ""))
+            print(f"    offline: {need.offline()}")
+        print()
+    print("Run a group or tasks with `longact eval --tasks NAME[,NAME...]`; `--metadata` passes the keys above.")
     return 0
 
 

@@ -8,7 +8,9 @@ Every benchmark folder `tasks/<name>/` exposes `BENCHMARK` in `tasks/<name>/benc
 * `report`: the columns and plots the comparison tables and the leaderboard show for its tasks
   and its group;
 * `training`: the RL prompt set built with the benchmark's own prompt builder, and `rewards`, the
-  per-item scorers the trainer's rewards are.
+  per-item scorers the trainer's rewards are;
+* `descriptions` and `needs`: one line per task and group, and what tasks read from outside the
+  repository (network, local copies, essays), which `longact tasks` lists for offline users.
 
 Units: per-item scores from `score` and every reward are fractions in [0, 1]; summaries (what
 the official scripts print) and eval metrics are in percent.
@@ -138,6 +140,40 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Need:
+    """Something tasks read from outside this repository, and how to run them without the network."""
+
+    what: str
+    """What is read and from where, e.g. "the official data from the Hugging Face Hub (THUDM/LongBench-v2)"."""
+    key: str
+    """The `--metadata` key that points at a local copy instead (tests check that every task
+    named here reads it)."""
+    example: str
+    """An example value of the key, e.g. "/data/LongBench-v2/data.json"."""
+    how: str = ""
+    """How to get the local copy once, where the network allows."""
+    found_without_key: bool = False
+    """The copy `how` makes is where the tasks look by default (the key is for copies elsewhere)."""
+    fallback: str = ""
+    """What the tasks do offline without it (empty: they cannot run)."""
+    tasks: tuple[str, ...] = ()
+    """The tasks that need it (empty: every task of the benchmark)."""
+
+    def offline(self) -> str:
+        """One line: how to run these tasks offline."""
+        flag = f"--metadata '{{\"{self.key}\": \"{self.example}\"}}'"
+        if self.how and self.found_without_key:
+            text = f"{self.how}, or {flag} for a copy elsewhere"
+        else:
+            text = f"{self.how}, then {flag}" if self.how else flag
+        return text + (f"; without it {self.fallback}" if self.fallback else "")
+
+    def to_dict(self) -> dict:
+        return {"what": self.what, "metadata_key": self.key, "offline": self.offline(),
+                "runs_without_it": bool(self.fallback)}
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """The uniform surface of one benchmark folder (see the module docstring)."""
 
@@ -149,6 +185,17 @@ class Benchmark:
     report: Report = Report()
     training: Training | None = None
     rewards: Mapping[str, Reward] = field(default_factory=dict)
+    descriptions: Mapping[str, str] = field(default_factory=dict)
+    """One line per task and group (`longact tasks`); tests require one for each."""
+    needs: tuple[Need, ...] = ()
+    """What its tasks read from outside the repository (none: they run offline as shipped)."""
+    score_examples: tuple[str, ...] = ()
+    """Arguments after `longact score <name>` in the examples of its `--help`."""
+
+    def needs_of(self, task: str) -> list[Need]:
+        """The needs of one task (a group: those of any member)."""
+        members = self.groups.get(task, (task,))
+        return [n for n in self.needs if not n.tasks or any(t in n.tasks for t in members)]
 
     def options_from(self, given: Mapping[str, Any]) -> dict:
         """Keyword arguments of `score`: each declared option checked, defaults filled in."""

@@ -71,6 +71,12 @@ def one_of(*allowed) -> Callable[[Any], str | None]:
     return check
 
 
+def json_error_text(e: json.JSONDecodeError) -> str:
+    """What is wrong and where on the line. Several of Python's messages end in "at" (it prints
+    them as "Unterminated string starting at: line 1 column 9"), so that word is not repeated."""
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}"
+
+
 class _UniqueIds:
     """Remembers where each id was first seen; a repeat is a DataError naming both places."""
 
@@ -106,7 +112,7 @@ def read_jsonl(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: st
             try:
                 row = json.loads(text)
             except json.JSONDecodeError as e:
-                raise DataError(p, line_no, None, f"invalid JSON ({e.msg} at column {e.colno})") from e
+                raise DataError(p, line_no, None, f"invalid JSON ({json_error_text(e)})") from e
             validate_row(row, spec, p, line_no)
             ids.add(row, line_no)
             rows.append(row)
@@ -133,7 +139,7 @@ def read_records(path: str | os.PathLike, spec: dict[str, FieldSpec], id_field: 
     except UnicodeDecodeError as e:
         raise DataError(p, None, None, f"not UTF-8 ({e.reason} at byte {e.start})") from e
     except json.JSONDecodeError as e:
-        raise DataError(p, e.lineno, None, f"invalid JSON ({e.msg})") from e
+        raise DataError(p, e.lineno, None, f"invalid JSON ({json_error_text(e)})") from e
     if not isinstance(rows, list) or not rows:
         raise DataError(p, None, None, "expected a non-empty JSON list of items")
     ids = _UniqueIds(p, id_field)

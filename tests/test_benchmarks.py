@@ -187,3 +187,23 @@ def test_nothing_outside_tasks_names_a_benchmark():
             found += [(rel, n) for n in set(_names(path, strings))
                       if any(b in n.lower() for b in names) and (rel, n) not in ALLOWED_NAMES]
     assert found == []
+
+
+def test_every_task_and_group_is_described_and_its_needs_are_keys_its_loader_reads():
+    """`longact tasks` shows one line per task and group, and how to run offline: each need's
+    `--metadata` key must be one the tasks it names actually read."""
+    import inspect
+
+    from harness.run.tasks import TaskCatalog
+
+    catalog = TaskCatalog()
+    for bench in benchmarks.all():
+        for name in (*bench.tasks, *bench.groups):
+            assert bench.descriptions.get(name, "").strip(), f"{name}: no description in tasks/{bench.name}/benchmark.py"
+            assert "\n" not in bench.descriptions[name]
+        assert set(bench.descriptions) <= {*bench.tasks, *bench.groups}
+        for need in bench.needs:
+            assert set(need.tasks) <= set(bench.tasks)
+            for task in need.tasks or bench.tasks:
+                (loader, _), = catalog.loaders([task])
+                assert need.key in inspect.signature(loader).parameters, (task, need.key)

@@ -13,6 +13,37 @@ def test_help_lists_verbs_and_examples(capsys):
         assert word in out
 
 
+def _parsers(parser, path=("longact",)):
+    """Every parser of the CLI, sub-verbs of sub-verbs included, with the words that reach it."""
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_verb_and_sub_verb_has_examples_and_every_flag_has_help():
+    """The README promises `--help` with examples for every verb; `longact model build-tiny`,
+    `longact data ruler-essays`, `longact score <bench>` and `longact tasks` had none, and
+    `train-tiny-skills --seed` and `compare --format` had no help."""
+    import argparse
+
+    from longact.cli import build_parser
+
+    seen, missing, bare = [], [], []
+    for path, parser in _parsers(build_parser()):
+        seen.append(" ".join(path))
+        if "example" not in parser.format_help():
+            missing.append(" ".join(path))
+        bare += [f"{' '.join(path)} {a.option_strings[0] if a.option_strings else a.dest}" for a in parser._actions
+                 if not a.help and not isinstance(a, argparse._SubParsersAction)]
+    assert {"longact model build-tiny", "longact data ruler-essays", "longact score ruler", "longact tasks",
+            "longact train", "longact experiment"} <= set(seen)
+    assert missing == [] and bare == []
+
+
 def test_eval_help_has_examples(capsys):
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
@@ -44,10 +75,28 @@ def test_build_tiny_reuses_existing(capsys, tiny_model_dir):
     assert "already" in capsys.readouterr().out
 
 
-def test_tasks_lists_tiny(capsys):
+def test_tasks_lists_groups_members_descriptions_and_offline_needs(capsys):
+    import json
+    import re
+
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out
-    assert "tiny" in out and "tiny_niah" in out
+    assert re.search(r"^  tiny +group of 4: ", out, re.M) and re.search(r"^    tiny_niah +RULER-niah-shaped", out, re.M)
+    assert re.search(r"^  ruler +group of 13: ", out, re.M) and re.search(r"^    ruler_vt +variable tracking", out, re.M)
+    assert "runs offline as shipped" in out                                        # tiny
+    assert "--metadata '{\"data_path\": " in out and "--metadata '{\"data_dir\": " in out
+    essays = re.search(r"needs the official essay haystack.* for (.*)\n +offline: `longact data ruler-essays` once", out)
+    assert essays and essays.group(1).split(", ") == ["ruler_niah_single_2", "ruler_niah_single_3", "ruler_niah_multikey_1",
+                                                      "ruler_niah_multivalue", "ruler_niah_multiquery"]
+    assert main(["tasks", "--json"]) == 0
+    catalog = {b["benchmark"]: b for b in json.loads(capsys.readouterr().out)}
+    ruler = catalog["ruler"]
+    assert ruler["groups"]["ruler"]["members"][0] == "ruler_niah_single_1"
+    assert [n["metadata_key"] for n in ruler["tasks"]["ruler_niah_single_2"]["needs"]] == ["essay_path"]
+    assert ruler["tasks"]["ruler_niah_single_2"]["needs"][0]["runs_without_it"] is True
+    assert [n["metadata_key"] for n in ruler["tasks"]["ruler_qa_squad"]["needs"]] == ["squad_path"]
+    assert ruler["tasks"]["ruler_vt"]["needs"] == [] and catalog["tiny"]["tasks"]["tiny_kv"]["groups"] == ["tiny"]
+    assert {n["metadata_key"] for n in ruler["groups"]["ruler"]["needs"]} == {"essay_path", "squad_path", "hotpotqa_path"}
 
 
 def test_eval_flags_fill_the_nested_config():

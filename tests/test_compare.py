@@ -30,18 +30,18 @@ def write_run(root, name, scores: dict, config_hash="c" * 64, docs=None, window=
     return run_dir
 
 
-GOLDEN = """baseline: base (0000base) · scores in percent · delta = run − baseline on shared items
+GOLDEN = """baseline: base · scores in percent · delta = run − baseline on shared items
 
-| run                |   tiny_kv |   tiny_passkey |   tiny avg |
-|:-------------------|----------:|---------------:|-----------:|
-| base (0000base)    |       0.0 |           50.0 |       25.0 |
-| longact (0longact) |      25.0 |           75.0 |       50.0 |
+| run     |   tiny_kv |   tiny_passkey |   tiny avg |
+|:--------|----------:|---------------:|-----------:|
+| base    |       0.0 |           50.0 |       25.0 |
+| longact |      25.0 |           75.0 |       50.0 |
 
-| run                | column       |   delta |        95% CI |    p |        test |   n |
-|:-------------------|:-------------|--------:|--------------:|-----:|------------:|----:|
-| longact (0longact) | tiny_kv      |   +25.0 | [+0.0, +75.0] |    1 |     mcnemar |   4 |
-| longact (0longact) | tiny_passkey |   +25.0 | [+0.0, +75.0] |    1 |     mcnemar |   4 |
-| longact (0longact) | tiny avg     |   +25.0 | [+0.0, +62.5] | 0.51 | permutation |   8 |"""
+| run     | column       |   delta |        95% CI |    p |        test |   n |
+|:--------|:-------------|--------:|--------------:|-----:|------------:|----:|
+| longact | tiny_kv      |   +25.0 | [+0.0, +75.0] |    1 |     mcnemar |   4 |
+| longact | tiny_passkey |   +25.0 | [+0.0, +75.0] |    1 |     mcnemar |   4 |
+| longact | tiny avg     |   +25.0 | [+0.0, +62.5] | 0.51 | permutation |   8 |"""
 # Hand check of the last row: each task has one item that improved (+100 of 4 items). A resample's
 # mean is 12.5 * S with S ~ Bin(8, 1/4) (items improving drawn in both tasks): P(S <= 4) = 0.973,
 # P(S <= 5) = 0.996, so the 97.5% point is 62.5. The two tasks' sign flips give |mean| 25 or 0,

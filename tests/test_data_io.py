@@ -22,6 +22,9 @@ def test_good_file_reads(tmp_path):
 
 @pytest.mark.parametrize("line,needle", [
     ('{"id": "x", "answer": "A"', "line 2: invalid JSON"),
+    ('{"id": "x, "answer": "A"}', "line 2: invalid JSON (Expecting ',' delimiter at column 13)"),
+    # Python's messages for these end in "at": the word is not doubled
+    ('{"id": "x', "line 2: invalid JSON (Invalid control character at column 10)"),
     (json.dumps({**GOOD, "id": "y", "answer": "E"}), "line 2, field 'answer': expected one of A, B, C, D, got 'E'"),
     (json.dumps({k: v for k, v in GOOD.items() if k != "outputs"} | {"id": "y"}), "line 2, field 'outputs': missing"),
     (json.dumps({**GOOD, "id": "y", "n": "3"}), "line 2, field 'n': expected int, got str"),
@@ -60,6 +63,9 @@ def test_json_list_files_are_validated_like_jsonl(tmp_path):
     p.write_text(json.dumps([GOOD, GOOD]))
     with pytest.raises(DataError, match=r"line 2, field 'id': duplicate id 'x' \(first on line 1\)"):
         read_records(p, SPEC, "id")
+    p.write_text('[{"id": "x}]')
+    with pytest.raises(DataError, match=r"line 1: invalid JSON \(Unterminated string starting at column 9\)$"):
+        read_records(p, SPEC)
     p.write_text(json.dumps({"not": "a list"}))
     with pytest.raises(DataError, match="expected a non-empty JSON list"):
         read_records(p, SPEC)

@@ -28,7 +28,7 @@ def test_page_markdown_and_provenance(results, tmp_path):
     out = write_leaderboard(results, tmp_path / "site")
     md = (out / "leaderboard.md").read_text()
     assert md.splitlines()[0] == "| run | tiny_kv | tiny_passkey | tiny avg |"
-    assert "| longact (0longact) | 25.0 | 75.0 | 50.0 |" in md
+    assert "| longact | 25.0 | 75.0 | 50.0 |" in md
     page = (out / "index.html").read_text()
     assert page.count('<tr class="run"') == 3 and "weights_sha256" in page
     assert "http://" not in page and "https://" not in page          # self-contained
@@ -94,9 +94,9 @@ def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
         assert "<table id=\"board\">" in dom or "id=\"board\"" in dom, dom[:500]
         return re.findall(r'<tr class="run" id="r\d+"><td>([^<]+)</td>', dom)
 
-    assert rendered("") == ["base (0000base)", "longact (0longact)", "random (00random)"]
-    assert rendered("#sort=tiny_passkey:desc") == ["longact (0longact)", "base (0000base)", "random (00random)"]
-    assert rendered("#sort=tiny_passkey:asc")[0] == "random (00random)"
+    assert rendered("") == ["base", "longact", "random"]
+    assert rendered("#sort=tiny_passkey:desc") == ["longact", "base", "random"]
+    assert rendered("#sort=tiny_passkey:asc")[0] == "random"
 
 
 def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
@@ -130,3 +130,67 @@ def test_longbench_prediction_file_imports_with_splits(tmp_path):
     t = rec.tasks["longbench_v2"]
     assert t.metrics["score"].value == 50.0
     assert t.breakdown["difficulty"]["easy"]["score"].value == 100.0 and t.breakdown["length"]["long"]["score"].value == 0.0
+
+
+def _drawn(monkeypatch, draw):
+    """The matplotlib figure `draw()` renders, kept open for inspection."""
+    from harness.report import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or PNG)
+    assert draw() == PNG
+    return figures[0]
+
+
+def _colliding_text(fig) -> list[tuple[str, str]]:
+    """Tick labels, offset texts, titles and axis labels that overlap one another or another panel."""
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    texts = []
+    for k, ax in enumerate(fig.axes):
+        items = [ax.xaxis.get_offset_text(), ax.yaxis.get_offset_text(), ax.title, ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):
+            lo, hi = sorted(axis.get_view_interval())
+            slack = (hi - lo) * 1e-6
+            items += [t for loc, t in zip(axis.get_ticklocs(), axis.get_ticklabels()) if lo - slack <= loc <= hi + slack]
+        texts += [(k, t.get_text(), t.get_window_extent(r)) for t in items if t.get_visible() and t.get_text()]
+    bad = []
+    for i, (k, text, box) in enumerate(texts):
+        bad += [(text, other) for _, other, b in texts[i + 1:] if box.overlaps(b)]
+        bad += [(text, f"panel {j}") for j, ax in enumerate(fig.axes) if j != k and box.overlaps(ax.get_window_extent(r))]
+    return bad
+
+
+def test_training_curves_tick_labels_do_not_collide(monkeypatch):
+    from harness.report import plots
+
+    steps = [{"step": s, "reward": [0.25, 0.0, 0.125, 0.25][s - 1], "loss": [0.0, 7.45e-9, -3.2e-9, 1.1e-8][s - 1],
+              "entropy": 0.1 * s, "grad_norm": [0.83, 0.0, 8.5, 1234.5][s - 1], "mask/masked_rows_changed": 0}
+             for s in (1, 2, 3, 4)]
+    fig = _drawn(monkeypatch, lambda: plots.training_curves({"baseline/step-4": steps, "longact/step-4": steps[::-1]},
+                                                            plots.TRAINING_TAGS))
+    assert _colliding_text(fig) == []
+    assert all(float(t).is_integer() for ax in fig.axes for t in ax.get_xticks())      # steps: whole numbers
+
+
+def test_longbench_split_bars_start_at_zero_when_every_score_is_zero(tmp_path, monkeypatch):
+    from harness.report import plots
+    from harness.report.compare import load
+    from tasks.benchmarks import get
+
+    docs = [{"difficulty": "easy", "length": "short"}, {"difficulty": "hard", "length": "long"}]
+    run = load(write_run(tmp_path, "base", {"longbench_v2": [0, 0]}, docs={"longbench_v2": docs}, group=None))
+    (splits,) = get("longbench_v2").report.plots
+    fig = _drawn(monkeypatch, lambda: plots.draw(splits, [run]))
+    assert fig.axes[0].get_ylim() == (0.0, 100.0)
+
+
+def test_regenerating_with_fewer_plots_removes_the_old_files(results, tmp_path):
+    from harness.report.leaderboard import write_leaderboard
+
+    site = tmp_path / "site"
+    site.mkdir()
+    for name in ("plot_0.png", "plot_3.png", "notes.png"):
+        (site / name).write_bytes(PNG)
+    write_leaderboard(results, site)          # tiny runs only: no benchmark plot, no training curves
+    assert sorted(p.name for p in site.glob("*.png")) == ["notes.png"]

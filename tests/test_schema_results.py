@@ -123,3 +123,18 @@ def test_output_dir_that_is_a_file_is_a_clear_error(tmp_path):
     f.write_text("x")
     with pytest.raises(UserError, match="cannot write to output directory"):
         create_run_dir(f / "sub")
+
+
+def test_results_readme_names_only_what_exists_or_what_a_command_writes():
+    """results/README.md once sent readers to a results/reference/ folder that was not there."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "results" / "README.md").read_text(encoding="utf-8")
+    named = re.findall(r"`([\w./-]+/[\w./<>-]*)`", text)
+    code = [p for p in named if p.split("/")[0] in ("harness", "tasks", "training", "longact", "tests")]
+    assert code and [p for p in code if not (root / p).exists()] == []
+    for sentence in re.split(r"(?<=[.;])\s+", text):
+        for folder in re.findall(r"`(results/[\w.-]+/)`", sentence):
+            assert (root / folder).exists() or re.search(r"\bwrites?\b|\byet\b", sentence), (folder, sentence)

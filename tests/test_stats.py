@@ -75,3 +75,26 @@ def test_mean_at_k_scores_use_the_permutation_test():
     # Per-item means over k = 4 samples (0/100 each) are not 0/100: McNemar does not apply.
     r = paired_test([[25.0, 50.0, 0.0, 100.0]], [[75.0, 50.0, 25.0, 100.0]])
     assert r.test == "permutation" and r.delta == pytest.approx(18.75) and r.n == 4
+
+
+def test_p_at_the_permutation_floor_reads_as_a_bound():
+    """No resample as extreme as the observed difference gives p = 1/(R+1): that is a bound, and
+    it is printed as `< 1/(R+1)`, not as a value (0.0005 for the comparison's R = 2000)."""
+    from harness.report.stats import format_p
+
+    res = paired_test([np.zeros(30), np.zeros(30)], [np.full(30, 100.0), np.full(30, 60.0)], n_resamples=999)
+    assert res.test == "permutation" and res.p_value == res.p_floor == 1 / 2001
+    assert format_p(res.p_value, res.p_floor) == "< 0.0005"
+    assert format_p(1 / 1000, 1 / 1000) == "< 0.001"                  # R = 999
+    assert format_p(0.0123, 1 / 1000) == "0.0123" and format_p(0.51) == "0.51"
+    assert paired_test([0, 100, 0], [100, 100, 0]).p_floor is None     # exact McNemar has no floor
+
+
+def test_compare_prints_the_floor_as_a_bound(tmp_path):
+    from harness.report.compare import compare, render
+    from tests.test_compare import write_run
+
+    base = write_run(tmp_path, "base", {"tiny_kv": [0.0] * 20, "tiny_mc": [0.0] * 20})
+    other = write_run(tmp_path, "longact", {"tiny_kv": [100.0] * 20, "tiny_mc": [100.0] * 20})
+    row = next(line for line in render(compare([str(base), str(other)])).splitlines() if "| tiny avg" in line)
+    assert "< 0.0005" in row and "permutation" in row

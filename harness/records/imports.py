@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.records import provenance
 from harness.records.aggregate import breakdown, mean_metric
 from harness.records.io import atomic_write_jsonl, create_run_dir, utc_now, write_run
+from harness.records.lm_eval_format import write_lm_eval_results
 from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServingInfo, TaskResult
 
 
@@ -43,4 +44,5 @@ def save_imported_run(output_dir: str, task: str, scores: list[float], source: s
                                 samples_file=f"samples_{task}.jsonl")},
     )
     write_run(run_dir, record)
+    write_lm_eval_results(run_dir, record)  # like every finished run, readable by lm-eval's tooling too
     return run_dir

@@ -15,7 +15,10 @@ baseline: delta (B - A), a paired bootstrap 95% interval on the shared items, an
 McNemar (0/100 scores) or sign-flip permutation p-value. Runs whose tasks were not run the same
 way (task version, config hash, data fingerprint, window, truncation policy, generation settings,
 mode, samples per item, shared items truncated in one run only or sent different prompts) are
-refused with the differences listed, unless `force`.
+refused with the differences listed, unless `force`; before that, runs that have not finished
+(failed, interrupted, stopped, incomplete: `harness.records.state`) are refused with their status
+and the command that resumes them. Runs are labelled by model, then by what differs between the
+runs shown (`label_runs`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from pathlib import Path
 from harness.errors import UserError
 from harness.records.io import load_run
 from harness.records.schema import RunRecord
-from harness.report.stats import paired_test
+from harness.records.state import RunState, run_state
+from harness.report.stats import format_p, paired_test
 from harness.report.tables import Column, fmt, markdown
 from tasks.benchmarks import group_members, report_for
 
@@ -38,12 +42,11 @@ class Run:
     record: RunRecord
     samples: dict[str, dict[int, dict]] = field(default_factory=dict)
     """task -> doc_id -> samples row."""
-
-    @property
-    def label(self) -> str:
-        model = Path(self.record.model.path)
-        name = f"{model.parent.name}/{model.name}" if model.name.startswith("step-") else model.name  # trainer arms
-        return f"{name} ({self.record.run_id[-8:]})"
+    label: str = ""
+    """How tables and plots name the run: its model, plus what tells it apart from the other runs
+    shown with it (`label_runs`)."""
+    state: RunState | None = None
+    """How the run stands (complete, stopped, failed, ...; `harness.records.state`)."""
 
     def primary(self, task: str) -> str:
         return next(iter(self.record.tasks[task].metrics))
@@ -62,9 +65,50 @@ class Run:
         return out
 
 
+def model_name(record: RunRecord) -> str:
+    """The model's directory name; trainer checkpoints (`<arm>/step-N`) keep their arm."""
+    model = Path(record.model.path)
+    return f"{model.parent.name}/{model.name}" if model.name.startswith("step-") else model.name
+
+
+# What can tell two runs of one model apart, in the order labels name it: (value, how it reads).
+# A value of None is unknown (a run stopped before its server reported a window) and names nothing.
+DISTINGUISHERS = (
+    (lambda r: r.serving.max_model_len or None, lambda v: f"window {v}"),
+    (lambda r: r.mode, lambda v: f"{v} mode"),
+    (lambda r: r.samples_per_item, lambda v: f"{v} samples/item"),
+    (lambda r: "full" if r.limit is None else r.limit, lambda v: "full tasks" if v == "full" else f"limit {v:g}"),
+    (lambda r: r.serving.backend, lambda v: f"{v} backend"),
+)
+
+
+def label_runs(runs: list[Run]) -> None:
+    """Name each run by its model, and runs of one model by what differs between them (window,
+    mode, samples per item, limit, backend); the run id's suffix only when nothing else does."""
+    by_model: dict[str, list[Run]] = {}
+    for run in runs:
+        by_model.setdefault(model_name(run.record), []).append(run)
+    for name, members in by_model.items():
+        parts: list[list[str]] = [[] for _ in members]
+        if len(members) > 1:
+            for get, show in DISTINGUISHERS:
+                values = [get(r.record) for r in members]
+                if len({v for v in values if v is not None}) > 1:
+                    for p, v in zip(parts, values, strict=True):
+                        if v is not None:
+                            p.append(show(v))
+        labels = [name + (f" ({', '.join(p)})" if p else "") for p in parts]
+        for i, run in enumerate(members):
+            if labels.count(labels[i]) > 1:
+                run.label = name + f" ({', '.join(parts[i] + [run.record.run_id[-8:]])})"
+            else:
+                run.label = labels[i]
+
+
 def load(path) -> Run:
     run = Run(Path(path), load_run(path))
     base = run.path if run.path.is_dir() else run.path.parent
+    run.label, run.state = model_name(run.record), run_state(run.record, base)
     for name, task in run.record.tasks.items():
         f = base / (task.samples_file or f"samples_{name}.jsonl")
         if not f.is_file():
@@ -131,7 +175,8 @@ def union_columns(records: list[RunRecord]) -> list[ScoreColumn]:
 def differences(a: RunRecord, b: RunRecord, tasks: list[str]) -> list[str]:
     """Why two runs cannot be paired task by task (empty when they can)."""
     out = []
-    if a.serving.max_model_len != b.serving.max_model_len:
+    # 0 is a window never reported (a run stopped before its server came up): not a difference.
+    if a.serving.max_model_len and b.serving.max_model_len and a.serving.max_model_len != b.serving.max_model_len:
         out.append(f"window: {a.serving.max_model_len} vs {b.serving.max_model_len} (prompts truncated differently)")
     for attr in ("mode", "samples_per_item"):
         if getattr(a, attr) != getattr(b, attr):
@@ -189,8 +234,15 @@ def paired(base: Run, other: Run, col: ScoreColumn, n_resamples: int = 1000):
     return paired_test(a_strata, b_strata, n_resamples=n_resamples)
 
 
+def unfinished(runs: list[Run]) -> list[str]:
+    """One line per run that has not finished (its scores cover only what it answered), with the
+    command that finishes it."""
+    return [f"{r.path}: {r.state.note}" + (f"; to resume: {r.state.resume}" if r.state.resume else "")
+            for r in runs if not r.state.finished]
+
+
 def compare(paths: list[str], baseline: str | None = None, force: bool = False, n_resamples: int = 1000) -> dict:
-    """{"columns", "rows": [{"run", "values": {col: (value, n)}}], "deltas": [...], "warnings"}."""
+    """{"columns", "rows": [{"run", "status", "values": {col: (value, n)}}], "deltas": [...], "warnings"}."""
     if not paths:
         raise UserError("give at least one run directory")
     runs = [load(p) for p in paths]
@@ -198,8 +250,16 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
         next((r for r in runs if baseline and Path(baseline) == r.path), runs[0])
     if base not in runs:
         runs.insert(0, base)
+    label_runs(runs)
+    # An unfinished run differs from the others in everything it never got to (its window, its
+    # items): say that first, and do not go on to list those differences as if they were choices.
+    open_runs = unfinished(runs)
+    if open_runs and not force:
+        raise UserError("not every run has finished:\n  - " + "\n  - ".join(open_runs)
+                        + "\nFinish them first (each command resumes from the request cache), or pass --force "
+                          "to compare what they have.")
+    warnings = [f"{r.label}: {r.state.note}" for r in runs if not r.state.finished]
     cols = union_columns([base.record] + [r.record for r in runs])  # the baseline's columns first
-    warnings = []
     for r in runs:
         if r is base:
             continue
@@ -209,7 +269,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
             raise UserError(f"{r.path} was not run the same way as the baseline {base.path}:\n  - " + "\n  - ".join(diff)
                             + "\nPairing them would compare different benchmarks; rerun one of them, or pass --force.")
         warnings += [f"{r.label}: {d}" for d in diff]
-    rows = [{"run": r.label, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols}} for r in runs]
+    rows = [{"run": r.label, "status": r.state.status, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols}}
+            for r in runs]
     deltas = []
     for r in runs:
         if r is base:
@@ -218,7 +279,7 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
             res = paired(base, r, c, n_resamples)
             if res is not None:
                 deltas.append({"run": r.label, "column": c.name, "delta": res.delta, "low": res.low, "high": res.high,
-                               "p": res.p_value, "test": res.test, "n": res.n})
+                               "p": res.p_value, "p_floor": res.p_floor, "test": res.test, "n": res.n})
     return {"baseline": base.label, "columns": [c.name for c in cols], "rows": rows, "deltas": deltas,
             "warnings": warnings}
 
@@ -226,13 +287,16 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
 def to_frames(result: dict):
     import pandas as pd
 
-    values = pd.DataFrame([{"run": r["run"], **{c: fmt(r["values"][c][0]) for c in result["columns"]}}
+    # A status column only when some run has not finished: complete runs are the normal case.
+    status = any(r.get("status", "complete") != "complete" for r in result["rows"])
+    values = pd.DataFrame([{"run": r["run"], **({"status": r["status"]} if status else {}),
+                            **{c: fmt(r["values"][c][0]) for c in result["columns"]}}
                            for r in result["rows"]]).set_index("run")
-    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "test", "n"])
+    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n"])
     if not deltas.empty:
         deltas["95% CI"] = deltas.apply(lambda d: f"[{d['low']:+.1f}, {d['high']:+.1f}]", axis=1)
         deltas["delta"] = deltas["delta"].map(lambda v: f"{v:+.1f}")
-        deltas["p"] = deltas["p"].map(lambda v: f"{v:.3g}")
+        deltas["p"] = [format_p(p, None if pd.isna(f) else f) for p, f in zip(deltas["p"], deltas["p_floor"])]
         deltas = deltas[["run", "column", "delta", "95% CI", "p", "test", "n"]]
     return values, deltas
 
@@ -246,11 +310,11 @@ def render(result: dict, fmt: str = "md") -> str:
     if fmt == "html":
         return values.to_html() + "\n" + deltas.to_html(index=False)
     head = f"baseline: {result['baseline']} · scores in percent · delta = run − baseline on shared items\n\n"
-    out = head + _markdown(values.reset_index(), 1)
+    out = head + _markdown(values.reset_index(), 2 if "status" in values.columns else 1)
     if not deltas.empty:
         out += "\n\n" + _markdown(deltas, 2)
     if result["warnings"]:
-        out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
+        out += "\n\nforced (--force) despite:\n" + "\n".join(f"- {w}" for w in result["warnings"])
     return out
 
 

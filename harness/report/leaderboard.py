@@ -2,7 +2,9 @@
 
 One row per run, the comparison columns of `harness.report.compare` (recomputed from samples files),
 the plots each benchmark declares (`report.plots` in tasks/<bench>/benchmark.py) embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
-commit, vLLM version, window, mode, data fingerprints) in an expandable row. Columns sort on
+commit, vLLM version, window, mode, data fingerprints) in an expandable row. Runs that have not
+finished get a status column and, under the table, how they stand and the command that resumes
+them (`harness.records.state`). Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
 Nothing is fetched from the network: no external scripts or styles.
 """
@@ -12,12 +14,13 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 from harness.errors import UserError
 from harness.records.io import find_runs
 from harness.report import tables
-from harness.report.compare import cell, load, union_columns
+from harness.report.compare import cell, label_runs, load, union_columns
 from harness.report.tables import Column, fmt
 from tasks.benchmarks import all as all_benchmarks
 
@@ -54,13 +57,15 @@ th.num { cursor: pointer; } th[data-sorted=desc]::after { content: ' ▼'; } th[
 tr.run { cursor: pointer; } tr.run:hover { background: #f4f6fa; }
 tr.prov { display: none; } tr.prov.open { display: table-row; }
 tr.prov td { text-align: left; font-family: monospace; font-size: 11px; background: #fafafa; }
+td.status { text-align: left; color: #a33; }
 img { max-width: 100%; margin: 1em 0; }
 """
 
 
 def _provenance(run) -> dict:
     r = run.record
-    return {"run": r.run_id, "status": r.status, "model": r.model.path, "weights_sha256": r.model.weights_sha256,
+    return {"run": r.run_id, "status": run.state.note, **({"resume": run.state.resume} if run.state.resume else {}),
+            "model": r.model.path, "weights_sha256": r.model.weights_sha256,
             "tokenizer_sha256": r.model.tokenizer_sha256, "git": f"{r.code.git_commit} dirty={r.code.git_dirty}",
             "vllm": r.serving.server_version, "window": r.serving.max_model_len, "mode": r.mode,
             "samples_per_item": r.samples_per_item,
@@ -73,15 +78,34 @@ def build(results_dir: str | Path = "results") -> tuple[list, list[str], list[di
     if not paths:
         raise UserError(f"no run directories (with run.json) under {results_dir}")
     runs = [load(p) for p in paths]
+    label_runs(runs)
     cols = union_columns([run.record for run in runs])
     table = [{"run": run, "values": {c.name: cell(run, c) for c in cols}} for run in runs]
     return runs, [c.name for c in cols], table
 
 
+def _has_unfinished(table: list[dict]) -> bool:
+    """A status column only when some run has not finished: complete runs are the normal case."""
+    return any(not row["run"].state.finished for row in table)
+
+
+def unfinished_notes(table: list[dict]) -> list[str]:
+    """Under the table: each unfinished run, how it stands, and the command that finishes it."""
+    return [f"{row['run'].label}: {row['run'].state.note}" + (f"; to resume: `{row['run'].state.resume}`"
+                                                               if row["run"].state.resume else "")
+            for row in table if not row["run"].state.finished]
+
+
 def markdown(names: list[str], table: list[dict]) -> str:
-    cols = [Column("run", align="left")] + [Column(n, align="right") for n in names]
-    rows = [[row["run"].label] + [fmt(row["values"][n][0]) for n in names] for row in table]
-    return tables.markdown(cols, rows, compact=True)
+    status = _has_unfinished(table)
+    cols = ([Column("run", align="left")] + ([Column("status", align="left")] if status else [])
+            + [Column(n, align="right") for n in names])
+    rows = [[row["run"].label] + ([row["run"].state.status] if status else []) + [fmt(row["values"][n][0]) for n in names]
+            for row in table]
+    text = tables.markdown(cols, rows, compact=True)
+    notes = unfinished_notes(table)
+    return text + ("\n\nUnfinished runs (their cells cover only what they answered):\n" + "\n".join(f"- {n}" for n in notes)
+                   if notes else "")
 
 
 def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
@@ -90,20 +114,27 @@ def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
         return ('<td data-value="">–</td>' if value is None else
                 f'<td data-value="{value:.6f}" title="n={n}">{value:.1f}</td>')
 
+    status = _has_unfinished(table)
     rows = []
     for k, row in enumerate(table):
-        rows.append(f'<tr class="run" id="r{k}"><td>{html.escape(row["run"].label)}</td>'
+        state = row["run"].state
+        mark = (f'<td class="status" title="{html.escape(state.note)}">{html.escape(state.status)}</td>' if status else "")
+        rows.append(f'<tr class="run" id="r{k}"><td>{html.escape(row["run"].label)}</td>{mark}'
                     + "".join(td(row["values"][n]) for n in names) + "</tr>")
         prov = html.escape(json.dumps(_provenance(row["run"]), indent=1))
-        rows.append(f'<tr class="prov" id="prov-r{k}"><td colspan="{len(names) + 1}"><pre>{prov}</pre></td></tr>')
-    header = "<th>run</th>" + "".join(f'<th class="num">{html.escape(n)}</th>' for n in names)
+        rows.append(f'<tr class="prov" id="prov-r{k}"><td colspan="{len(names) + 1 + status}"><pre>{prov}</pre></td></tr>')
+    header = ("<th>run</th>" + ("<th>status</th>" if status else "")
+              + "".join(f'<th class="num">{html.escape(n)}</th>' for n in names))
+    notes = unfinished_notes(table)
+    unfinished = ("<p>Unfinished runs (their cells cover only what they answered):</p><ul>"
+                  + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
     images = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
                      f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' for title, png in plots.items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>LongAct leaderboard</title>"
             f"<style>{STYLE}</style></head><body><h1>Leaderboard</h1>"
             f"<p>Scores in percent, recomputed from each run's samples. Click a column to sort, a row for its provenance.</p>"
             f"<table id='board'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"{images}<script>{SCRIPT}</script></body></html>")
+            f"{unfinished}{images}<script>{SCRIPT}</script></body></html>")
 
 
 def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "results/leaderboard") -> Path:
@@ -122,6 +153,10 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
     out.mkdir(parents=True, exist_ok=True)
     (out / "index.html").write_text(page(names, table, figures), encoding="utf-8")
     (out / "leaderboard.md").write_text(markdown(names, table) + "\n", encoding="utf-8")
+    # A page regenerated with fewer plots (a benchmark's runs removed) must not keep the old files.
+    for stale in out.glob("plot_*.png"):
+        if re.fullmatch(r"plot_\d+\.png", stale.name):
+            stale.unlink()
     for k, png in enumerate(figures.values()):
         (out / f"plot_{k}.png").write_bytes(png)
     return out

@@ -93,6 +93,7 @@ def split_bars(plot, runs) -> bytes | None:
         ax.bar(x, means, width, yerr=np.array(errs).T, capsize=2, label=run.label)
     ax.set_xticks(np.arange(len(splits)) + width * (len(rows) - 1) / 2, [s.label for s in splits])
     ax.set_ylabel(plot.ylabel)
+    ax.set_ylim(0, 100)  # scores are percent; autoscaling all-zero bars would show an axis below 0
     ax.legend(fontsize=7)
     return _png(fig)
 
@@ -107,13 +108,19 @@ def training_curves(series: dict[str, list[dict]], tags: list[str]) -> bytes | N
     tags = [t for t in tags if any(t in r for records in series.values() for r in records)]
     if not tags:
         return None
-    fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.8), squeeze=False)
+    from matplotlib.ticker import MaxNLocator
+
+    # Constrained layout leaves room for each panel's tick labels: without it a wide label of one
+    # panel (grad_norm 1200, a negative loss) is drawn over the panel to its left.
+    fig, axes = plt.subplots(1, len(tags), figsize=(3.2 * len(tags), 2.8), squeeze=False, layout="constrained")
     for ax, tag in zip(axes[0], tags):
         for label, records in series.items():
             pts = [(r["step"], r[tag]) for r in records if tag in r]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label)
         ax.set_title(tag, fontsize=9)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))   # steps are whole numbers
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     return _png(fig)

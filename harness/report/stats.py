@@ -33,6 +33,9 @@ class PairedResult:
     p_value: float
     test: str
     n: int
+    p_floor: float | None = None
+    """Smallest p-value the test can report: 1/(R+1) for a permutation test of R resamples (a
+    p-value there means no resample was as extreme), None for exact tests."""
 
 
 def _strata(diffs) -> list[np.ndarray]:
@@ -127,7 +130,17 @@ def paired_test(a_strata, b_strata, n_resamples: int = 1000, seed: int = 0) -> P
     diffs = [b - a for a, b in zip(a_strata, b_strata)]
     low, high = paired_bootstrap(diffs, n_resamples=n_resamples, seed=seed)
     if len(diffs) == 1 and is_binary(a_strata, b_strata):
-        p, test = mcnemar_exact(a_strata[0], b_strata[0]), "mcnemar"
+        p, test, floor = mcnemar_exact(a_strata[0], b_strata[0]), "mcnemar", None
     else:
-        p, test = paired_permutation(diffs, n_resamples=max(n_resamples, 2000), seed=seed), "permutation"
-    return PairedResult(stratified_mean(diffs), low, high, p, test, int(sum(len(d) for d in diffs)))
+        resamples = max(n_resamples, 2000)
+        p, test = paired_permutation(diffs, n_resamples=resamples, seed=seed), "permutation"
+        floor = 1 / (resamples + 1)
+    return PairedResult(stratified_mean(diffs), low, high, p, test, int(sum(len(d) for d in diffs)), floor)
+
+
+def format_p(p: float, floor: float | None = None) -> str:
+    """A p-value as text. At a permutation test's floor 1/(R+1) the estimate only says that no
+    resample was as extreme, so it reads `< 1/(R+1)` (`< 0.001` for R = 999), not a value."""
+    if floor is not None and p <= floor * (1 + 1e-9):
+        return f"< {floor:.2g}"
+    return f"{p:.3g}"

@@ -13,6 +13,7 @@ from typing import Callable
 
 from harness.records.io import load_run
 from harness.records.schema import RunRecord
+from harness.records.state import run_state
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,22 @@ def markdown(columns: list[Column], rows: list[list[str]], header_margin: int = 
 
 
 def run_table(run: str | os.PathLike | RunRecord) -> str:
-    record = run if isinstance(run, RunRecord) else load_run(Path(run))
-    head = (f"**{record.model.path}** · run `{record.run_id}` · {record.status} · "
-            f"backend {record.serving.backend} · window {record.serving.max_model_len}"
-            + (f" · limit {record.limit:g}" if record.limit else ""))
+    """`longact show`: a header line, how the run stands when it is not complete (with the command
+    that resumes it), and one row per metric, breakdown value and group."""
+    if isinstance(run, RunRecord):
+        record, run_dir = run, None
+    else:
+        record = load_run(Path(run))
+        run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    state = run_state(record, run_dir)
+    head = " · ".join([f"**{record.model.path}**", f"run `{record.run_id}`", state.status,
+                       f"backend {record.serving.backend}"]
+                      # A run stopped before its server came up has no window yet: 0 would read as a setting.
+                      + ([f"window {record.serving.max_model_len}"] if record.serving.max_model_len else [])
+                      + ([f"limit {record.limit:g}"] if record.limit else []))
+    if not state.finished:
+        head += f"\n\n{state.note}" + (f"\nto resume: {state.resume}" if state.resume else "")
     rows = run_rows(record)
+    if not rows:
+        return head + "\n\nno results written yet"
     return head + "\n\n" + markdown(RUN_COLUMNS, [[fmt(row.get(c.name)) for c in RUN_COLUMNS] for row in rows])

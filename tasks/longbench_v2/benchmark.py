@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.benchmarks import Benchmark, Option, Plot, Report, Scored, Split, Training, TrainingItem
+from tasks.benchmarks import Benchmark, Need, Option, Plot, Report, Scored, Split, Training, TrainingItem
 from tasks.longbench_v2 import scoring
 from tasks.longbench_v2.prompts import build_prompt
+from tasks.longbench_v2.utils import OFFICIAL_DATASET
 
 FIXTURE = Path(__file__).parent / "data" / "fixture.jsonl"
 SPLITS = (Split("Overall"), Split("Easy", "difficulty", "easy"), Split("Hard", "difficulty", "hard"),
@@ -61,4 +62,14 @@ BENCHMARK = Benchmark(
                                               "LongBench v2 accuracy (%)"),)),
     training=Training("longbench_mc", training_items),
     rewards={"longbench_choice": choice_reward},
+    descriptions={
+        "longbench_v2": "503 four-choice questions on documents of 8k to 2M words, 0-shot, official prompt and "
+                        "answer extraction (chat)",
+        "longbench_v2_cot": "the same with chain of thought: a reasoning pass, then the official answer prompt",
+        "longbench_v2_nocontext": "the same questions without their documents (what the model answers from memory)",
+    },
+    needs=(Need(f"the official data from the Hugging Face Hub ({OFFICIAL_DATASET})", "data_path",
+                "/data/LongBench-v2/data.json",
+                how=f"get data.json once (huggingface-cli download {OFFICIAL_DATASET} --repo-type dataset --local-dir DIR)"),),
+    score_examples=("results/Qwen3-8B.jsonl", "results/Qwen3-8B_cot.jsonl --json --compensated"),
 )

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from tasks.benchmarks import Benchmark, Option, Plot, Report, Scored, Training, TrainingItem
+from tasks.benchmarks import Benchmark, Need, Option, Plot, Report, Scored, Training, TrainingItem
 from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import OFFICIAL_ALIASES, item_score, score_file
+from tasks.ruler.sources import HOTPOTQA_DATASET, HOTPOTQA_URL, SQUAD_DATASET, SQUAD_URL
 
 
 def score(path, task: str) -> Scored:
@@ -46,6 +47,31 @@ def _reward(metric: str, completion: str, answers: list) -> float:
     return item_score(completion, answers, metric)
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def describe(task) -> str:
+    """One line from the task's official arguments (`constants.TASKS`)."""
+    a = task.args
+    if task.kind == "niah":
+        k, v = a["type_needle_k"].rstrip("s"), a["type_needle_v"].rstrip("s")
+        haystack = {"noise": "repeated filler sentences", "essay": "essays", "needle": "distractor needles"}
+        return (f"needle in a haystack of {haystack[a['type_haystack']]}: {_count(a['num_needle_k'], k + ' key')}, "
+                f"{_count(a['num_needle_v'], v + ' value')} each, {a['num_needle_q']} asked")
+    return {
+        "variable_tracking": f"variable tracking: {_count(a.get('num_chains', 1), 'chain')} of {a.get('num_hops')} "
+                             "assignments hidden in filler sentences",
+        "common_words_extraction": f"common words extraction: the {a.get('num_cw')} most frequent words of a long list",
+        "freq_words_extraction": "frequent words extraction: the 3 most frequent coded words of a long text",
+        "qa": f"question answering on {'SQuAD v2' if a.get('dataset') == 'squad' else 'HotpotQA'} documents among "
+              "distractors",
+    }[task.kind]
+
+
+ESSAY_TASKS = tuple(f"ruler_{name}" for name, t in TASKS.items() if t.args.get("type_haystack") == "essay")
+"""The tasks whose haystack is the official essay corpus."""
+
 BENCHMARK = Benchmark(
     name="ruler",
     title="RULER",
@@ -57,4 +83,18 @@ BENCHMARK = Benchmark(
                               field="length", xlabel="context length (tokens)"),)),
     training=Training("ruler", training_items),
     rewards={m: partial(_reward, m) for m in ("string_match_all", "string_match_part")},
+    descriptions={"ruler": "13 synthetic tasks at 4k to 128k tokens (the lengths that fit the window), 500 samples "
+                           "per task and length, prompts built in the model's tokens; mean of the task scores",
+                  **{f"ruler_{name}": describe(t) for name, t in TASKS.items()}},
+    needs=(
+        Need("the official essay haystack (Paul Graham essays from the URL list of NVIDIA/RULER)", "essay_path",
+             "/data/ruler/essays", tasks=ESSAY_TASKS,
+             how="`longact data ruler-essays` once", found_without_key=True,
+             fallback="a generated haystack stands in, recorded as such in run.json (not the published benchmark)"),
+        Need(f"SQuAD v2 dev from the Hugging Face Hub ({SQUAD_DATASET[0]})", "squad_path", "/data/dev-v2.0.json",
+             how=f"get {SQUAD_URL} once", tasks=("ruler_qa_squad",)),
+        Need(f"HotpotQA dev, distractor setting, from the Hugging Face Hub ({HOTPOTQA_DATASET[0]})", "hotpotqa_path",
+             "/data/hotpot_dev_distractor_v1.json", how=f"get {HOTPOTQA_URL} once", tasks=("ruler_qa_hotpot",)),
+    ),
+    score_examples=("pred/niah_single_1.jsonl --task niah_single_1 --json",),
 )

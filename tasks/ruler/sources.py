@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.data_io import DataError
+from tasks.data_io import DataError, json_error_text
 
 SQUAD_DATASET = ("rajpurkar/squad_v2", None, "validation")
 HOTPOTQA_DATASET = ("hotpotqa/hotpot_qa", "distractor", "validation")
@@ -138,7 +138,7 @@ def _read_essay_path(path: Path) -> str:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from e
+            raise DataError(path, e.lineno, None, f"invalid JSON ({json_error_text(e)})") from e
         if not isinstance(data, dict) or not isinstance(data.get("text"), str):
             raise DataError(path, None, "text", "expected {\"text\": \"...\"} as the official PaulGrahamEssays.json")
         return data["text"]
@@ -202,7 +202,7 @@ def _load_json(path: Path):
     except FileNotFoundError as e:
         raise DataError(path, None, None, "file not found") from e
     except json.JSONDecodeError as e:
-        raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from e
+        raise DataError(path, e.lineno, None, f"invalid JSON ({json_error_text(e)})") from e
 
 
 def _index_docs(all_docs: list[str]) -> tuple[list[str], dict[str, int]]:
