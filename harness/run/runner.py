@@ -41,6 +41,7 @@ from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
 from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
+from harness.records.lm_eval_format import write_lm_eval_results
 from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServingInfo, TaskResult
 from harness.run import cache
 from harness.run.config import EvalConfig
@@ -460,6 +461,7 @@ def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
     record.wall_time_s = round(time.monotonic() - t0, 3)
     record.status = "incomplete" if outcome.failed else "complete"
     write_run(prep.run_dir, record)
+    write_lm_eval_results(prep.run_dir, record)  # results_<time>.json for lm-eval's tooling
     if outcome.failed:
         raise IncompleteRunError(incomplete_message(outcome.failed, record.errors, prep.run_dir))
     return prep.run_dir
