@@ -34,10 +34,12 @@ def add_parsers(sub) -> dict:
 
 
 def _config(args):
-    from training.config import load_config
+    from training.config import check_model_dir, load_config
 
     try:
-        return load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides)
+        check_model_dir(cfg)
+        return cfg
     except (ValueError, FileNotFoundError) as e:
         raise UserError(str(e)) from None
 

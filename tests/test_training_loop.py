@@ -165,10 +165,26 @@ def test_config_errors_name_the_field(tmp_path):
 
 
 def test_dry_run_prints_resolved_config(capsys):
-    assert main(["train", "--config", str(CONFIG), "--dry-run", "model=m", "mask.strategy=random"]) == 0
+    assert main(["train", "--config", str(CONFIG), "--dry-run", f"model={SKILLED}", "mask.strategy=random"]) == 0
     out = capsys.readouterr().out
-    assert "strategy: random" in out and "model: m" in out
+    assert "strategy: random" in out and f"model: {SKILLED}" in out
     assert load_config(str(CONFIG), ["model=m", "lr=1e-3"]).lr == 1e-3
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("sampling.temperature=-1", "override 'sampling.temperature=-1': sampling.temperature must be > 0"),
+    ("sampling.top_p=0", "override 'sampling.top_p=0': sampling.top_p must be in (0, 1]"),
+    ("lr=0", "override 'lr=0': lr must be > 0"),
+    ("steps=0", "override 'steps=0': steps must be >= 1"),
+    ("model=models/no-such-model", "model=models/no-such-model: not a model directory"),
+])
+def test_dry_run_finds_what_the_run_would_trip_on(override, needle, capsys, tmp_path, monkeypatch):
+    """Bad values fail `--dry-run` with one line blaming the override that set them, not the file."""
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--config", str(CONFIG), "--dry-run", f"model={SKILLED}", override])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err, err
 
 
 def test_bad_data_rows_name_file_line_field(tmp_path):

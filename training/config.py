@@ -131,29 +131,62 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         cfg = _merge(cfg, nested, f"override {item!r}")
     if not cfg.model:
         raise ValueError(f"{path or 'config'}: field 'model' is required (a HF model directory)")
-    _validate(cfg, path or "config")
+    given = {item.partition("=")[0]: item for item in overrides}
+
+    def where(field_: str) -> str:
+        """Blame the override that set a field (or a field inside it), else the file."""
+        for key, item in given.items():
+            if field_ == key or field_.startswith(key + ".") or key.startswith(field_ + "."):
+                return f"override {item!r}"
+        return path or "config"
+
+    _validate(cfg, where)
     return cfg
 
 
-def _validate(cfg: TrainConfig, where: str) -> None:
+def check_model_dir(cfg: TrainConfig) -> None:
+    """The starting checkpoint exists (unless it is a hub id, `org/name`); the CLI checks this for
+    `--dry-run` too, so a typo fails before anything loads."""
+    name = cfg.model
+    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).expanduser().parent.is_dir()
+    if looks_local and not (Path(name).expanduser() / "config.json").is_file():
+        raise ValueError(f"model={name}: not a model directory (no config.json there); build the tiny one with "
+                         "`longact model build-tiny --out DIR` or give a HF checkpoint directory")
+
+
+def _validate(cfg: TrainConfig, where) -> None:
+    """Values in range and combinations that make sense; `where(field)` names the file or the
+    override that set the field, so `--dry-run` finds every mistake the run would."""
+    for name, value, low in (("lr", cfg.lr, 0.0), ("max_grad_norm", cfg.max_grad_norm, 0.0),
+                             ("sampling.temperature", cfg.sampling.temperature, 0.0)):
+        if not value > low:
+            raise ValueError(f"{where(name)}: {name} must be > {low:g}, got {value}")
+    if cfg.weight_decay < 0:
+        raise ValueError(f"{where('weight_decay')}: weight_decay must be >= 0, got {cfg.weight_decay}")
+    if not 0 < cfg.sampling.top_p <= 1:
+        raise ValueError(f"{where('sampling.top_p')}: sampling.top_p must be in (0, 1], got {cfg.sampling.top_p}")
+    for name in ("sampling.max_new_tokens", "max_prompt_tokens"):
+        value = cfg.sampling.max_new_tokens if name.startswith("sampling") else cfg.max_prompt_tokens
+        if value < 1:
+            raise ValueError(f"{where(name)}: {name} must be >= 1, got {value}")
     for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
+            raise ValueError(f"{where(name)}: {name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.group_size < 2 and cfg.algo.advantage == "grpo":
-        raise ValueError(f"{where}: group_size must be >= 2 for group-normalised advantages")
+        raise ValueError(f"{where('group_size')}: group_size must be >= 2 for group-normalised advantages")
     if cfg.mini_batches > cfg.prompts_per_step * cfg.group_size:
-        raise ValueError(f"{where}: mini_batches ({cfg.mini_batches}) exceeds the step's "
+        raise ValueError(f"{where('mini_batches')}: mini_batches ({cfg.mini_batches}) exceeds the step's "
                          f"{cfg.prompts_per_step * cfg.group_size} completions")
     for name, value, allowed in (("backend", cfg.backend, ("hf", "vllm")), ("parallel", cfg.parallel, parallel.MODES),
                                  ("device", cfg.device, ("auto", "cpu", "cuda"))):
         if value not in allowed:
-            raise ValueError(f"{where}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
+            raise ValueError(f"{where(name)}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
     if cfg.algo.dual_clip_c and cfg.algo.dual_clip_c <= 1.0:
-        raise ValueError(f"{where}: algo.dual_clip_c must be > 1 (or 0 = off), got {cfg.algo.dual_clip_c}")
+        raise ValueError(f"{where('algo.dual_clip_c')}: algo.dual_clip_c must be > 1 (or 0 = off), got {cfg.algo.dual_clip_c}")
     for name in ("log_ratio_clamp", "kl_clamp"):
         if getattr(cfg.algo, name) < 0:
-            raise ValueError(f"{where}: algo.{name} must be >= 0 (0 = off), got {getattr(cfg.algo, name)}")
+            raise ValueError(f"{where('algo.' + name)}: algo.{name} must be >= 0 (0 = off), got {getattr(cfg.algo, name)}")
     for table, name, field_ in ((L.ADVANTAGES, cfg.algo.advantage, "algo.advantage"),
                                 (L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss"),
                                 (L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")):
-        L.lookup(table, name, f"{where}: {field_}")
+        L.lookup(table, name, f"{where(field_)}: {field_}")
