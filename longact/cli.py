@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--steps", type=int, default=4, help="RL steps per arm (default: %(default)s)")
     dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
     dm.add_argument("--train-dir", default="runs/demo", help="training output (default: %(default)s)")
+    dm.add_argument("--seeds", default="0,1", help="comma list of training seeds per arm (default: %(default)s)")
 
     lb = sub.add_parser(
         "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
@@ -308,7 +309,8 @@ def cmd_compare(args) -> int:
 def cmd_demo(args) -> int:
     from longact.demo import run_demo
 
-    print(run_demo(args.base, args.out, args.train_dir, args.steps))
+    seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
+    print(run_demo(args.base, args.out, args.train_dir, args.steps, seeds=seeds))
     return 0
 
 

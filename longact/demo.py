@@ -1,18 +1,19 @@
 """`longact demo` (what `make demo` runs): the whole controlled comparison on the tiny model.
 
 1. RL from the skilled tiny base (assets/tiny-qwen3-skilled, which has learned the passkey
-   skill): a baseline arm and a LongAct arm from one config and seed (training/experiment.py).
-2. Serve and evaluate the base and both arms on the tiny suite through real vLLM servers.
-3. Print the comparison against the base (paired intervals and tests) and write the
+   skill): a baseline arm and a LongAct arm from one config, at each seed (training/experiment.py).
+2. Evaluate the base and every arm x seed on the tiny suite with one real vLLM engine whose
+   weights are swapped between checkpoints (harness/run/sweep.py).
+3. Print the comparison against the base (paired intervals and tests), LongAct against the
+   baseline arm aggregated over seeds (hierarchical interval, seed-level test), and write the
    leaderboard page with its plots.
 
-Reruns reuse finished work: training resumes from its checkpoints and evaluation answers come
-from the request cache.
+Reruns reuse finished work: training resumes from its checkpoints, finished evaluations are not
+redone and the others resume from the request cache.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -22,26 +23,32 @@ DEMO_CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"
 
 
 def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo", steps: int = 4,
-             window: int = 2048, tasks: tuple[str, ...] = ("tiny",)) -> str:
+             window: int = 2048, tasks: tuple[str, ...] = ("tiny",), seeds: tuple[int, ...] = (0, 1)) -> str:
     from harness.report.compare import compare, render
+    from harness.report.experiment import compare_experiment, render_experiment
     from harness.report.leaderboard import write_leaderboard
     from harness.run.config import EvalConfig, RunConfig
-    from harness.run.runner import run_eval
+    from harness.run.experiments import arm_run_id, read_manifest
+    from harness.run.sweep import run_sweep
     from training.config import load_config
     from training.experiment import run_experiment
 
     base = str(base or SKILLED)
-    print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms, {steps} steps each", file=sys.stderr)
+    print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms at seeds {list(seeds)}, {steps} steps each",
+          file=sys.stderr)
     cfg = load_config(str(DEMO_CONFIG), [f"model={base}", f"out_dir={train_dir}", f"steps={steps}",
                                          "data.kinds=[passkey]"])
-    manifest = json.loads(run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr)).read_text())
-    models = {"base": base, **{arm: info["checkpoint"] for arm, info in manifest["arms"].items()}}
+    manifest = run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr), seeds=list(seeds))
 
-    print("== 2/3 serve and evaluate each checkpoint on the tiny suite", file=sys.stderr)
-    runs = {}
-    for name, path in models.items():
-        runs[name] = str(run_eval(EvalConfig(model=path, max_model_len=window, run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))))
-    print("== 3/3 comparison against the base", file=sys.stderr)
-    table = render(compare([runs["base"], runs["baseline"], runs["longact"]], baseline=runs["base"]))
+    print("== 2/3 evaluate the base and every arm x seed on one vLLM engine (weights swapped)", file=sys.stderr)
+    ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest)}}
+    eval_cfg = EvalConfig(max_model_len=window, run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
+    runs = {rid: str(path) for rid, path in run_sweep(eval_cfg, ckpts).items()}
+
+    print("== 3/3 comparisons", file=sys.stderr)
+    first_seed = [runs[arm_run_id(manifest, r)] for r in read_manifest(manifest) if r.seed == seeds[0]]
+    vs_base = render(compare([runs["demo-base"], *first_seed], baseline=runs["demo-base"]))
+    arms = render_experiment(compare_experiment(str(manifest), out))
     site = write_leaderboard(out, Path(out) / "leaderboard")
-    return f"{table}\n\nleaderboard: {site / 'index.html'}\nruns: {', '.join(f'{k}={v}' for k, v in runs.items())}"
+    return (f"Against the starting checkpoint (seed {seeds[0]}):\n\n{vs_base}\n\nLongAct against the baseline arm, over "
+            f"seeds:\n\n{arms}\n\nleaderboard: {site / 'index.html'}")
