@@ -418,6 +418,41 @@ def test_essay_fallback_is_generated_and_marked(monkeypatch, tmp_path):
 
 
 
+def test_generated_essays_warn_at_load_and_are_not_published_comparable(monkeypatch, tmp_path, tiny_tokenizer, caplog):
+    from tasks import benchmarks
+    from tasks.ruler.benchmark import published_comparable
+    from tasks.ruler.utils import load
+
+    monkeypatch.setenv("LONGACT_CACHE", str(tmp_path))
+    sources.essay_words.cache_clear()
+    md = {"tokenizer": tiny_tokenizer, "lengths": [4096], "num_samples": 1, "cache_dir": str(tmp_path / "built")}
+    with caplog.at_level("WARNING", logger="longact.ruler"):
+        docs = load("niah_single_2", **md)["test"]
+    warned = [r.getMessage() for r in caplog.records if "generated stand-in" in r.getMessage()]
+    assert len(warned) == 1 and "longact data ruler-essays" in warned[0] and "essay_path" in warned[0]
+    generated = [json.loads(docs[0]["_sources"])]
+    assert any(s["kind"] == "essay" and s["origin"].startswith("generated-fallback") for s in generated[0]["sources"])
+    ok, why = published_comparable(generated)
+    assert not ok and "longact data ruler-essays" in why
+    assert benchmarks.published_comparable("ruler_niah_single_2", generated) == (ok, why)
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="longact.ruler"):  # no essay haystack: no warning, comparable
+        noise = load("niah_single_1", **md)["test"]
+    assert not caplog.records and published_comparable([json.loads(noise[0]["_sources"])]) == (True, "")
+    essays = tmp_path / "essays.txt"
+    essays.write_text("An essay sentence about startups and painters. " * 2000)
+    with caplog.at_level("WARNING", logger="longact.ruler"):
+        real = load("niah_single_2", **md, essay_path=str(essays))["test"]
+    assert not caplog.records and published_comparable([json.loads(real[0]["_sources"])]) == (True, "")
+    exact = load("niah_single_1", **md, sizing="exact")["test"]
+    ok, why = published_comparable([json.loads(exact[0]["_sources"])])
+    assert not ok and why.startswith("exact sizing")
+    ok, why = published_comparable([{"sources": [], "template": "none"}])  # task version 1.0: no sizing recorded
+    assert not ok and "1.0" in why
+    assert benchmarks.published_comparable("longbench_v2", []) == (True, "")
+    sources.essay_words.cache_clear()
+
 @pytest.mark.server
 def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run

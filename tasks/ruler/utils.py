@@ -18,6 +18,10 @@ harness adds the evaluated `tokenizer` and `max_model_len`, and `--metadata` may
 Each document carries its full prompt (`_prompt`: model template + task text + answer prefix,
 sent to the completions endpoint as a prefill), gold `outputs`, `length`, `prompt_tokens` and
 the data sources and sizing it was built from (`_sources`, run.json `data_sources`).
+
+Without an essay corpus the essay-haystack tasks (niah_single_2/3, multikey_1, multivalue,
+multiquery) run on a generated stand-in: loading them warns, and their `_sources` say so
+(`benchmark.published_comparable` reads that for the reports).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 
 from tasks.data_io import DataError, to_dataset_dict
+from tasks.ruler import sources
 from tasks.ruler.build import BuildSpec, load_or_build
 from tasks.ruler.constants import DEFAULT_LENGTHS, DEFAULT_NUM_SAMPLES, DEFAULT_SEED, METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import item_score
@@ -75,6 +80,18 @@ def resolve_sizing(sizing, mode: str) -> str:
     return sizing
 
 
+def warn_if_generated_essays(ruler_task: str, essay_path=None) -> bool:
+    """Warn (once per load) when an essay-haystack task will run on the generated stand-in."""
+    if TASKS[ruler_task].args.get("type_haystack") != "essay":
+        return False
+    if not sources.essay_words(essay_path)[1].origin.startswith(sources.GENERATED_ESSAYS):
+        return False
+    log.warning("ruler_%s: no essay corpus found, so its haystack is a generated stand-in and its scores are not "
+                "comparable with published RULER numbers. Build the essays once with `longact data ruler-essays` "
+                "(online) or pass --metadata '{\"essay_path\": \"/path/to/essays\"}'", ruler_task)
+    return True
+
+
 def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_samples=DEFAULT_NUM_SAMPLES,
          seed=DEFAULT_SEED, sizing=None, essay_path=None, squad_path=None, hotpotqa_path=None,
          sentence_splitter="regex", chat_template=None, chat_template_kwargs=None, cache_dir=None, mode="official", **_):
@@ -82,6 +99,7 @@ def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_
         raise DataError("task yaml", None, "metadata.ruler_task", f"unknown RULER task {ruler_task!r}")
     tok = _tokenizer(tokenizer)
     sizing = resolve_sizing(sizing, mode)
+    warn_if_generated_essays(ruler_task, essay_path)
     docs = []
     for length in resolve_lengths(lengths, max_model_len):
         spec = BuildSpec(task=ruler_task, length=length, num_samples=int(num_samples), seed=int(seed),
