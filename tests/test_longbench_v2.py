@@ -232,7 +232,7 @@ def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     run_dir = run_eval(cfg)
     rec = load_run(run_dir)
     assert rec.status == "complete"
-    for name in cfg.tasks:
+    for name in cfg.run.tasks:
         t = rec.tasks[name]
         assert t.n_samples == 12 and t.endpoint == "chat"
         bd = t.breakdown
