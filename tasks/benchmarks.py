@@ -11,6 +11,10 @@ Every benchmark folder `tasks/<name>/` exposes `BENCHMARK` in `tasks/<name>/benc
   per-item scorers the trainer's rewards are;
 * `descriptions` and `needs`: one line per task and group, and what tasks read from outside the
   repository (network, local copies, essays), which `longact tasks` lists for offline users.
+* `published_comparable(data_sources) -> (bool, reason)`: whether a task's scores, given its
+  run.json `data_sources`, can stand next to the benchmark's published numbers (RULER: not on a
+  generated essay haystack or without official sizing); `benchmarks.published_comparable(task,
+  data_sources)` asks the task's benchmark.
 
 Units: per-item scores from `score` and every reward are fractions in [0, 1]; summaries (what
 the official scripts print) and eval metrics are in percent.
@@ -20,6 +24,7 @@ The registry finds benchmarks by folder, so adding one edits nothing outside its
     from tasks import benchmarks
     benchmarks.get("ruler").score("pred/vt.jsonl", task="vt").summary
     benchmarks.for_task("longbench_v2_cot").report.splits
+    benchmarks.published_comparable("ruler_niah_single_2", run.tasks["ruler_niah_single_2"].data_sources)
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ TASKS_DIR = Path(__file__).resolve().parent
 
 Reward = Callable[[str, list], float]
 """(completion, gold answers) -> score in [0, 1], the eval task's per-item score / 100."""
+
+
+def always_comparable(data_sources: list[dict]) -> tuple[bool, str]:
+    """The default `Benchmark.published_comparable`: nothing recorded makes scores incomparable."""
+    return True, ""
 
 
 @dataclass(frozen=True)
@@ -196,6 +206,8 @@ class Benchmark:
         """The needs of one task (a group: those of any member)."""
         members = self.groups.get(task, (task,))
         return [n for n in self.needs if not n.tasks or any(t in n.tasks for t in members)]
+    published_comparable: Callable[[list[dict]], tuple[bool, str]] = always_comparable
+    """(run.json `data_sources` of one task) -> (comparable with published numbers, reason if not)."""
 
     def options_from(self, given: Mapping[str, Any]) -> dict:
         """Keyword arguments of `score`: each declared option checked, defaults filled in."""
@@ -256,6 +268,14 @@ def group_members(group: str, available) -> list[str]:
     if declared is not None:
         return sorted(t for t in available if t in declared)
     return sorted(t for t in available if t.startswith(f"{group}_"))
+
+
+def published_comparable(task: str, data_sources: list[dict]) -> tuple[bool, str]:
+    """Whether task `task`'s scores, built from `data_sources` (its run.json `data_sources`), are
+    comparable with its benchmark's published numbers, and why not (tasks of no benchmark here:
+    comparable)."""
+    bench = for_task(task)
+    return bench.published_comparable(data_sources) if bench else always_comparable(data_sources)
 
 
 def rewards() -> dict[str, Reward]:

@@ -67,7 +67,35 @@ def test_truncation_keeps_the_official_head_and_tail(tiny_tokenizer):
         assert d["_prompt"] == tiny_tokenizer.decode(ids[:20] + ids[-21:])  # m//2 head, ceil(m/2) tail
     roomy = utils.load("passkey", data_dir=str(FIXTURE), tokenizer=tiny_tokenizer, max_model_len=200_000)["test"]
     assert not any(d["_truncated"] for d in roomy)
-    assert roomy[0]["_max_length"] == 128 * 1024 - 6
+    assert roomy[0]["_max_length"] == 127_000
+
+
+def _official_create_msgs_prompt(tok, prompt):
+    """OpenBMB/InfiniteBench src/eval_utils.py::create_msgs (the GPT-4 family), restated: encode
+    the filled prompt, truncate_input(tokens, 128_000 - 1000, "middle") (keep tokens[:m//2] and
+    tokens[-m//2:] when longer), decode."""
+    ids, m = tok.encode(prompt), 128_000 - 1000
+    if len(ids) > m:
+        ids = ids[: m // 2] + ids[-m // 2:]
+    return tok.decode(ids)
+
+
+def test_default_cut_is_the_gpt4_familys_127000_tokens(tiny_tokenizer, tmp_path):
+    row = {"id": 0, "context": " ".join(f"w{i}" for i in range(70_000)), "input": "What is the pass key?",
+           "answer": ["71432"], "options": []}
+    (tmp_path / "passkey.jsonl").write_text(json.dumps(row) + "\n")
+    doc = utils.load("passkey", data_dir=str(tmp_path), tokenizer=tiny_tokenizer, max_model_len=131_072)["test"][0]
+    full = prompts.build_prompt("passkey", row)
+    assert doc["_original_tokens"] == len(tiny_tokenizer.encode(full)) > 131_072 - 6  # the old default kept more
+    assert doc["_truncated"] and doc["_max_length"] == 127_000
+    assert doc["_prompt"] == _official_create_msgs_prompt(tiny_tokenizer, full)
+    sources = json.loads(doc["_sources"])
+    assert sources["truncation"]["max_length"] == 127_000 and "official GPT-4-family cut" in sources["truncation"]["rule"]
+    # A window too small for the official cut: what it leaves after the template and the budget.
+    small = utils.load("math_calc", data_dir=str(FIXTURE), tokenizer=tiny_tokenizer, max_model_len=131_072)["test"][0]
+    assert small["_max_length"] < 131_072 - 30_000 and "131072-token window" in json.loads(small["_sources"])["truncation"]["rule"]
+    forced = utils.load("passkey", data_dir=str(FIXTURE), tokenizer=tiny_tokenizer, max_length=128_000)["test"][0]
+    assert forced["_max_length"] == 128_000 and json.loads(forced["_sources"])["truncation"]["rule"] == "metadata max_length"
 
 
 @pytest.mark.parametrize("mutate,field,message", [

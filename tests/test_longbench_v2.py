@@ -181,6 +181,47 @@ def test_loader_truncates_with_the_evaluated_tokenizer(tiny_model_dir, tiny_toke
         assert len(tiny_tokenizer.encode(d["_prompt"])) <= d["_max_length"] + 2  # decode/re-encode slack
 
 
+
+def _official_pass2(tok, doc, output, max_len):
+    """THUDM/LongBench pred.py, CoT pass 2, restated: the answer template filled with the stripped
+    fields and the stripped first output, then query_llm's cut: encode, keep ids[:m//2] and
+    ids[-m//2:] when longer than m, decode skipping special tokens."""
+    prompt = TEMPLATES["cot_answer"]
+    for key, field in (("$Q$", "question"), ("$C_A$", "choice_A"), ("$C_B$", "choice_B"),
+                       ("$C_C$", "choice_C"), ("$C_D$", "choice_D")):
+        prompt = prompt.replace(key, doc[field].strip())
+    prompt = prompt.replace("$COT$", output.strip())
+    ids = tok.encode(prompt)
+    if len(ids) > max_len:
+        ids = ids[:max_len // 2] + ids[-max_len // 2:]
+        prompt = tok.decode(ids, skip_special_tokens=True)
+    return prompt
+
+
+def test_cot_second_pass_is_truncated_as_pred_py(tiny_model_dir, tiny_tokenizer):
+    docs = utils.load_cot(data_path=str(FIXTURE), tokenizer=str(tiny_model_dir), max_model_len=2048, gen_budget=1024)["test"]
+    doc = docs[0]
+    assert doc["_max_length"] == 1011  # 2048 - 1024 - the ChatML overhead: pass 1's limit, and pass 2's
+    reasoning = " " + " ".join(f"step{i} because" for i in range(400)) + "\n"
+    second = utils.cot_answer_prompt(doc, reasoning)
+    assert len(tiny_tokenizer.encode(fill(TEMPLATES["cot_answer"], doc, cot=reasoning.strip()))) > 1011
+    assert second == _official_pass2(tiny_tokenizer, doc, reasoning, 1011)
+    assert second.startswith("Please read") and second.endswith('"The correct answer is (insert answer here)".')
+    short = utils.cot_answer_prompt(doc, "  because b  ")  # under the limit: untouched
+    assert short == fill(TEMPLATES["cot_answer"], doc, cot="because b") == _official_pass2(tiny_tokenizer, doc, "because b", 1011)
+    explicit = utils.load_cot(data_path=str(FIXTURE), tokenizer=tiny_tokenizer, max_length=300, limit_rows=1)["test"][0]
+    assert utils.cot_answer_prompt(explicit, reasoning) == _official_pass2(tiny_tokenizer, doc, reasoning, 300)
+
+
+def test_cot_second_pass_without_the_loading_tokenizer_says_so(monkeypatch):
+    from tasks.errors import UserError
+
+    monkeypatch.setattr(utils, "_PASS2", {})
+    doc = {**_rows()[0], "_max_length": 500}
+    with pytest.raises(UserError, match="metadata.tokenizer"):
+        utils.cot_answer_prompt(doc, "because")
+
+
 @pytest.mark.server
 def test_fixture_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import random
 import re
 import threading
 from functools import partial
@@ -15,6 +16,7 @@ from tasks.ruler import sources
 from tasks.ruler.build import BuildSpec, build_samples, fit_size, load_or_build, template_wrapper, token_counter
 from tasks.ruler.constants import TASKS, TEMPLATES
 from tasks.ruler.scoring import score_file
+from tasks.ruler.synthetic import insert_at_depths
 from tasks.ruler.utils import process_results, resolve_lengths
 
 DATA = Path(__file__).resolve().parent.parent / "tasks" / "ruler" / "data"
@@ -101,6 +103,17 @@ def test_needles_sit_at_their_recorded_depths(built_8k):
             assert abs((where - start) / (end - start) - d["depths"][0] / 100) < 0.05, (task, d["depths"])
 
 
+
+@pytest.mark.parametrize("n,depth,official", [(150, 82, 122), (300, 41, 122), (300, 69, 206), (1200, 41, 491),
+                                              (150, 50, 75), (40, 100, 40), (7, 0, 0)])
+def test_needle_depth_uses_the_official_arithmetic(n, depth, official):
+    # NVIDIA/RULER niah.py places a needle after int(len(document_sents) * (depth / 100)) sentences;
+    # in floating point that is one lower than int(n * depth / 100) for the first four pairs.
+    assert official == int(n * (depth / 100))
+    sentences = [f"S{i}." for i in range(n)]
+    text = insert_at_depths(sentences, ["NEEDLE."], [depth])
+    assert len(text.split("NEEDLE.")[0].split()) == official  # sentences before the needle
+
 def test_vt_has_a_randomised_one_shot_example(built_8k):
     a, b = (d["_prompt"] for d in built_8k["vt"])
     for d in built_8k["vt"]:
@@ -163,6 +176,143 @@ def test_fit_size_finds_the_largest_fitting_size_in_few_tries():
     with pytest.raises(ValueError, match="already takes"):
         fit_size(lambda n: 500 + n, budget=100, guess=10, min_size=1, rate_guess=1.0)
 
+
+
+# Official sizing, restated from NVIDIA/RULER scripts/data/synthetic/{niah,variable_tracking,
+# common_words_extraction,freq_words_extraction,qa}.py at c3f5e3b4 ------------------------------
+
+def _official_incremental(task, length):
+    """The scripts' `incremental`: niah essay 500 words, noise/needle 25 lines (5 below 4096);
+    vt 10 noise lines (5 below 4096); cwe and qa 10; fwe (length - 50) // 32 words."""
+    cfg = TASKS[task]
+    if cfg.kind == "niah":
+        if cfg.args["type_haystack"] == "essay":
+            return 500
+        return 5 if length < 4096 else 25
+    if cfg.kind == "variable_tracking":
+        return 5 if length < 4096 else 10
+    if cfg.kind == "freq_words_extraction":
+        return (length - 50) // 32
+    return 10
+
+
+def _official_binary_search(tokens, extra, length, incremental, probe, cwe=False):
+    """`sample_tokens / incremental` per unit; upper bound int((max_seq_length / per_unit) * 3)
+    (cwe: int(max_seq_length // per_unit) * 2, probe 4096); lower bound `incremental`; keep mid
+    while tokens + extra <= max_seq_length; none: `incremental`."""
+    per = tokens(probe) / probe
+    upper = int(length // per) * 2 if cwe else int((length / per) * 3)
+    lower, upper, optimal = incremental, max(upper, incremental * 2), None
+    while lower <= upper:
+        mid = (lower + upper) // 2
+        if tokens(mid) + extra <= length:
+            optimal, lower = mid, mid + 1
+        else:
+            upper = mid - 1
+    return optimal if optimal is not None else incremental
+
+
+def _official_sizes(tok, task, length, n):
+    """The haystack sizes the official procedure gives our deterministic samples (search on the
+    first sample, then `used -= incremental` while a sample is over and `used > incremental`)."""
+    from tasks.ruler.build import sample_seed
+    from tasks.ruler.synthetic import GENERATORS, Context
+
+    count = token_counter(tok)
+    wrap, _ = template_wrapper(tok, None, None)
+    cfg = TASKS[task]
+    gen = GENERATORS[cfg.kind](cfg, Context(wrap=wrap, count=count, length=length, seed=42, **QA_PATHS))
+    inc, to_generate = _official_incremental(task, length), cfg.template.tokens_to_generate
+    seeds = [sample_seed(42, task, length, i) for i in range(n)]
+    if cfg.kind == "freq_words_extraction":  # sys_kwext: step up from L // 6 words, then one back
+        limit = length - to_generate
+        words = limit // 6
+        while count(gen.make(seeds[0], words, 0).prompt) < limit:
+            words += inc
+        size = words - inc
+    elif cfg.kind == "variable_tracking":  # searched without the one-shot example, counted beside it
+        size = _official_binary_search(lambda m: count(gen.make(seeds[0], m, 0, with_example=False).prompt),
+                                       count(gen.icl) + to_generate, length, inc, inc)
+    else:
+        probe = 4096 if cfg.kind == "common_words_extraction" else inc
+        size = _official_binary_search(lambda m: count(gen.make(seeds[0], m, 0).prompt), to_generate, length, inc,
+                                       probe, cwe=cfg.kind == "common_words_extraction")
+    sizes = []
+    for i, seed in enumerate(seeds):
+        used = size
+        while count(gen.make(seed, used, i).prompt) + to_generate > length and used > inc:
+            used -= inc
+        sizes.append(used)
+    return sizes
+
+
+def test_official_search_and_shrink_on_hand_computed_costs():
+    from tasks.ruler import sizing
+
+    # 100 + 7n tokens, 4096 length, 128 to generate: probe 25 -> 11 per unit -> upper bound 1117;
+    # the largest n with 100 + 7n <= 3968 is 552.
+    assert sizing.binary_search(lambda n: 100 + 7 * n, 3968, 4096, step=25, probe=25) == 552
+    assert sizing.binary_search(lambda n: 5000 + n, 3968, 4096, step=25, probe=25) == 25   # none fits
+    # FWE: 3 tokens a word, budget 1000, from 166 words by 31 -> 352 is the first over, 321 kept.
+    assert sizing.linear_search(lambda n: 3 * n, 1000, 1000 // 6, 31) == 321
+    assert sizing.shrink(lambda n: n <= 300, 352, 31) == 290
+    with pytest.raises(ValueError, match="shrinks by 31"):
+        sizing.shrink(lambda n: False, 40, 31)
+
+
+@pytest.mark.parametrize("task,length", [(t, 8192) for t in TASKS] + [("niah_single_1", 2048), ("vt", 2048)])
+def test_official_sizing_reproduces_the_official_procedure(tiny_tokenizer, task, length):
+    docs = _build(tiny_tokenizer, task, length, n=3, sizing="official")
+    assert [d["haystack_size"] for d in docs] == _official_sizes(tiny_tokenizer, task, length, 3)
+    count = token_counter(tiny_tokenizer)
+    for d in docs:
+        assert count(d["_prompt"]) == d["prompt_tokens"] <= d["budget"] == length - TASKS[task].template.tokens_to_generate
+        assert json.loads(d["_sources"])["sizing"] == "official"
+
+
+def test_official_sizing_leaves_samples_below_the_budget(tiny_tokenizer):
+    """One official step is coarse: an essay sample that misses the searched size loses 500 words."""
+    docs = _build(tiny_tokenizer, "niah_multikey_1", 4096, n=5, sizing="official")
+    sizes = {d["haystack_size"] for d in docs}
+    assert max(sizes) - min(sizes) in (0, 500, 1000) and min(d["fill"] for d in docs) < 0.9
+    exact = _build(tiny_tokenizer, "niah_multikey_1", 4096, n=5)
+    assert min(d["fill"] for d in exact) >= 0.97
+
+
+def test_vt_one_shot_size_is_binary_searched_as_officially(tiny_tokenizer):
+    from tasks.ruler.synthetic import GENERATORS, Context
+
+    count = token_counter(tiny_tokenizer)
+    wrap, _ = template_wrapper(tiny_tokenizer, None, None)
+    gen = GENERATORS["variable_tracking"](TASKS["vt"], Context(wrap=wrap, count=count, length=8192, seed=42))
+
+    def example(size):  # variable_tracking.py's first call: 3-letter names, value 12345, no model template
+        text, prefix, _ = gen._text(random.Random(42), size, icl=True)
+        return text + prefix
+
+    # sys_vartrack_w_noise_random(num_samples=1, max_seq_length=500, incremental=5): no tokens to generate
+    lines = _official_binary_search(lambda n: count(example(n)), 0, 500, 5, 5)
+    assert gen.icl.count(sources.NOISE_HAYSTACK) == lines == 6   # stepping by 5 stopped at 5
+    assert count(example(lines)) <= 500 < count(example(lines + 1))
+
+
+def test_sizing_defaults_by_mode_and_keys_the_cache(tiny_tokenizer, tmp_path):
+    from tasks.ruler.build import cache_key
+    from tasks.ruler.utils import load, resolve_sizing
+
+    assert resolve_sizing(None, "official") == "official" and resolve_sizing(None, "reasoning") == "exact"
+    assert resolve_sizing("exact", "official") == "exact"
+    with pytest.raises(DataError, match="field 'sizing'"):
+        resolve_sizing("tight", "official")
+    docs = load("niah_single_1", tokenizer=tiny_tokenizer, lengths=[4096], num_samples=2, cache_dir=str(tmp_path))["test"]
+    assert json.loads(docs[0]["_sources"])["sizing"] == "official"
+    spec = BuildSpec("niah_single_1", 4096, 2)
+    assert cache_key(spec, tiny_tokenizer) != cache_key(BuildSpec("niah_single_1", 4096, 2, sizing="official"),
+                                                       tiny_tokenizer)
+    with pytest.raises(ValueError, match="sizing"):
+        build_samples(BuildSpec("niah_single_1", 4096, 1, sizing="tight"), tiny_tokenizer)
+    with pytest.raises(ValueError, match='"sizing": "exact"'):  # one 500-word essay step is over 2048 tokens
+        build_samples(BuildSpec("niah_single_2", 2048, 1, sizing="official"), tiny_tokenizer)
 
 def test_chat_template_wrapping_matches_a_direct_render(tiny_tokenizer):
     wrap, desc = template_wrapper(tiny_tokenizer, None, None)
@@ -267,6 +417,42 @@ def test_essay_fallback_is_generated_and_marked(monkeypatch, tmp_path):
     sources.essay_words.cache_clear()
 
 
+
+def test_generated_essays_warn_at_load_and_are_not_published_comparable(monkeypatch, tmp_path, tiny_tokenizer, caplog):
+    from tasks import benchmarks
+    from tasks.ruler.benchmark import published_comparable
+    from tasks.ruler.utils import load
+
+    monkeypatch.setenv("LONGACT_CACHE", str(tmp_path))
+    sources.essay_words.cache_clear()
+    md = {"tokenizer": tiny_tokenizer, "lengths": [4096], "num_samples": 1, "cache_dir": str(tmp_path / "built")}
+    with caplog.at_level("WARNING", logger="longact.ruler"):
+        docs = load("niah_single_2", **md)["test"]
+    warned = [r.getMessage() for r in caplog.records if "generated stand-in" in r.getMessage()]
+    assert len(warned) == 1 and "longact data ruler-essays" in warned[0] and "essay_path" in warned[0]
+    generated = [json.loads(docs[0]["_sources"])]
+    assert any(s["kind"] == "essay" and s["origin"].startswith("generated-fallback") for s in generated[0]["sources"])
+    ok, why = published_comparable(generated)
+    assert not ok and "longact data ruler-essays" in why
+    assert benchmarks.published_comparable("ruler_niah_single_2", generated) == (ok, why)
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="longact.ruler"):  # no essay haystack: no warning, comparable
+        noise = load("niah_single_1", **md)["test"]
+    assert not caplog.records and published_comparable([json.loads(noise[0]["_sources"])]) == (True, "")
+    essays = tmp_path / "essays.txt"
+    essays.write_text("An essay sentence about startups and painters. " * 2000)
+    with caplog.at_level("WARNING", logger="longact.ruler"):
+        real = load("niah_single_2", **md, essay_path=str(essays))["test"]
+    assert not caplog.records and published_comparable([json.loads(real[0]["_sources"])]) == (True, "")
+    exact = load("niah_single_1", **md, sizing="exact")["test"]
+    ok, why = published_comparable([json.loads(exact[0]["_sources"])])
+    assert not ok and why.startswith("exact sizing")
+    ok, why = published_comparable([{"sources": [], "template": "none"}])  # task version 1.0: no sizing recorded
+    assert not ok and "1.0" in why
+    assert benchmarks.published_comparable("longbench_v2", []) == (True, "")
+    sources.essay_words.cache_clear()
+
 @pytest.mark.server
 def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.records.io import load_run
@@ -274,7 +460,7 @@ def test_ruler_end_to_end_through_vllm(vllm_server, tiny_model_dir, tmp_path):
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
     from harness.run.runner import run_eval
 
-    md = {"lengths": [2048], "num_samples": 2, **QA_PATHS}
+    md = {"lengths": [2048], "num_samples": 2, "sizing": "exact", **QA_PATHS}  # one official essay step is over 2048
     cfg = EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url), run=RunConfig(tasks=["ruler"], output_dir=str(tmp_path), task_metadata=md, progress=False))
     run_dir = run_eval(cfg)
     rec = load_run(run_dir)

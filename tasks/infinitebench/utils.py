@@ -6,14 +6,17 @@ with file, line and field in errors. The prompt is the official GPT-4-family use
 prompt goes before it through `metadata.chat_prefix`), middle-truncated as a whole in tokens of
 the evaluated tokenizer, as `create_msgs` does, to `max_length`:
 
-    default max_length = min(131072, window - chat-template overhead) - the task's generation budget
+    default max_length = min(127,000, window - chat-template overhead - the task's generation budget)
 
-(`--metadata '{"max_length": N}'` overrides.) What was cut is stored on each document
-(`_truncated`, `_original_tokens`), so run.json counts it.
+127,000 = 128,000 - 1,000 is the GPT-4-family cut of `create_msgs`; a smaller window cuts further
+so that every request fits. (`--metadata '{"max_length": N}'` overrides.) What was cut is stored on
+each document (`_truncated`, `_original_tokens`), so run.json counts it, and the cut and why it was
+chosen go into each document's `_sources` (run.json `data_sources`).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tasks import tokens
@@ -22,7 +25,8 @@ from tasks.infinitebench.prompts import MAX_NEW_TOKENS, build_prompt, chat_prefi
 from tasks.infinitebench.scoring import SCORERS
 
 OFFICIAL_DATASET = "xinrongzhang2022/InfiniteBench"
-OFFICIAL_WINDOW = 128 * 1024  # the official local-model scripts truncate to 128k tokens
+GPT4_CUT = 128_000 - 1_000
+"""`create_msgs` (the GPT-4 family, our default) cuts the filled prompt to this many tokens."""
 CHOICE_TASKS = ("longbook_choice_eng", "code_debug")
 
 
@@ -83,16 +87,29 @@ def load(ib_task: str, data_dir=None, tokenizer=None, max_model_len=None, max_le
         rows = rows[: int(limit_rows)]
     prompts = [build_prompt(ib_task, r) for r in rows]
     fitted = [(p, False, None) for p in prompts]
-    limit = None
+    limit, why = None, "none: no tokenizer in the task metadata"
     if tokenizer:
         tok = tokens.task_tokenizer(tokenizer)
-        gen = MAX_NEW_TOKENS[ib_task]
-        limit = int(max_length) if max_length else tokens.default_max_length(
-            tok, max_model_len, gen, cap=OFFICIAL_WINDOW - gen, prefix=chat_prefix(ib_task))
+        limit, why = truncation_limit(tok, ib_task, max_model_len, max_length)
         fitted = tokens.PromptTruncator(tok, limit, skip_special_tokens=False).batch(prompts)
+    sources = json.dumps({"prompt_family": "gpt4", "truncation": {"max_length": limit, "rule": why}}, sort_keys=True)
     docs = [{**r, "task": ib_task, "labels": labels(ib_task, r), "_prompt": p, "_truncated": cut,
-             "_original_tokens": n, "_max_length": limit} for r, (p, cut, n) in zip(rows, fitted)]
+             "_original_tokens": n, "_max_length": limit, "_sources": sources} for r, (p, cut, n) in zip(rows, fitted)]
     return to_dataset_dict(docs)
+
+
+def truncation_limit(tok, ib_task: str, max_model_len=None, max_length=None) -> tuple[int, str]:
+    """(max_length, why): the metadata's value, else the official GPT-4-family cut when the
+    window leaves room for it, else what the window leaves after the chat template and the
+    task's generation budget."""
+    if max_length:
+        return int(max_length), "metadata max_length"
+    gen = MAX_NEW_TOKENS[ib_task]
+    limit = tokens.default_max_length(tok, max_model_len, gen, cap=GPT4_CUT, prefix=chat_prefix(ib_task))
+    if limit == GPT4_CUT:
+        return limit, "official GPT-4-family cut (create_msgs: 128,000 - 1,000 tokens)"
+    return limit, (f"the {max_model_len}-token window minus the chat template and {gen} tokens to generate "
+                   f"(below the official {GPT4_CUT:,}-token cut)")
 
 
 def doc_to_text(doc: dict) -> str:

@@ -10,6 +10,11 @@ that already fits and records what was cut.
 where 120,000 is the official value for 128k-window models. Override with
 `--metadata '{"max_length": N}'`. Without a tokenizer in the metadata (plain `lm_eval` by hand)
 nothing is truncated, and the task README says so.
+
+The CoT task's second pass (`cot_answer_prompt`, the task's `metadata.followup`) goes through the
+same middle truncation to the same `max_length` (the document's `_max_length`), as `pred.py`
+sends every prompt through `query_llm`. The loader leaves the tokenizer for it in this module
+(`_PASS2`), since a follow-up receives only (document, first output).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from tasks import tokens
 from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, validate_row
+from tasks.errors import UserError
 from tasks.longbench_v2.prompts import COT_ANSWER, build_prompt, fill
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
 from tasks.tokens import PromptTruncator
@@ -54,6 +60,10 @@ def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) ->
     return tokens.default_max_length(tokenizer, max_model_len, gen_budget, cap=OFFICIAL_MAX_LENGTH)
 
 
+_PASS2: dict = {}
+"""The tokenizer of the last CoT load with one (`tokenizer`): the second pass truncates with it."""
+
+
 def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
           gen_budget=128, limit_rows=None, **_):
     rows = load_rows(data_path)
@@ -63,6 +73,8 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
     if tokenizer:
         tok = tokens.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
+        if variant == "cot":
+            _PASS2["tokenizer"] = tok
     prompts = [build_prompt(r, variant) for r in rows]
     fitted = truncate.batch(prompts) if truncate is not None else [(p, False, None) for p in prompts]
     out = [{**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
@@ -91,8 +103,18 @@ def doc_to_text(doc: dict) -> str:
 
 
 def cot_answer_prompt(doc: dict, reasoning: str) -> str:
-    """Second CoT pass: the answer template, document omitted, first-pass output stripped."""
-    return fill(COT_ANSWER, doc, cot=reasoning.strip())
+    """Second CoT pass, as `pred.py` builds and sends it: the answer template (document omitted)
+    with the stripped first-pass output, then the official middle truncation to the document's
+    `_max_length` in the evaluated tokenizer (none when the task was loaded without one)."""
+    prompt = fill(COT_ANSWER, doc, cot=reasoning.strip())
+    max_length = doc.get("_max_length")
+    if max_length is None:
+        return prompt
+    tok = _PASS2.get("tokenizer")
+    if tok is None:
+        raise UserError("longbench_v2_cot: the second pass truncates with the tokenizer the task was loaded "
+                        "with, and none was loaded in this process (load the task with metadata.tokenizer)")
+    return PromptTruncator(tok, int(max_length))(prompt)[0]
 
 
 def process_results(doc: dict, results: list[str]) -> dict:

@@ -1,6 +1,6 @@
 """RULER's surface (see tasks/benchmarks.py): official prediction files, the per-length group
-columns and plot, the RL prompt set from the benchmark's own generators, and its two scorers as
-rewards."""
+columns and plot, the RL prompt set from the benchmark's own generators, its two scorers as
+rewards, and whether a run's documents are comparable with published RULER numbers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from functools import partial
 from tasks.benchmarks import Benchmark, Need, Option, Plot, Report, Scored, Training, TrainingItem
 from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import OFFICIAL_ALIASES, item_score, score_file
-from tasks.ruler.sources import HOTPOTQA_DATASET, HOTPOTQA_URL, SQUAD_DATASET, SQUAD_URL
+from tasks.ruler.sources import GENERATED_ESSAYS, HOTPOTQA_DATASET, HOTPOTQA_URL, SQUAD_DATASET, SQUAD_URL
 
 
 def score(path, task: str) -> Scored:
@@ -40,6 +40,31 @@ def training_items(tokenizer: str = "", ruler_tasks=(), lengths=(), n: int = 64,
             items += [TrainingItem(f"ruler-{d['id']}", d["_prompt"], list(d["outputs"]), METRIC_OF_KIND[TASKS[task].kind])
                       for d in load_or_build(spec, tok)]
     return items
+
+
+def published_comparable(data_sources: list[dict]) -> tuple[bool, str]:
+    """(comparable, reason): can a RULER task's scores stand next to published RULER numbers?
+
+    `data_sources` is the task's run.json `data_sources` (its documents' `_sources`). Not
+    comparable: a generated essay haystack (no corpus was found; `longact data ruler-essays` or
+    metadata `essay_path` gives the real one) or a sizing other than `official` (`exact` fills
+    every sample to its budget; task version 1.0 recorded no sizing and sized exactly). The reason
+    names each cause; it is empty when comparable (or when nothing was recorded)."""
+    reasons: list[str] = []
+
+    def add(reason: str) -> None:
+        if reason not in reasons:
+            reasons.append(reason)
+
+    for entry in data_sources or []:
+        for src in entry.get("sources") or []:
+            if src.get("kind") == "essay" and str(src.get("origin", "")).startswith(GENERATED_ESSAYS):
+                add("generated essay haystack (build the essays with `longact data ruler-essays` or pass "
+                    "metadata essay_path)")
+        sizing = entry.get("sizing") or "exact (task version 1.0)"
+        if sizing != "official":
+            add(f"{sizing} sizing fills every sample to its budget (published numbers: sizing official)")
+    return not reasons, "; ".join(reasons)
 
 
 def _reward(metric: str, completion: str, answers: list) -> float:
@@ -97,4 +122,5 @@ BENCHMARK = Benchmark(
              "/data/hotpot_dev_distractor_v1.json", how=f"get {HOTPOTQA_URL} once", tasks=("ruler_qa_hotpot",)),
     ),
     score_examples=("pred/niah_single_1.jsonl --task niah_single_1 --json",),
+    published_comparable=published_comparable,
 )

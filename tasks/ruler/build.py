@@ -1,14 +1,19 @@
-"""Build RULER samples that fill a token budget exactly, and cache them on disk.
+"""Build RULER samples within a token budget, and cache them on disk.
 
 Budget (official): tokens of the prompt as the server sees it (model template and answer prefix
 included) + the task's tokens to generate <= the target length. Counted with the evaluated
-model's tokenizer. The haystack size is searched per sample: each try is one fast tokenizer pass,
-and a secant step on (size, tokens) lands within one haystack unit in two or three tries, where
-the official scripts run a full binary search (~17 passes). Nothing is truncated afterwards.
+model's tokenizer. Nothing is truncated afterwards. Two sizings (`BuildSpec.sizing`):
+
+* `official` (the default in official mode): the official procedure (tasks/ruler/sizing.py), one
+  binary search per task and length, then per sample a fixed step down until it fits; samples are
+  often well below the budget, as in the published numbers.
+* `exact`: the haystack size is searched per sample: each try is one fast tokenizer pass, and a
+  secant step on (size, tokens) lands within one haystack unit in two or three tries, so every
+  sample fills its budget.
 
 Built samples are cached under `$LONGACT_CACHE/ruler/datasets/` keyed by (task, length, number
-of samples, seed, tokenizer and chat template, data sources, generator version), so reruns and
-the other tasks' runs reuse them; the key is stored in every document.
+of samples, seed, sizing, tokenizer and chat template, data sources, generator version), so
+reruns and the other tasks' runs reuse them; the key is stored in every document.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from tasks.data_io import atomic_write_text
-from tasks.ruler import sources
+from tasks.ruler import sizing, sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
 from tasks.ruler.synthetic import GENERATORS, Context, Sample
 from tasks.tokens import encode_fast
@@ -165,6 +170,10 @@ class BuildSpec:
     mode: str = "official"
     """`reasoning`: the prompt is the user turn only (no template, no answer prefix; the server
     applies the chat template with thinking enabled); its size still counts the template."""
+    sizing: str = "exact"
+    """`official`: the official search-then-shrink procedure (tasks/ruler/sizing.py); `exact`:
+    each sample filled to within one haystack unit of its budget. The task loader defaults to
+    `official` in official mode."""
 
 
 def sample_seed(seed: int, task: str, length: int, index: int) -> int:
@@ -176,6 +185,8 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
     """The documents of one task at one length (no cache)."""
     if spec.task not in TASKS:
         raise ValueError(f"unknown RULER task {spec.task!r}; known: {', '.join(TASKS)}")
+    if spec.sizing not in sizing.SIZINGS:
+        raise ValueError(f"sizing must be one of {', '.join(sizing.SIZINGS)}, got {spec.sizing!r}")
     cfg = TASKS[spec.task]
     count = token_counter(tokenizer)
     reasoning = spec.mode == "reasoning"
@@ -191,9 +202,17 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
                   sentence_splitter=spec.sentence_splitter)
     gen = GENERATORS[cfg.kind](cfg, ctx)
     budget = spec.length - cfg.template.tokens_to_generate
-    srcs = {"sources": [s.to_dict() for s in gen.sources()], "template": template_desc,
+    srcs = {"sources": [s.to_dict() for s in gen.sources()], "template": template_desc, "sizing": spec.sizing,
             "sentence_splitter": spec.sentence_splitter if cfg.args.get("type_haystack") == "essay" else None}
     docs, guess, rate = [], None, gen.unit_tokens_guess
+
+    def text_of(sample: Sample) -> str:
+        return sample.body if reasoning else sample.prompt
+
+    official_size = None
+    if spec.sizing == "official":  # one search, on the first sample, as officially
+        first = sample_seed(spec.seed, spec.task, spec.length, 0)
+        official_size = gen.official_search(lambda n: prompt_count(text_of(gen.search_sample(first, n, 0))))
     it = range(spec.num_samples)
     if progress:
         from tqdm import tqdm
@@ -202,22 +221,27 @@ def build_samples(spec: BuildSpec, tokenizer, progress: bool = False) -> list[di
     for index in it:
         seed = sample_seed(spec.seed, spec.task, spec.length, index)
         made: dict[int, Sample] = {}
-
-        def text_of(sample: Sample) -> str:
-            return sample.body if reasoning else sample.prompt
+        counted: dict[int, int] = {}
 
         def cost(n: int) -> int:
-            made[n] = gen.make(seed, n, index)
-            return prompt_count(text_of(made[n]))
+            if n not in counted:
+                made[n] = gen.make(seed, n, index)
+                counted[n] = prompt_count(text_of(made[n]))
+            return counted[n]
 
-        if guess is None:  # first sample: measure tokens per haystack unit on a small probe
-            guess, rate = initial_guess(lambda n: prompt_count(text_of(gen.make(seed, n, index))), budget,
-                                        gen.min_size, gen.unit_tokens_guess)
         try:
-            fit = fit_size(cost, budget, guess, gen.min_size, rate)
+            if official_size is not None:
+                size = sizing.shrink(lambda n: cost(n) <= budget, official_size, gen.official_step())
+                fit = Fit(size, cost(size), len(counted))
+            else:
+                if guess is None:  # first sample: measure tokens per haystack unit on a small probe
+                    guess, rate = initial_guess(lambda n: prompt_count(text_of(gen.make(seed, n, index))), budget,
+                                                gen.min_size, gen.unit_tokens_guess)
+                fit = fit_size(cost, budget, guess, gen.min_size, rate)
+                guess = fit.size
         except ValueError as e:
-            raise ValueError(f"ruler_{spec.task} at length {spec.length}: {e}") from e
-        guess = fit.size
+            hint = " (or pass --metadata '{\"sizing\": \"exact\"}')" if official_size is not None else ""
+            raise ValueError(f"ruler_{spec.task} at length {spec.length}: {e}{hint}") from e
         s = made[fit.size]
         docs.append({
             "id": f"{spec.task}-{spec.length}-{index}", "index": index, "length": spec.length,
@@ -235,7 +259,7 @@ def cache_key(spec: BuildSpec, tokenizer) -> str:
                "length": spec.length, "num_samples": spec.num_samples, "seed": spec.seed,
                "tokenizer": tokenizer_fingerprint(tokenizer), "use_chat_template": spec.use_chat_template,
                "chat_template_kwargs": spec.chat_template_kwargs, "splitter": spec.sentence_splitter,
-               "mode": spec.mode,
+               "mode": spec.mode, "sizing": spec.sizing,
                "data": _source_digests(spec, cfg)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 OFFICIAL_COMMIT = "c3f5e3b4f87f97e048793bb510a3a6b19a46bf3a"
-VERSION = "1.0"
+VERSION = "1.1"
 DEFAULT_LENGTHS = (4096, 8192, 16384, 32768, 65536, 131072)
 DEFAULT_NUM_SAMPLES = 500
 DEFAULT_SEED = 42

@@ -35,6 +35,8 @@ ESSAY_URL_LIST = ("https://raw.githubusercontent.com/NVIDIA/RULER/"
                   "c3f5e3b4f87f97e048793bb510a3a6b19a46bf3a/scripts/data/synthetic/json/PaulGrahamEssays_URLs.txt")
 NOISE_HAYSTACK = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
 NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
+GENERATED_ESSAYS = "generated-fallback"
+"""Start of the essay source's `origin` when the haystack is the generated stand-in."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,7 @@ def essay_words(essay_path: str | None = None) -> tuple[list[str], Source]:
             raise DataError(path, None, None, "essay corpus not found (a directory of .txt files, a .txt file, "
                                               "or PaulGrahamEssays.json; build one with `longact data ruler-essays`)")
     text = generated_essay_corpus()
-    return text.split(" "), Source("essay", "generated-fallback-v1 (no essay corpus found offline)", _sha(text), len(text))
+    return text.split(" "), Source("essay", f"{GENERATED_ESSAYS}-v1 (no essay corpus found offline)", _sha(text), len(text))
 
 
 # QA datasets -----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from tasks.ruler import sources
+from tasks.ruler import sizing, sources
 from tasks.ruler.constants import TaskConfig
 
 # 40 insertion depths in percent, as the official niah/vt generators use.
@@ -64,7 +64,10 @@ class Context:
 
 
 class Generator:
-    """Base: `make(rng, size)` builds one sample; `min_size` is the smallest meaningful size."""
+    """Base: `make(rng, size)` builds one sample; `min_size` is the smallest meaningful size.
+
+    Official sizing (tasks/ruler/sizing.py) asks each generator for its official step
+    (`official_step`, the scripts' `incremental`) and search (`official_search`)."""
 
     min_size = 1
     unit_tokens_guess = 10.0
@@ -78,6 +81,29 @@ class Generator:
 
     def make(self, sample_seed: int, size: int, index: int) -> Sample:
         raise NotImplementedError
+
+    @property
+    def budget(self) -> int:
+        return self.ctx.length - self.template.tokens_to_generate
+
+    def official_step(self) -> int:
+        """The haystack units the official per-sample loop removes at a time (qa: 10 documents)."""
+        return 10
+
+    def search_sample(self, sample_seed: int, size: int, index: int) -> Sample:
+        """The sample whose prompt the official search counts (VT: without its one-shot example)."""
+        return self.make(sample_seed, size, index)
+
+    def search_extra_tokens(self) -> int:
+        """Tokens the official search adds to the prompt's (VT: the one-shot example's)."""
+        return 0
+
+    def official_search(self, tokens: Callable[[int], int]) -> int:
+        """The official size for this task and length; `tokens(size)` counts `search_sample`'s
+        prompt. niah, vt, qa: probe one step, then binary search (upper bound 3 x length per
+        unit)."""
+        step = self.official_step()
+        return sizing.binary_search(tokens, self.budget - self.search_extra_tokens(), self.ctx.length, step, probe=step)
 
 
 # NIAH ------------------------------------------------------------------------------------
@@ -93,8 +119,11 @@ def random_needle_value(rng: random.Random, kind: str) -> str:
 
 
 def insert_at_depths(sentences: list[str], items: list[str], depths: list[int]) -> str:
-    """Insert `items` between sentences at the given depths (percent of the sentences)."""
-    positions = [0] + sorted(int(len(sentences) * d / 100) for d in depths) + [len(sentences)]
+    """Insert `items` between sentences at the given depths (percent of the sentences).
+
+    The official arithmetic, `int(n * (depth / 100))`: in floating point it is one sentence lower
+    than `int(n * depth / 100)` for some (n, depth), e.g. (150, 82) gives 122, not 123."""
+    positions = [0] + sorted(int(len(sentences) * (d / 100)) for d in depths) + [len(sentences)]
     parts = []
     for i in range(1, len(positions)):
         parts.append(" ".join(sentences[positions[i - 1]:positions[i]]))
@@ -126,6 +155,12 @@ class NIAH(Generator):
         if self.haystack == "essay":
             out.append(self.essay_source)
         return out
+
+    def official_step(self):
+        """niah.py: 500 essay words, 25 noise or needle lines (5 below a 4096-token length)."""
+        if self.haystack == "essay":
+            return 500
+        return 5 if self.ctx.length < 4096 else 25
 
     def make(self, sample_seed, size, index):
         a, rng = self.args, random.Random(sample_seed)
@@ -218,16 +253,17 @@ class VariableTracking(Generator):
         return self.template.text.format(**fmt), self.template.answer_prefix.format(**fmt), all_vars[0]
 
     def _icl_example(self) -> str:
-        """The official one-shot example: a VT sample with 3-letter names and value 12345 sized to
-        500 tokens (task template + answer prefix, no model template), followed by its answer.
-        As officially, the smallest size (5 noise lines) is used when even that is longer."""
+        """The official one-shot example, followed by its answer: a VT sample with 3-letter names
+        and value 12345 (task template + answer prefix, no model template) whose noise size is
+        binary-searched as officially (`sys_vartrack_w_noise_random(num_samples=1,
+        max_seq_length=500, incremental=5)`: probe 5 lines, largest size within 500 tokens in
+        [5, max(3 x 500 / tokens per line, 10)]), 5 lines when none fits."""
         def example(size):
             text, prefix, outputs = self._text(random.Random(self.ctx.seed), size, icl=True)
             return text + prefix, " ".join(outputs)
 
-        size = 5
-        while size < 200 and self.ctx.count(example(size + 5)[0]) <= VT_ICL_BUDGET:
-            size += 5
+        size = sizing.binary_search(lambda n: self.ctx.count(example(n)[0]), VT_ICL_BUDGET, VT_ICL_BUDGET,
+                                    step=5, probe=5)
         text, answer = example(size)
         return text + " " + answer + "\n"
 
@@ -237,11 +273,21 @@ class VariableTracking(Generator):
             icl = icl.replace(name, "".join(rng.choices(string.ascii_uppercase, k=len(name))))
         return icl.replace("12345", str(rng.randint(10000, 99998)))
 
-    def make(self, sample_seed, size, index):
+    def make(self, sample_seed, size, index, with_example: bool = True):
         rng = random.Random(sample_seed)
         text, prefix, outputs = self._text(rng, size, icl=False)
-        body = self.ctx.wrap(self._randomized_icl(rng) + "\n" + text)
+        body = self.ctx.wrap(self._randomized_icl(rng) + "\n" + text if with_example else text)
         return Sample(body, prefix, outputs, {})
+
+    def official_step(self):
+        """variable_tracking.py: 10 noise lines (5 below a 4096-token length)."""
+        return 5 if self.ctx.length < 4096 else 10
+
+    def search_sample(self, sample_seed, size, index):
+        return self.make(sample_seed, size, index, with_example=False)
+
+    def search_extra_tokens(self):
+        return self.ctx.count(self.icl)
 
 
 # Common words (CWE) ----------------------------------------------------------------------
@@ -284,6 +330,11 @@ class CommonWords(Generator):
     def _task(self, context):
         return self.ctx.wrap(self.template.text.format(context=context, query="", num_cw=self.args["num_cw"]))
 
+    def official_search(self, tokens):
+        """common_words_extraction.py: probe 4096 words; upper bound int(length // per word) x 2."""
+        return sizing.binary_search(tokens, self.budget, self.ctx.length, step=10, probe=4096, spread=2,
+                                    floor_estimate=True)
+
     def make(self, sample_seed, size, index):
         rng, prefix = random.Random(sample_seed), self.template.answer_prefix
         shots = []
@@ -309,6 +360,15 @@ class FrequentWords(Generator):
 
         ranks = np.arange(1, self.vocab_size + 1)
         self.shares = ranks ** -self.alpha / zeta(self.alpha)
+
+    def official_step(self):
+        """freq_words_extraction.py: (length - tokens to generate) // 32 words."""
+        return self.budget // 32
+
+    def official_search(self, tokens):
+        """freq_words_extraction.py: from budget // word length words up by one step until the
+        prompt reaches the budget, then one step back."""
+        return sizing.linear_search(tokens, self.budget, self.budget // self.wordlen, self.official_step())
 
     def make(self, sample_seed, size, index):
         rng = random.Random(sample_seed)

@@ -6,6 +6,8 @@ harness adds the evaluated `tokenizer` and `max_model_len`, and `--metadata` may
   lengths            target lengths in tokens (default 4k..128k, those that fit the window)
   num_samples        samples per length (default 500, official)
   seed               generator seed (default 42, official)
+  sizing             official (default in official mode: the official search, then fixed steps
+                     down per sample) | exact (default in reasoning mode: every sample fills its budget)
   essay_path         essay corpus: directory of .txt, a .txt, or PaulGrahamEssays.json
   squad_path, hotpotqa_path   official SQuAD v2 dev / HotpotQA dev JSON files
   sentence_splitter  regex (default) | nltk
@@ -15,7 +17,11 @@ harness adds the evaluated `tokenizer` and `max_model_len`, and `--metadata` may
 
 Each document carries its full prompt (`_prompt`: model template + task text + answer prefix,
 sent to the completions endpoint as a prefill), gold `outputs`, `length`, `prompt_tokens` and
-the data sources it was built from.
+the data sources and sizing it was built from (`_sources`, run.json `data_sources`).
+
+Without an essay corpus the essay-haystack tasks (niah_single_2/3, multikey_1, multivalue,
+multiquery) run on a generated stand-in: loading them warns, and their `_sources` say so
+(`benchmark.published_comparable` reads that for the reports).
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ from __future__ import annotations
 import logging
 
 from tasks.data_io import DataError, to_dataset_dict
+from tasks.ruler import sources
 from tasks.ruler.build import BuildSpec, load_or_build
 from tasks.ruler.constants import DEFAULT_LENGTHS, DEFAULT_NUM_SAMPLES, DEFAULT_SEED, METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import item_score
+from tasks.ruler.sizing import SIZINGS
 from tasks.tokens import task_tokenizer
 
 log = logging.getLogger("longact.ruler")
@@ -63,18 +71,41 @@ def _tokenizer(tokenizer):
     return task_tokenizer(tokenizer)
 
 
+def resolve_sizing(sizing, mode: str) -> str:
+    """`sizing` as given, else `official` in official mode and `exact` in reasoning mode."""
+    if sizing is None:
+        return "official" if mode == "official" else "exact"
+    if sizing not in SIZINGS:
+        raise DataError("metadata", None, "sizing", f"expected one of {', '.join(SIZINGS)}, got {sizing!r}")
+    return sizing
+
+
+def warn_if_generated_essays(ruler_task: str, essay_path=None) -> bool:
+    """Warn (once per load) when an essay-haystack task will run on the generated stand-in."""
+    if TASKS[ruler_task].args.get("type_haystack") != "essay":
+        return False
+    if not sources.essay_words(essay_path)[1].origin.startswith(sources.GENERATED_ESSAYS):
+        return False
+    log.warning("ruler_%s: no essay corpus found, so its haystack is a generated stand-in and its scores are not "
+                "comparable with published RULER numbers. Build the essays once with `longact data ruler-essays` "
+                "(online) or pass --metadata '{\"essay_path\": \"/path/to/essays\"}'", ruler_task)
+    return True
+
+
 def load(ruler_task: str, tokenizer=None, max_model_len=None, lengths=None, num_samples=DEFAULT_NUM_SAMPLES,
-         seed=DEFAULT_SEED, essay_path=None, squad_path=None, hotpotqa_path=None, sentence_splitter="regex",
-         chat_template=None, chat_template_kwargs=None, cache_dir=None, mode="official", **_):
+         seed=DEFAULT_SEED, sizing=None, essay_path=None, squad_path=None, hotpotqa_path=None,
+         sentence_splitter="regex", chat_template=None, chat_template_kwargs=None, cache_dir=None, mode="official", **_):
     if ruler_task not in TASKS:
         raise DataError("task yaml", None, "metadata.ruler_task", f"unknown RULER task {ruler_task!r}")
     tok = _tokenizer(tokenizer)
+    sizing = resolve_sizing(sizing, mode)
+    warn_if_generated_essays(ruler_task, essay_path)
     docs = []
     for length in resolve_lengths(lengths, max_model_len):
         spec = BuildSpec(task=ruler_task, length=length, num_samples=int(num_samples), seed=int(seed),
                          essay_path=essay_path, squad_path=squad_path, hotpotqa_path=hotpotqa_path,
                          sentence_splitter=sentence_splitter, use_chat_template=chat_template,
-                         chat_template_kwargs=chat_template_kwargs, mode=mode)
+                         chat_template_kwargs=chat_template_kwargs, mode=mode, sizing=sizing)
         try:
             docs += load_or_build(spec, tok, cache_dir=cache_dir, progress=length >= 16384)
         except ValueError as e:
