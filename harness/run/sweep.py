@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import IncompleteRunError, UserError
-from harness.records.provenance import model_hashes
 from harness.run.config import EvalConfig
 
 # config.json keys that differ between checkpoints of one architecture without changing it.
@@ -51,14 +50,23 @@ def architecture(checkpoint: str) -> dict:
     return {k: v for k, v in cfg.items() if k not in VOLATILE_CONFIG_KEYS}
 
 
+def tokenizer_identity(checkpoint: str) -> tuple:
+    """What the served tokenizer does (vocabulary, special tokens, chat template), not how its
+    files happen to be written (a re-saved tokenizer's files differ byte for byte)."""
+    from tasks.tokens import load_tokenizer
+
+    tok = load_tokenizer(str(checkpoint))
+    return (sorted(tok.get_vocab().items()), tuple(tok.all_special_tokens), tok.chat_template)
+
+
 def check_swappable(checkpoints: list[str]) -> None:
     """One engine serves them all only if they share the architecture and the tokenizer."""
     first = checkpoints[0]
-    arch, tok = architecture(first), model_hashes(first)[1]
+    arch, tok = architecture(first), tokenizer_identity(first)
     for ckpt in checkpoints[1:]:
         if architecture(ckpt) != arch:
             raise UserError(f"{ckpt} and {first} differ in config.json beyond the weights; one engine cannot serve both")
-        if model_hashes(ckpt)[1] != tok:
+        if tokenizer_identity(ckpt) != tok:
             raise UserError(f"{ckpt} and {first} have different tokenizers; one engine cannot serve both")
 
 
