@@ -166,3 +166,33 @@ def test_one_markdown_renderer_for_every_table():
     assert markdown(cols, rows, compact=True).splitlines() == [
         "| run | x | note |", "|:--|--:|---|", "| a | 1.0 | ok |", "| bb | 12.5 | – |"]
     assert markdown(cols, []).splitlines() == ["| run | x | note |", "|:----|--:|------|"]
+
+
+def test_cells_on_a_generated_essay_haystack_are_marked_everywhere(tmp_path, capsys):
+    """RULER essay-haystack tasks built on the generated corpus are not the published benchmark:
+    show, compare and the leaderboard mark their cells and say why."""
+    from harness.records.io import load_run
+    from harness.report.compare import compare, render
+    from harness.report.leaderboard import build, markdown
+    from harness.report.tables import MARK, run_table
+    from tasks.ruler.sources import GENERATED_ESSAYS
+
+    dirs = []
+    for name in ("base", "other"):
+        run_dir = write_run(tmp_path, name, {"ruler_niah_single_2": [100, 0], "ruler_niah_single_1": [0, 100]}, group=None)
+        rec = load_run(run_dir)
+        rec.tasks["ruler_niah_single_2"].data_sources = [
+            {"sizing": "official", "sources": [{"kind": "essay", "origin": f"{GENERATED_ESSAYS} (test)"}]}]
+        rec.tasks["ruler_niah_single_1"].data_sources = [
+            {"sizing": "official", "sources": [{"kind": "noise", "origin": "RULER noise sentence"}]}]
+        (run_dir / "run.json").write_text(json.dumps(rec.to_dict()))
+        dirs.append(run_dir)
+    shown = run_table(dirs[0])
+    assert "not comparable with published numbers" in shown and "ruler_niah_single_2:" in shown
+    table = render(compare([str(d) for d in dirs]))
+    head = table.split("\n\n")[1]
+    assert f"50.0{MARK}" in head and "ruler_niah_single_1" in head
+    assert table.count("ruler_niah_single_2:") == 2 and "ruler_niah_single_1:" not in table
+    _, names, rows = build(tmp_path)
+    board = markdown(names, rows)
+    assert f"50.0{MARK}" in board and "ruler_niah_single_2:" in board

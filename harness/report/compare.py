@@ -32,7 +32,7 @@ from harness.records.io import load_run
 from harness.records.schema import RunRecord
 from harness.records.state import RunState, run_state
 from harness.report.stats import format_p, paired_test
-from harness.report.tables import Column, fmt, markdown
+from harness.report.tables import MARK, NOTE_HEAD, Column, fmt, markdown, marked, published_notes
 from tasks.benchmarks import group_members, report_for
 
 
@@ -269,7 +269,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
             raise UserError(f"{r.path} was not run the same way as the baseline {base.path}:\n  - " + "\n  - ".join(diff)
                             + "\nPairing them would compare different benchmarks; rerun one of them, or pass --force.")
         warnings += [f"{r.label}: {d}" for d in diff]
-    rows = [{"run": r.label, "status": r.state.status, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols}}
+    rows = [{"run": r.label, "status": r.state.status, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols},
+             "marked": [c.name for c in cols if marked("x", [t for t, _ in c.parts], r.record) != "x"]}
             for r in runs]
     deltas = []
     for r in runs:
@@ -281,7 +282,7 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
                 deltas.append({"run": r.label, "column": c.name, "delta": res.delta, "low": res.low, "high": res.high,
                                "p": res.p_value, "p_floor": res.p_floor, "test": res.test, "n": res.n})
     return {"baseline": base.label, "columns": [c.name for c in cols], "rows": rows, "deltas": deltas,
-            "warnings": warnings}
+            "warnings": warnings, "published": published_notes([(r.label, r.record) for r in runs])}
 
 
 def to_frames(result: dict):
@@ -290,7 +291,8 @@ def to_frames(result: dict):
     # A status column only when some run has not finished: complete runs are the normal case.
     status = any(r.get("status", "complete") != "complete" for r in result["rows"])
     values = pd.DataFrame([{"run": r["run"], **({"status": r["status"]} if status else {}),
-                            **{c: fmt(r["values"][c][0]) for c in result["columns"]}}
+                            **{c: fmt(r["values"][c][0]) + (MARK if c in r.get("marked", ()) else "")
+                               for c in result["columns"]}}
                            for r in result["rows"]]).set_index("run")
     deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n"])
     if not deltas.empty:
@@ -315,6 +317,8 @@ def render(result: dict, fmt: str = "md") -> str:
         out += "\n\n" + _markdown(deltas, 2)
     if result["warnings"]:
         out += "\n\nforced (--force) despite:\n" + "\n".join(f"- {w}" for w in result["warnings"])
+    if result.get("published"):
+        out += f"\n\n{NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in result["published"])
     return out
 
 

@@ -80,7 +80,8 @@ def build(results_dir: str | Path = "results") -> tuple[list, list[str], list[di
     runs = [load(p) for p in paths]
     label_runs(runs)
     cols = union_columns([run.record for run in runs])
-    table = [{"run": run, "values": {c.name: cell(run, c) for c in cols}} for run in runs]
+    table = [{"run": run, "values": {c.name: cell(run, c) for c in cols},
+              "tasks": {c.name: [task for task, _ in c.parts] for c in cols}} for run in runs]
     return runs, [c.name for c in cols], table
 
 
@@ -100,19 +101,22 @@ def markdown(names: list[str], table: list[dict]) -> str:
     status = _has_unfinished(table)
     cols = ([Column("run", align="left")] + ([Column("status", align="left")] if status else [])
             + [Column(n, align="right") for n in names])
-    rows = [[row["run"].label] + ([row["run"].state.status] if status else []) + [fmt(row["values"][n][0]) for n in names]
+    rows = [[row["run"].label] + ([row["run"].state.status] if status else [])
+            + [tables.marked(fmt(row["values"][n][0]), row["tasks"][n], row["run"].record) for n in names]
             for row in table]
     text = tables.markdown(cols, rows, compact=True)
     notes = unfinished_notes(table)
-    return text + ("\n\nUnfinished runs (their cells cover only what they answered):\n" + "\n".join(f"- {n}" for n in notes)
-                   if notes else "")
+    text += ("\n\nUnfinished runs (their cells cover only what they answered):\n" + "\n".join(f"- {n}" for n in notes)
+             if notes else "")
+    published = tables.published_notes([(row["run"].label, row["run"].record) for row in table])
+    return text + (f"\n\n{tables.NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in published) if published else "")
 
 
 def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
-    def td(v):
+    def td(v, tasks, record):
         value, n = v
         return ('<td data-value="">–</td>' if value is None else
-                f'<td data-value="{value:.6f}" title="n={n}">{value:.1f}</td>')
+                f'<td data-value="{value:.6f}" title="n={n}">{tables.marked(f"{value:.1f}", tasks, record)}</td>')
 
     status = _has_unfinished(table)
     rows = []
@@ -120,7 +124,7 @@ def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
         state = row["run"].state
         mark = (f'<td class="status" title="{html.escape(state.note)}">{html.escape(state.status)}</td>' if status else "")
         rows.append(f'<tr class="run" id="r{k}"><td>{html.escape(row["run"].label)}</td>{mark}'
-                    + "".join(td(row["values"][n]) for n in names) + "</tr>")
+                    + "".join(td(row["values"][n], row["tasks"][n], row["run"].record) for n in names) + "</tr>")
         prov = html.escape(json.dumps(_provenance(row["run"]), indent=1))
         rows.append(f'<tr class="prov" id="prov-r{k}"><td colspan="{len(names) + 1 + status}"><pre>{prov}</pre></td></tr>')
     header = ("<th>run</th>" + ("<th>status</th>" if status else "")
@@ -128,6 +132,9 @@ def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
     notes = unfinished_notes(table)
     unfinished = ("<p>Unfinished runs (their cells cover only what they answered):</p><ul>"
                   + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    published = tables.published_notes([(row["run"].label, row["run"].record) for row in table])
+    unfinished += (f"<p>{html.escape(tables.NOTE_HEAD)}</p><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in published)
+                   + "</ul>") if published else ""
     images = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
                      f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' for title, png in plots.items())
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>LongAct leaderboard</title>"

@@ -95,6 +95,38 @@ def markdown(columns: list[Column], rows: list[list[str]], header_margin: int = 
     return "\n".join([line([c.name for c in columns]), sep] + [line(row) for row in rows])
 
 
+MARK = "†"
+"""Marks a cell that includes a task whose scores cannot stand next to the published numbers."""
+
+
+def incomparable(record: RunRecord) -> dict[str, str]:
+    """Task -> why its scores cannot be compared with the benchmark's published numbers (e.g. RULER
+    on a generated essay haystack), as the task's benchmark judges from the run's data sources."""
+    from tasks.benchmarks import published_comparable
+
+    out = {}
+    for task, result in sorted(record.tasks.items()):
+        ok, why = published_comparable(task, result.data_sources)
+        if not ok:
+            out[task] = why
+    return out
+
+
+def published_notes(pairs) -> list[str]:
+    """`label: task: reason` lines for (label, record) pairs, for the note under a table."""
+    return [f"{label}: {task}: {why}" if label else f"{task}: {why}"
+            for label, record in pairs for task, why in incomparable(record).items()]
+
+
+def marked(value: str, tasks, record: RunRecord) -> str:
+    """`value` with MARK when any of `tasks` is incomparable in `record`."""
+    bad = incomparable(record)
+    return value + MARK if any(t in bad for t in tasks) and value != "–" else value
+
+
+NOTE_HEAD = f"{MARK} not comparable with published numbers:"
+
+
 def run_table(run: str | os.PathLike | RunRecord) -> str:
     """`longact show`: a header line, how the run stands when it is not complete (with the command
     that resumes it), and one row per metric, breakdown value and group."""
@@ -114,4 +146,6 @@ def run_table(run: str | os.PathLike | RunRecord) -> str:
     rows = run_rows(record)
     if not rows:
         return head + "\n\nno results written yet"
-    return head + "\n\n" + markdown(RUN_COLUMNS, [[fmt(row.get(c.name)) for c in RUN_COLUMNS] for row in rows])
+    notes = published_notes([(None, record)])
+    return (head + "\n\n" + markdown(RUN_COLUMNS, [[fmt(row.get(c.name)) for c in RUN_COLUMNS] for row in rows])
+            + (f"\n\n{NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in notes) if notes else ""))
