@@ -26,6 +26,52 @@ from harness.run.config import EvalConfig
 VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
 
 
+def serving_view(checkpoint: str, root: Path) -> str:
+    """The directory the engine loads `checkpoint` from.
+
+    vLLM's in-place reload from disk does not re-tie the output layer to the input embeddings
+    (measured with vLLM 0.32: after a swap, a checkpoint with tied embeddings and new embedding
+    weights gave other log-probs than a fresh server). For such checkpoints the engine serves an
+    untied view: the same files (linked), a config with `tie_word_embeddings: false`, and the
+    embedding matrix written once more as `lm_head.weight`, which is exactly what tying computes.
+    Checkpoints without tied embeddings are served from their own directory."""
+    src = Path(checkpoint).resolve()
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    if not cfg.get("tie_word_embeddings"):
+        return str(src)
+    import hashlib
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    view = root / hashlib.sha256(str(src).encode()).hexdigest()[:16]
+    done = view / ".complete"
+    if done.exists() and done.read_text() == str(src):
+        return str(view)
+    view.mkdir(parents=True, exist_ok=True)
+    index_name = "model.safetensors.index.json"
+    for f in src.iterdir():
+        if f.name not in ("config.json", index_name) and f.is_file() and not (view / f.name).exists():
+            (view / f.name).symlink_to(f)
+    (view / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": False}, indent=2), encoding="utf-8")
+    embed = None
+    for f in sorted(src.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as st:
+            name = next((k for k in st.keys() if k.endswith("embed_tokens.weight")), None)
+            if name:
+                embed = st.get_tensor(name)
+                break
+    if embed is None:
+        raise UserError(f"{checkpoint}: tied embeddings but no embed_tokens.weight in its safetensors files")
+    save_file({"lm_head.weight": embed.contiguous()}, str(view / "lm_head.safetensors"))
+    if (src / index_name).exists():  # a sharded checkpoint lists its files: add the new one
+        index = json.loads((src / index_name).read_text(encoding="utf-8"))
+        index["weight_map"]["lm_head.weight"] = "lm_head.safetensors"
+        (view / index_name).write_text(json.dumps(index, indent=2), encoding="utf-8")
+    done.write_text(str(src))
+    return str(view)
+
+
 @dataclass
 class Engine:
     """A running swappable server and the checkpoint whose weights it holds."""
@@ -33,13 +79,15 @@ class Engine:
     server: object
     loaded: str
     startup_s: float
+    views: Path
+    """Where untied views of tied checkpoints go (`serving_view`)."""
     swaps: list[float] = field(default_factory=list)
 
     def serve(self, checkpoint: str) -> float | None:
         """Make `checkpoint` the served weights; seconds the swap took (None: already loaded)."""
         if Path(checkpoint).resolve() == Path(self.loaded).resolve():
             return None
-        seconds = self.server.load_weights(checkpoint)
+        seconds = self.server.load_weights(serving_view(checkpoint, self.views))
         self.loaded = checkpoint
         self.swaps.append(seconds)
         return round(seconds, 2)
@@ -105,14 +153,16 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
         return {rid: out[rid] for rid in cfgs}
     check_swappable([cfgs[rid].model for rid in todo])
     first = cfgs[todo[0]]
-    log = Path(first.run.output_dir) / ".engine" / "server.log"
-    server = VLLMServer(server_config(first, swappable=True), log_path=log,
-                        report_every_s=15.0 if first.run.progress else None)
+    work = Path(first.run.output_dir) / ".engine"
+    serve_cfg = server_config(first, swappable=True)
+    serve_cfg.model = serving_view(first.model, work / "views")
+    log = work / "server.log"
+    server = VLLMServer(serve_cfg, log_path=log, report_every_s=15.0 if first.run.progress else None)
     print(f"starting one vLLM engine for {len(todo)} checkpoint(s) (log: {log}) ...", file=sys.stderr)
     with stop_on_sigterm():
         try:
             server.start()
-            engine = Engine(server, first.model, round(server.startup_s, 2))
+            engine = Engine(server, first.model, round(server.startup_s, 2), work / "views")
             print(f"engine healthy after {server.startup_s:.1f} s", file=sys.stderr)
             incomplete = []
             for rid in todo:
