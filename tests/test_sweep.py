@@ -3,6 +3,7 @@ samples as a fresh server per checkpoint, each run names its own checkpoint and 
 a finished sweep is not redone."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,29 @@ def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, t
 
     again = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})  # finished: no engine, no redo
     assert again == runs
+
+
+def test_tied_checkpoints_are_served_untied_with_the_same_numbers(tmp_path):
+    """No server: the view's output layer is the embedding matrix itself, so logits are unchanged."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from harness.run.sweep import serving_view
+    from tests.conftest import ROOT
+
+    skilled = ROOT / "assets" / "tiny-qwen3-skilled"
+    view = Path(serving_view(str(skilled), tmp_path))
+    assert view != skilled.resolve() and json.loads((view / "config.json").read_text())["tie_word_embeddings"] is False
+    embed = load_file(str(skilled / "model.safetensors"))["model.embed_tokens.weight"]
+    assert torch.equal(load_file(str(view / "model-00002-of-00002.safetensors"))["lm_head.weight"], embed)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        a = AutoModelForCausalLM.from_pretrained(skilled, dtype=torch.float32)(ids).logits
+        b = AutoModelForCausalLM.from_pretrained(view, dtype=torch.float32)(ids).logits
+    assert torch.equal(a, b)
+    assert serving_view(str(skilled), tmp_path) == str(view)  # made once
+    untied = tmp_path / "untied"
+    untied.mkdir()
+    (untied / "config.json").write_text(json.dumps({"tie_word_embeddings": False}))
+    assert serving_view(str(untied), tmp_path) == str(untied.resolve())

@@ -50,24 +50,28 @@ def serving_view(checkpoint: str, root: Path) -> str:
         return str(view)
     view.mkdir(parents=True, exist_ok=True)
     index_name = "model.safetensors.index.json"
+    # transformers prefers a plain model.safetensors over an index, so a single-file checkpoint's
+    # weights are linked under a shard name and the index lists both files.
+    renamed = {"model.safetensors": "model-00001-of-00002.safetensors"}
+    extra = "model-00002-of-00002.safetensors" if (src / "model.safetensors").exists() else "lm_head.safetensors"
     for f in src.iterdir():
-        if f.name not in ("config.json", index_name) and f.is_file() and not (view / f.name).exists():
-            (view / f.name).symlink_to(f)
+        target = view / renamed.get(f.name, f.name)
+        if f.name not in ("config.json", index_name) and f.is_file() and not target.exists():
+            target.symlink_to(f)
     (view / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": False}, indent=2), encoding="utf-8")
-    embed = None
+    embed, weight_map = None, {}
     for f in sorted(src.glob("*.safetensors")):
         with safe_open(str(f), "pt") as st:
-            name = next((k for k in st.keys() if k.endswith("embed_tokens.weight")), None)
-            if name:
-                embed = st.get_tensor(name)
-                break
+            for name in st.keys():
+                weight_map[name] = renamed.get(f.name, f.name)
+                if embed is None and name.endswith("embed_tokens.weight"):
+                    embed = st.get_tensor(name)
     if embed is None:
         raise UserError(f"{checkpoint}: tied embeddings but no embed_tokens.weight in its safetensors files")
-    save_file({"lm_head.weight": embed.contiguous()}, str(view / "lm_head.safetensors"))
-    if (src / index_name).exists():  # a sharded checkpoint lists its files: add the new one
-        index = json.loads((src / index_name).read_text(encoding="utf-8"))
-        index["weight_map"]["lm_head.weight"] = "lm_head.safetensors"
-        (view / index_name).write_text(json.dumps(index, indent=2), encoding="utf-8")
+    save_file({"lm_head.weight": embed.contiguous()}, str(view / extra))
+    # An index names every file to load (transformers and vLLM both read it), the new one included.
+    weight_map["lm_head.weight"] = extra
+    (view / index_name).write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=2), encoding="utf-8")
     done.write_text(str(src))
     return str(view)
 
