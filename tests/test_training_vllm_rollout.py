@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from training.rollout import HFRollout, SamplingConfig, VLLMRollout
-from training.train import token_logps
+from training.logprobs import pack, prepare, token_logps, unpadded
 
 PROMPTS = ["What is the passkey in the document?", "Read the following text and answer the question."]
 LOGP_TOL = 1e-4  # float32 on both sides; measured differences are ~1e-6
@@ -24,7 +24,9 @@ LONG = "Read the following text and answer the question: the quiet river runs no
 def hf_model(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    prepare(model)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +77,12 @@ def _check_layout(ro, tok, prompts, n, max_new):
         assert (ro.logprobs[ro.completion_mask == 0] == 0).all() and (ro.logprobs[ro.completion_mask == 1] < 0).all()
 
 
-def _max_logp_gap(ro, model):
-    """Largest |sampling log-prob - log-softmax of `model` on the same tokens| over counted tokens."""
+def _max_logp_gap(ro, model, temperature=1.0):
+    """Largest |sampling log-prob - the trainer's log-prob of `model` on the same tokens| over counted tokens."""
+    packed = pack([unpadded(ids, am, ro.prompt_len) for ids, am in zip(ro.input_ids, ro.attention_mask)],
+                  ro.completion_mask.shape[1], "cpu")
     with torch.no_grad():
-        lp, _ = token_logps(model, ro.input_ids, ro.attention_mask, ro.prompt_len)
+        lp, _ = token_logps(model, packed, temperature)
     return float(((ro.logprobs - lp).abs() * ro.completion_mask).max())
 
 
@@ -122,6 +126,16 @@ def test_vllm_layout_and_seeds(vllm_rollout, tok):
 def test_vllm_logprobs_match_hf_policy(vllm_rollout, hf_model):
     ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
     assert _max_logp_gap(ro, hf_model) < LOGP_TOL
+
+
+@pytest.mark.slow
+def test_vllm_logprobs_at_temperature_are_the_trainers(vllm_rollout, hf_model, monkeypatch):
+    # The engine returns log-probs after temperature (processed_logprobs) and the trainer divides its
+    # logits by the temperature: at T = 2 both are log-probs of the distribution sampled from.
+    monkeypatch.setattr(vllm_rollout, "sampling", SamplingConfig(max_new_tokens=12, temperature=2.0))
+    ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
+    assert _max_logp_gap(ro, hf_model, temperature=2.0) < LOGP_TOL
+    assert _max_logp_gap(ro, hf_model, temperature=1.0) > 100 * LOGP_TOL  # raw log-probs are another quantity
 
 
 @pytest.mark.slow
