@@ -5,7 +5,7 @@ synthetic rows (no rollouts, so each test takes seconds):
   accumulation exact at the gradient level (the weight-level tests in test_training_algos.py
   pass through Adam, whose first step is nearly sign(g) and would hide a wrong normaliser);
 - fidelity: log-probs at the sampling temperature, calibration on the prompts the rollout sends,
-  one precision for old and new log-probs."""
+  one precision for old and new log-probs, Clip-Cov / KL-Cov choices over the whole mini-batch."""
 
 from __future__ import annotations
 
@@ -216,9 +216,30 @@ def test_old_and_new_logps_share_one_precision(model, device):
     bf16_old = [r.old_logp for r in rows]
     opt = _Capture(net.parameters(), lr=0.0)
     update(net, net, None, rows, cfg, d, (recording, L.AGGREGATIONS[cfg.algo.aggregation]),
-           LongActMask.calibrate(net, [], MaskConfig(strategy="none")), opt)
+           LongActMask.calibrate(net, [], MaskConfig(strategy="none")), opt, fresh=True)
     assert seen and all(torch.equal(new, old) for new, old in seen)  # ratio exactly 1 at the first update
     assert max(float(g.abs().max()) for g in opt.grads.values()) > 0
     recompute_old_logps(net, rows, _cfg("micro_batch=3", "ppo_epochs=2", f"device={device}"), d)
     # bf16 did take effect (on CPU too): float32 log-probs differ
     assert max(float((a - r.old_logp).abs().max()) for a, r in zip(bf16_old, rows)) > 1e-3
+
+
+@pytest.mark.parametrize("loss,kwargs", [("kl_cov", "{kl_cov_ratio: 0.01}"),
+                                         ("clip_cov", "{clip_ratio: 0.04, cov_lb: -100.0, cov_ub: 100.0}")])
+def test_covariance_choices_span_the_mini_batch(model, loss, kwargs):
+    rows = _rows()
+    recompute_old_logps(model, rows, _cfg(), D)
+    g = torch.Generator().manual_seed(3)
+    for r in rows:  # a policy that has moved a little since sampling: |logp - old| has a gradient
+        r.old_logp = r.old_logp + 0.05 * torch.randn(r.old_logp.shape, generator=g)
+    n_tok = int(sum(r.completion.sum() for r in rows))
+    share = {"kl_cov": 0.01, "clip_cov": 0.04}[loss]
+    runs = {}
+    for mb in (8, 1):
+        torch.manual_seed(0)  # the choice's seed comes from the torch RNG
+        cfg = _cfg(f"algo.policy_loss={loss}", f"algo.loss_kwargs={kwargs}", f"micro_batch={mb}")
+        runs[mb] = _update_grads(model, rows, cfg, loss)
+    # one choice over all N tokens: max(1, int(share * N)) of them, not at least one per micro-batch
+    for grads, stats in runs.values():
+        assert stats["clip_frac"] == pytest.approx(max(1, int(share * n_tok)) / n_tok)
+    _assert_same_grads(runs[8][0], runs[1][0])

@@ -182,22 +182,58 @@ def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Di
             r.old_logp = row_lp[: r.completion.shape[0]].clone()
 
 
-def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt) -> dict:
+def batch_picks(net, mbs: list[list[Row]], cfg: TrainConfig, d: parallel.Dist, fresh: bool) -> list:
+    """Clip-Cov / KL-Cov: the tokens each micro-batch's loss cuts or penalises, chosen over the whole
+    mini-batch on every rank, as Cui et al. define the covariance (its means and the chosen share
+    are over the batch). One forward pass without grad gives the current log-probs, except at a
+    step's first update (`fresh`) where the recomputed old log-probs are the current ones. Every
+    rank gathers all tokens' features in rank order and chooses from one seed they agree on."""
+    features, pick = L.BATCH_PICKS[cfg.algo.policy_loss]
+    kw = {"eps_low": cfg.algo.eps_low, "eps_high": cfg.algo.eps_high, **cfg.algo.loss_kwargs}
+    valid, local = [], []
+    for mb in mbs:
+        packed, cm, adv, old, _ = _stack(mb, d.device)
+        if fresh and old is not None:
+            lp = old
+        else:
+            with torch.no_grad(), precision(cfg, d):
+                lp, _ = token_logps(net, packed, cfg.sampling.temperature)
+        valid.append(cm > 0)
+        local.append(features(lp.float(), old if old is not None else lp.float(), adv, cm, **kw)[cm > 0].cpu())
+    every = d.gather(torch.cat(local))  # [n_r, F] per rank, in rank order
+    # one draw from each rank's own (checkpointed) RNG, summed: the same seed on every rank
+    seed = int(d.all_sum([float(torch.randint(2**40, ()).item())])[0])
+    chosen = pick(torch.cat(every), torch.Generator().manual_seed(seed), **kw)
+    at = sum(e.shape[0] for e in every[:d.rank])
+    out = []
+    for v in valid:  # this rank's share, back into each micro-batch's [b, C] layout
+        v = v.cpu()
+        p = torch.zeros(v.shape, dtype=torch.bool)
+        p[v] = chosen[at:at + int(v.sum())]
+        at += int(v.sum())
+        out.append(p.to(d.device))
+    return out
+
+
+def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt, fresh: bool = False) -> dict:
     """4. loss over micro-batches with normalisers summed over the whole mini-batch on every rank
     (exact accumulation) -> 5. mask -> 6. clip -> 7. step. A non-finite loss or gradient skips
-    the update: nothing moves, the update is counted and logged."""
+    the update: nothing moves, the update is counted and logged. `fresh`: the policy is still the
+    one that sampled the rows (a step's first update)."""
     policy_loss, aggregate = fns
     n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
     n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
     stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "rollout_logp_diff": 0.0}
     mbs = micro_batches(rows, cfg, d)
+    picks = batch_picks(net, mbs, cfg, d, fresh) if cfg.algo.policy_loss in L.BATCH_PICKS else [None] * len(mbs)
     T = cfg.sampling.temperature
     for k, mb in enumerate(mbs):
         packed, cm, adv, old, engine = _stack(mb, d.device)
         with parallel.grad_sync(net, d, k == len(mbs) - 1), precision(cfg, d):
             lp, ent = token_logps(net, packed, T)
             per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
-                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs)
+                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
+                                       **({"pick": picks[k]} if picks[k] is not None else {}))
             if ref is not None:
                 with torch.no_grad():
                     ref_lp, _ = token_logps(ref, packed, T)
@@ -304,7 +340,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         for _ in range(cfg.ppo_epochs if total_rows else 0):
             for i in range(cfg.mini_batches):
                 chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
-                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt))
+                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt, fresh=not updates))
         t_update = time.perf_counter() - t0 - t_rollout
         skipped += sum(not u["finite"] for u in updates)
         for i, u in enumerate(updates):
