@@ -22,6 +22,10 @@ Departures from the papers (on purpose, all configurable or documented):
 - the KL term (kl_coef > 0) is k3 to the initial policy, added per token before aggregation;
 - mini-batches are contiguous slices of the step's rows in rollout order (no reshuffle per epoch),
   which keeps the update independent of the number of processes when mini_batches = 1.
+As the papers and verl/TRL do: log-probs, ratio, KL and entropy are those of logits / temperature;
+old, new and reference log-probs run under one precision; Clip-Cov / KL-Cov pick their tokens over
+the whole mini-batch. Memory (training/logprobs.py): micro-batches are rows packed without padding
+up to `max_tokens_per_micro_batch`, logits exist only at completion positions, a chunk at a time.
 """
 
 from __future__ import annotations
