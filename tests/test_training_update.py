@@ -166,15 +166,22 @@ def test_accumulation_is_exact_at_the_gradient(model, agg):
 
 # ---- fidelity (issue 15, part 2, items 6-9) ------------------------------------------------------
 
-def test_old_logps_are_those_of_the_sampling_temperature(model):
+def test_logps_are_those_of_the_sampling_temperature(model):
     rows = _rows()
-    recompute_old_logps(model, rows, _cfg("sampling.temperature=2.0", "micro_batch=3"), D)
+    cfg = _cfg("sampling.temperature=2.0", "micro_batch=3")
+    recompute_old_logps(model, rows, cfg, D)
     old = torch.stack([r.old_logp for r in rows])
     cm = torch.stack([r.completion for r in rows]).float()
     with torch.no_grad():
         at_t, raw = _reference_logps(model, rows, 2.0), _reference_logps(model, rows, 1.0)
     torch.testing.assert_close(old * cm, at_t, atol=2e-5, rtol=0)
     assert float(((old - raw).abs() * cm).max()) > 0.1  # T = 1 would be another distribution
+    # the engine-vs-trainer metric compares like with like: vLLM returns raw log-probs, so the
+    # trainer's raw ones (~0 apart here), not those at T (>= 0.1 apart)
+    for r, engine in zip(rows, raw):
+        r.rollout_logp = engine
+    _, stats = _update_grads(model, rows, cfg)
+    assert stats["rollout_logp_diff"] < 1e-5 and stats["grad_norm"] > 0
 
 
 def test_calibration_sees_what_the_rollout_sends(model):

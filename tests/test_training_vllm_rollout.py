@@ -77,13 +77,14 @@ def _check_layout(ro, tok, prompts, n, max_new):
         assert (ro.logprobs[ro.completion_mask == 0] == 0).all() and (ro.logprobs[ro.completion_mask == 1] < 0).all()
 
 
-def _max_logp_gap(ro, model, temperature=1.0):
-    """Largest |sampling log-prob - the trainer's log-prob of `model` on the same tokens| over counted tokens."""
+def _max_logp_gap(ro, model, temperature=1.0, raw=True):
+    """Largest |sampling log-prob - the trainer's log-prob of `model` on the same tokens| over counted
+    tokens; the trainer's raw log-probs (before temperature) or, raw=False, those at the temperature."""
     packed = pack([unpadded(ids, am, ro.prompt_len) for ids, am in zip(ro.input_ids, ro.attention_mask)],
                   ro.completion_mask.shape[1], "cpu")
     with torch.no_grad():
-        lp, _ = token_logps(model, packed, temperature)
-    return float(((ro.logprobs - lp).abs() * ro.completion_mask).max())
+        lp, _, raw_lp = token_logps(model, packed, temperature, raw=True)
+    return float(((ro.logprobs - (raw_lp if raw else lp)).abs() * ro.completion_mask).max())
 
 
 # ---- HFRollout with seeds (fast) --------------------------------------------------------------
@@ -129,13 +130,13 @@ def test_vllm_logprobs_match_hf_policy(vllm_rollout, hf_model):
 
 
 @pytest.mark.slow
-def test_vllm_logprobs_at_temperature_are_the_trainers(vllm_rollout, hf_model, monkeypatch):
-    # The engine returns log-probs after temperature (processed_logprobs) and the trainer divides its
-    # logits by the temperature: at T = 2 both are log-probs of the distribution sampled from.
+def test_vllm_logprobs_at_temperature_compare_like_with_like(vllm_rollout, hf_model, monkeypatch):
+    # The engine returns raw log-probs (before temperature); the trainer's loss uses logits / T and its
+    # mismatch metric the raw ones, which match the engine's at T = 2 as at T = 1.
     monkeypatch.setattr(vllm_rollout, "sampling", SamplingConfig(max_new_tokens=12, temperature=2.0))
     ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
     assert _max_logp_gap(ro, hf_model, temperature=2.0) < LOGP_TOL
-    assert _max_logp_gap(ro, hf_model, temperature=1.0) > 100 * LOGP_TOL  # raw log-probs are another quantity
+    assert _max_logp_gap(ro, hf_model, temperature=2.0, raw=False) > 100 * LOGP_TOL  # the loss's are another quantity
 
 
 @pytest.mark.slow

@@ -21,7 +21,10 @@ Where the memory of one update goes, and what this module does about each part:
   so a layer keeps only its input ([T, hidden]) between forward and backward.
 
 Temperature: logits are divided by the sampling temperature before the softmax (verl and TRL do the
-same), so ratio, KL and entropy are those of the distribution the rollout sampled from.
+same), so ratio, KL and entropy are those of the distribution the rollout sampled from. `raw=True`
+also returns the log-probs of the raw logits (no grad), the quantity vLLM returns by default: the
+engine-vs-trainer mismatch metric compares those (vLLM's "processed" log-probs would also carry
+top-p and min_tokens' EOS mask, which the trainer does not apply).
 """
 
 from __future__ import annotations
@@ -96,9 +99,14 @@ def pack(seqs: list[tuple[torch.Tensor, int]], width: int, device) -> Packed:
                   cu=lengths.cumsum(0).to(torch.int32).to(device), longest=int(lengths.max()), rows=len(seqs), width=width)
 
 
-def _chunk_logps(h, weight, bias, targets, temperature: float):
-    """h [n, hidden] -> (log-prob of each target [n], entropy [n], no grad) under logits / T."""
+def _chunk_logps(h, weight, bias, targets, temperature: float, raw: bool):
+    """h [n, hidden] -> log-prob of each target under logits / T [n], entropy [n] (no grad), and
+    with `raw` the targets' log-probs under the raw logits [n] (no grad; else None)."""
     logits = F.linear(h, weight, bias).float()  # [n, V]; float32 softmax whatever the compute dtype
+    raw_lp = None
+    if raw:
+        with torch.no_grad():
+            raw_lp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
     if temperature != 1.0:
         logits = logits / temperature
     lp_all = logits.log_softmax(-1)  # [n, V]
@@ -106,27 +114,24 @@ def _chunk_logps(h, weight, bias, targets, temperature: float):
     lp = lp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [n]
     with torch.no_grad():
         entropy = -(lp_all.exp().mul_(lp_all)).sum(-1)  # [n]
-    return lp, entropy
+    return lp, entropy, raw_lp
 
 
-def chunked_logps(h, weight, bias, targets, temperature: float = 1.0, chunk_bytes: int | None = None):
-    """Log-probs and entropy of `targets` from hidden states h [K, hidden] through the output
-    layer, `chunk_bytes` (default LOGITS_CHUNK_BYTES) of float32 logits at a time. With grad, each
-    chunk is recomputed in the backward pass instead of keeping its logits: the graph holds only h."""
+def chunked_logps(h, weight, bias, targets, temperature: float = 1.0, raw: bool = False, chunk_bytes: int | None = None):
+    """Log-probs, entropy (and with `raw` the raw-logit log-probs, else None) of `targets` from
+    hidden states h [K, hidden] through the output layer, `chunk_bytes` (default
+    LOGITS_CHUNK_BYTES) of float32 logits at a time. With grad, each chunk is recomputed in the
+    backward pass instead of keeping its logits: the graph holds only h."""
     n = max(1, (chunk_bytes or LOGITS_CHUNK_BYTES) // (4 * weight.shape[0]))
-    lps, ents = [], []
+    outs = []
     for s in range(0, h.shape[0], n):
-        args = (h[s:s + n], weight, bias, targets[s:s + n], temperature)
-        if torch.is_grad_enabled():
-            lp, ent = checkpoint(_chunk_logps, *args, use_reentrant=False)
-        else:
-            lp, ent = _chunk_logps(*args)
-        lps.append(lp)
-        ents.append(ent.detach())
-    if not lps:
+        args = (h[s:s + n], weight, bias, targets[s:s + n], temperature, raw)
+        outs.append(checkpoint(_chunk_logps, *args, use_reentrant=False) if torch.is_grad_enabled() else _chunk_logps(*args))
+    if not outs:
         empty = h.new_zeros(0, dtype=torch.float32)
-        return empty + h.sum() * 0, empty  # keep the graph connected: DDP/FSDP2 expect a backward
-    return torch.cat(lps), torch.cat(ents)
+        return empty + h.sum() * 0, empty, empty if raw else None  # graph kept connected: DDP/FSDP2 expect a backward
+    lp, ent, raw_lp = zip(*outs)
+    return torch.cat(lp), torch.cat(ent).detach(), torch.cat(raw_lp).detach() if raw else None
 
 
 @contextlib.contextmanager
@@ -144,16 +149,17 @@ def _head_replaced(model: torch.nn.Module, fn):
         del head.forward
 
 
-def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0):
+def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, raw: bool = False):
     """Log-prob (with grad when grad is enabled) and entropy (never with grad) of every completion
-    token of a packed micro-batch: ([b, C], [b, C]), zeros off the completion tokens. `net` is the
+    token of a packed micro-batch: ([b, C], [b, C]), zeros off the completion tokens; with `raw`, a
+    third [b, C]: the log-probs of the raw logits (before temperature, no grad). `net` is the
     module the loss runs through: the model, its DDP wrapper, or the FSDP2-sharded model."""
     model = getattr(net, "module", net)  # DDP keeps the model in .module; FSDP2 shards in place
     side = {}
 
     def head(hidden):  # [1, K, hidden]: the model already kept only the `at` positions
         w = model.get_output_embeddings()
-        lp, side["entropy"] = chunked_logps(hidden[0], w.weight, w.bias, packed.targets, temperature)
+        lp, side["entropy"], side["raw"] = chunked_logps(hidden[0], w.weight, w.bias, packed.targets, temperature, raw)
         return lp.unsqueeze(0)  # [1, K], returned as the model's "logits"
 
     impl = model.config._attn_implementation
@@ -165,7 +171,7 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0):
         lp = net(input_ids=packed.ids, position_ids=packed.pos, attention_mask=no_mask, logits_to_keep=packed.at,
                  cu_seq_lens_q=packed.cu, cu_seq_lens_k=packed.cu, max_length_q=packed.longest,
                  max_length_k=packed.longest, use_cache=False).logits[0]
-    return packed.unpack(lp), packed.unpack(side["entropy"])
+    return (packed.unpack(lp), packed.unpack(side["entropy"])) + ((packed.unpack(side["raw"]),) if raw else ())
 
 
 def _sdpa_varlen(module, query, key, value, attention_mask, cu_seq_lens_q=None, cu_seq_lens_k=None,

@@ -174,16 +174,13 @@ class VLLMRollout:
 
         self.tok, self.sampling, self.max_prompt_tokens = tokenizer, sampling, max_prompt_tokens
         engine_kwargs.setdefault("dtype", "float32")
-        # Sampling log-probs after temperature (and top-p), the distribution sampled from: the
-        # trainer divides logits by the temperature too, so the mismatch metric compares like with like.
-        engine_kwargs.setdefault("logprobs_mode", "processed_logprobs")
         engine_kwargs.setdefault("max_model_len", max_prompt_tokens + sampling.max_new_tokens)
         # vLLM reads both while constructing; scoped so a vLLM server started later is unaffected.
         # KV space is in GiB for the CPU build (its default takes a large share of RAM); GPUs ignore it.
         with _env_defaults(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1"):
             self.llm = LLM(model=str(model_dir), seed=seed, **engine_kwargs)
         self._record = {"backend": "vllm", **asdict(sampling), "vllm": vllm.__version__,
-                        "dtype": str(engine_kwargs["dtype"]), "logprobs_mode": engine_kwargs["logprobs_mode"]}
+                        "dtype": str(engine_kwargs["dtype"])}
 
     def record(self) -> dict:
         return dict(self._record)
@@ -191,8 +188,9 @@ class VLLMRollout:
     def _params(self, n: int, seed: int | None):
         from vllm import SamplingParams
 
-        # logprobs=0: the sampled token's log-prob only, under the temperature (logprobs_mode
-        # processed_logprobs), i.e. the quantity the trainer recomputes; min_tokens=1 as in HFRollout.
+        # logprobs=0: the sampled token's log-prob only, from the raw logits (vLLM's default
+        # logprobs_mode: before temperature, top-p and min_tokens' EOS mask, so exact to compare
+        # with the trainer's raw log-probs, token_logps(raw=True)); min_tokens=1 as in HFRollout.
         return SamplingParams(n=n, seed=seed, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
                               max_tokens=self.sampling.max_new_tokens, min_tokens=1, logprobs=0)
 

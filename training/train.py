@@ -234,7 +234,7 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
     for k, mb in enumerate(mbs):
         packed, cm, adv, old, engine = _stack(mb, d.device)
         with parallel.grad_sync(net, d, k == len(mbs) - 1), precision(cfg, d):
-            lp, ent = token_logps(net, packed, T)
+            lp, ent, *raw = token_logps(net, packed, T, raw=engine is not None)
             per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
                                        eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
                                        **({"pick": picks[k]} if picks[k] is not None else {}))
@@ -249,8 +249,8 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
         stats["loss"] += float(loss.detach())
         stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
         stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
-        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's log-probs, both at temperature T
-            stats["rollout_logp_diff"] += float(((lp.detach() - engine).abs() * cm).sum()) / n_tok
+        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's raw log-probs (before temperature)
+            stats["rollout_logp_diff"] += float(((raw[0] - engine).abs() * cm).sum()) / n_tok
     stats = dict(zip(stats, d.all_sum(list(stats.values()))))
     mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
     grad_norm = float(parallel.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)))
