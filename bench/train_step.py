@@ -45,6 +45,7 @@ import json, statistics, sys, time, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from training import losses as L, parallel
 from training.data import load_prompts
+from training.logprobs import prepare
 from training.mask import LongActMask, MaskConfig
 from training.rollout import HFRollout
 from training.config import load_config
@@ -57,6 +58,7 @@ prompts = load_prompts(cfg.data)
 arms = {}
 for strategy in ("none", "longact"):
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+    prepare(model)  # attention within packed rows, as train() sets it up
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     mask = LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), MaskConfig(strategy=strategy))
     mask.attach(model, opt)

@@ -40,13 +40,17 @@ def _masked_rows_unchanged(ckpt: Path) -> bool:
 
 
 def _assert_same_update(a: Path, b: Path) -> None:
-    """Two runs that should take the same update: the largest difference is under 1% of the
-    largest move. (Adam divides by sqrt(v), so rounding noise in a near-zero gradient can move one
-    weight by a visible fraction of lr; an elementwise rtol would flag that.)"""
+    """Two runs that should take the same update: in every weight tensor, the difference is under
+    1% of the move (Frobenius norms). Elementwise criteria cannot hold through Adam: its first step
+    is lr * g / (|g| + eps), so a weight whose gradient is near eps (1e-8) moves by a fraction of lr
+    on rounding noise alone (measured: one v_proj weight with g = -6.7e-9 differed by 2% of the
+    largest move between micro-batch 8 and 1). The gradients themselves are compared elementwise in
+    test_training_update.py::test_accumulation_is_exact_at_the_gradient."""
     start, wa, wb = (load_file(p / "model.safetensors") for p in (SKILLED, a, b))
-    moved = max(float((wa[k] - start[k]).abs().max()) for k in wa)
-    diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
-    assert moved > 1e-4 and diff < 0.01 * moved, (diff, moved)
+    moved = {k: float((wa[k] - start[k]).norm()) for k in wa}
+    assert max(moved.values()) > 1e-3, moved
+    worst = max((float((wa[k] - wb[k]).norm()) / moved[k], k) for k in wa if moved[k] > 0)
+    assert worst[0] < 0.01, worst
 
 
 def test_ppo_epochs_and_mini_batches_make_clipping_act(tmp_path):
@@ -106,9 +110,14 @@ def test_torchrun_two_processes_match_one(tmp_path, parallel):
     single, single_metrics = _train(tmp_path / "one")
     out = tmp_path / parallel
 
+    # the distributed runs also checkpoint activations and (FSDP2) split each rank's rows into two
+    # micro-batches by token budget: neither changes the update, so one process must still match
+    memory = ["gradient_checkpointing=true"] + (["max_tokens_per_micro_batch=3300"] if parallel == "fsdp" else [])
+
     def torchrun(*extra):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-               "-m", "longact", "train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}", *extra]
+               "-m", "longact", "train", "--config", str(CONFIG), *BASE, f"out_dir={out}", f"parallel={parallel}",
+               *memory, *extra]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,8 +11,8 @@ import copy
 import pytest
 import torch
 
+from training.logprobs import pack, prepare, token_logps, unpadded
 from training.rollout import HFRollout, SamplingConfig, VLLMRollout
-from training.train import token_logps
 
 PROMPTS = ["What is the passkey in the document?", "Read the following text and answer the question."]
 LOGP_TOL = 1e-4  # float32 on both sides; measured differences are ~1e-6
@@ -24,7 +24,9 @@ LONG = "Read the following text and answer the question: the quiet river runs no
 def hf_model(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    prepare(model)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -75,11 +77,14 @@ def _check_layout(ro, tok, prompts, n, max_new):
         assert (ro.logprobs[ro.completion_mask == 0] == 0).all() and (ro.logprobs[ro.completion_mask == 1] < 0).all()
 
 
-def _max_logp_gap(ro, model):
-    """Largest |sampling log-prob - log-softmax of `model` on the same tokens| over counted tokens."""
+def _max_logp_gap(ro, model, temperature=1.0, raw=True):
+    """Largest |sampling log-prob - the trainer's log-prob of `model` on the same tokens| over counted
+    tokens; the trainer's raw log-probs (before temperature) or, raw=False, those at the temperature."""
+    packed = pack([unpadded(ids, am, ro.prompt_len) for ids, am in zip(ro.input_ids, ro.attention_mask)],
+                  ro.completion_mask.shape[1], "cpu")
     with torch.no_grad():
-        lp, _ = token_logps(model, ro.input_ids, ro.attention_mask, ro.prompt_len)
-    return float(((ro.logprobs - lp).abs() * ro.completion_mask).max())
+        lp, _, raw_lp = token_logps(model, packed, temperature, raw=True)
+    return float(((ro.logprobs - (raw_lp if raw else lp)).abs() * ro.completion_mask).max())
 
 
 # ---- HFRollout with seeds (fast) --------------------------------------------------------------
@@ -122,6 +127,16 @@ def test_vllm_layout_and_seeds(vllm_rollout, tok):
 def test_vllm_logprobs_match_hf_policy(vllm_rollout, hf_model):
     ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
     assert _max_logp_gap(ro, hf_model) < LOGP_TOL
+
+
+@pytest.mark.slow
+def test_vllm_logprobs_at_temperature_compare_like_with_like(vllm_rollout, hf_model, monkeypatch):
+    # The engine returns raw log-probs (before temperature); the trainer's loss uses logits / T and its
+    # mismatch metric the raw ones, which match the engine's at T = 2 as at T = 1.
+    monkeypatch.setattr(vllm_rollout, "sampling", SamplingConfig(max_new_tokens=12, temperature=2.0))
+    ro = vllm_rollout.generate(PROMPTS, 3, seeds=[5, 6])
+    assert _max_logp_gap(ro, hf_model, temperature=2.0) < LOGP_TOL
+    assert _max_logp_gap(ro, hf_model, temperature=2.0, raw=False) > 100 * LOGP_TOL  # the loss's are another quantity
 
 
 @pytest.mark.slow

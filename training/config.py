@@ -47,7 +47,10 @@ class TrainConfig:
     steps: int = 3
     prompts_per_step: int = 2
     group_size: int = 4
-    micro_batch: int = 4
+    micro_batch: int = 4  # at most this many rows per micro-batch
+    max_tokens_per_micro_batch: int = 0  # and at most this many tokens (rows packed, no padding); 0 = no limit
+    gradient_checkpointing: bool = False  # recompute each decoder layer in backward (on in the GPU presets)
+    attn_implementation: str = ""  # transformers' attention ("" = its default, sdpa); flash_attention_2 packs varlen
     lr: float = 1e-5
     weight_decay: float = 0.1
     betas: tuple = (0.9, 0.999)
@@ -172,6 +175,9 @@ def _validate(cfg: TrainConfig, where) -> None:
     for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{where(name)}: {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.max_tokens_per_micro_batch < 0:
+        raise ValueError(f"{where('max_tokens_per_micro_batch')}: max_tokens_per_micro_batch must be >= 0 (0 = no limit), "
+                         f"got {cfg.max_tokens_per_micro_batch}")
     if cfg.group_size < 2 and cfg.algo.advantage == "grpo":
         raise ValueError(f"{where('group_size')}: group_size must be >= 2 for group-normalised advantages")
     if cfg.mini_batches > cfg.prompts_per_step * cfg.group_size:

@@ -90,47 +90,92 @@ def ppo_clip_loss(logp, old_logp, adv, mask, eps_low=0.2, eps_high=0.2, dual_cli
 
 @_register(POLICY_LOSSES, "clip_cov")
 def clip_cov_loss(logp, old_logp, adv, mask, eps_low=0.2, eps_high=0.2, clip_ratio=2e-4,
-                  cov_lb=1.0, cov_ub=5.0, generator: torch.Generator | None = None, **_):
+                  cov_lb=1.0, cov_ub=5.0, generator: torch.Generator | None = None, pick=None, **_):
     """Clip-Cov, Cui et al. 2025 ("The Entropy Mechanism of RL for Reasoning LMs",
     arXiv:2505.22617): among tokens not already clipped whose centred covariance
     (A - mean A)(logp - mean logp) lies in (cov_lb, cov_ub), a random clip_ratio share of all
-    valid tokens has its gradient cut (loss multiplied by 0)."""
-    _, a, unclipped, clipped = _ratio_terms(logp, old_logp, adv, eps_low, eps_high)
-    valid = mask > 0
-    a_full = a.expand_as(logp)
-    lp = logp.detach()
-    cov = (a_full - a_full[valid].mean()) * (lp - lp[valid].mean())  # [B, T]
-    candidates = valid & ~(clipped > unclipped) & (cov > cov_lb) & (cov < cov_ub)
-    idx = candidates.flatten().nonzero().squeeze(1)
-    n_cut = min(max(int(clip_ratio * int(valid.sum())), 1), idx.numel())
-    keep = torch.ones(logp.numel(), dtype=logp.dtype, device=logp.device)
-    if n_cut > 0:
-        pick = torch.randperm(idx.numel(), generator=generator)[:n_cut]
-        keep[idx[pick]] = 0.0
-    keep = keep.view_as(logp)
+    valid tokens has its gradient cut (loss multiplied by 0). `pick` [B, T] bool: the cut tokens,
+    chosen over the whole batch (BATCH_PICKS); None = choose over this call's tokens."""
+    _, _, unclipped, clipped = _ratio_terms(logp, old_logp, adv, eps_low, eps_high)
+    if pick is None:
+        pick = _pick_here("clip_cov", logp, old_logp, adv, mask, generator, eps_low=eps_low, eps_high=eps_high,
+                          clip_ratio=clip_ratio, cov_lb=cov_lb, cov_ub=cov_ub)
+    keep = (~pick).to(logp.dtype)
     loss = torch.maximum(unclipped, clipped) * keep
-    return loss, {"clip_frac": _masked_mean((keep == 0).float(), mask).detach()}
+    return loss, {"clip_frac": _masked_mean(pick.float(), mask).detach()}
 
 
 @_register(POLICY_LOSSES, "kl_cov")
-def kl_cov_loss(logp, old_logp, adv, mask, kl_cov_ratio=2e-4, kl_coef=1.0, **_):
+def kl_cov_loss(logp, old_logp, adv, mask, kl_cov_ratio=2e-4, kl_coef=1.0, pick=None, **_):
     """KL-Cov, Cui et al. 2025 (arXiv:2505.22617): no ratio clipping; the top kl_cov_ratio share
-    of valid tokens by centred covariance get an extra kl_coef * |logp - old_logp| penalty."""
+    of valid tokens by centred covariance get an extra kl_coef * |logp - old_logp| penalty.
+    `pick` [B, T] bool: the penalised tokens, chosen over the whole batch (BATCH_PICKS); None =
+    choose over this call's tokens."""
     ratio = torch.exp(logp - old_logp)
     a = (adv.unsqueeze(1) if adv.dim() == 1 else adv).expand_as(logp)
     loss = -a * ratio
+    if pick is None:
+        pick = _pick_here("kl_cov", logp, old_logp, adv, mask, None, kl_cov_ratio=kl_cov_ratio)
+    loss = torch.where(pick, loss + kl_coef * (logp - old_logp).abs(), loss)
+    return loss, {"clip_frac": _masked_mean(pick.float(), mask).detach()}
+
+
+# ---- Clip-Cov / KL-Cov token choice over a whole batch -----------------------------------------
+# Cui et al. define the covariance's means and the chosen share over the training batch. A trainer
+# that accumulates micro-batches (over ranks too) gathers every valid token's features (`features`:
+# [B, T, F] per call, kept where mask > 0), chooses on the gathered [N, F] (`pick`: bool [N]) and
+# hands each micro-batch its part as the losses' `pick` argument.
+
+def _centred_cov(a: torch.Tensor, lp: torch.Tensor) -> torch.Tensor:
+    return (a - a.mean()) * (lp - lp.mean())  # [N]
+
+
+def _clip_cov_features(logp, old_logp, adv, mask, eps_low=0.2, eps_high=0.2, **_):
+    """(A, logp, already clipped) per token: [B, T, 3]."""
+    _, a, unclipped, clipped = _ratio_terms(logp.detach(), old_logp, adv, eps_low, eps_high)
+    return torch.stack([a.expand_as(logp), logp.detach(), (clipped > unclipped).to(logp.dtype)], -1)
+
+
+def _clip_cov_pick(feats, generator: torch.Generator | None = None, clip_ratio=2e-4, cov_lb=1.0, cov_ub=5.0, **_):
+    """A random clip_ratio share of all N tokens (at least one), drawn among the unclipped tokens
+    whose covariance lies in (cov_lb, cov_ub)."""
+    cov = _centred_cov(feats[:, 0], feats[:, 1])
+    candidates = ((feats[:, 2] == 0) & (cov > cov_lb) & (cov < cov_ub)).nonzero().squeeze(1)
+    n_cut = min(max(int(clip_ratio * feats.shape[0]), 1), candidates.numel())
+    pick = torch.zeros(feats.shape[0], dtype=torch.bool, device=feats.device)
+    order = torch.randperm(candidates.numel(), generator=generator)
+    pick[candidates[order[:n_cut].to(candidates.device)]] = True
+    return pick
+
+
+def _kl_cov_features(logp, old_logp, adv, mask, **_):
+    """(A, logp) per token: [B, T, 2]."""
+    a = adv.unsqueeze(1) if adv.dim() == 1 else adv
+    return torch.stack([a.expand_as(logp), logp.detach()], -1)
+
+
+def _kl_cov_pick(feats, generator=None, kl_cov_ratio=2e-4, **_):
+    """The kl_cov_ratio share of the N tokens (at least one) with the largest covariance."""
+    pick = torch.zeros(feats.shape[0], dtype=torch.bool, device=feats.device)
+    if feats.shape[0]:
+        k = max(1, int(feats.shape[0] * kl_cov_ratio))
+        pick[torch.topk(_centred_cov(feats[:, 0], feats[:, 1]), k).indices] = True
+    return pick
+
+
+BATCH_PICKS: dict[str, tuple[Callable, Callable]] = {
+    "clip_cov": (_clip_cov_features, _clip_cov_pick),
+    "kl_cov": (_kl_cov_features, _kl_cov_pick),
+}
+
+
+def _pick_here(loss: str, logp, old_logp, adv, mask, generator, **kwargs) -> torch.Tensor:
+    """The token choice over one call's own tokens (the loss used alone): [B, T] bool."""
+    features, pick = BATCH_PICKS[loss]
     valid = mask > 0
-    idx = valid.flatten().nonzero().squeeze(1)
-    lp = logp.detach().flatten()[idx]
-    av = a.detach().flatten()[idx]
-    cov = (av - av.mean()) * (lp - lp.mean())
-    k = max(1, int(idx.numel() * kl_cov_ratio)) if idx.numel() else 0
-    sel = torch.zeros(logp.numel(), dtype=torch.bool, device=logp.device)
-    if k:
-        sel[idx[torch.topk(cov, k).indices]] = True
-    sel = sel.view_as(logp)
-    loss = torch.where(sel, loss + kl_coef * (logp - old_logp).abs(), loss)
-    return loss, {"clip_frac": _masked_mean(sel.float(), mask).detach()}
+    out = torch.zeros_like(valid)
+    out[valid] = pick(features(logp, old_logp, adv, mask, **kwargs)[valid], generator, **kwargs)
+    return out
 
 
 # ---- aggregations -----------------------------------------------------------------------------

@@ -198,7 +198,8 @@ class VLLMRollout:
         from vllm import SamplingParams
 
         # logprobs=0: the sampled token's log-prob only, from the raw logits (vLLM's default
-        # logprobs_mode), i.e. the quantity the trainer recomputes; min_tokens=1 as in HFRollout.
+        # logprobs_mode: before temperature, top-p and min_tokens' EOS mask, so exact to compare
+        # with the trainer's raw log-probs, token_logps(raw=True)); min_tokens=1 as in HFRollout.
         return SamplingParams(n=n, seed=seed, temperature=self.sampling.temperature, top_p=self.sampling.top_p,
                               max_tokens=self.sampling.max_new_tokens, min_tokens=1, logprobs=0)
 

@@ -26,11 +26,15 @@ Departures from the papers (on purpose, all configurable or documented):
   log-ratio clamped to +-20 before exp; the k3 estimate is clamped to 10 (algo.*, 0 = off);
 - seq_mean_token_sum_norm is verl's formula over the whole mini-batch (verl's scale depends on its
   micro-batch count and ranks); dr_grpo divides by the mini-batch's sequences x max_new_tokens (TRL).
+As the papers and verl/TRL do: log-probs, ratio, KL and entropy are those of logits / temperature;
+old, new and reference log-probs run under one precision; Clip-Cov / KL-Cov pick their tokens over
+the whole mini-batch. Memory (training/logprobs.py): micro-batches are rows packed without padding
+up to `max_tokens_per_micro_batch`, logits exist only at completion positions, a chunk at a time.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import dataclasses
 import functools
 import json
@@ -38,7 +42,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,10 +52,10 @@ from training import losses as L
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.data import load_prompts
+from training.logprobs import no_logits, pack, prepare, token_logps, unpadded
 from training.mask import LongActMask
 from training.rewards import score
-from training.rollout import HFRollout, template_opens_thinking
-
+from training.rollout import HFRollout, prompt_ids, template_opens_thinking
 
 # ---- pieces the loop calls -----------------------------------------------------------------
 
@@ -67,21 +71,12 @@ class Row:
     rollout_logp: torch.Tensor | None = None  # [C]; the engine's sampling log-probs (vLLM), for the mismatch metric
 
 
-def token_logps(model, ids, am, P):
-    """Log-prob and entropy of each completion token. ids/am [B, P+C] -> ([B, C], [B, C])."""
-    pos = (am.cumsum(1) - 1).clamp(min=0)  # left padding: positions as generate used them
-    logits = model(input_ids=ids, attention_mask=am, position_ids=pos).logits[:, P - 1:-1].float()
-    lp_all = torch.log_softmax(logits, -1)  # [B, C, V]
-    lp = lp_all.gather(-1, ids[:, P:].unsqueeze(-1)).squeeze(-1)
-    entropy = -(lp_all.exp() * lp_all).sum(-1)
-    return lp, entropy
-
-
 def calibration_batches(tok, prompts, cfg: TrainConfig, device):
-    texts = [p.prompt for p in prompts[: cfg.calib_prompts]]
-    for t in texts:  # one at a time: no padding, long prompts fit
-        enc = tok(t, return_tensors="pt", truncation=True, max_length=cfg.max_prompt_tokens)
-        yield {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+    """The first `calib_prompts` prompts exactly as the rollout sends them: chat template, middle
+    truncation to `max_prompt_tokens` (training/rollout.py `prompt_ids`), one at a time (no padding)."""
+    for p in prompts[: cfg.calib_prompts]:
+        ids = torch.tensor([prompt_ids(tok, p.prompt, cfg.max_prompt_tokens, cfg.sampling.enable_thinking)], device=device)
+        yield {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 
 def sample_seed(seed: int, data_index: int) -> int:
@@ -143,28 +138,32 @@ def build_rows(groups, advantage, group_size: int) -> list[Row]:
     return rows
 
 
-def micro_batches(rows: list[Row], size: int, d: parallel.Dist) -> list[list[Row]]:
-    """Split into micro-batches; every rank runs as many as the busiest one (DDP and FSDP2 need one
+def micro_batches(rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> list[list[Row]]:
+    """Consecutive rows, at most `micro_batch` rows and, if `max_tokens_per_micro_batch` is set, at
+    most that many real tokens (prompt + completion, no padding) per micro-batch; a row longer than
+    the budget goes alone. Every rank runs as many as the busiest one (DDP and FSDP2 need one
     collective per forward/backward on every rank), the extra ones empty (zero-weight)."""
-    mbs = [rows[i:i + size] for i in range(0, len(rows), size)]
+    budget = cfg.max_tokens_per_micro_batch or math.inf
+    mbs, tokens = [], 0
+    for r in rows:
+        n = int(r.attention.sum())
+        if not mbs or len(mbs[-1]) == cfg.micro_batch or tokens + n > budget:
+            mbs.append([])
+            tokens = 0
+        mbs[-1].append(r)
+        tokens += n
     return mbs + [[] for _ in range(d.all_max(len(mbs)) - len(mbs))]
 
 
 def _stack(mb: list[Row], device):
-    """Pad a micro-batch of rows from possibly different rollouts to one [b, P+C] layout. An empty
-    micro-batch becomes one dummy row whose tokens all have weight 0."""
+    """A micro-batch's rows packed back to back without padding (training/logprobs.py), and their
+    per-token fields right-padded to the [b, C] layout of the loss. An empty micro-batch becomes one
+    dummy row whose tokens all have weight 0."""
     if not mb:
-        ids = torch.zeros(1, 2, dtype=torch.long, device=device)
         zero = torch.zeros(1, 1, device=device)
-        return ids, torch.ones_like(ids), zero, 1, torch.zeros(1, device=device), None, None
-    P = max(r.prompt_len for r in mb)
-    C = max(r.ids.shape[0] - r.prompt_len for r in mb)
-    ids = torch.zeros(len(mb), P + C, dtype=torch.long)
-    am = torch.zeros_like(ids)
-    for i, r in enumerate(mb):
-        n = r.ids.shape[0]
-        ids[i, P - r.prompt_len:P + n - r.prompt_len] = r.ids  # prompt right-aligned at P, completion after it
-        am[i, P - r.prompt_len:P + n - r.prompt_len] = r.attention
+        return pack([(torch.zeros(2, dtype=torch.long), 1)], 1, device), zero, torch.zeros(1, device=device), None, None
+    C = max(r.completion.shape[0] for r in mb)
+    packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in mb], C, device)
 
     def per_token(field: str):  # a [C] row field right-padded with zeros to [b, C]; None if unset
         if getattr(mb[0], field) is None:
@@ -176,40 +175,84 @@ def _stack(mb: list[Row], device):
         return out.to(device)
 
     adv = torch.stack([r.advantage for r in mb]).float()
-    return (ids.to(device), am.to(device), per_token("completion"), P, adv.to(device),
-            per_token("old_logp"), per_token("rollout_logp"))
+    return packed, per_token("completion"), adv.to(device), per_token("old_logp"), per_token("rollout_logp")
+
+
+def precision(cfg: TrainConfig, d: parallel.Dist):
+    """The compute precision of every trainer forward: the update's, the old log-probs' and the
+    reference's, so the first update's ratio is exactly 1. bf16 = autocast on the device, except
+    under FSDP2, whose MixedPrecisionPolicy already casts every forward."""
+    if cfg.bf16 and d.mode != "fsdp":
+        return torch.autocast(d.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @torch.no_grad()
 def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> None:
     """Log-probs of the policy that sampled the rows, for the PPO ratio when mu > 1."""
-    for mb in micro_batches(rows, cfg.micro_batch, d):
-        ids, am, _, P, _, _, _ = _stack(mb, d.device)
-        lp, _ = token_logps(model, ids, am, P)
+    for mb in micro_batches(rows, cfg, d):
+        packed, _, _, _, _ = _stack(mb, d.device)
+        with precision(cfg, d):
+            lp, _ = token_logps(model, packed, cfg.sampling.temperature)
         for r, row_lp in zip(mb, lp.float().cpu()):
             r.old_logp = row_lp[: r.completion.shape[0]].clone()
 
 
-def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt) -> dict:
+def batch_picks(net, mbs: list[list[Row]], cfg: TrainConfig, d: parallel.Dist, fresh: bool) -> list:
+    """Clip-Cov / KL-Cov: the tokens each micro-batch's loss cuts or penalises, chosen over the whole
+    mini-batch on every rank, as Cui et al. define the covariance (its means and the chosen share
+    are over the batch). One forward pass without grad gives the current log-probs, except at a
+    step's first update (`fresh`) where the recomputed old log-probs are the current ones. Every
+    rank gathers all tokens' features in rank order and chooses from one seed they agree on."""
+    features, pick = L.BATCH_PICKS[cfg.algo.policy_loss]
+    kw = {"eps_low": cfg.algo.eps_low, "eps_high": cfg.algo.eps_high, **cfg.algo.loss_kwargs}
+    valid, local = [], []
+    for mb in mbs:
+        packed, cm, adv, old, _ = _stack(mb, d.device)
+        if fresh and old is not None:
+            lp = old
+        else:
+            with torch.no_grad(), precision(cfg, d):
+                lp, _ = token_logps(net, packed, cfg.sampling.temperature)
+        valid.append(cm > 0)
+        local.append(features(lp.float(), old if old is not None else lp.float(), adv, cm, **kw)[cm > 0].cpu())
+    every = d.gather(torch.cat(local))  # [n_r, F] per rank, in rank order
+    # one draw from each rank's own (checkpointed) RNG, summed: the same seed on every rank
+    seed = int(d.all_sum([float(torch.randint(2**40, ()).item())])[0])
+    chosen = pick(torch.cat(every), torch.Generator().manual_seed(seed), **kw)
+    at = sum(e.shape[0] for e in every[:d.rank])
+    out = []
+    for v in valid:  # this rank's share, back into each micro-batch's [b, C] layout
+        v = v.cpu()
+        p = torch.zeros(v.shape, dtype=torch.bool)
+        p[v] = chosen[at:at + int(v.sum())]
+        at += int(v.sum())
+        out.append(p.to(d.device))
+    return out
+
+
+def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt, fresh: bool = False) -> dict:
     """4. loss over micro-batches with normalisers summed over the whole mini-batch on every rank
     (exact accumulation) -> 5. mask -> 6. clip -> 7. step. A non-finite loss or gradient skips
-    the update: nothing moves, the update is counted and logged."""
+    the update: nothing moves, the update is counted and logged. `fresh`: the policy is still the
+    one that sampled the rows (a step's first update)."""
     policy_loss, aggregate = fns
     n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
     n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
     stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "rollout_logp_diff": 0.0}
-    mbs = micro_batches(rows, cfg.micro_batch, d)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and d.device.type == "cuda"
-                and d.mode != "fsdp" else torch.autocast("cpu", enabled=False))
+    mbs = micro_batches(rows, cfg, d)
+    picks = batch_picks(net, mbs, cfg, d, fresh) if cfg.algo.policy_loss in L.BATCH_PICKS else [None] * len(mbs)
+    T = cfg.sampling.temperature
     for k, mb in enumerate(mbs):
-        ids, am, cm, P, adv, old, engine = _stack(mb, d.device)
-        with parallel.grad_sync(net, d, k == len(mbs) - 1), autocast:
-            lp, ent = token_logps(net, ids, am, P)
+        packed, cm, adv, old, engine = _stack(mb, d.device)
+        with parallel.grad_sync(net, d, k == len(mbs) - 1), precision(cfg, d):
+            lp, ent, *raw = token_logps(net, packed, T, raw=engine is not None)
             per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
-                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs)
+                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
+                                       **({"pick": picks[k]} if picks[k] is not None else {}))
             if ref is not None:
                 with torch.no_grad():
-                    ref_lp, _ = token_logps(ref, ids, am, P)
+                    ref_lp, _ = token_logps(ref, packed, T)
                 kl = L.k3_kl(lp, ref_lp, clamp=cfg.algo.kl_clamp, log_ratio_clamp=cfg.algo.log_ratio_clamp)
                 per_token = per_token + cfg.algo.kl_coef * kl
                 stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
@@ -218,8 +261,8 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
         stats["loss"] += float(loss.detach())
         stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
         stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
-        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's log-probs
-            stats["rollout_logp_diff"] += float(((lp.detach() - engine).abs() * cm).sum()) / n_tok
+        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's raw log-probs (before temperature)
+            stats["rollout_logp_diff"] += float(((raw[0] - engine).abs() * cm).sum()) / n_tok
     stats = dict(zip(stats, d.all_sum(list(stats.values()))))
     mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
     grad_norm = float(parallel.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)))
@@ -243,9 +286,9 @@ def make_rollout(cfg: TrainConfig, model, tok, model_dir, d: parallel.Dist):
 # ---- the loop ------------------------------------------------------------------------------
 
 def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
+    import yaml
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    import yaml
 
     d = parallel.init(cfg.parallel, cfg.device)
     log = log if d.main else (lambda *_: None)
@@ -259,21 +302,25 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     torch.manual_seed(cfg.seed + d.rank)  # only Clip-Cov's token draw uses it; rollouts are seeded per prompt
     random.seed(cfg.seed)
 
-    model = AutoModelForCausalLM.from_pretrained(ckpt or cfg.model, dtype=torch.float32).to(d.device)
+    attn = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(ckpt or cfg.model, dtype=torch.float32, **attn).to(d.device)
+    prepare(model, cfg.gradient_checkpointing)
     tok = AutoTokenizer.from_pretrained(ckpt or cfg.model)
     if not cfg.data.tokenizer:
         cfg.data.tokenizer = cfg.model
     prompts = load_prompts(cfg.data)
     ref = None
     if cfg.algo.kl_coef > 0:  # the reference is the starting model, also when resuming
-        ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(d.device).eval().requires_grad_(False)
+        ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32, **attn).to(d.device).eval().requires_grad_(False)
+        prepare(ref)
         if d.mode == "fsdp":
             parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
     # the random control's draw follows the run seed unless mask.seed pins it, so replicates differ
     mask_cfg = cfg.mask if cfg.mask.seed is not None else dataclasses.replace(cfg.mask, seed=cfg.seed)
 
     def calibrated_mask():  # saliency on the first calib_prompts prompts, with the current weights
-        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), mask_cfg)
+        with no_logits(model):  # q/k activations only: no [T, V] logits for a long prompt
+            return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), mask_cfg)
 
     mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrated_mask()
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
@@ -317,7 +364,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         for _ in range(cfg.ppo_epochs if total_rows else 0):
             for i in range(cfg.mini_batches):
                 chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
-                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt))
+                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt, fresh=not updates))
         t_update = time.perf_counter() - t0 - t_rollout
         skipped += sum(not u["finite"] for u in updates)
         for i, u in enumerate(updates):
