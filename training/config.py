@@ -138,6 +138,9 @@ def _validate(cfg: TrainConfig, where: str) -> None:
     for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{where}: {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.attn_implementation and not (cfg.attn_implementation == "sdpa" or cfg.attn_implementation.startswith("flash_attention")):
+        raise ValueError(f"{where}: attn_implementation: got {cfg.attn_implementation!r}; packed micro-batches need "
+                         "sdpa (the default) or flash_attention_2/3, which attend within each row")
     if cfg.max_tokens_per_micro_batch < 0:
         raise ValueError(f"{where}: max_tokens_per_micro_batch must be >= 0 (0 = no limit), got {cfg.max_tokens_per_micro_batch}")
     if cfg.group_size < 2 and cfg.algo.advantage == "grpo":

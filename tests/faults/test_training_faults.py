@@ -37,13 +37,14 @@ def test_sigkill_during_checkpoint_save_then_bit_exact_resume(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, torch
         import training.train as T
+        from training.config import load_config
         real_save = torch.save
         def dying_save(obj, path, *a, **k):
             if ".step-2.tmp" in str(path):
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_save(obj, path, *a, **k)
         T.torch.save = dying_save
-        T.train(T.load_config({str(CONFIG)!r}, {ARGS!r} + ["out_dir={out}"]), resume=False, log=lambda *_: None)
+        T.train(load_config({str(CONFIG)!r}, {ARGS!r} + ["out_dir={out}"]), resume=False, log=lambda *_: None)
     """)
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == -9, proc.stderr[-2000:]
