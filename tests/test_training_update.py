@@ -157,6 +157,14 @@ def test_micro_batches_follow_the_token_budget():
     assert [len(mb) for mb in micro_batches(rows, _cfg("micro_batch=4"), D)] == [4, 4, 2]  # no budget: rows only
 
 
+def test_memory_settings_are_checked():
+    with pytest.raises(ValueError, match="attn_implementation: got 'eager'"):
+        _cfg("attn_implementation=eager")
+    with pytest.raises(ValueError, match="max_tokens_per_micro_batch must be >= 0"):
+        _cfg("max_tokens_per_micro_batch=-1")
+    assert _cfg("attn_implementation=flash_attention_2").attn_implementation == "flash_attention_2"
+
+
 @pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
 def test_accumulation_is_exact_at_the_gradient(model, agg):
     rows = _rows()

@@ -175,6 +175,9 @@ def _validate(cfg: TrainConfig, where) -> None:
     for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{where(name)}: {name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.attn_implementation and not (cfg.attn_implementation == "sdpa" or cfg.attn_implementation.startswith("flash_attention")):
+        raise ValueError(f"{where('attn_implementation')}: attn_implementation: got {cfg.attn_implementation!r}; packed "
+                         "micro-batches need sdpa (the default) or flash_attention_2/3, which attend within each row")
     if cfg.max_tokens_per_micro_batch < 0:
         raise ValueError(f"{where('max_tokens_per_micro_batch')}: max_tokens_per_micro_batch must be >= 0 (0 = no limit), "
                          f"got {cfg.max_tokens_per_micro_batch}")
