@@ -66,9 +66,14 @@ class Run:
 
 
 def model_name(record: RunRecord) -> str:
-    """The model's directory name; trainer checkpoints (`<arm>/step-N`) keep their arm."""
+    """The model's directory name; trainer checkpoints keep their arm (`<arm>/step-N`) and, in a
+    study with seeds, their seed (`<arm>/seed-S/step-N`)."""
     model = Path(record.model.path)
-    return f"{model.parent.name}/{model.name}" if model.name.startswith("step-") else model.name
+    if not model.name.startswith("step-"):
+        return model.name
+    if model.parent.name.startswith("seed-"):
+        return f"{model.parent.parent.name}/{model.parent.name}/{model.name}"
+    return f"{model.parent.name}/{model.name}"
 
 
 # What can tell two runs of one model apart, in the order labels name it: (value, how it reads).
