@@ -133,10 +133,10 @@ class RunRecord:
     mode: str = "official"
     """`official` (benchmarks as published) or `reasoning` (thinking removed before scoring)."""
     samples_per_item: int = 1
+    """Outputs per item; with k > 1 metrics are mean@k over items (and `<metric>_pass@k`)."""
     chat_template: str = "task"
     """`task` (each task's declared endpoint), `off` (prompts sent without the chat template) or
     `on` (every prompt as a chat turn); the endpoint each task used is in `tasks.*.endpoint`."""
-    """Outputs per item; with k > 1 metrics are mean@k over items (and `<metric>_pass@k`)."""
     group_breakdown: dict[str, dict[str, dict[str, dict[str, Metric]]]] = field(default_factory=dict)
     """Per group, the unweighted mean over its tasks of each breakdown value every task has
     (group -> field -> value -> metric), e.g. RULER's mean over 13 tasks per length."""
