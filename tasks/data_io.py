@@ -156,6 +156,13 @@ def to_dataset_dict(rows: list[dict], split: str = "test"):
     return datasets.DatasetDict({split: datasets.Dataset.from_list(rows)})
 
 
+def looks_local(name: str) -> bool:
+    """A path rather than a hub id (`org/name`): path markers, something on disk, not `org/name`,
+    or `dir/name` whose `dir` exists here (a mistyped `models/tiny-qwen` is a missing path)."""
+    p = Path(name).expanduser()
+    return name.startswith((".", "/", "~")) or p.exists() or name.count("/") != 1 or p.parent.is_dir()
+
+
 def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

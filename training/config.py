@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tasks.data_io import looks_local
 from training import losses as L
 from training import parallel
 from training.data import DataConfig
@@ -151,8 +152,7 @@ def check_model_dir(cfg: TrainConfig) -> None:
     """The starting checkpoint exists (unless it is a hub id, `org/name`); the CLI checks this for
     `--dry-run` too, so a typo fails before anything loads."""
     name = cfg.model
-    looks_local = name.startswith((".", "/", "~")) or name.count("/") != 1 or Path(name).expanduser().parent.is_dir()
-    if looks_local and not (Path(name).expanduser() / "config.json").is_file():
+    if looks_local(name) and not (Path(name).expanduser() / "config.json").is_file():
         raise ValueError(f"model={name}: not a model directory (no config.json there); build the tiny one with "
                          "`longact model build-tiny --out DIR` or give a HF checkpoint directory")
 

@@ -15,6 +15,7 @@ from harness.errors import UserError
 from harness.records.provenance import WEIGHT_SUFFIXES
 from harness.run.config import EvalConfig
 from harness.run.modes import MODES
+from tasks.data_io import looks_local
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 # Metadata the harness itself gives every task (recorded elsewhere in run.json).
@@ -63,20 +64,13 @@ def check_config(cfg: EvalConfig) -> None:
         raise UserError(f"--run-id {cfg.run.run_id!r}: use letters, digits, '.', '_' and '-' (no path separators, "
                         "not starting with '.'); it names a directory inside --output-dir")
     if cfg.model:
-        check_model_path(cfg.model, weights=cfg.backend in ("server", "hf"))
-    if cfg.tokenizer and _looks_local(cfg.tokenizer) and not Path(cfg.tokenizer).exists():
+        check_model_path(cfg.model)
+    if cfg.tokenizer and looks_local(cfg.tokenizer) and not Path(cfg.tokenizer).exists():
         raise UserError(f"--tokenizer {cfg.tokenizer} does not exist")
 
 
-def _looks_local(name: str) -> bool:
-    """A path rather than a hub id: absolute or relative markers, something on disk, not `org/name`,
-    or `dir/name` whose `dir` exists here (a mistyped `models/tiny-qwen` is a missing path)."""
-    p = Path(name).expanduser()
-    return (name.startswith((".", "/", "~")) or p.exists() or name.count("/") != 1 or p.parent.is_dir())
-
-
-def check_model_path(model: str, weights: bool = True) -> None:
-    if not _looks_local(model):
+def check_model_path(model: str) -> None:
+    if not looks_local(model):
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise UserError(f"model {model} is not a local directory and HF_HUB_OFFLINE=1 forbids downloading it")
         return  # a hub id; resolved by vLLM / transformers where the network allows
@@ -86,7 +80,7 @@ def check_model_path(model: str, weights: bool = True) -> None:
                         "`longact model build-tiny`, or pass a directory holding config.json and weights.")
     if not (p / "config.json").is_file():
         raise UserError(f"{model} is not a model directory: no config.json inside")
-    if weights and not any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir()):
+    if not any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir()):
         raise UserError(f"{model} has a config.json but no weights ({', '.join(WEIGHT_SUFFIXES)} files)")
 
 
