@@ -130,7 +130,10 @@ def already_done(cfg: EvalConfig) -> Path | None:
         old = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    same = {**old, "run": {**old.get("run", {}), "command": None}} == {**cfg.to_dict(), "run": {**cfg.to_dict()["run"], "command": None}}
+    def without_command(config: dict) -> dict:  # argv differs between equal runs
+        return {**config, "run": {**config.get("run", {}), "command": None}}
+
+    same = without_command(old) == without_command(cfg.to_dict())
     return run_dir if rec.get("status") == "complete" and same else None
 
 
