@@ -134,12 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
 
     dm = sub.add_parser(
-        "demo", help="the whole controlled comparison on the tiny model (RL, serve, evaluate, compare)",
+        "demo", help="a small controlled study on the tiny model (RL at 2 seeds, serve, evaluate, compare)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  longact demo                    # what `make demo` runs (~6 min on 2 cores)\n"
                "  longact demo --steps 8 --out results/demo8")
     dm.add_argument("--base", help="starting checkpoint (default: assets/tiny-qwen3-skilled)")
-    dm.add_argument("--steps", type=int, default=4, help="RL steps per arm (default: %(default)s)")
+    dm.add_argument("--steps", type=int, help="RL steps per arm and seed (default: training/configs/tiny-study.yaml's)")
     dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
     dm.add_argument("--train-dir", default="runs/demo", help="training output (default: %(default)s)")
     dm.add_argument("--seeds", default="0,1", help="comma list of training seeds per arm (default: %(default)s)")

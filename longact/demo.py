@@ -1,12 +1,16 @@
-"""`longact demo` (what `make demo` runs): the whole controlled comparison on the tiny model.
+"""`longact demo` (what `make demo` runs): a small controlled study on the tiny model.
 
-1. RL from the skilled tiny base (assets/tiny-qwen3-skilled, which has learned the passkey
-   skill): a baseline arm and a LongAct arm from one config, at each seed (training/experiment.py).
-2. Evaluate the base and every arm x seed on the tiny suite with one real vLLM engine whose
-   weights are swapped between checkpoints (harness/run/sweep.py).
+1. RL from the skilled tiny base (assets/tiny-qwen3-skilled, which retrieves a passkey over short
+   distances) on the tiny learning task (training/configs/tiny-study.yaml: the needle 24-36
+   sentences before the question, where the base is right about half the time): a baseline arm
+   and a LongAct arm from one config, at each seed (training/experiment.py), saving every 5 steps.
+2. Evaluate the base and every arm x seed checkpoint (the intermediate ones too) on the tiny suite
+   and tiny_passkey_far with one real vLLM engine whose weights are swapped between checkpoints
+   (harness/run/sweep.py).
 3. Print the comparison against the base (paired intervals and tests), LongAct against the
-   baseline arm aggregated over seeds (hierarchical interval, seed-level test), and write the
-   leaderboard page with its plots.
+   baseline arm aggregated over seeds (hierarchical interval, seed-level test, score against
+   step), and write the leaderboard page with its plots (training curves and score against step
+   per arm, mean and band over seeds).
 
 Reruns reuse finished work: training resumes from its checkpoints, finished evaluations are not
 redone and the others resume from the request cache.
@@ -19,11 +23,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SKILLED = ROOT / "assets" / "tiny-qwen3-skilled"
-DEMO_CONFIG = ROOT / "training" / "configs" / "tiny-cpu.yaml"
+DEMO_CONFIG = ROOT / "training" / "configs" / "tiny-study.yaml"
+DEMO_TASKS = ("tiny", "tiny_passkey_far")
 
 
-def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo", steps: int = 4,
-             window: int = 2048, tasks: tuple[str, ...] = ("tiny",), seeds: tuple[int, ...] = (0, 1)) -> str:
+def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo",
+             steps: int | None = None, window: int = 2048, tasks: tuple[str, ...] = DEMO_TASKS,
+             seeds: tuple[int, ...] = (0, 1)) -> str:
     from harness.report.compare import compare, render
     from harness.report.experiment import compare_experiment, render_experiment
     from harness.report.leaderboard import write_leaderboard
@@ -34,14 +40,16 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     from training.experiment import run_experiment
 
     base = str(base or SKILLED)
-    print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms at seeds {list(seeds)}, {steps} steps each",
+    overrides = [f"model={base}", f"out_dir={train_dir}"] + ([f"steps={steps}"] if steps else [])
+    cfg = load_config(str(DEMO_CONFIG), overrides)
+    print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms at seeds {list(seeds)}, {cfg.steps} steps each "
+          f"({cfg.prompts_per_step} prompts x {cfg.group_size} samples per step, data.kinds={cfg.data.kinds})",
           file=sys.stderr)
-    cfg = load_config(str(DEMO_CONFIG), [f"model={base}", f"out_dir={train_dir}", f"steps={steps}",
-                                         "data.kinds=[passkey]"])
     manifest = run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr), seeds=list(seeds))
 
-    print("== 2/3 evaluate the base and every arm x seed on one vLLM engine (weights swapped)", file=sys.stderr)
-    ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest)}}
+    print("== 2/3 evaluate the base and every arm x seed x saved step on one vLLM engine (weights swapped)",
+          file=sys.stderr)
+    ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest, all_steps=True)}}
     eval_cfg = EvalConfig(max_model_len=window, run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
     runs = {rid: str(path) for rid, path in run_sweep(eval_cfg, ckpts).items()}
 

@@ -114,14 +114,18 @@ def gen_niah(rng: random.Random, tok, n: int = 45) -> list[dict]:
     return rows
 
 
-def gen_passkey(rng: random.Random, n: int = 30) -> list[dict]:
-    """InfiniteBench passkey-shaped items."""
+def gen_passkey(rng: random.Random, n: int = 30, reps: tuple[int, int] = (10, 40),
+                after: tuple[int, int] | None = None) -> list[dict]:
+    """InfiniteBench passkey-shaped items: the noise sentence repeated `reps` times (an inclusive
+    range) with the needle at a random depth; or, given `after`, `reps` sentences before the
+    needle and `after` between it and the question, so the needle's distance is controlled."""
     rows = []
     for i in range(n):
         key = str(rng.randint(10000, 99999))
-        reps = rng.randint(10, 40)
-        hay = [NOISE_HAYSTACK] * reps
-        hay.insert(rng.randrange(reps + 1), f"The pass key is {key}. Remember it. {key} is the pass key.")
+        n_reps = rng.randint(*reps)
+        at = rng.randrange(n_reps + 1) if after is None else n_reps
+        hay = [NOISE_HAYSTACK] * (n_reps if after is None else n_reps + rng.randint(*after))
+        hay.insert(at, f"The pass key is {key}. Remember it. {key} is the pass key.")
         rows.append({"id": i, "context": " ".join(hay), "input": "What is the pass key?",
                      "answer": [key], "options": []})
     return rows
@@ -141,6 +145,13 @@ def gen_kv(rng: random.Random, n: int = 30) -> list[dict]:
     return rows
 
 
+FAR_BEFORE, FAR_AFTER = (0, 4), (24, 36)
+"""tiny_passkey_far and the `passkey_far` RL prompts: 0-4 noise sentences, the needle, then 24-36
+more (about 1.0k-1.5k tiny tokens between the needle and the question). The skilled base learned
+retrieval over shorter distances (its curriculum and tiny_passkey: up to 40 sentences with the
+needle at a random depth); here it samples the right key about half the time at temperature 1,
+so GRPO groups have mixed rewards. The demo's learning task."""
+
 LONGBENCH_FIXTURE = Path(__file__).resolve().parent.parent / "longbench_v2" / "data" / "fixture.jsonl"
 
 
@@ -154,6 +165,7 @@ def generate() -> dict[str, list[dict]]:
         "tiny_niah.jsonl": gen_niah(random.Random(SEED + 1), tok),
         "tiny_passkey.jsonl": gen_passkey(random.Random(SEED + 2)),
         "tiny_kv.jsonl": gen_kv(random.Random(SEED + 3)),
+        "tiny_passkey_far.jsonl": gen_passkey(random.Random(SEED + 5), reps=FAR_BEFORE, after=FAR_AFTER),
     }
 
 

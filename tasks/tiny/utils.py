@@ -46,6 +46,10 @@ def load_passkey(data_path: str | None = None, **_):
     return _load("tiny_passkey.jsonl", INF_SPEC, "id", data_path)
 
 
+def load_passkey_far(data_path: str | None = None, **_):
+    return _load("tiny_passkey_far.jsonl", INF_SPEC, "id", data_path)
+
+
 def load_kv(data_path: str | None = None, **_):
     return _load("tiny_kv.jsonl", INF_SPEC, "id", data_path)
 
