@@ -7,10 +7,11 @@ import dataclasses
 from tasks.errors import UserError
 
 EXAMPLES = """examples:
-  longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3
-  longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --dry-run
-  longact experiment --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --controls random,bottom
-  longact experiment --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3 --seeds 0,1,2
+  longact train --config training/configs/tiny-study.yaml              # from assets/tiny-qwen3-skilled; learns
+  longact train --config training/configs/tiny-study.yaml --dry-run    # the resolved config
+  longact experiment --config training/configs/tiny-study.yaml --seeds 0,1,2 --controls random
+  longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3   # plumbing smoke test: the
+                                                       # untrained tiny model earns no reward, so nothing is learned
 """
 
 

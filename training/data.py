@@ -92,6 +92,15 @@ def docqa(cfg: DataConfig) -> list[Prompt]:
     return [Prompt(f"docqa-{i}", r["prompt"], r["answers"], "qa_f1") for i, r in enumerate(rows[: cfg.n])]
 
 
+def run_order(prompts: list[Prompt], seed: int) -> list[Prompt]:
+    """The prompts in the order a run with this seed uses them (and calibrates the mask on): one
+    shuffle by the run seed, so replicate seeds differ in data order as well as in sampling, while
+    arms at one seed see the same prompts in the same order."""
+    import random
+
+    return random.Random(seed).sample(prompts, len(prompts))
+
+
 def load_prompts(cfg: DataConfig) -> list[Prompt]:
     if cfg.source not in SOURCES:
         raise ValueError(f"data.source: unknown {cfg.source!r}, expected one of {', '.join(SOURCES)}")

@@ -51,7 +51,7 @@ from training import checkpoint, parallel
 from training import losses as L
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
-from training.data import load_prompts
+from training.data import load_prompts, run_order
 from training.logprobs import no_logits, pack, prepare, token_logps, unpadded
 from training.mask import LongActMask
 from training.rewards import score
@@ -308,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     tok = AutoTokenizer.from_pretrained(ckpt or cfg.model)
     if not cfg.data.tokenizer:
         cfg.data.tokenizer = cfg.model
-    prompts = load_prompts(cfg.data)
+    prompts = run_order(load_prompts(cfg.data), cfg.seed)
     ref = None
     if cfg.algo.kl_coef > 0:  # the reference is the starting model, also when resuming
         ref = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32, **attn).to(d.device).eval().requires_grad_(False)
@@ -393,7 +393,35 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
             final = checkpoint.save(out_dir, step + 1, model, tok, mask, opt, data_pos, d)
     if tb:
         tb.close()
+    if d.main:
+        log(learning_signal(read_metrics(out_dir)))
     return final or checkpoint.latest(out_dir)
+
+
+def read_metrics(out_dir: Path) -> list[dict]:
+    """metrics.jsonl, one record per step (the last one logged: a resumed run re-logs the steps
+    after its checkpoint)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    by_step = {r["step"]: r for r in (json.loads(x) for x in lines if x.strip())}
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def learning_signal(records: list[dict]) -> str:
+    """One line on whether the run could learn: how many steps had a non-zero gradient (a GRPO
+    group whose rewards all match has zero advantage), and the reward early and late."""
+    if not records:
+        return "learning signal: no steps logged"
+    moved = sum(1 for r in records if r.get("updates") and r.get("grad_norm", 0.0) > 0)
+    k = max(1, len(records) // 3)
+    early, late = (sum(r["reward"] for r in part) / len(part) for part in (records[:k], records[-k:]))
+    if not moved:
+        return (f"learning signal: none. In all {len(records)} steps every group's completions got equal rewards "
+                f"(mean reward {early:.2f} early, {late:.2f} late), so no gradient reached the weights (weight decay "
+                "alone moved them). Train from a model that solves some of the prompts, e.g. "
+                "`--config training/configs/tiny-study.yaml` (from assets/tiny-qwen3-skilled).")
+    return (f"learning signal: {moved} of {len(records)} steps had a non-zero gradient; mean reward "
+            f"{early:.3f} over the first {k} step(s), {late:.3f} over the last {k}")
 
 
 def _tensorboard(out_dir: Path):

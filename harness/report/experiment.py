@@ -36,7 +36,7 @@ def _strata(runs: list, col: ScoreColumn) -> list[list[list[float]]] | None:
 
 
 def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, force: bool = False) -> dict:
-    from harness.run.experiments import arm_run_id, arm_runs, read_manifest
+    from harness.run.experiments import arm_runs
 
     dirs = arm_runs(manifest, results)
     arms = list(dict.fromkeys(arm for arm, _ in dirs))
@@ -74,32 +74,44 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
             res = compare_seeds([by_key[(base_name, s)] for s in seeds], [by_key[(arm, s)] for s in seeds],
                                 n_resamples=n_resamples)
             deltas.append({"arm": arm, "column": name, "result": res})
-    steps = _step_curves(manifest, results, arms, seeds, cols, arm_run_id, read_manifest)
+    steps = _step_curves(manifest, results, cols)
     return {"baseline": base_name, "seeds": seeds, "columns": list(per_column), "rows": rows, "deltas": deltas,
             "steps": steps, "warnings": problems}
 
 
-def _step_curves(manifest, results, arms, seeds, cols, arm_run_id, read_manifest) -> dict:
-    """arm -> step -> column -> mean over the seeds evaluated at that step (finished runs only)."""
-    from harness.records.io import load_run
+def _step_curves(manifest, results, cols) -> dict:
+    """arm -> step -> column -> the per-seed values at that step (finished runs only), with step 0
+    from any finished run of the checkpoint the arms started from (the same values in every arm).
+    Empty unless some arm has more than one step."""
+    from harness.records.io import find_runs, load_run
+    from harness.run.experiments import arm_run_id, base_model, read_manifest
 
-    out: dict[str, dict[int, dict[str, float]]] = {}
-    finals = {}
+    def values(run_dir) -> dict[str, float]:
+        loaded, out = load(run_dir), {}
+        for col in cols:
+            strata = _strata([loaded], col)
+            if strata:
+                out[col.name] = sum(sum(k) / len(k) for k in strata[0]) / len(strata[0])
+        return out
+
+    curves: dict[str, dict[int, dict[str, list[float]]]] = {}
     for run in read_manifest(manifest, all_steps=True):
         run_dir = Path(results) / arm_run_id(manifest, run)
         if not (run_dir / "run.json").exists() or load_run(run_dir).status != "complete":
             continue
-        loaded = load(run_dir)
         step = run.step if run.step is not None else _final_step(run.checkpoint)
-        if run.step is None:
-            finals[(run.arm, run.seed)] = step
-        for col in cols:
-            strata = _strata([loaded], col)
-            if strata:
-                value = sum(sum(k) / len(k) for k in strata[0]) / len(strata[0])
-                out.setdefault(run.arm, {}).setdefault(step, {}).setdefault(col.name, []).append(value)
-    curves = {arm: {step: {c: sum(v) / len(v) for c, v in by_col.items()} for step, by_col in sorted(by_step.items())}
-              for arm, by_step in out.items()}
+        for name, value in values(run_dir).items():
+            curves.setdefault(run.arm, {}).setdefault(step, {}).setdefault(name, []).append(value)
+    base = base_model(manifest)
+    start: dict[str, float] = {}
+    for run_dir in find_runs(results) if base else []:
+        record = load_run(run_dir)
+        if record.status == "complete" and str(Path(record.model.path).resolve()) == base:
+            start = {**values(run_dir), **start}
+    for by_step in curves.values():
+        if start:
+            by_step[0] = {name: [v] for name, v in start.items()}
+    curves = {arm: dict(sorted(by_step.items())) for arm, by_step in curves.items()}
     return curves if any(len(v) > 1 for v in curves.values()) else {}
 
 
@@ -108,30 +120,36 @@ def _final_step(checkpoint: str) -> int:
     return int(name.split("-")[1]) if name.startswith("step-") and name.split("-")[1].isdigit() else -1
 
 
-def render_experiment(result: dict) -> str:
-    cols = result["columns"]
-    head = (f"baseline arm: {result['baseline']} · seeds {', '.join(map(str, result['seeds']))} · scores in percent, "
-            "mean over seeds [per seed]\n\n")
-    table = markdown([Column("arm", align="left")] + [Column(c, align="right") for c in cols],
-                     [[r["arm"]] + [f"{fmt(r['values'][c][0])} [{', '.join(fmt(x) for x in r['values'][c][1])}]"
-                                    for c in cols] for r in result["rows"]], header_margin=2)
-    out = head + table
+def experiment_tables(result: dict) -> list[tuple[str, list[str], list[list[str]], int]]:
+    """The report as (caption, header, rows, number of text columns on the left) tables: arms over
+    seeds, deltas against the baseline arm, score against training step (the last two when there
+    is something to show)."""
+    cols, n_seeds = result["columns"], len(result["seeds"])
+    out = [(f"baseline arm: {result['baseline']} · seeds {', '.join(map(str, result['seeds']))} · scores in percent, "
+            "mean over seeds [per seed]", ["arm", *cols],
+            [[r["arm"]] + [f"{fmt(r['values'][c][0])} [{', '.join(fmt(x) for x in r['values'][c][1])}]" for c in cols]
+             for r in result["rows"]], 1)]
     if result["deltas"]:
-        n_seeds = len(result["seeds"])
-        out += ("\n\ndelta = arm − baseline, mean over seeds · 95% CI: hierarchical bootstrap (seeds, then items) · "
-                f"p: exact sign flip over {n_seeds} seeds (smallest possible {2 / 2 ** n_seeds:.3g})\n\n")
-        out += markdown([Column(h, align="left" if i < 2 else "right") for i, h in
-                         enumerate(("arm", "column", "delta", "95% CI", "p", "per seed", "seeds", "items"))],
-                        [[d["arm"], d["column"], f"{d['result'].delta:+.1f}",
-                          f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", f"{d['result'].p_value:.3g}",
-                          ", ".join(f"{x:+.1f}" for x in d["result"].per_seed), str(d["result"].n_seeds),
-                          str(d["result"].n_items)] for d in result["deltas"]], header_margin=2)
+        out.append(("delta = arm − baseline, mean over seeds · 95% CI: hierarchical bootstrap (seeds, then items) · "
+                    f"p: exact sign flip over {n_seeds} seeds (smallest possible {2 / 2 ** n_seeds:.3g})",
+                    ["arm", "column", "delta", "95% CI", "p", "per seed", "seeds", "items"],
+                    [[d["arm"], d["column"], f"{d['result'].delta:+.1f}",
+                      f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", f"{d['result'].p_value:.3g}",
+                      ", ".join(f"{x:+.1f}" for x in d["result"].per_seed), str(d["result"].n_seeds),
+                      str(d["result"].n_items)] for d in result["deltas"]], 2))
     if result["steps"]:
-        out += "\n\nscore against training step (mean over seeds)\n\n"
-        rows = [[arm, str(step)] + [fmt(v.get(c)) for c in cols]
-                for arm, by_step in result["steps"].items() for step, v in by_step.items()]
-        out += markdown([Column("arm", align="left"), Column("step", align="right")] +
-                        [Column(c, align="right") for c in cols], rows, header_margin=2)
+        out.append(("score against training step (mean over seeds; step 0: the starting checkpoint)",
+                    ["arm", "step", *cols],
+                    [[arm, str(step)] + [fmt(sum(v[c]) / len(v[c]) if v.get(c) else None) for c in cols]
+                     for arm, by_step in result["steps"].items() for step, v in by_step.items()], 1))
+    return out
+
+
+def render_experiment(result: dict) -> str:
+    blocks = [f"{caption}\n\n" + markdown([Column(h, align="left" if i < n_left else "right")
+                                            for i, h in enumerate(header)], rows, header_margin=2)
+              for caption, header, rows, n_left in experiment_tables(result)]
+    out = "\n\n".join(blocks)
     if result["warnings"]:
         out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
     return out

@@ -4,7 +4,10 @@ One row per run, the comparison columns of `harness.report.compare` (recomputed 
 the plots each benchmark declares (`report.plots` in tasks/<bench>/benchmark.py) embedded as base64 PNG, and each run's provenance (model and tokenizer hashes, git
 commit, vLLM version, window, mode, data fingerprints) in an expandable row. Runs that have not
 finished get a status column and, under the table, how they stand and the command that resumes
-them (`harness.records.state`). Columns sort on
+them (`harness.records.state`). Checkpoints of an experiment (`longact experiment`) also get
+a section per experiment: LongAct and the other arms against the baseline arm aggregated over
+seeds (`harness.report.experiment`), training curves per arm and eval score against training step
+per arm, each as the mean over seeds with the seeds' range shaded. Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
 Nothing is fetched from the network: no external scripts or styles.
 """
@@ -112,7 +115,70 @@ def markdown(names: list[str], table: list[dict]) -> str:
     return text + (f"\n\n{tables.NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in published) if published else "")
 
 
-def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
+def experiments(runs, results_dir) -> list[dict]:
+    """Each experiment manifest some run's checkpoint belongs to: its title, the seed-aggregated
+    comparison (or the reason there is none yet) and its figures."""
+    from harness.report import plots
+    from harness.report.experiment import compare_experiment
+    from harness.run.experiments import manifest_of_checkpoint, training_metrics
+
+    out = []
+    for manifest in sorted({m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}):
+        try:
+            result, problem = compare_experiment(str(manifest), str(results_dir)), None
+        except UserError as e:  # e.g. an arm x seed not evaluated yet: the page still shows the rest
+            result, problem = None, str(e)
+        metrics = training_metrics(manifest)
+        figures = {}
+        curves = plots.band_panels({tag: {arm: [{r["step"]: r[tag] for r in records if tag in r}
+                                                for records in by_seed.values()] for arm, by_seed in metrics.items()}
+                                    for tag in plots.ARM_TAGS})
+        if curves:
+            figures["training curves per arm: mean over seeds, shaded: range over seeds"] = curves
+        steps = result["steps"] if result else {}
+        if steps:
+            per_column = {col: {arm: _by_seed({step: v[col] for step, v in by_step.items() if col in v})
+                                for arm, by_step in steps.items()} for col in result["columns"]}
+            figures["eval score against training step per arm (step 0: the starting checkpoint): mean over "
+                    "seeds, shaded: range over seeds"] = plots.band_panels(per_column, ylabel="score", percent=True)
+        out.append({"title": f"experiment {manifest.parent.name} ({manifest})", "result": result,
+                    "problem": problem, "figures": {k: v for k, v in figures.items() if v}})
+    return out
+
+
+def _by_seed(values: dict[int, list[float]]) -> list[dict[int, float]]:
+    """step -> the seeds' values, as one {step: value} per position (what plots.band_panels takes;
+    a step's mean and range do not depend on which series holds which seed)."""
+    n = max((len(v) for v in values.values()), default=0)
+    return [{step: v[i] for step, v in values.items() if i < len(v)} for i in range(n)]
+
+
+def experiment_markdown(exps: list[dict]) -> str:
+    from harness.report.experiment import render_experiment
+
+    return "".join(f"\n\n## {e['title']}\n\n" + (render_experiment(e["result"]) if e["result"] else e["problem"])
+                   for e in exps)
+
+
+def experiment_html(exps: list[dict]) -> str:
+    from harness.report.experiment import experiment_tables
+
+    out = []
+    for e in exps:
+        out.append(f"<h2>{html.escape(e['title'])}</h2>")
+        if not e["result"]:
+            out.append(f"<p class='status'>{html.escape(e['problem'])}</p>")
+        for caption, header, rows, n_left in experiment_tables(e["result"]) if e["result"] else []:
+            head = "".join(f"<th class='{'' if i < n_left else 'num'}'>{html.escape(h)}</th>" for i, h in enumerate(header))
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+            out.append(f"<p>{html.escape(caption)}</p><table class='experiment'><thead><tr>{head}</tr></thead>"
+                       f"<tbody>{body}</tbody></table>")
+        out += [f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="data:image/png;base64,'
+                f'{base64.b64encode(png).decode()}">' for t, png in e["figures"].items()]
+    return "".join(out)
+
+
+def page(names: list[str], table: list[dict], plots: dict[str, bytes], exps: list[dict] = ()) -> str:
     def td(v, tasks, record):
         value, n = v
         return ('<td data-value="">–</td>' if value is None else
@@ -141,7 +207,7 @@ def page(names: list[str], table: list[dict], plots: dict[str, bytes]) -> str:
             f"<style>{STYLE}</style></head><body><h1>Leaderboard</h1>"
             f"<p>Scores in percent, recomputed from each run's samples. Click a column to sort, a row for its provenance.</p>"
             f"<table id='board'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"{unfinished}{images}<script>{SCRIPT}</script></body></html>")
+            f"{unfinished}{experiment_html(list(exps))}{images}<script>{SCRIPT}</script></body></html>")
 
 
 def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "results/leaderboard") -> Path:
@@ -153,17 +219,22 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
         png = plots.draw(plot, runs)
         if png:
             figures[plot.title] = png
-    curves = plots.training_curves(plots.trainer_series(runs), plots.TRAINING_TAGS)
+    from harness.run.experiments import manifest_of_checkpoint
+
+    exps = experiments(runs, results_dir)
+    # an experiment's checkpoints have their curves per arm in its section
+    curves = plots.training_curves(plots.trainer_series(runs, skip=manifest_of_checkpoint), plots.TRAINING_TAGS)
     if curves:
         figures["Training curves of the trainer checkpoints"] = curves
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "index.html").write_text(page(names, table, figures), encoding="utf-8")
-    (out / "leaderboard.md").write_text(markdown(names, table) + "\n", encoding="utf-8")
+    (out / "index.html").write_text(page(names, table, figures, exps), encoding="utf-8")
+    (out / "leaderboard.md").write_text(markdown(names, table) + experiment_markdown(exps) + "\n", encoding="utf-8")
     # A page regenerated with fewer plots (a benchmark's runs removed) must not keep the old files.
     for stale in out.glob("plot_*.png"):
         if re.fullmatch(r"plot_\d+\.png", stale.name):
             stale.unlink()
-    for k, png in enumerate(figures.values()):
+    pngs = [*figures.values(), *(png for e in exps for png in e["figures"].values())]
+    for k, png in enumerate(pngs):
         (out / f"plot_{k}.png").write_bytes(png)
     return out

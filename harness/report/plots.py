@@ -6,7 +6,10 @@
   bootstrap 95% intervals of each split's mean).
 * `training_curves`: scalar series per tag (e.g. reward, masked rows changed), one line per run,
   from {"step": int, tag: value, ...} records (a trainer's metrics.jsonl; `trainer_series` finds
-  them for evaluated trainer checkpoints).
+  them for evaluated trainer checkpoints that belong to no experiment).
+* `band_panels`: an experiment's arms over seeds, one panel per series (a training scalar, or an
+  eval column against training step): per arm the mean over seeds as a line and the seeds' range
+  as a shaded band (`seed_band` computes them).
 """
 
 from __future__ import annotations
@@ -127,15 +130,64 @@ def training_curves(series: dict[str, list[dict]], tags: list[str]) -> bytes | N
 
 
 TRAINING_TAGS = ["reward", "loss", "entropy", "grad_norm", "mask/masked_rows_changed"]
+ARM_TAGS = ["reward", "entropy", "grad_norm", "mask/masked_rows_changed"]
 
 
-def trainer_series(runs) -> dict[str, list[dict]]:
+def trainer_series(runs, skip=lambda ckpt: False) -> dict[str, list[dict]]:
     """Training metrics of evaluated checkpoints that came from this project's trainer
-    (`<out_dir>/step-N/` next to `<out_dir>/metrics.jsonl`), keyed by the run's label."""
-    series = {}
+    (`<out_dir>/step-N/` next to `<out_dir>/metrics.jsonl`), keyed by the run's label; one line
+    per metrics file (a run's intermediate checkpoints share it), none for checkpoints `skip` names."""
+    series, seen = {}, set()
     for run in runs:
         ckpt = Path(run.record.model.path)
         metrics = ckpt.parent / "metrics.jsonl"
-        if ckpt.name.startswith("step-") and metrics.is_file():
+        if ckpt.name.startswith("step-") and metrics.is_file() and metrics.resolve() not in seen and not skip(ckpt):
+            seen.add(metrics.resolve())
             series[run.label] = read_metrics_jsonl(metrics)
     return series
+
+
+def seed_band(per_seed: list[dict[int, float]]) -> list[tuple[int, float, float, float]]:
+    """(step, mean, min, max) over the seeds that have the step, in step order."""
+    steps = sorted({s for series in per_seed for s in series})
+    out = []
+    for step in steps:
+        vals = [series[step] for series in per_seed if step in series]
+        out.append((step, sum(vals) / len(vals), min(vals), max(vals)))
+    return out
+
+
+def band_panels(panels: dict[str, dict[str, list[dict[int, float]]]], ylabel: str = "", percent: bool = False,
+                xlabel: str = "step") -> bytes | None:
+    """One panel per title; in each, per arm the mean over seeds (line, markers) and the range over
+    seeds (shaded). panels: title -> arm -> one {step: value} per seed."""
+    panels = {t: arms for t, arms in panels.items() if any(s for series in arms.values() for s in series)}
+    if not panels:
+        return None
+    plt = _figure()
+    from matplotlib.ticker import MaxNLocator
+
+    ncols = min(4, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.9 * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, arms) in zip(axes.flat, panels.items()):
+        for arm, per_seed in arms.items():
+            pts = seed_band(per_seed)
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            line, = ax.plot(xs, [p[1] for p in pts], marker="o", markersize=3, label=f"{arm} (n={len(per_seed)})")
+            ax.fill_between(xs, [p[2] for p in pts], [p[3] for p in pts], color=line.get_color(), alpha=0.2, linewidth=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(xlabel)
+        if ylabel:
+            ax.set_ylabel(ylabel)
+        if percent:
+            ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _png(fig)

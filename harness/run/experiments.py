@@ -88,3 +88,33 @@ def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[tuple[str, i
         raise UserError(f"no finished evaluation for {', '.join(missing)}; run "
                         f"`longact eval --experiment {manifest} --output-dir {results_dir} --tasks ...` first")
     return runs
+
+
+def manifest_of_checkpoint(checkpoint: str | Path) -> Path | None:
+    """The experiment manifest a trainer checkpoint belongs to: `<out>/<arm>/seed-<s>/step-N`
+    (or `<out>/<arm>/step-N`, manifests before seeds) with `<out>/experiment.json`; None otherwise."""
+    ckpt = Path(checkpoint)
+    if not ckpt.name.startswith("step-"):
+        return None
+    for root in (ckpt.parent.parent.parent, ckpt.parent.parent):
+        if (root / "experiment.json").is_file():
+            return (root / "experiment.json").resolve()
+    return None
+
+
+def training_metrics(manifest: str | Path) -> dict[str, dict[int, list[dict]]]:
+    """arm -> seed -> the run's metrics.jsonl records (runs without one are left out)."""
+    out: dict[str, dict[int, list[dict]]] = {}
+    for run in read_manifest(manifest):
+        metrics = Path(run.checkpoint).parent / "metrics.jsonl"
+        if metrics.is_file():
+            records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
+            out.setdefault(run.arm, {})[run.seed] = records
+    return out
+
+
+def base_model(manifest: str | Path) -> str | None:
+    """The checkpoint the experiment's arms started from (its config's `model`), resolved."""
+    data = json.loads(_path(manifest).read_text(encoding="utf-8"))
+    model = (data.get("config") or {}).get("model") if isinstance(data, dict) else None
+    return str(Path(model).resolve()) if isinstance(model, str) and model and Path(model).exists() else None
