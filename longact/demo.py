@@ -1,7 +1,7 @@
 """`longact demo` (what `make demo` runs): a small controlled study on the tiny model.
 
 1. RL from the skilled tiny base (assets/tiny-qwen3-skilled, which retrieves a passkey over short
-   distances) on the tiny learning task (training/configs/tiny-study.yaml: the needle 24-36
+   distances) on the tiny learning task (training/configs/tiny-study.yaml: the needle 27-33
    sentences before the question, where the base is right about half the time): a baseline arm
    and a LongAct arm from one config, at each seed (training/experiment.py), saving every 5 steps.
 2. Evaluate the base and every arm x seed checkpoint (the intermediate ones too) on the tiny suite

@@ -16,7 +16,7 @@ KINDS = ("passkey", "kv")
 def training_items(kinds=KINDS, n: int = 64, seed: int = 0, **_) -> list[TrainingItem]:
     """Passkey / key-value retrieval built offline by tasks/tiny/generate.py, `n` in turn over
     `kinds`, each prompt and reward the tiny task's own. `passkey_far` is tiny_passkey_far's
-    shape (the needle 24-36 sentences before the question; other keys than its fixture's)."""
+    shape (the needle 27-33 sentences before the question; other keys than its fixture's)."""
     from tasks.tiny.generate import FAR_AFTER, FAR_BEFORE, gen_kv, gen_passkey
 
     makers = {"passkey": (gen_passkey, passkey_prompt, "tiny_passkey"), "kv": (gen_kv, kv_prompt, "tiny_kv"),
@@ -45,7 +45,7 @@ DESCRIPTIONS = {
     "tiny_niah": "RULER-niah-shaped needle retrieval at 256/512/1024 tokens (45 items, completion with answer prefix)",
     "tiny_passkey": "InfiniteBench-passkey-shaped passkey retrieval (30 items, chat, first-integer match)",
     "tiny_kv": "InfiniteBench-kv_retrieval-shaped key-value retrieval (30 items, chat, whole-word match)",
-    "tiny_passkey_far": "passkey retrieval with the needle 24-36 sentences before the question, past the skilled "
+    "tiny_passkey_far": "passkey retrieval with the needle 27-33 sentences before the question, past the skilled "
                         "base's training distances (30 items, chat, first-integer match; the demo's RL task; "
                         "not in the tiny group)",
 }

@@ -145,9 +145,9 @@ def gen_kv(rng: random.Random, n: int = 30) -> list[dict]:
     return rows
 
 
-FAR_BEFORE, FAR_AFTER = (0, 4), (24, 36)
-"""tiny_passkey_far and the `passkey_far` RL prompts: 0-4 noise sentences, the needle, then 24-36
-more (about 1.0k-1.5k tiny tokens between the needle and the question). The skilled base learned
+FAR_BEFORE, FAR_AFTER = (0, 4), (27, 33)
+"""tiny_passkey_far and the `passkey_far` RL prompts: 0-4 noise sentences, the needle, then 27-33
+more (about 1.15k-1.4k tiny tokens between the needle and the question). The skilled base learned
 retrieval over shorter distances (its curriculum and tiny_passkey: up to 40 sentences with the
 needle at a random depth); here it samples the right key about half the time at temperature 1,
 so GRPO groups have mixed rewards. The demo's learning task."""
