@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="a small controlled study on the tiny model (RL at 2 seeds, serve, evaluate, compare)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  longact demo                    # what `make demo` runs (~6 min on 2 cores)\n"
-               "  longact demo --steps 8 --out results/demo8")
+               "  longact demo --seeds 0,1,2,3 --out results/demo4 --train-dir runs/demo4   # more seeds")
     dm.add_argument("--base", help="starting checkpoint (default: assets/tiny-qwen3-skilled)")
     dm.add_argument("--steps", type=int, help="RL steps per arm and seed (default: training/configs/tiny-study.yaml's)")
     dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
