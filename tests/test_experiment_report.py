@@ -108,3 +108,14 @@ def test_an_experiment_not_fully_evaluated_says_what_is_missing(experiment, tmp_
     page = (out / "index.html").read_text()
     assert "no finished evaluation for longact seed 1" in page
     assert "training curves per arm" in page  # the training side does not need the evaluation
+
+
+def test_a_moved_checkpoint_is_named_and_the_page_still_written(experiment, tmp_path):
+    import shutil
+
+    from harness.report.leaderboard import write_leaderboard
+
+    manifest, results = experiment
+    shutil.rmtree(manifest.parent / "longact" / "seed-1")
+    page = (write_leaderboard(results, tmp_path / "site") / "index.html").read_text()
+    assert "does not exist (moved? rerun the experiment)" in page and "<h1>Leaderboard</h1>" in page

@@ -120,19 +120,22 @@ def experiments(runs, results_dir) -> list[dict]:
     comparison (or the reason there is none yet) and its figures."""
     from harness.report import plots
     from harness.report.experiment import compare_experiment
-    from harness.run.experiments import manifest_of_checkpoint, training_metrics
+    from harness.run.experiments import manifest_of_checkpoint, run_dirs
 
     out = []
     for manifest in sorted({m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}):
         try:
+            metrics: dict[str, list[list[dict]]] = {}
+            for (arm, _), run_dir in run_dirs(manifest).items():
+                if (run_dir / "metrics.jsonl").is_file():
+                    metrics.setdefault(arm, []).append(plots.read_metrics_jsonl(run_dir / "metrics.jsonl"))
             result, problem = compare_experiment(str(manifest), str(results_dir)), None
         except UserError as e:  # e.g. an arm x seed not evaluated yet: the page still shows the rest
             result, problem = None, str(e)
-        metrics = training_metrics(manifest)
         figures = {}
-        curves = plots.band_panels({tag: {arm: [{r["step"]: r[tag] for r in records if tag in r}
-                                                for records in by_seed.values()] for arm, by_seed in metrics.items()}
-                                    for tag in plots.ARM_TAGS})
+        # a resumed run re-logs the steps after its checkpoint: the dict keeps each step's last record
+        curves = plots.band_panels({tag: {arm: [{r["step"]: r[tag] for r in records if tag in r} for records in per_seed]
+                                          for arm, per_seed in metrics.items()} for tag in plots.ARM_TAGS})
         if curves:
             figures["training curves per arm: mean over seeds, shaded: range over seeds"] = curves
         steps = result["steps"] if result else {}

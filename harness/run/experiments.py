@@ -102,15 +102,10 @@ def manifest_of_checkpoint(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def training_metrics(manifest: str | Path) -> dict[str, dict[int, list[dict]]]:
-    """arm -> seed -> the run's metrics.jsonl records (runs without one are left out)."""
-    out: dict[str, dict[int, list[dict]]] = {}
-    for run in read_manifest(manifest):
-        metrics = Path(run.checkpoint).parent / "metrics.jsonl"
-        if metrics.is_file():
-            records = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if line.strip()]
-            out.setdefault(run.arm, {})[run.seed] = records
-    return out
+def run_dirs(manifest: str | Path) -> dict[tuple[str, int], Path]:
+    """(arm, seed) -> the training run's directory (its final checkpoint's parent, which holds
+    metrics.jsonl)."""
+    return {(run.arm, run.seed): Path(run.checkpoint).parent for run in read_manifest(manifest)}
 
 
 def base_model(manifest: str | Path) -> str | None:
