@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.report.compare import ScoreColumn, differences, load, union_columns
-from harness.report.seeds import compare_seeds
+from harness.report.compare import Run, ScoreColumn, differences, load, union_columns
+from harness.report.seeds import compare_seeds, stratum_mean
 from harness.report.tables import Column, fmt, markdown
 
 
@@ -35,13 +35,27 @@ def _strata(runs: list, col: ScoreColumn) -> list[list[list[float]]] | None:
     return out
 
 
-def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, force: bool = False) -> dict:
+def _loader(loaded: dict[Path, Run]):
+    """load(run_dir), each directory read once: `loaded` (resolved directory -> Run) is the cache,
+    pre-filled by a caller that has read the runs already (the leaderboard)."""
+    def get(run_dir) -> Run:
+        key = Path(run_dir).resolve()
+        if key not in loaded:
+            loaded[key] = load(run_dir)
+        return loaded[key]
+    return get
+
+
+def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, force: bool = False,
+                       loaded: dict[Path, Run] | None = None) -> dict:
+    """`loaded`: runs already read (resolved run directory -> Run), not read again."""
     from harness.run.experiments import arm_runs
 
+    get = _loader({} if loaded is None else loaded)
     dirs = arm_runs(manifest, results)
     arms = list(dict.fromkeys(arm for arm, _ in dirs))
     seeds = sorted({seed for _, seed in dirs})
-    runs = {key: load(path) for key, path in dirs.items()}
+    runs = {key: get(path) for key, path in dirs.items()}
     missing = [f"{a} seed {s}" for a in arms for s in seeds if (a, s) not in runs]
     if missing:
         raise UserError(f"arms must share their seeds; missing: {', '.join(missing)}")
@@ -65,7 +79,7 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
     for arm in arms:
         values = {}
         for name, by_key in per_column.items():
-            cells = [sum(sum(k) / len(k) for k in by_key[(arm, s)]) / len(by_key[(arm, s)]) for s in seeds]
+            cells = [stratum_mean(by_key[(arm, s)]) for s in seeds]
             values[name] = (sum(cells) / len(cells), cells)
         rows.append({"arm": arm, "values": values})
         if arm == base_name:
@@ -74,12 +88,12 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
             res = compare_seeds([by_key[(base_name, s)] for s in seeds], [by_key[(arm, s)] for s in seeds],
                                 n_resamples=n_resamples)
             deltas.append({"arm": arm, "column": name, "result": res})
-    steps = _step_curves(manifest, results, cols)
+    steps = _step_curves(manifest, results, cols, get)
     return {"baseline": base_name, "seeds": seeds, "columns": list(per_column), "rows": rows, "deltas": deltas,
             "steps": steps, "warnings": problems}
 
 
-def _step_curves(manifest, results, cols) -> dict:
+def _step_curves(manifest, results, cols, get) -> dict:
     """arm -> step -> column -> the per-seed values at that step (finished runs only), with step 0
     from any finished run of the checkpoint the arms started from (the same values in every arm).
     Empty unless some arm has more than one step."""
@@ -87,12 +101,8 @@ def _step_curves(manifest, results, cols) -> dict:
     from harness.run.experiments import arm_run_id, base_model, read_manifest
 
     def values(run_dir) -> dict[str, float]:
-        loaded, out = load(run_dir), {}
-        for col in cols:
-            strata = _strata([loaded], col)
-            if strata:
-                out[col.name] = sum(sum(k) / len(k) for k in strata[0]) / len(strata[0])
-        return out
+        run = get(run_dir)
+        return {col.name: stratum_mean(strata[0]) for col in cols if (strata := _strata([run], col))}
 
     curves: dict[str, dict[int, dict[str, list[float]]]] = {}
     for run in read_manifest(manifest, all_steps=True):
@@ -108,8 +118,8 @@ def _step_curves(manifest, results, cols) -> dict:
         record = load_run(run_dir)
         if record.status == "complete" and str(Path(record.model.path).resolve()) == base:
             start = {**values(run_dir), **start}
-    for by_step in curves.values():
-        if start:
+    if start:
+        for by_step in curves.values():
             by_step[0] = {name: [v] for name, v in start.items()}
     curves = {arm: dict(sorted(by_step.items())) for arm, by_step in curves.items()}
     return curves if any(len(v) > 1 for v in curves.values()) else {}

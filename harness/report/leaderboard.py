@@ -122,14 +122,14 @@ def experiments(runs, results_dir) -> list[dict]:
     from harness.report.experiment import compare_experiment
     from harness.run.experiments import manifest_of_checkpoint, run_dirs
 
-    out = []
+    out, loaded = [], {run.path.resolve(): run for run in runs}  # read once, by build()
     for manifest in sorted({m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}):
         try:
             metrics: dict[str, list[list[dict]]] = {}
             for (arm, _), run_dir in run_dirs(manifest).items():
                 if (run_dir / "metrics.jsonl").is_file():
                     metrics.setdefault(arm, []).append(plots.read_metrics_jsonl(run_dir / "metrics.jsonl"))
-            result, problem = compare_experiment(str(manifest), str(results_dir)), None
+            result, problem = compare_experiment(str(manifest), str(results_dir), loaded=loaded), None
         except UserError as e:  # e.g. an arm x seed not evaluated yet: the page still shows the rest
             result, problem = None, str(e)
         figures = {}

@@ -35,8 +35,9 @@ class SeedResult:
     n_items: int
 
 
-def _cell(scores: list[np.ndarray]) -> float:
-    return float(np.mean([s.mean() for s in scores]))
+def stratum_mean(scores: list) -> float:
+    """One run's cell: the mean of its stratum means (scores[k]: the items of stratum k)."""
+    return float(np.mean([np.mean(s) for s in scores]))
 
 
 def hierarchical_bootstrap(base: list[list], arm: list[list], n_resamples: int = 2000, seed: int = 0,
@@ -74,7 +75,7 @@ def seed_sign_flip(diffs: list[float]) -> float:
 def compare_seeds(base: list[list], arm: list[list], n_resamples: int = 2000, seed: int = 0) -> SeedResult:
     if len(base) != len(arm) or not base:
         raise ValueError(f"both arms need the same seeds (got {len(base)} and {len(arm)})")
-    per_seed = tuple(_cell([np.asarray(k, float) for k in b]) - _cell([np.asarray(k, float) for k in a])
+    per_seed = tuple(stratum_mean([np.asarray(k, float) for k in b]) - stratum_mean([np.asarray(k, float) for k in a])
                      for a, b in zip(base, arm))
     low, high = hierarchical_bootstrap(base, arm, n_resamples, seed)
     return SeedResult(float(np.mean(per_seed)), low, high, seed_sign_flip(list(per_seed)), per_seed,
