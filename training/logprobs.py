@@ -163,7 +163,7 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, 
         return lp.unsqueeze(0)  # [1, K], returned as the model's "logits"
 
     impl = model.config._attn_implementation
-    if impl != SDPA_VARLEN and not impl.startswith("flash_attention"):
+    if not attends_within_rows(impl):
         raise ValueError(f"attention {impl!r} would attend across packed rows; call prepare(model) after loading")
     # a mask mapping with no mask in it: transformers builds none, the attention reads the row bounds
     no_mask = {"full_attention": None, "sliding_attention": None}
@@ -172,6 +172,12 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, 
                  cu_seq_lens_q=packed.cu, cu_seq_lens_k=packed.cu, max_length_q=packed.longest,
                  max_length_k=packed.longest, use_cache=False).logits[0]
     return (packed.unpack(lp), packed.unpack(side["entropy"])) + ((packed.unpack(side["raw"]),) if raw else ())
+
+
+def attends_within_rows(impl: str) -> bool:
+    """Whether transformers' attention implementation `impl` keeps a packed micro-batch's rows
+    apart (reads the row bounds): SDPA_VARLEN, or flash-attention's varlen kernels."""
+    return impl == SDPA_VARLEN or impl.startswith("flash_attention")
 
 
 def _sdpa_varlen(module, query, key, value, attention_mask, cu_seq_lens_q=None, cu_seq_lens_k=None,
@@ -200,7 +206,7 @@ def packing_attention(model: torch.nn.Module) -> None:
         AttentionInterface.register(SDPA_VARLEN, _sdpa_varlen)
         AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)  # masks (generate) exactly as sdpa builds them
         model.set_attn_implementation(SDPA_VARLEN)
-    elif impl != SDPA_VARLEN and not impl.startswith("flash_attention"):
+    elif not attends_within_rows(impl):
         raise ValueError(f"attn_implementation {impl!r} cannot attend within packed rows; use sdpa or flash_attention_2")
 
 
