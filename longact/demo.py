@@ -3,7 +3,8 @@
 1. RL from the skilled tiny base (assets/tiny-qwen3-skilled, which retrieves a passkey over short
    distances) on the tiny learning task (training/configs/tiny-study.yaml: the needle 27-33
    sentences before the question, where the base is right about half the time): a baseline arm
-   and a LongAct arm from one config, at each seed (training/experiment.py), saving every 5 steps.
+   and a LongAct arm from one config, at each seed (training/experiment.py), with a checkpoint
+   every `save_every` steps (the preset's 6).
 2. Evaluate the base and every arm x seed checkpoint (the intermediate ones too) on the tiny suite
    and tiny_passkey_far with one real vLLM engine whose weights are swapped between checkpoints
    (harness/run/sweep.py).
