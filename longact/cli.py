@@ -410,9 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished answers are in the request cache, rerun to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # harness/interrupt.py: 130 for SIGINT, 143 for SIGTERM
+        print(f"interrupted ({e or 'SIGINT'}); finished work is saved: rerun the same command to resume",
+              file=sys.stderr)
+        return getattr(e, "exit_code", 130)
     except BrokenPipeError:  # `longact show RUN | head`: the reader left; nothing went wrong
         import os
 

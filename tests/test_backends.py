@@ -22,3 +22,4 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
         assert "seed" not in lm.fit_request(req(0.0))[3]
         if flag:
             assert sampled["seed"] == lm.fit_request(req(0.7))[3]["seed"]
+

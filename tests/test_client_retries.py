@@ -108,3 +108,34 @@ def test_an_answer_never_received_is_never_cached(stub, tiny_tokenizer):
     lm.on_result = lambda i, text, rec: saved.append(i)
     assert lm.generate_until(_requests(2)) == ["", ""]
     assert all(r.error == "not sent" for r in lm.records) and not saved and not s.posts
+
+
+def test_an_interrupt_while_an_answer_is_saved_stops_the_queue_and_keeps_what_arrived(stub, tiny_tokenizer, monkeypatch):
+    """A KeyboardInterrupt raised while an answer is handed over (in the cache write) stops the
+    queue, hands over the answers that had already arrived, and leaves no generator to be closed
+    later: the dispatcher once yielded inside its exception handler ('generator ignored GeneratorExit')."""
+    import gc
+    import sys
+
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    s = stub()
+    lm = ServerLM(s.url, "m", tiny_tokenizer, 256, task_specs={"t": TaskSpec(endpoint="completion")},
+                  concurrency=2, progress=False)
+    delivered = []
+
+    def on_result(i, text, record):
+        delivered.append(i)
+        if len(delivered) == 1:
+            time.sleep(0.3)  # answers in flight arrive meanwhile
+            raise KeyboardInterrupt
+
+    lm.on_result = on_result
+    with pytest.raises(KeyboardInterrupt):
+        lm.generate_until(_requests(40))
+    time.sleep(0.5)
+    # the queue stopped: beyond the answers handed over, at most the two requests in flight went out
+    assert len(delivered) >= 2  # the answers that arrived during the first hand-over were handed over too
+    assert len(s.completions()) <= len(delivered) + 2
+    gc.collect()
+    assert not unraisable, [u.exc_value for u in unraisable]

@@ -11,6 +11,7 @@ import requests
 
 from harness.backends.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
 from harness.errors import UserError
+from tests.faults.test_interrupts import as_in_a_background_job
 
 pytestmark = pytest.mark.server
 
@@ -42,7 +43,8 @@ def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
     """SIGINT to `longact eval` while the server is up: the process exits and no vLLM survives."""
     cmd = [sys.executable, "-m", "longact.cli", "eval", "--model", str(tiny_model_dir), "--tasks", "tiny",
            "--max-model-len", "1024", "--output-dir", str(tmp_path), "--quiet", "--no-cache"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=as_in_a_background_job)  # as under CI: SIGINT inherited ignored
     me = psutil.Process(proc.pid)
     deadline = time.time() + 300
     server_pids = []
@@ -55,9 +57,11 @@ def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
         assert proc.poll() is None, proc.stdout.read()
         time.sleep(0.5)
     assert server_pids, "server never came up"
+    t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == 130, out[-2000:]
+    assert time.monotonic() - t0 < 10, out[-2000:]
     time.sleep(0.5)
     assert _alive(server_pids) == [], out[-2000:]
     run_json = next(tmp_path.glob("*/run.json"))

@@ -25,6 +25,7 @@ the two backends see identical prompts.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import queue
@@ -36,6 +37,7 @@ from typing import Callable
 
 from lm_eval.api.model import LM
 
+from harness import interrupt
 from harness.backends.fitting import FitResult, PromptFitter, prompt_hash
 from harness.backends.serve import api_root, auth_headers
 from tasks.thinking import join_reasoning
@@ -251,18 +253,22 @@ class ServerLM(EndpointMixin, LM):
             repeats.append(seen.get(key, 0))
             seen[key] = repeats[-1] + 1
         try:
-            for item in self._run_all(len(requests), lambda i: first_pass(i, requests[i], repeats[i])):
-                finish(*item)
+            self._dispatch(len(requests), lambda i: first_pass(i, requests[i], repeats[i]), finish)
         finally:
             bar.close()
         return results
 
-    def _run_all(self, n: int, job):
-        """Yield job(i) for i < n as results arrive, `concurrency` at a time, on daemon threads.
+    def _dispatch(self, n: int, job, deliver) -> None:
+        """Run job(i) for i < n, `concurrency` at a time on daemon threads, and call deliver(*result)
+        on this (the main) thread as each result arrives.
 
-        On Ctrl-C / SIGTERM (KeyboardInterrupt in the caller) or any error, queued requests are
-        never sent, results that already arrived are still yielded (and so saved), and requests
-        in flight are abandoned: daemon threads never hold the process's exit for an HTTP timeout."""
+        The main thread never blocks for longer than 0.2 s, and checks the stop flag each time
+        (harness/interrupt.py), so a signal ends the dispatch even if a library swallowed its
+        KeyboardInterrupt. However it ends (a stop, an error in a job or in `deliver`), queued
+        requests are never sent, results that already arrived are delivered (so saved) before the
+        exception goes on, and requests in flight are abandoned: daemon threads never hold the
+        process's exit for an HTTP timeout. Deliveries are deferred sections: a signal waits for
+        the answer being saved, then stops the run."""
         todo: queue.Queue = queue.Queue()
         for i in range(n):
             todo.put(i)
@@ -270,14 +276,14 @@ class ServerLM(EndpointMixin, LM):
         self._stop.clear()
 
         def worker():
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not interrupt.requested():
                 try:
                     i = todo.get_nowait()
                 except queue.Empty:
                     return
                 try:
                     done.put(job(i))
-                except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     done.put(e)
 
         for _ in range(min(self.concurrency, n)):
@@ -285,24 +291,32 @@ class ServerLM(EndpointMixin, LM):
         received = 0
         try:
             while received < n:
+                interrupt.check()
                 try:
-                    item = done.get(timeout=0.2)  # short waits keep the main thread responsive to signals
+                    item = done.get(timeout=0.2)
                 except queue.Empty:
                     continue
                 received += 1
                 if isinstance(item, BaseException):
                     raise item
-                yield item
-        except BaseException:
+                with interrupt.deferred():
+                    deliver(*item)
+        finally:
             self._stop.set()
-            while True:  # what arrived before the stop is kept
+            if received < n:  # stopped early: what arrived before the stop is still saved
+                self._deliver_arrived(done, deliver)
+
+    @staticmethod
+    def _deliver_arrived(done: queue.Queue, deliver) -> None:
+        with interrupt.deferred():
+            while True:
                 try:
                     item = done.get_nowait()
                 except queue.Empty:
-                    break
+                    return
                 if not isinstance(item, BaseException):
-                    yield item
-            raise
+                    with contextlib.suppress(Exception):  # the error that stopped us is already on its way
+                        deliver(*item)
 
     # HTTP --------------------------------------------------------------------------------
 
@@ -335,7 +349,7 @@ class ServerLM(EndpointMixin, LM):
         t0 = time.monotonic()
         last_error = None
         for attempt in range(self.max_retries + 1):
-            if self._stop.is_set():
+            if self._stop.is_set() or interrupt.requested():
                 last_error = last_error or "cancelled (the run was interrupted)"
                 break
             if self._server_down.is_set():

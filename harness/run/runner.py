@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import interrupt
 from harness.backends.lm import RequestRecord, ServerLM, TaskSpec, make_hf_lm
 from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
@@ -127,11 +128,12 @@ def prepare(cfg: EvalConfig) -> Prepared:
     model = ModelInfo(path=str(model_name), weights_sha256=provenance.model_hashes(model_name)[0],
                       tokenizer_sha256=provenance.model_hashes(tok_source)[1], tokenizer=tok_source)
 
-    run_id, run_dir = create_run_dir(cfg.run.output_dir, cfg.run.run_id)
-    lock = lock_run_dir(run_dir)
-    atomic_write_json(run_dir / "config.json", cfg.to_dict())
-    record = new_record(cfg, run_id, model)
-    write_run(run_dir, record)
+    with interrupt.deferred():  # a run directory always holds its record, even when a signal came here
+        run_id, run_dir = create_run_dir(cfg.run.output_dir, cfg.run.run_id)
+        lock = lock_run_dir(run_dir)
+        atomic_write_json(run_dir / "config.json", cfg.to_dict())
+        record = new_record(cfg, run_id, model)
+        write_run(run_dir, record)
     return Prepared(catalog, tokenizer, tok_source, model, remote, run_dir, record, lock)
 
 
@@ -307,7 +309,8 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
                                   bootstrap_iters=1000, verbosity="WARNING")
     finally:
         if lm is not backend:
-            lm.close()
+            with interrupt.deferred():  # flushes the answers the cache thread still holds
+                lm.close()
     records = list(backend.records) + list(getattr(lm, "cached_records", []))
     return Outcome(results, records, int(backend.n_sent), [r for r in records if r.error])
 
@@ -427,41 +430,48 @@ def run_eval(cfg: EvalConfig, engine=None) -> Path:
     """Evaluate and write `<output_dir>/<run_id>/`; returns the run directory.
 
     `engine`: a running swappable server to evaluate `cfg.model` on (harness/run/sweep.py).
-    Raises IncompleteRunError (after writing everything) when some requests failed.
+    Raises IncompleteRunError (after writing everything) when some requests failed, and
+    `interrupt.Interrupted` (after writing run.json with status `interrupted`) on SIGINT/SIGTERM.
     """
     t0 = time.monotonic()
     # lm-eval warns once per custom-dataset task about --metadata; our CLI has its own flag.
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    prep = prepare(cfg)
-    try:
-        return _run(cfg, prep, t0, engine)
-    finally:
-        prep.lock.close()
+    with interrupt.handling_signals():
+        prep = prepare(cfg)
+        try:
+            return _run(cfg, prep, t0, engine)
+        finally:
+            prep.lock.close()
 
 
 def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
-    from harness.backends.serve import stop_on_sigterm
-
     record = prep.record
     try:
-        with stop_on_sigterm(), connect(cfg, prep, engine) as target:
+        # A stop is checked between phases too: a signal that some library swallowed still ends the run.
+        interrupt.check()
+        with connect(cfg, prep, engine) as target:
+            interrupt.check()
             tasks = load_tasks(cfg, prep, target)
+            interrupt.check()
             outcome = evaluate(cfg, prep, target, tasks)
+        interrupt.check()
         write_results(prep, tasks, outcome)
+        record.finished_at = utc_now()
+        record.wall_time_s = round(time.monotonic() - t0, 3)
+        record.status = "incomplete" if outcome.failed else "complete"
+        interrupt.check()
+        with interrupt.deferred():  # a stop during these writes raises after them, and the handler below
+            write_run(prep.run_dir, record)  # rewrites the status: any stop before we return is `interrupted`
+            write_lm_eval_results(prep.run_dir, record)  # results_<time>.json for lm-eval's tooling
     except BaseException as e:
         # A run that stops early never claims to be complete: it says how it ended. Finished
         # answers are in the request cache, so the same command resumes.
         record.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
         record.errors.append(f"{type(e).__name__}: {str(e)[:500]}")
         record.finished_at = utc_now()
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception), interrupt.deferred():
             write_run(prep.run_dir, record)
         raise
-    record.finished_at = utc_now()
-    record.wall_time_s = round(time.monotonic() - t0, 3)
-    record.status = "incomplete" if outcome.failed else "complete"
-    write_run(prep.run_dir, record)
-    write_lm_eval_results(prep.run_dir, record)  # results_<time>.json for lm-eval's tooling
     if outcome.failed:
         raise IncompleteRunError(incomplete_message(outcome.failed, record.errors, prep.run_dir))
     return prep.run_dir

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import interrupt
 from harness.errors import IncompleteRunError, UserError
 from harness.run.config import EvalConfig
 
@@ -140,7 +141,7 @@ def already_done(cfg: EvalConfig) -> Path | None:
 def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
     """Evaluate every checkpoint of `models` (run id -> checkpoint) with `cfg`'s flags on one
     engine; returns run id -> run directory, in the given order."""
-    from harness.backends.serve import VLLMServer, stop_on_sigterm
+    from harness.backends.serve import VLLMServer
     from harness.run.runner import run_eval, server_config
     from harness.run.validate import check_config
 
@@ -166,7 +167,7 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
     log = work / "server.log"
     server = VLLMServer(serve_cfg, log_path=log, report_every_s=15.0 if first.run.progress else None)
     print(f"starting one vLLM engine for {len(todo)} checkpoint(s) (log: {log}) ...", file=sys.stderr)
-    with stop_on_sigterm():
+    with interrupt.handling_signals():
         try:
             server.start()
             engine = Engine(server, first.model, round(server.startup_s, 2), work / "views")
