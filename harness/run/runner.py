@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import sys
 import time
@@ -259,17 +258,23 @@ def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, cha
 
 
 @contextlib.contextmanager
-def _environ(values: dict):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
+def lm_eval_progress(enabled: bool):
+    """lm-eval draws one bar per task while it builds requests (`lm_eval.api.task`'s module-level
+    `tqdm`, never disabled). TQDM_DISABLE cannot silence it: tqdm reads its TQDM_* variables once,
+    when it is imported. `--quiet` swaps in a disabled bar for the duration."""
+    if enabled:
+        yield
+        return
+    import functools
+
+    from lm_eval.api import task as lm_eval_task
+
+    original = lm_eval_task.tqdm
+    lm_eval_task.tqdm = functools.partial(original, disable=True)
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        lm_eval_task.tqdm = original
 
 
 def seed_everything(seed: int) -> None:
@@ -302,9 +307,8 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
         print("request cache off: the served model's weights cannot be identified (not a local directory, and the "
               "server gives no probe log-probs); a rerun will send every request again", file=sys.stderr)
     lm = cache.ResumableLM(backend, path + ".sqlite") if path else backend
-    quiet = {} if cfg.run.progress else {"TQDM_DISABLE": "1"}  # lm-eval's own per-task bars too
     try:
-        with _environ(quiet):
+        with lm_eval_progress(cfg.run.progress):
             results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
                                   bootstrap_iters=1000, verbosity="WARNING")
     finally:

@@ -276,3 +276,16 @@ def test_show_into_a_closed_pipe_ends_quietly(stubs, tiny_model_dir, tmp_path, m
     out = os.fdopen(write, "w", buffering=1)  # line-buffered, as a terminal or `head` reads it
     monkeypatch.setattr(sys, "stdout", out)
     assert main(["show", str(run_dir)]) == 0
+
+
+def test_quiet_prints_no_progress_bars(stubs, tiny_model_dir, tmp_path, capsys):
+    """--quiet: warnings, errors and the final table only; lm-eval's per-task request-building bars
+    (0/30 ... 30/30) once came through, since tqdm reads TQDM_DISABLE only when it is imported."""
+    s = stubs()
+    code, err, _ = _cli(capsys, "eval", "--base-url", s.url, "--tokenizer", str(tiny_model_dir), "--tasks", "tiny_passkey,tiny_kv",
+                        "--output-dir", str(tmp_path), "--quiet", "--no-cache")
+    assert code == 0
+    assert "%|" not in err and "it/s" not in err, err
+    code, err, _ = _cli(capsys, "eval", "--base-url", s.url, "--tokenizer", str(tiny_model_dir), "--tasks", "tiny_passkey",
+                        "--output-dir", str(tmp_path), "--no-cache")
+    assert code == 0 and "%|" in err  # without --quiet the bars are there: the check above can fail
