@@ -67,13 +67,46 @@ def check_config(cfg: EvalConfig) -> None:
         check_model_path(cfg.model)
     if cfg.tokenizer and looks_local(cfg.tokenizer) and not Path(cfg.tokenizer).exists():
         raise UserError(f"--tokenizer {cfg.tokenizer} does not exist")
+    if cfg.tokenizer and not looks_local(cfg.tokenizer):
+        check_hub_id(cfg.tokenizer, "--tokenizer")
+
+
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def check_hub_id(name: str, flag: str = "--model") -> None:
+    """`org/name` that is not on disk: a hub id, unless the hub is out of reach. Offline, transformers
+    would retry for most of a minute before failing; instead say at once what each reading needs.
+    A model already in the local hub cache is fine either way."""
+    try:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(name, "config.json"), str):
+            return
+        endpoint = constants.ENDPOINT
+    except Exception:  # noqa: BLE001 - no usable hub client: let the loaders report
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = "HF_HUB_OFFLINE is set" if offline else None
+    if why is None:
+        import requests
+
+        try:
+            requests.head(f"{endpoint}/api/models/{name}", timeout=HUB_PROBE_TIMEOUT_S, allow_redirects=False)
+        except requests.RequestException as e:
+            why = f"the hub ({endpoint}) cannot be reached: {type(e).__name__}"
+    if why:
+        raise UserError(
+            f"{flag} {name}: no such local path, and as a Hugging Face hub id it cannot be fetched ({why}). "
+            f"If you meant a local directory, fix the path (`longact model build-tiny` builds the default at "
+            f"models/tiny-qwen3); if you meant a hub model, download it where the network allows "
+            f"(`hf download {name} --local-dir DIR`) and pass --model DIR")
 
 
 def check_model_path(model: str) -> None:
     if not looks_local(model):
-        if os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise UserError(f"model {model} is not a local directory and HF_HUB_OFFLINE=1 forbids downloading it")
-        return  # a hub id; resolved by vLLM / transformers where the network allows
+        check_hub_id(model)
+        return  # a hub id the hub can serve; resolved by vLLM / transformers
     p = Path(model).expanduser()
     if not p.exists():
         raise UserError(f"model path {model} does not exist. Build the default with "

@@ -289,3 +289,20 @@ def test_quiet_prints_no_progress_bars(stubs, tiny_model_dir, tmp_path, capsys):
     code, err, _ = _cli(capsys, "eval", "--base-url", s.url, "--tokenizer", str(tiny_model_dir), "--tasks", "tiny_passkey",
                         "--output-dir", str(tmp_path), "--no-cache")
     assert code == 0 and "%|" in err  # without --quiet the bars are there: the check above can fail
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_a_hub_shaped_missing_path_fails_at_once_when_the_hub_is_out_of_reach(offline, capsys, tmp_path, monkeypatch):
+    """`models/does-not-exist-xyz` where `models/` does not exist reads as a hub id; offline, the
+    loaders retried for 54 s before failing. Now one line, within seconds, with both readings."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:  # online mode, but nothing answers (this machine cannot reach the hub either)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
+    code, err, seconds = _cli(capsys, "eval", "--model", "models/does-not-exist-xyz", "--tasks", "tiny")
+    assert code == 2 and seconds < 5, (seconds, err)
+    assert "no such local path" in err and "hub id" in err and "fix the path" in err and "download it" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
