@@ -69,6 +69,35 @@ def task_tokenizer(tokenizer):
     return load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
 
 
+@functools.lru_cache(maxsize=8)
+def tokenizer_ref(tokenizer) -> str:
+    """A short name a document can carry for the tokenizer that cut it (dataset rows hold no
+    objects): a hash of the tokenizer's whole definition, so it is the same in every process for
+    tokenizers that tokenize alike and differs for any two that do not. `tokenizer_by_ref` gives
+    the object back in the process that loaded the task (a second pass truncates with it)."""
+    import hashlib
+    import json
+
+    tok = task_tokenizer(tokenizer)
+    backend = getattr(tok, "backend_tokenizer", None)
+    spec = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
+    ref = f"{type(tok).__name__}:" + hashlib.sha256(spec.encode()).hexdigest()[:16]
+    _BY_REF.setdefault(ref, tok)
+    return ref
+
+
+_BY_REF: dict[str, object] = {}
+
+
+def tokenizer_by_ref(ref: str):
+    """The tokenizer `tokenizer_ref` named in this process."""
+    try:
+        return _BY_REF[ref]
+    except KeyError:
+        raise UserError(f"no tokenizer {ref} was loaded in this process (documents that name it were made by a task "
+                        "loaded elsewhere; load the task here, with metadata.tokenizer)") from None
+
+
 def encode_fast(tokenizer, texts: list[str]) -> list[list[int]]:
     """Same ids as tokenizer.encode(text) (special tokens added as the model adds them).
 

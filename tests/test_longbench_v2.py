@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tasks import tokens
 from tasks.data_io import DataError
 from tasks.longbench_v2 import utils
 from tasks.longbench_v2.prompts import TEMPLATES, fill
@@ -213,13 +214,33 @@ def test_cot_second_pass_is_truncated_as_pred_py(tiny_model_dir, tiny_tokenizer)
     assert utils.cot_answer_prompt(explicit, reasoning) == _official_pass2(tiny_tokenizer, doc, reasoning, 300)
 
 
-def test_cot_second_pass_without_the_loading_tokenizer_says_so(monkeypatch):
+def test_cot_second_pass_without_the_loading_tokenizer_says_so():
     from tasks.errors import UserError
 
-    monkeypatch.setattr(utils, "_PASS2", {})
     doc = {**_rows()[0], "_max_length": 500}
     with pytest.raises(UserError, match="metadata.tokenizer"):
         utils.cot_answer_prompt(doc, "because")
+    with pytest.raises(UserError, match="no tokenizer .* was loaded in this process"):
+        utils.cot_answer_prompt({**doc, "_tokenizer": "PreTrainedTokenizerFast:0123456789abcdef"}, "because")
+
+
+def test_two_tokenizers_in_one_process_each_truncate_their_own_second_pass(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Two evaluations with different tokenizers in one process (a sweep, a notebook): the second
+    pass of each document is cut in the tokens of the tokenizer that loaded it, not of whichever
+    load came last (the loader once left one tokenizer in module state)."""
+    from longact.tiny.model import TinyModelSpec, build_tokenizer
+
+    build_tokenizer(TinyModelSpec(vocab_size=400)).save_pretrained(tmp_path / "other")
+    other = tokens.load_tokenizer(str(tmp_path / "other"))
+    reasoning = " " + " ".join(f"step{i} because" for i in range(400))
+    first = utils.load_cot(data_path=str(FIXTURE), tokenizer=str(tiny_model_dir), max_length=300, limit_rows=1)["test"][0]
+    second = utils.load_cot(data_path=str(FIXTURE), tokenizer=str(tmp_path / "other"), max_length=300, limit_rows=1)["test"][0]
+    assert _official_pass2(tiny_tokenizer, first, reasoning, 300) != _official_pass2(other, first, reasoning, 300)
+    assert utils.cot_answer_prompt(first, reasoning) == _official_pass2(tiny_tokenizer, first, reasoning, 300)
+    assert utils.cot_answer_prompt(second, reasoning) == _official_pass2(other, second, reasoning, 300)
+    assert first["_tokenizer"] != second["_tokenizer"]
+    # the name is the tokenizer's content, not its object or path: equal in another load
+    assert first["_tokenizer"] == tokens.tokenizer_ref(tiny_tokenizer)
 
 
 @pytest.mark.server

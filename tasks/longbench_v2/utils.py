@@ -13,8 +13,10 @@ nothing is truncated, and the task README says so.
 
 The CoT task's second pass (`cot_answer_prompt`, the task's `metadata.followup`) goes through the
 same middle truncation to the same `max_length` (the document's `_max_length`), as `pred.py`
-sends every prompt through `query_llm`. The loader leaves the tokenizer for it in this module
-(`_PASS2`), since a follow-up receives only (document, first output).
+sends every prompt through `query_llm`, in the tokenizer the document was cut with: a follow-up
+receives only (document, first output), so each document names its tokenizer (`_tokenizer`, a
+content hash from `tasks.tokens.tokenizer_ref`); two evaluations with different tokenizers in one
+process (a sweep, a notebook) each truncate in their own.
 """
 
 from __future__ import annotations
@@ -60,10 +62,6 @@ def default_max_length(tokenizer, max_model_len: int | None, gen_budget: int) ->
     return tokens.default_max_length(tokenizer, max_model_len, gen_budget, cap=OFFICIAL_MAX_LENGTH)
 
 
-_PASS2: dict = {}
-"""The tokenizer of the last CoT load with one (`tokenizer`): the second pass truncates with it."""
-
-
 def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_length=None,
           gen_budget=128, limit_rows=None, **_):
     rows = load_rows(data_path)
@@ -73,12 +71,11 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
     if tokenizer:
         tok = tokens.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
-        if variant == "cot":
-            _PASS2["tokenizer"] = tok
     prompts = [build_prompt(r, variant) for r in rows]
     fitted = truncate.batch(prompts) if truncate is not None else [(p, False, None) for p in prompts]
     out = [{**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
-            "_max_length": truncate.max_length if truncate else None}
+            "_max_length": truncate.max_length if truncate else None,
+            "_tokenizer": tokens.tokenizer_ref(truncate.tok) if truncate else None}
            for r, (prompt, truncated, n) in zip(rows, fitted)]
     return to_dataset_dict(out)
 
@@ -105,15 +102,15 @@ def doc_to_text(doc: dict) -> str:
 def cot_answer_prompt(doc: dict, reasoning: str) -> str:
     """Second CoT pass, as `pred.py` builds and sends it: the answer template (document omitted)
     with the stripped first-pass output, then the official middle truncation to the document's
-    `_max_length` in the evaluated tokenizer (none when the task was loaded without one)."""
+    `_max_length` in the tokenizer the document names (none when the task was loaded without one)."""
     prompt = fill(COT_ANSWER, doc, cot=reasoning.strip())
     max_length = doc.get("_max_length")
     if max_length is None:
         return prompt
-    tok = _PASS2.get("tokenizer")
-    if tok is None:
-        raise UserError("longbench_v2_cot: the second pass truncates with the tokenizer the task was loaded "
-                        "with, and none was loaded in this process (load the task with metadata.tokenizer)")
+    if not doc.get("_tokenizer"):
+        raise UserError("longbench_v2_cot: the document has a truncation length but names no tokenizer "
+                        "(load the task with metadata.tokenizer)")
+    tok = tokens.tokenizer_by_ref(doc["_tokenizer"])
     return PromptTruncator(tok, int(max_length))(prompt)[0]
 
 
