@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from tasks import trainer_layout
 from training import parallel
 
 MASK_SUBDIR = "longact_mask"
@@ -23,7 +24,7 @@ STATE_FILE = "trainer_state.pt"
 
 
 def save(out_dir: Path, step: int, model, tok, mask, opt, data_pos: int, d: parallel.Dist) -> Path:
-    final = out_dir / f"step-{step}"
+    final = trainer_layout.step_dir(out_dir, step)
     weights = parallel.model_state(model, d)  # collective under fsdp: every rank takes part
     optim = parallel.optimizer_state(model, opt, d)
     rngs = d.gather(torch.get_rng_state())
@@ -42,8 +43,8 @@ def save(out_dir: Path, step: int, model, tok, mask, opt, data_pos: int, d: para
 
 
 def latest(out_dir: Path) -> Path | None:
-    steps = sorted((int(p.name.split("-")[1]), p) for p in out_dir.glob("step-*") if (p / STATE_FILE).exists())
-    return steps[-1][1] if steps else None
+    steps = trainer_layout.step_dirs(out_dir, complete=lambda p: (p / STATE_FILE).exists())
+    return steps[-1] if steps else None
 
 
 def load_state(ckpt: Path, model, opt, d: parallel.Dist, log=print) -> tuple[int, int]:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from tasks import trainer_layout
 from tasks.errors import UserError
 from training import parallel
 from training.checkpoint import MASK_SUBDIR, STATE_FILE
@@ -39,8 +40,8 @@ def arms_of(controls: list[str]) -> dict[str, str]:
 
 
 def saved_steps(run_dir: Path) -> dict[str, str]:
-    steps = [p for p in run_dir.glob("step-*") if (p / STATE_FILE).exists()]
-    return {p.name.split("-")[1]: str(p.resolve()) for p in sorted(steps, key=lambda p: int(p.name.split("-")[1]))}
+    return {str(trainer_layout.step_of(p)): str(p.resolve())
+            for p in trainer_layout.step_dirs(run_dir, complete=lambda p: (p / STATE_FILE).exists())}
 
 
 def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds: list[int] | None = None) -> Path:
@@ -53,7 +54,7 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
     for name, strategy in arms.items():
         runs = {}
         for seed in seeds:
-            arm_cfg = dataclasses.replace(cfg, out_dir=str(root / name / f"seed-{seed}"), seed=seed,
+            arm_cfg = dataclasses.replace(cfg, out_dir=str(trainer_layout.arm_seed_dir(root, name, seed)), seed=seed,
                                           mask=dataclasses.replace(cfg.mask, strategy=strategy))
             log(f"[{name} seed {seed}] mask.strategy={strategy}")
             ckpt = train(arm_cfg, log=log)
@@ -62,7 +63,7 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
                                "steps": saved_steps(Path(arm_cfg.out_dir))}
         manifest["arms"][name] = {"mask_strategy": strategy, "checkpoint": runs[str(seeds[0])]["checkpoint"],
                                   "seeds": runs}
-    path = root / "experiment.json"
+    path = trainer_layout.manifest_path(root)
     if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")

@@ -47,6 +47,7 @@ from pathlib import Path
 
 import torch
 
+from tasks import trainer_layout
 from training import checkpoint, parallel
 from training import losses as L
 from training.checkpoint import MASK_SUBDIR
@@ -394,17 +395,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     if tb:
         tb.close()
     if d.main:
-        log(learning_signal(read_metrics(out_dir)))
+        log(learning_signal(trainer_layout.read_metrics(out_dir)))
     return final or checkpoint.latest(out_dir)
-
-
-def read_metrics(out_dir: Path) -> list[dict]:
-    """metrics.jsonl, one record per step (the last one logged: a resumed run re-logs the steps
-    after its checkpoint)."""
-    path = Path(out_dir) / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    by_step = {r["step"]: r for r in (json.loads(x) for x in lines if x.strip())}
-    return [by_step[k] for k in sorted(by_step)]
 
 
 def learning_signal(records: list[dict]) -> str:
@@ -433,8 +425,7 @@ def _tensorboard(out_dir: Path):
 
 
 def _log_scalars(out_dir: Path, tb, step: int, scalars: dict) -> None:
-    with open(out_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({"step": step, **scalars}) + "\n")
+    trainer_layout.append_metrics(out_dir, step, scalars)
     if tb:
         for k, v in scalars.items():
             tb.add_scalar(k, v, step)

@@ -33,6 +33,7 @@ from harness.records.schema import RunRecord
 from harness.records.state import RunState, run_state
 from harness.report.stats import format_p, paired_test
 from harness.report.tables import MARK, NOTE_HEAD, Column, fmt, markdown, marked, published_notes
+from tasks import trainer_layout
 from tasks.benchmarks import group_members, report_for
 
 
@@ -68,12 +69,7 @@ class Run:
 def model_name(record: RunRecord) -> str:
     """The model's directory name; trainer checkpoints keep their arm (`<arm>/step-N`) and, in a
     study with seeds, their seed (`<arm>/seed-S/step-N`)."""
-    model = Path(record.model.path)
-    if not model.name.startswith("step-"):
-        return model.name
-    if model.parent.name.startswith("seed-"):
-        return f"{model.parent.parent.name}/{model.parent.name}/{model.name}"
-    return f"{model.parent.name}/{model.name}"
+    return trainer_layout.checkpoint_label(record.model.path)
 
 
 # What can tell two runs of one model apart, in the order labels name it: (value, how it reads).

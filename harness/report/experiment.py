@@ -20,6 +20,7 @@ from harness.errors import UserError
 from harness.report.compare import Run, ScoreColumn, differences, load, union_columns
 from harness.report.seeds import compare_seeds, stratum_mean
 from harness.report.tables import Column, fmt, markdown
+from tasks import trainer_layout
 
 
 def _strata(runs: list, col: ScoreColumn) -> list[list[list[float]]] | None:
@@ -109,7 +110,8 @@ def _step_curves(manifest, results, cols, get) -> dict:
         run_dir = Path(results) / arm_run_id(manifest, run)
         if not (run_dir / "run.json").exists() or load_run(run_dir).status != "complete":
             continue
-        step = run.step if run.step is not None else _final_step(run.checkpoint)
+        step = run.step if run.step is not None else trainer_layout.step_of(run.checkpoint)
+        step = -1 if step is None else step
         for name, value in values(run_dir).items():
             curves.setdefault(run.arm, {}).setdefault(step, {}).setdefault(name, []).append(value)
     base = base_model(manifest)
@@ -123,11 +125,6 @@ def _step_curves(manifest, results, cols, get) -> dict:
             by_step[0] = {name: [v] for name, v in start.items()}
     curves = {arm: dict(sorted(by_step.items())) for arm, by_step in curves.items()}
     return curves if any(len(v) > 1 for v in curves.values()) else {}
-
-
-def _final_step(checkpoint: str) -> int:
-    name = Path(checkpoint).name
-    return int(name.split("-")[1]) if name.startswith("step-") and name.split("-")[1].isdigit() else -1
 
 
 def experiment_tables(result: dict) -> list[tuple[str, list[str], list[list[str]], int]]:

@@ -120,20 +120,20 @@ def experiments(runs, results_dir) -> list[dict]:
     comparison (or the reason there is none yet) and its figures."""
     from harness.report import plots
     from harness.report.experiment import compare_experiment
-    from harness.run.experiments import manifest_of_checkpoint, run_dirs
+    from harness.run.experiments import run_dirs
+    from tasks.trainer_layout import manifest_of_checkpoint, read_metrics
 
     out, loaded = [], {run.path.resolve(): run for run in runs}  # read once, by build()
     for manifest in sorted({m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}):
         try:
             metrics: dict[str, list[list[dict]]] = {}
             for (arm, _), run_dir in run_dirs(manifest).items():
-                if (run_dir / "metrics.jsonl").is_file():
-                    metrics.setdefault(arm, []).append(plots.read_metrics_jsonl(run_dir / "metrics.jsonl"))
+                if records := read_metrics(run_dir):
+                    metrics.setdefault(arm, []).append(records)
             result, problem = compare_experiment(str(manifest), str(results_dir), loaded=loaded), None
         except UserError as e:  # e.g. an arm x seed not evaluated yet: the page still shows the rest
             result, problem = None, str(e)
         figures = {}
-        # a resumed run re-logs the steps after its checkpoint: the dict keeps each step's last record
         curves = plots.band_panels({tag: {arm: [{r["step"]: r[tag] for r in records if tag in r} for records in per_seed]
                                           for arm, per_seed in metrics.items()} for tag in plots.ARM_TAGS})
         if curves:
@@ -222,7 +222,7 @@ def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "re
         png = plots.draw(plot, runs)
         if png:
             figures[plot.title] = png
-    from harness.run.experiments import manifest_of_checkpoint
+    from tasks.trainer_layout import manifest_of_checkpoint
 
     exps = experiments(runs, results_dir)
     # an experiment's checkpoints have their curves per arm in its section

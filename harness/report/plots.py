@@ -15,8 +15,9 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
+
+from tasks import trainer_layout
 
 
 def _figure():
@@ -101,10 +102,6 @@ def split_bars(plot, runs) -> bytes | None:
     return _png(fig)
 
 
-def read_metrics_jsonl(path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def training_curves(series: dict[str, list[dict]], tags: list[str]) -> bytes | None:
     """One panel per tag, one line per run (label -> its metrics.jsonl records)."""
     plt = _figure()
@@ -134,16 +131,18 @@ ARM_TAGS = ["reward", "entropy", "grad_norm", "mask/masked_rows_changed"]
 
 
 def trainer_series(runs, skip=lambda ckpt: False) -> dict[str, list[dict]]:
-    """Training metrics of evaluated checkpoints that came from this project's trainer
-    (`<out_dir>/step-N/` next to `<out_dir>/metrics.jsonl`), keyed by the run's label; one line
-    per metrics file (a run's intermediate checkpoints share it), none for checkpoints `skip` names."""
+    """Training metrics of evaluated checkpoints that came from this project's trainer (a `step-N`
+    directory whose run logged metrics, tasks/trainer_layout.py), keyed by the run's label; one line
+    per training run (its intermediate checkpoints share it), none for checkpoints `skip` names."""
     series, seen = {}, set()
     for run in runs:
         ckpt = Path(run.record.model.path)
-        metrics = ckpt.parent / "metrics.jsonl"
-        if ckpt.name.startswith("step-") and metrics.is_file() and metrics.resolve() not in seen and not skip(ckpt):
-            seen.add(metrics.resolve())
-            series[run.label] = read_metrics_jsonl(metrics)
+        run_dir = trainer_layout.run_dir_of(ckpt).resolve()
+        if trainer_layout.step_of(ckpt) is None or run_dir in seen or skip(ckpt):
+            continue
+        if records := trainer_layout.read_metrics(run_dir):
+            seen.add(run_dir)
+            series[run.label] = records
     return series
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError
+from tasks import trainer_layout
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,10 @@ class ArmRun:
     """From a manifest without seeds (its run ids carry no seed)."""
 
 
-def _path(manifest: str | Path) -> Path:
-    p = Path(manifest)
-    return p / "experiment.json" if p.is_dir() else p
-
-
 def read_manifest(path: str | Path, all_steps: bool = False) -> list[ArmRun]:
     """Every (arm, seed) final checkpoint in the manifest's order (baseline first); with
     `all_steps`, every saved checkpoint of each run, in step order, the final one last."""
-    p = _path(path)
+    p = trainer_layout.manifest_path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -90,26 +86,14 @@ def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[tuple[str, i
     return runs
 
 
-def manifest_of_checkpoint(checkpoint: str | Path) -> Path | None:
-    """The experiment manifest a trainer checkpoint belongs to: `<out>/<arm>/seed-<s>/step-N`
-    (or `<out>/<arm>/step-N`, manifests before seeds) with `<out>/experiment.json`; None otherwise."""
-    ckpt = Path(checkpoint)
-    if not ckpt.name.startswith("step-"):
-        return None
-    for root in (ckpt.parent.parent.parent, ckpt.parent.parent):
-        if (root / "experiment.json").is_file():
-            return (root / "experiment.json").resolve()
-    return None
-
-
 def run_dirs(manifest: str | Path) -> dict[tuple[str, int], Path]:
     """(arm, seed) -> the training run's directory (its final checkpoint's parent, which holds
     metrics.jsonl)."""
-    return {(run.arm, run.seed): Path(run.checkpoint).parent for run in read_manifest(manifest)}
+    return {(run.arm, run.seed): trainer_layout.run_dir_of(run.checkpoint) for run in read_manifest(manifest)}
 
 
 def base_model(manifest: str | Path) -> str | None:
     """The checkpoint the experiment's arms started from (its config's `model`), resolved."""
-    data = json.loads(_path(manifest).read_text(encoding="utf-8"))
+    data = json.loads(trainer_layout.manifest_path(manifest).read_text(encoding="utf-8"))
     model = (data.get("config") or {}).get("model") if isinstance(data, dict) else None
     return str(Path(model).resolve()) if isinstance(model, str) and model and Path(model).exists() else None
