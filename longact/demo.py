@@ -60,4 +60,22 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     arms = render_experiment(compare_experiment(str(manifest), out))
     site = write_leaderboard(out, Path(out) / "leaderboard")
     return (f"Against the starting checkpoint (seed {seeds[0]}):\n\n{vs_base}\n\nLongAct against the baseline arm, over "
-            f"seeds:\n\n{arms}\n\nleaderboard: {site / 'index.html'}")
+            f"seeds:\n\n{arms}\n\n{checkpoint_hashes(runs)}\n\nleaderboard: {site / 'index.html'}")
+
+
+def checkpoint_hashes(runs: dict[str, str]) -> str:
+    """Each evaluated checkpoint's weight hash (from its run.json), so that two machines can tell
+    whether they trained the same weights before they compare scores: RL on CPU is repeatable on
+    one machine, but CPUs with other vector units round differently, the sampled rollouts part
+    ways, and the checkpoints (and so the scores) differ (README, "The demo")."""
+    from harness.records.io import load_run
+    from harness.report.tables import Column, markdown
+    from tasks.trainer_layout import checkpoint_label
+
+    rows = []
+    for run_id, run_dir in runs.items():
+        model = load_run(run_dir).model
+        rows.append([run_id, checkpoint_label(model.path), (model.weights_sha256 or "?")[:16]])
+    table = markdown([Column("run"), Column("checkpoint"), Column("weights sha256")], rows)
+    return ("Checkpoints (same hashes = same weights; compare scores across machines only where they agree):\n\n"
+            + table)

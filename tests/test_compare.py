@@ -196,3 +196,20 @@ def test_cells_on_a_generated_essay_haystack_are_marked_everywhere(tmp_path, cap
     _, names, rows = build(tmp_path)
     board = markdown(names, rows)
     assert f"50.0{MARK}" in board and "ruler_niah_single_2:" in board
+
+
+def test_the_demo_prints_each_checkpoints_weight_hash(tmp_path):
+    """Two machines can only compare the demo's scores where they trained the same weights: the
+    demo names each evaluated checkpoint with its weights' hash (from run.json)."""
+    from longact.demo import checkpoint_hashes
+
+    runs = {}
+    for name, digest in (("base", "a" * 64), ("longact", "b" * 64)):
+        run_dir = write_run(tmp_path, name, {"tiny_kv": [1.0]})
+        rec = json.loads((run_dir / "run.json").read_text())
+        rec["model"].update(path=f"runs/demo/{name}/seed-0/step-12", weights_sha256=digest)
+        (run_dir / "run.json").write_text(json.dumps(rec))
+        runs[f"demo-{name}"] = str(run_dir)
+    text = checkpoint_hashes(runs)
+    assert "| demo-base    | base/seed-0/step-12    | aaaaaaaaaaaaaaaa |" in text, text
+    assert "| demo-longact | longact/seed-0/step-12 | bbbbbbbbbbbbbbbb |" in text, text
