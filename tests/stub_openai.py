@@ -1,13 +1,15 @@
 """A stub OpenAI-compatible server for tests of the client's failure handling (no vLLM).
 
 `respond(path, body)` decides each POST's answer: (status, JSON-able payload or raw bytes). The
-default answers every completion with a short text. It lists `model` under /v1/models with
+default answers every completion with a short text; `respond` returning None drops the connection
+without an answer, and `kill()` makes the server die: no new connection, no answer in flight. It lists `model` under /v1/models with
 `max_model_len`, has /health and /version, and no /tokenize (as servers other than vLLM).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,6 +25,8 @@ class StubServer:
         self.model, self.max_model_len = model, max_model_len
         self.respond = respond or (lambda path, body: ok_answer(body))
         self.posts: list[tuple[str, dict]] = []
+        self.answered: list[tuple[str, dict]] = []
+        self.dead = False
         self.lock = threading.Lock()
         stub = self
 
@@ -40,7 +44,17 @@ class StubServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _drop(self) -> None:
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
             def do_GET(self):
+                if stub.dead:  # kept-alive connections outlive the listener: a dead server answers none
+                    self._drop()
+                    return
                 routes = {"/health": {}, "/version": {"version": "stub"},
                           "/v1/models": {"data": [{"id": stub.model, "max_model_len": stub.max_model_len}]}}
                 if self.path in routes:
@@ -50,15 +64,23 @@ class StubServer:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+                if stub.dead:
+                    self._drop()
+                    return
                 if not self.path.startswith("/v1/"):
                     self._send(404, {"error": "not found"})
                     return
                 with stub.lock:
                     stub.posts.append((self.path, body))
                 try:
-                    status, payload = stub.respond(self.path, body)
-                    self._send(status, payload)
-                except (BrokenPipeError, ConnectionResetError):
+                    answer = stub.respond(self.path, body)
+                    if answer is None or stub.dead:  # a server that died with the request in flight
+                        self._drop()
+                        return
+                    self._send(*answer)
+                    with stub.lock:
+                        stub.answered.append((self.path, body))
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -71,6 +93,18 @@ class StubServer:
         with self.lock:
             return [b for p, b in self.posts if p.endswith("completions") and "logprobs" not in b]
 
+    def answered_completions(self) -> list[dict]:
+        with self.lock:
+            return [b for p, b in self.answered if p.endswith("completions") and "logprobs" not in b]
+
+    def kill(self) -> None:
+        """Die as a crashed server does: answers in flight are never sent, connections are refused."""
+        self.dead = True
+        threading.Thread(target=self.close, daemon=True).start()  # a handler may call this: not on its thread
+
     def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         self.server.shutdown()
         self.server.server_close()

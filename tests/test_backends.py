@@ -15,7 +15,7 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
 
     for flag in (False, True):
         cfg = EvalConfig(client=ClientConfig(per_request_seed=flag))
-        lm = make_backend(cfg, tiny_tokenizer, Target(256, "http://127.0.0.1:1", "m"), {})
+        lm = make_backend(cfg, tiny_tokenizer, Target(256, ["http://127.0.0.1:1"], ["m"]), {})
         assert lm.per_request_seed is flag
         sampled = lm.fit_request(req(0.7))[3]
         assert ("seed" in sampled) is flag

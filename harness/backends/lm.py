@@ -39,6 +39,7 @@ from lm_eval.api.model import LM
 
 from harness import interrupt
 from harness.backends.fitting import FitResult, PromptFitter, prompt_hash
+from harness.backends.pool import Endpoint, EndpointPool
 from harness.backends.serve import api_root, auth_headers
 from tasks.thinking import join_reasoning
 
@@ -181,7 +182,11 @@ class EndpointMixin:
 
 
 class ServerLM(EndpointMixin, LM):
-    def __init__(self, base_url: str, model: str, tokenizer, max_model_len: int,
+    """Requests to one server, or to several serving the same weights (harness/backends/pool.py:
+    least outstanding first, `concurrency` per server, a server that stops answering is taken
+    out and its requests go to the others)."""
+
+    def __init__(self, base_url: str | list[str], model: str | list[str], tokenizer, max_model_len: int,
                  task_specs: dict[str, TaskSpec] | None = None, concurrency: int = 8,
                  max_retries: int = 4, backoff_s: float = 1.0, timeout_s: float = 600.0,
                  api_key: str | None = None, progress: bool = True, seed: int = 1234,
@@ -189,8 +194,10 @@ class ServerLM(EndpointMixin, LM):
         super().__init__()
         import requests
 
-        self.root = api_root(base_url)
-        self.model = model
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        names = [model] * len(urls) if isinstance(model, str) else list(model)
+        self.pool = EndpointPool([Endpoint(api_root(u), n) for u, n in zip(urls, names)], concurrency)
+        self.model = names[0]
         self.fitter = PromptFitter(tokenizer, max_model_len)
         self.task_specs = dict(task_specs or {})
         self.seed = seed
@@ -205,7 +212,6 @@ class ServerLM(EndpointMixin, LM):
         self.n_sent = 0
         self._local = threading.local()
         self._lock = threading.Lock()
-        self._server_down = threading.Event()
         self._stop = threading.Event()
         self._requests = requests
 
@@ -286,7 +292,7 @@ class ServerLM(EndpointMixin, LM):
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     done.put(e)
 
-        for _ in range(min(self.concurrency, n)):
+        for _ in range(min(self.concurrency * len(self.pool.endpoints), n)):
             threading.Thread(target=worker, daemon=True).start()
         received = 0
         try:
@@ -326,38 +332,50 @@ class ServerLM(EndpointMixin, LM):
             s = self._local.session = self._requests.Session()
         return s
 
-    def _payload(self, g: GenRequest) -> tuple[str, dict]:
-        body = {"model": self.model, **g.gen}
+    def _payload(self, g: GenRequest, ep: Endpoint) -> tuple[str, dict]:
+        body = {"model": ep.model, **g.gen}
         if g.endpoint == "chat":
             spec = self.spec_for(g.task)  # the same prefix and template kwargs the fitter counted
             body["messages"] = list(spec.chat_prefix or []) + [{"role": "user", "content": g.fit.text}]
             if spec.chat_template_kwargs:
                 body["chat_template_kwargs"] = spec.chat_template_kwargs
-            return f"{self.root}/v1/chat/completions", body
+            return f"{ep.root}/v1/chat/completions", body
         body["prompt"] = g.fit.text
-        return f"{self.root}/v1/completions", body
+        return f"{ep.root}/v1/completions", body
 
-    def _server_alive(self) -> bool:
+    def _server_alive(self, ep: Endpoint) -> bool:
         try:
-            return self._session().get(f"{self.root}/health", timeout=5, headers=self.headers).status_code == 200
+            return self._session().get(f"{ep.root}/health", timeout=5, headers=self.headers).status_code == 200
         except self._requests.RequestException:
             return False
 
+    def _stopped(self) -> bool:
+        return self._stop.is_set() or interrupt.requested()
+
     def _send(self, g: GenRequest, rec: RequestRecord) -> str:
-        """POST with retries; fills `rec` (tokens, finish reason, attempts, error)."""
-        url, body = self._payload(g)
+        """POST with retries, each attempt to the live server with the fewest requests outstanding;
+        fills `rec` (tokens, finish reason, attempts, error). A connection that fails to a server
+        that no longer answers /health takes that server out and the request goes to another at
+        once (not counted as a retry): an answer is never asked for twice once it has arrived."""
         t0 = time.monotonic()
         last_error = None
-        for attempt in range(self.max_retries + 1):
-            if self._stop.is_set() or interrupt.requested():
+        attempt = 0  # failed attempts so far; a server taken out does not count
+        while attempt <= self.max_retries:
+            if self._stopped():
                 last_error = last_error or "cancelled (the run was interrupted)"
                 break
-            if self._server_down.is_set():
-                last_error = last_error or "server unreachable (an earlier request found it down)"
+            ep = self.pool.acquire(self._stopped)
+            if ep is None:  # every server is out (or the run stopped while waiting for room)
+                if self._stopped():
+                    last_error = last_error or "cancelled (the run was interrupted)"
+                else:
+                    last_error = last_error or "server unreachable (an earlier request found every server down)"
                 break
+            url, body = self._payload(g, ep)
             rec.attempts += 1
             with self._lock:
                 self.n_sent += 1
+            answered, failover = False, False
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)
                 if r.status_code == 200:
@@ -370,6 +388,7 @@ class ServerLM(EndpointMixin, LM):
                         last_error = f"malformed answer ({type(e).__name__}: {str(e)[:100]}): {r.text[:200]!r}"
                         rec.status = None
                     else:
+                        answered = True
                         rec.finish_reason = finish
                         rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
                         rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
@@ -381,11 +400,16 @@ class ServerLM(EndpointMixin, LM):
                         break
             except (self._requests.ConnectionError, self._requests.Timeout) as e:
                 last_error = f"{type(e).__name__}: {str(e)[:300]}"
-                if attempt >= 1 and not self._server_alive():
-                    self._server_down.set()
-                    break
-            if attempt < self.max_retries:
-                self._stop.wait(self.backoff_s * (2 ** attempt) * (0.5 + random.random()))
+                if not self._server_alive(ep):
+                    self.pool.take_out(ep, last_error[:200])
+                    failover = True
+            finally:
+                self.pool.release(ep, answered)
+            if failover:
+                continue
+            attempt += 1
+            if attempt <= self.max_retries:
+                self._stop.wait(self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random()))
         rec.error = last_error or "not sent"  # never an answer that was not received
         rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
         return ""

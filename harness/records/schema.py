@@ -48,6 +48,24 @@ class ModelInfo:
 
 
 @dataclass
+class ServerRecord:
+    """One of several servers a run sent requests to (`--base-url A,B,...`)."""
+
+    url: str
+    model: str
+    """The name the server serves the model under."""
+    fingerprint: str | None = None
+    """Its answer to the identity probe (equal on every server of a run, or the run is refused)."""
+    server_version: str | None = None
+    sent: int = 0
+    """Requests sent to it (attempts, retries included)."""
+    answered: int = 0
+    """Answers it gave."""
+    taken_out: str | None = None
+    """Why the run stopped sending to it (it stopped answering); None if it served to the end."""
+
+
+@dataclass
 class ServingInfo:
     backend: str
     """`server` (OpenAI-compatible HTTP), `hf` (lm-eval's in-process transformers backend) or
@@ -55,6 +73,7 @@ class ServingInfo:
     managed: bool = False
     """True when the harness started and stopped the server itself."""
     base_url: str | None = None
+    """Where requests went (several servers: their URLs, comma-separated)."""
     server_version: str | None = None
     """vLLM version reported by the server's /version endpoint."""
     max_model_len: int = 0
@@ -69,6 +88,9 @@ class ServingInfo:
     weights_swap_s: float | None = None
     """Seconds to load this checkpoint into an engine already serving another (one engine for many
     checkpoints, `startup_s` is then the engine's); None when the engine started with it."""
+    servers: list[ServerRecord] = field(default_factory=list)
+    """With several servers (`--base-url A,B`): each one, and how many requests it answered;
+    `base_url` then lists them comma-separated and `concurrency` is per server."""
 
 
 @dataclass

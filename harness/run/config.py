@@ -70,15 +70,24 @@ class ServeConfig:
 class ClientConfig:
     """How requests reach the model."""
 
-    base_url: str | None = flag("--base-url", "use a running server instead of starting one")
+    base_url: list[str] = flag("--base-url", "running server(s) to use instead of starting one: comma-separated or "
+                               "repeated; every server must serve the same weights, each request goes to the "
+                               "one with the fewest in flight", [], parse=_csv, action="extend", metavar="URL[,URL...]")
+    """Servers of a run (several: harness/backends/pool.py); a string is read as comma-separated."""
     api_key: str | None = flag("--api-key", "API key for the server (set on a started server; sent by the client)")
-    concurrency: int = flag("--concurrency", "requests in flight (default: %(default)s)", 8, parse=int)
+    concurrency: int = flag("--concurrency", "requests in flight per server (default: %(default)s)", 8, parse=int)
     max_retries: int = flag("--max-retries", "retries per failed request (default: %(default)s)", 4, parse=int)
     request_timeout_s: float = flag("--request-timeout", "seconds to wait for one answer before it counts as failed "
                                     "and is retried (default: %(default)s)", 600.0, parse=float)
     per_request_seed: bool = flag(
         "--per-request-seed", "seed each sampled request from --seed (reproducible sampling; GPU vLLM only: "
         "the CPU build crashes on per-request seeds)", False, action="store_true")
+
+    def __post_init__(self):
+        if self.base_url is None:
+            self.base_url = []
+        elif isinstance(self.base_url, str):
+            self.base_url = _csv(self.base_url)
 
 
 @dataclass
@@ -142,7 +151,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         for f in _flag_fields(cls):
             kw = dict(f.metadata["argparse"])
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            if "action" not in kw:
+            if kw.get("action") in (None, "append", "extend"):
                 kw["type"] = f.metadata["parse"] or str
                 kw.setdefault("metavar", f.metadata["flag"].lstrip("-").upper().replace("-", "_"))
             groups[section].add_argument(f.metadata["flag"], dest=_dest(section, f), default=argparse.SUPPRESS,

@@ -42,7 +42,7 @@ from harness.records import provenance
 from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
-from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServingInfo, TaskResult
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServerRecord, ServingInfo, TaskResult
 from harness.run import cache
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
@@ -64,8 +64,8 @@ class Prepared:
     tokenizer: object
     tokenizer_source: str
     model: ModelInfo
-    remote: dict | None
-    """`server_info` of a given --base-url (None when the harness serves or runs in-process)."""
+    remote: list[dict]
+    """`server_info` of each given --base-url (empty when the harness serves or runs in-process)."""
     run_dir: Path
     record: RunRecord
     lock: object
@@ -77,8 +77,9 @@ class Target:
     """Step 2: where requests go and the window they must fit."""
 
     window: int
-    base_url: str | None = None
-    served_name: str | None = None
+    base_urls: list[str] = field(default_factory=list)
+    served_names: list[str] = field(default_factory=list)
+    """The model's name on each server (on the in-process backend: the model path)."""
 
 
 @dataclass
@@ -111,8 +112,8 @@ def prepare(cfg: EvalConfig) -> Prepared:
     catalog.check_names(cfg.run.tasks)
     check_metadata(catalog, cfg.run.tasks, cfg.run.task_metadata)
     check_chat_template(catalog, cfg.run.tasks, cfg.run.chat_template)
-    remote = server_info(cfg.client.base_url, cfg.client.api_key) if cfg.client.base_url else None
-    model_name = cfg.model or remote["model"]
+    remote = [server_info(url, cfg.client.api_key) for url in cfg.client.base_url]
+    model_name = cfg.model or remote[0]["model"]
     tok_source = str(cfg.tokenizer or model_name)
     if not Path(tok_source).exists() and cfg.tokenizer is None and cfg.model is None:
         raise UserError(f"the server's model '{model_name}' is not a local path; pass --tokenizer PATH "
@@ -141,7 +142,7 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
     seed = cfg.run.seed
     return RunRecord(
         run_id=run_id, status="running", model=model,
-        serving=ServingInfo(backend=cfg.backend, base_url=cfg.client.base_url, dtype=cfg.serve.dtype,
+        serving=ServingInfo(backend=cfg.backend, base_url=",".join(cfg.client.base_url) or None, dtype=cfg.serve.dtype,
                             tensor_parallel_size=cfg.serve.tensor_parallel_size, extra_args=list(cfg.serve.extra_args),
                             concurrency=cfg.client.concurrency if cfg.backend == "server" else 1),
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
@@ -175,14 +176,14 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
         serving.weights_swap_s = engine.serve(cfg.model)
         serving.managed, serving.startup_s = True, engine.startup_s
         serving.extra_args = list(cfg.serve.extra_args)
-        yield _remote_target(cfg, prep, engine.server.base_url, engine.server.info)
+        yield _remote_target(cfg, prep, [engine.server.base_url], [engine.server.info])
         return
     if cfg.backend == "hf":
         window = cfg.max_model_len or int(getattr(prep.tokenizer, "model_max_length", 0) or 0)
         if not window or window > 10**7:
             raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
         serving.max_model_len = int(window)
-        yield Target(int(window), served_name=cfg.model)
+        yield Target(int(window), served_names=[cfg.model])
         return
     if cfg.client.base_url:
         yield _remote_target(cfg, prep, cfg.client.base_url, prep.remote)
@@ -195,30 +196,59 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
         serving.managed = True
         serving.startup_s = round(server.startup_s, 2)
         print(f"server healthy at {server.base_url} after {server.startup_s:.1f} s", file=sys.stderr)
-        yield _remote_target(cfg, prep, server.base_url, server.info)
+        yield _remote_target(cfg, prep, [server.base_url], [server.info])
     finally:
         server.stop()
 
 
-def _remote_target(cfg: EvalConfig, prep: Prepared, base_url: str, info: dict) -> Target:
+def _remote_target(cfg: EvalConfig, prep: Prepared, base_urls: list[str], infos: list[dict]) -> Target:
+    """Check every server before any request: the window fits, the tokenizer matches, and (with
+    several) all serve the same weights (equal identity probes), or refuse naming the odd one out."""
     from harness.backends.serve import check_same_tokenizer, served_fingerprint
 
-    served = info.get("max_model_len")
-    if cfg.max_model_len and served and cfg.max_model_len > served:
-        raise UserError(f"--max-model-len {cfg.max_model_len} exceeds the {served}-token window of the server at "
-                        f"{base_url}; its 400s could never succeed. Use --max-model-len {served} or less")
-    window = cfg.max_model_len or served
+    windows = []
+    for url, info in zip(base_urls, infos):
+        served = info.get("max_model_len")
+        if cfg.max_model_len and served and cfg.max_model_len > served:
+            raise UserError(f"--max-model-len {cfg.max_model_len} exceeds the {served}-token window of the server at "
+                            f"{url}; its 400s could never succeed. Use --max-model-len {served} or less")
+        windows.append(served)
+        if check_same_tokenizer(url, info["model"], prep.tokenizer, cfg.client.api_key) is False:
+            raise UserError(f"the tokenizer from {prep.tokenizer_source} does not match the served model's "
+                            f"(a probe text tokenizes differently on {url}); pass --tokenizer with "
+                            "the served model's tokenizer, or prompts would be fitted with wrong budgets")
+    known = [w for w in windows if w]
+    window = cfg.max_model_len or (min(known) if known else None)
     if not window:
         raise UserError("the server does not report max_model_len; pass --max-model-len")
-    if check_same_tokenizer(base_url, info["model"], prep.tokenizer, cfg.client.api_key) is False:
-        raise UserError(f"the tokenizer from {prep.tokenizer_source} does not match the served model's "
-                        f"(a probe text tokenizes differently on {base_url}); pass --tokenizer with "
-                        "the served model's tokenizer, or prompts would be fitted with wrong budgets")
+    several = len(base_urls) > 1
+    prints = ([served_fingerprint(url, info["model"], cfg.client.api_key) for url, info in zip(base_urls, infos)]
+              if several or (prep.model.weights_sha256 is None and cfg.run.use_cache) else [None])
+    if several:
+        check_same_weights(base_urls, prints)
     serving = prep.record.serving
-    serving.base_url, serving.server_version, serving.max_model_len = base_url, info.get("server_version"), int(window)
+    serving.base_url, serving.server_version, serving.max_model_len = ",".join(base_urls), infos[0].get("server_version"), int(window)
+    if several:
+        serving.servers = [ServerRecord(url, info["model"], fp, info.get("server_version"))
+                           for url, info, fp in zip(base_urls, infos, prints)]
     if prep.model.weights_sha256 is None and cfg.run.use_cache:
-        prep.model.served_fingerprint = served_fingerprint(base_url, info["model"], cfg.client.api_key)
-    return Target(int(window), base_url, info["model"])
+        prep.model.served_fingerprint = prints[0]
+    return Target(int(window), list(base_urls), [info["model"] for info in infos])
+
+
+def check_same_weights(base_urls: list[str], prints: list[str | None]) -> None:
+    """Several servers must give one identity probe answer; name the server(s) that differ from
+    the most common answer, or that give none."""
+    silent = [u for u, fp in zip(base_urls, prints) if fp is None]
+    if silent:
+        raise UserError(f"cannot tell whether {', '.join(silent)} serve(s) the same weights as the others: no answer "
+                        "with log-probs to the identity probe. Several servers must be checked before they share a run")
+    common = max(set(prints), key=prints.count)
+    odd = [u for u, fp in zip(base_urls, prints) if fp != common]
+    if odd:
+        agree = [u for u, fp in zip(base_urls, prints) if fp == common]
+        raise UserError(f"{', '.join(odd)} serve(s) other weights than {', '.join(agree)} (their greedy answers to the "
+                        "identity probe differ); one run must not mix models. Serve one checkpoint on every server")
 
 
 # Step 3 -------------------------------------------------------------------------------------
@@ -241,7 +271,7 @@ def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, Ta
     if cfg.backend == "hf":
         return make_hf_lm(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
     c = cfg.client
-    return ServerLM(target.base_url, target.served_name, tokenizer, target.window, task_specs=specs,
+    return ServerLM(target.base_urls, target.served_names, tokenizer, target.window, task_specs=specs,
                     concurrency=c.concurrency, max_retries=c.max_retries, timeout_s=c.request_timeout_s,
                     api_key=c.api_key, progress=cfg.run.progress, seed=cfg.run.seed, per_request_seed=c.per_request_seed)
 
@@ -315,6 +345,9 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
         if lm is not backend:
             with interrupt.deferred():  # flushes the answers the cache thread still holds
                 lm.close()
+        pool = getattr(backend, "pool", None)
+        for server, ep in zip(prep.record.serving.servers, pool.endpoints if pool else []):
+            server.sent, server.answered, server.taken_out = ep.sent, ep.answered, ep.out_reason
     records = list(backend.records) + list(getattr(lm, "cached_records", []))
     return Outcome(results, records, int(backend.n_sent), [r for r in records if r.error])
 

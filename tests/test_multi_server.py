@@ -1,0 +1,145 @@
+"""One run, several servers (`--base-url A,B`), against stub OpenAI servers (no vLLM): requests
+spread over the servers, one cache whatever their number, servers serving other weights refused
+by name, and a server that dies mid-run taken out with nothing lost and nothing answered twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from harness.backends.pool import Endpoint, EndpointPool
+from harness.errors import IncompleteRunError, UserError
+from harness.records.io import load_run
+from harness.run.config import ClientConfig, EvalConfig, RunConfig
+from harness.run.runner import run_eval
+from tests.stub_openai import StubServer, ok_answer
+
+
+@pytest.fixture
+def stubs():
+    made = []
+
+    def make(**kw):
+        made.append(StubServer(**kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+def _cfg(urls, tok, out, concurrency=2):
+    return EvalConfig(tokenizer=str(tok), client=ClientConfig(base_url=",".join(urls), max_retries=1, concurrency=concurrency),
+                      run=RunConfig(tasks=["tiny_passkey"], output_dir=str(out), progress=False))
+
+
+def slow(seconds=0.02, text="1"):
+    def respond(path, body):
+        if "logprobs" not in body:
+            time.sleep(seconds)
+        return ok_answer(body, text)
+    return respond
+
+
+def test_the_pool_sends_to_the_least_busy_live_server():
+    a, b = Endpoint("http://a", "m"), Endpoint("http://b", "m")
+    pool = EndpointPool([a, b], per_server=2)
+    got = [pool.acquire() for _ in range(4)]
+    assert [e.root for e in got] == ["http://a", "http://b", "http://a", "http://b"]
+    assert pool.acquire(stopped=lambda: True) is None  # full, and the run stopped while waiting
+    pool.release(b, answered=True)
+    assert pool.acquire() is b and b.answered == 1
+    pool.take_out(a, "gone")
+    pool.release(a, answered=False)
+    pool.release(a, answered=False)
+    assert pool.live() == [b]
+    pool.take_out(b, "gone too")
+    assert pool.acquire() is None  # nobody left: at once, no waiting
+
+
+def test_requests_spread_over_servers_and_one_cache_serves_any_number(stubs, tiny_model_dir, tmp_path):
+    a, b = stubs(respond=slow()), stubs(respond=slow())
+    rec = load_run(run_eval(_cfg([a.url, b.url], tiny_model_dir, tmp_path)))
+    assert rec.status == "complete" and rec.requests["sent"] == 30
+    assert len(a.answered_completions()) > 5 and len(b.answered_completions()) > 5
+    servers = {s.url: s for s in rec.serving.servers}
+    assert servers[a.url].answered == len(a.answered_completions())
+    assert servers[b.url].answered == len(b.answered_completions())
+    assert servers[a.url].answered + servers[b.url].answered == 30
+    assert servers[a.url].fingerprint == servers[b.url].fingerprint == rec.model.served_fingerprint
+    assert rec.serving.base_url == f"{a.url},{b.url}" and not any(s.taken_out for s in servers.values())
+    # one server or two: the same served identity, so the same cache
+    again = load_run(run_eval(_cfg([b.url], tiny_model_dir, tmp_path)))
+    assert again.requests["cached"] == 30 and again.requests["sent"] == 0
+
+
+def test_a_server_with_other_weights_is_refused_by_name_before_any_request(stubs, tiny_model_dir, tmp_path):
+    def other_weights(path, body):
+        status, payload = ok_answer(body, "9")
+        if "logprobs" in body:
+            payload["choices"][0]["logprobs"]["token_logprobs"] = [-3.0, -0.01]
+        return status, payload
+
+    a, b, c = stubs(), stubs(respond=other_weights), stubs()
+    with pytest.raises(UserError, match=f"{b.url} serve\\(s\\) other weights than {a.url}, {c.url}"):
+        run_eval(_cfg([a.url, b.url, c.url], tiny_model_dir, tmp_path))
+    assert not (a.completions() or b.completions() or c.completions())
+
+
+def test_a_server_that_dies_mid_run_is_taken_out_and_nothing_is_lost_or_answered_twice(stubs, tiny_model_dir, tmp_path):
+    lock, served = threading.Lock(), [0]
+    dying = None
+
+    def die_after_five(path, body):
+        if "logprobs" in body:
+            return ok_answer(body, "1")
+        time.sleep(0.05)
+        with lock:
+            served[0] += 1
+            if served[0] > 5:
+                dying.kill()
+                return None  # the requests in flight never get their answer
+        return ok_answer(body, "1")
+
+    dying = stubs(respond=die_after_five)
+    healthy = stubs(respond=slow())
+    rec = load_run(run_eval(_cfg([dying.url, healthy.url], tiny_model_dir, tmp_path)))
+    assert rec.status == "complete" and rec.tasks["tiny_passkey"].n_errors == 0
+    servers = {s.url: s for s in rec.serving.servers}
+    assert servers[dying.url].taken_out and servers[healthy.url].taken_out is None
+    answered_by_dead = [b["messages"][-1]["content"] for b in dying.answered_completions()]
+    answered_by_live = [b["messages"][-1]["content"] for b in healthy.answered_completions()]
+    assert len(answered_by_dead) == 5 == servers[dying.url].answered
+    assert len(answered_by_dead) + len(answered_by_live) == 30
+    sent_to_live = [b["messages"][-1]["content"] for b in healthy.completions()]
+    assert not set(answered_by_dead) & set(sent_to_live)  # an answer is never asked for twice
+
+
+def test_when_every_server_is_gone_the_run_is_incomplete_and_a_rerun_sends_only_the_missing(stubs, tiny_model_dir, tmp_path):
+    count, lock = [0], threading.Lock()
+    servers = []
+
+    def both_die_after_eight(path, body):
+        if "logprobs" in body:
+            return ok_answer(body, "1")
+        time.sleep(0.02)
+        with lock:
+            count[0] += 1
+            if count[0] > 8:
+                for s in servers:
+                    s.kill()
+                return None
+        return ok_answer(body, "1")
+
+    servers += [stubs(respond=both_die_after_eight), stubs(respond=both_die_after_eight)]
+    started = time.monotonic()
+    with pytest.raises(IncompleteRunError):
+        run_eval(_cfg([s.url for s in servers], tiny_model_dir, tmp_path))
+    assert time.monotonic() - started < 60  # the rest failed fast, not through retries each
+    rec = load_run(next(tmp_path.glob("2*")))
+    assert rec.status == "incomplete" and rec.tasks["tiny_passkey"].n_errors == 22
+    fresh = stubs(respond=slow(0.0))
+    again = load_run(run_eval(_cfg([fresh.url], tiny_model_dir, tmp_path)))
+    assert again.status == "complete" and again.requests["cached"] == 8 and len(fresh.completions()) == 22
