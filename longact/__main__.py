@@ -1,7 +1,6 @@
 """`python -m longact ARGS` = `longact ARGS` (what torchrun runs with `-m longact train ...`)."""
 
-import sys
 
-from longact.cli import main
+from longact.cli import run
 
-sys.exit(main())
+run()

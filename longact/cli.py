@@ -421,5 +421,24 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def run() -> None:
+    """The console entry point: `main`, then a prompt exit. Python's exit hooks (atexit: logging,
+    the request cache, TensorBoard writers) run, and the output is flushed; the interpreter's own
+    teardown of its modules is skipped, since the OS reclaims that memory anyway. That teardown
+    (torch, transformers, lm-eval) took 2.5 s on an idle machine and 6-10 s on a loaded one, after
+    the run had already ended, e.g. after a Ctrl-C: measured from the signal to the exit."""
+    import atexit
+    import os
+
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`longact show | head`) or stream
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

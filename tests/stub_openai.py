@@ -100,6 +100,10 @@ class StubServer:
     def kill(self) -> None:
         """Die as a crashed server does: answers in flight are never sent, connections are refused."""
         self.dead = True
+        try:  # stop listening now: connections are refused at once, as by a crashed process
+            self.server.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         threading.Thread(target=self.close, daemon=True).start()  # a handler may call this: not on its thread
 
     def close(self) -> None:
