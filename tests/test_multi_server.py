@@ -4,6 +4,7 @@ by name, and a server that dies mid-run taken out with nothing lost and nothing 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -143,3 +144,55 @@ def test_when_every_server_is_gone_the_run_is_incomplete_and_a_rerun_sends_only_
     fresh = stubs(respond=slow(0.0))
     again = load_run(run_eval(_cfg([fresh.url], tiny_model_dir, tmp_path)))
     assert again.status == "complete" and again.requests["cached"] == 8 and len(fresh.completions()) == 22
+
+
+def test_devices_are_split_between_started_servers():
+    from harness.backends.serve import split_devices
+
+    assert split_devices([], 3, 2) == [None, None, None]  # CPU: nothing to pin
+    assert split_devices(["0", "1", "2", "3"], 2, 2) == ["0,1", "2,3"]
+    assert split_devices(["4", "5", "6", "7"], 4, 1) == ["4", "5", "6", "7"]
+    with pytest.raises(UserError, match="needs 4 GPUs; 3 are visible"):
+        split_devices(["0", "1", "2"], 2, 2)
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--servers", "0"], "--servers must be >= 1"),
+    (["--data-parallel-size", "0"], "--data-parallel-size must be >= 1"),
+    (["--servers", "2", "--port", "8000"], "drop --port"),
+])
+def test_server_count_mistakes_fail_before_any_server(flags, needle, tiny_model_dir, tmp_path, capsys):
+    from longact.cli import main
+
+    code = main(["eval", "--model", str(tiny_model_dir), "--output-dir", str(tmp_path), *flags])
+    assert code == 2 and needle in capsys.readouterr().err
+
+
+@pytest.mark.server
+@pytest.mark.slow
+def test_two_started_servers_give_the_one_server_results_and_both_stop(vllm_server, tiny_model_dir, tmp_path):
+    """`--servers 2` on the CPU: two real vLLM servers share the requests; the samples equal those
+    of one server (greedy), and no server process outlives the run."""
+    import psutil
+
+    from tests.conftest import SERVER_WINDOW
+
+    one = load_run(run_eval(EvalConfig(tokenizer=str(tiny_model_dir), client=ClientConfig(base_url=vllm_server.base_url),
+                                       run=RunConfig(tasks=["tiny_passkey", "tiny_kv"], output_dir=str(tmp_path / "one"),
+                                                     use_cache=False, progress=False))))
+    cfg = EvalConfig(model=str(tiny_model_dir), max_model_len=SERVER_WINDOW,
+                     run=RunConfig(tasks=["tiny_passkey", "tiny_kv"], output_dir=str(tmp_path / "two"), use_cache=False,
+                                   progress=False))
+    cfg.serve.servers = 2
+    run_dir = run_eval(cfg)
+    two = load_run(run_dir)
+    assert two.status == "complete" and len(two.serving.servers) == 2
+    assert all(s.answered > 0 for s in two.serving.servers) and sum(s.answered for s in two.serving.servers) == 60
+    for task in ("tiny_passkey", "tiny_kv"):
+        rows = [[json.loads(line) for line in (d / f"samples_{task}.jsonl").read_text().splitlines()]
+                for d in (tmp_path / "one" / one.run_id, run_dir)]
+        assert rows[0] == rows[1]
+    session_server = set(vllm_server.pids())
+    left = [p for p in psutil.Process().children(recursive=True)
+            if p.pid not in session_server and "vllm" in " ".join(p.cmdline())]
+    assert not left

@@ -48,6 +48,10 @@ class ServerConfig:
     """Context window (prompt + generation) the server accepts; None lets vLLM read the config."""
     dtype: str = "auto"
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    """Engine replicas behind this one endpoint (vLLM's own data parallelism)."""
+    devices: str | None = None
+    """CUDA_VISIBLE_DEVICES for this server (several servers on one node: each its own GPUs)."""
     api_key: str | None = None
     """When set, the server requires it and the client sends it."""
     cpu_kv_cache_gib: int = 1
@@ -76,6 +80,8 @@ class ServerConfig:
             "--disable-log-stats",
             "--load-format", self.load_format,
         ]
+        if self.data_parallel_size > 1:
+            cmd += ["--data-parallel-size", str(self.data_parallel_size)]
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]
         if self.api_key:
@@ -212,12 +218,19 @@ class VLLMServer:
         self.port: int | None = None
         self.startup_s: float | None = None
         self.info: dict = {}
+        self._t0: float = 0.0
 
     @property
     def base_url(self) -> str:
         return f"http://{self.config.host}:{self.port}"
 
     def start(self) -> "VLLMServer":
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the process and return at once (`wait_ready` waits for health): several servers
+        launched one after the other boot side by side."""
         cfg = self.config
         model_dir = Path(cfg.model)
         if model_dir.exists() and not (model_dir / "config.json").is_file():
@@ -230,25 +243,30 @@ class VLLMServer:
         env.setdefault("VLLM_NO_USAGE_STATS", "1")
         env.setdefault("DO_NOT_TRACK", "1")
         env.setdefault("HF_HUB_OFFLINE", "1") if model_dir.exists() else None
+        if cfg.devices is not None:
+            env["CUDA_VISIBLE_DEVICES"] = cfg.devices
         if cfg.swappable:
             if cfg.host not in ("127.0.0.1", "localhost", "::1"):
                 raise UserError("a server whose weights can be swapped exposes development endpoints; bind it to 127.0.0.1")
             env["VLLM_SERVER_DEV_MODE"] = "1"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        t0 = time.monotonic()
+        self._t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cfg.command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, start_new_session=True, preexec_fn=_die_with_parent,
         )
         log.close()
+
+    def wait_ready(self) -> "VLLMServer":
+        """Wait until the launched server is healthy; on any failure (or a stop) it is stopped."""
         try:
-            self._wait_healthy(t0)
+            self._wait_healthy(self._t0)
+            self.startup_s = time.monotonic() - self._t0
+            self.info = server_info(self.base_url, self.config.api_key)
         except BaseException:
             self.stop()
             raise
-        self.startup_s = time.monotonic() - t0
-        self.info = server_info(self.base_url, cfg.api_key)
         return self
 
     def _wait_healthy(self, t0: float) -> None:
@@ -340,6 +358,42 @@ class VLLMServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def stop_all(servers: list[VLLMServer]) -> None:
+    """Stop several servers side by side (each may wait its grace period), not one after another."""
+    import threading
+
+    with interrupt.deferred():
+        threads = [threading.Thread(target=s.stop, daemon=True) for s in servers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: CUDA_VISIBLE_DEVICES when set, else those `nvidia-smi -L`
+    lists; none on a machine without NVIDIA GPUs."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def split_devices(gpus: list[str], n_servers: int, per_server: int) -> list[str | None]:
+    """CUDA_VISIBLE_DEVICES of each of n servers, `per_server` GPUs each (tensor x data parallel);
+    None for each on a CPU machine."""
+    if not gpus:
+        return [None] * n_servers
+    if len(gpus) < n_servers * per_server:
+        raise UserError(f"--servers {n_servers} with {per_server} GPU(s) each (tensor x data parallel size) needs "
+                        f"{n_servers * per_server} GPUs; {len(gpus)} are visible ({','.join(gpus)})")
+    return [",".join(gpus[i * per_server:(i + 1) * per_server]) for i in range(n_servers)]
 
 
 def _die_with_parent() -> None:

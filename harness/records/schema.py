@@ -80,6 +80,8 @@ class ServingInfo:
     """Window used for fitting prompts (prompt + generation budget <= this)."""
     dtype: str | None = None
     tensor_parallel_size: int | None = None
+    data_parallel_size: int | None = None
+    """Engine replicas behind each started server's endpoint (vLLM data parallelism)."""
     extra_args: list[str] = field(default_factory=list)
     startup_s: float | None = None
     """Seconds from launching the server to a healthy /health (managed servers only)."""

@@ -61,6 +61,11 @@ class ServeConfig:
     dtype: str = flag("--dtype", "weights/activation dtype vLLM loads the model in (default: %(default)s)", "auto")
     tensor_parallel_size: int = flag("--tensor-parallel-size", "GPUs per model replica (vLLM; default: %(default)s)",
                                      1, parse=int)
+    data_parallel_size: int = flag("--data-parallel-size", "engine replicas behind the one endpoint of a started server "
+                                   "(vLLM data parallelism; default: %(default)s)", 1, parse=int)
+    servers: int = flag("--servers", "start N independent servers (each on its own GPUs when there are GPUs) and spread "
+                        "the requests over them, as with several --base-url (default: %(default)s)", 1, parse=int,
+                        metavar="N")
     extra_args: list[str] = flag("--server-args", "extra vLLM server flags, one quoted string", [], parse=shlex.split)
     startup_timeout_s: float = flag("--startup-timeout", "seconds to wait for health (default: %(default)s)",
                                     600.0, parse=float)

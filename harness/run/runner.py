@@ -143,7 +143,8 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
     return RunRecord(
         run_id=run_id, status="running", model=model,
         serving=ServingInfo(backend=cfg.backend, base_url=",".join(cfg.client.base_url) or None, dtype=cfg.serve.dtype,
-                            tensor_parallel_size=cfg.serve.tensor_parallel_size, extra_args=list(cfg.serve.extra_args),
+                            tensor_parallel_size=cfg.serve.tensor_parallel_size,
+                            data_parallel_size=cfg.serve.data_parallel_size, extra_args=list(cfg.serve.extra_args),
                             concurrency=cfg.client.concurrency if cfg.backend == "server" else 1),
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
         seeds={"python": seed, "numpy": seed, "torch": seed, "fewshot": seed,
@@ -156,12 +157,13 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
 
 # Step 2 -------------------------------------------------------------------------------------
 
-def server_config(cfg: EvalConfig, swappable: bool = False):
+def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None = None):
     from harness.backends.serve import ServerConfig
 
     return ServerConfig(
         model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
-        dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size, api_key=cfg.client.api_key,
+        dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size,
+        data_parallel_size=cfg.serve.data_parallel_size, devices=devices, api_key=cfg.client.api_key,
         startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args), swappable=swappable)
 
 
@@ -169,7 +171,7 @@ def server_config(cfg: EvalConfig, swappable: bool = False):
 def connect(cfg: EvalConfig, prep: Prepared, engine=None):
     """Yield the `Target`; a server started here is stopped on the way out, whatever happens.
     `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
-    from harness.backends.serve import VLLMServer
+    from harness.backends.serve import VLLMServer, split_devices, stop_all, visible_gpus
 
     serving = prep.record.serving
     if engine is not None:
@@ -188,17 +190,26 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
     if cfg.client.base_url:
         yield _remote_target(cfg, prep, cfg.client.base_url, prep.remote)
         return
-    server = VLLMServer(server_config(cfg), log_path=prep.run_dir / "server.log",
-                        report_every_s=15.0 if cfg.run.progress else None)
-    print(f"starting vLLM for {cfg.model} (log: {prep.run_dir / 'server.log'}) ...", file=sys.stderr)
+    n = cfg.serve.servers
+    per_server = cfg.serve.tensor_parallel_size * cfg.serve.data_parallel_size
+    devices = split_devices(visible_gpus(), n, per_server) if n > 1 else [None]
+    logs = [prep.run_dir / ("server.log" if n == 1 else f"server-{i}.log") for i in range(n)]
+    servers = [VLLMServer(server_config(cfg, devices=d), log_path=log, report_every_s=15.0 if cfg.run.progress else None)
+               for d, log in zip(devices, logs)]
+    print(f"starting {'vLLM' if n == 1 else f'{n} vLLM servers'} for {cfg.model} (log: "
+          f"{', '.join(str(log) for log in logs)}) ...", file=sys.stderr)
     try:
-        server.start()
+        for server in servers:  # launched one after another, they boot side by side
+            server.launch()
+        for server in servers:
+            server.wait_ready()
         serving.managed = True
-        serving.startup_s = round(server.startup_s, 2)
-        print(f"server healthy at {server.base_url} after {server.startup_s:.1f} s", file=sys.stderr)
-        yield _remote_target(cfg, prep, [server.base_url], [server.info])
+        serving.startup_s = round(max(s.startup_s for s in servers), 2)
+        print(f"{'server' if n == 1 else f'{n} servers'} healthy at {', '.join(s.base_url for s in servers)} after "
+              f"{serving.startup_s:.1f} s", file=sys.stderr)
+        yield _remote_target(cfg, prep, [s.base_url for s in servers], [s.info for s in servers])
     finally:
-        server.stop()
+        stop_all(servers)
 
 
 def _remote_target(cfg: EvalConfig, prep: Prepared, base_urls: list[str], infos: list[dict]) -> Target:

@@ -147,6 +147,9 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
 
     if cfg.client.base_url or cfg.backend != "server":
         raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
+    if cfg.serve.servers > 1:
+        raise UserError("a sweep of checkpoints runs on one engine that swaps weights; --servers N is not available "
+                        "with --experiment yet: run one `longact eval --model CKPT --servers N` per checkpoint")
     cfgs = {}
     for run_id, ckpt in models.items():
         c = copy.deepcopy(cfg)

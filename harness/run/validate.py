@@ -54,6 +54,12 @@ def check_config(cfg: EvalConfig) -> None:
     _positive("--concurrency", cfg.client.concurrency, allow_none=False)
     _positive("--max-retries", cfg.client.max_retries, allow_none=False, minimum=0)
     _positive("--tensor-parallel-size", cfg.serve.tensor_parallel_size, allow_none=False)
+    _positive("--data-parallel-size", cfg.serve.data_parallel_size, allow_none=False)
+    _positive("--servers", cfg.serve.servers, allow_none=False)
+    if cfg.serve.servers > 1 and (cfg.client.base_url or cfg.backend != "server"):
+        raise UserError("--servers starts vLLM servers: drop --base-url (already several URLs are one run) / --backend hf")
+    if cfg.serve.servers > 1 and cfg.serve.port is not None:
+        raise UserError("--servers N picks a free port for each server; drop --port")
     for name, value in (("--request-timeout", cfg.client.request_timeout_s), ("--startup-timeout", cfg.serve.startup_timeout_s),
                         ("--limit", cfg.run.limit)):
         if value is not None and (isinstance(value, bool) or not value > 0):
