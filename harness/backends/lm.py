@@ -265,7 +265,7 @@ class ServerLM(EndpointMixin, LM):
         return results
 
     def _dispatch(self, n: int, job, deliver) -> None:
-        """Run job(i) for i < n, `concurrency` at a time on daemon threads, and call deliver(*result)
+        """Run job(i) for i < n on daemon threads (`concurrency` per server), and call deliver(*result)
         on this (the main) thread as each result arrives.
 
         The main thread never blocks for longer than 0.2 s, and checks the stop flag each time
