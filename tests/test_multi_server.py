@@ -112,7 +112,8 @@ def test_a_server_that_dies_mid_run_is_taken_out_and_nothing_is_lost_or_answered
     assert servers[dying.url].taken_out and servers[healthy.url].taken_out is None
     answered_by_dead = [b["messages"][-1]["content"] for b in dying.answered_completions()]
     answered_by_live = [b["messages"][-1]["content"] for b in healthy.answered_completions()]
-    assert len(answered_by_dead) == 5 == servers[dying.url].answered
+    # up to 5 (an answer on its way when the server died is lost like the rest in flight)
+    assert 1 <= len(answered_by_dead) == servers[dying.url].answered <= 5
     assert len(answered_by_dead) + len(answered_by_live) == 30
     sent_to_live = [b["messages"][-1]["content"] for b in healthy.completions()]
     assert not set(answered_by_dead) & set(sent_to_live)  # an answer is never asked for twice
@@ -139,11 +140,14 @@ def test_when_every_server_is_gone_the_run_is_incomplete_and_a_rerun_sends_only_
     with pytest.raises(IncompleteRunError):
         run_eval(_cfg([s.url for s in servers], tiny_model_dir, tmp_path))
     assert time.monotonic() - started < 60  # the rest failed fast, not through retries each
+    answered = sum(len(s.answered_completions()) for s in servers)  # up to 8: some died on their way
     rec = load_run(next(tmp_path.glob("2*")))
-    assert rec.status == "incomplete" and rec.tasks["tiny_passkey"].n_errors == 22
+    assert 0 < answered <= 8
+    assert rec.status == "incomplete" and rec.tasks["tiny_passkey"].n_errors == 30 - answered
     fresh = stubs(respond=slow(0.0))
     again = load_run(run_eval(_cfg([fresh.url], tiny_model_dir, tmp_path)))
-    assert again.status == "complete" and again.requests["cached"] == 8 and len(fresh.completions()) == 22
+    assert again.status == "complete" and again.requests["cached"] == answered
+    assert len(fresh.completions()) == 30 - answered
 
 
 def test_devices_are_split_between_started_servers():
