@@ -81,3 +81,19 @@ def vllm_server(tiny_model_dir, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def stubs():
+    """Stub OpenAI servers (tests/stub_openai.py), made on demand (`stubs(respond=...)`), all closed after."""
+    from tests.stub_openai import StubServer
+
+    made = []
+
+    def make(**kw):
+        made.append(StubServer(**kw))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()

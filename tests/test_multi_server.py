@@ -15,20 +15,7 @@ from harness.errors import IncompleteRunError, UserError
 from harness.records.io import load_run
 from harness.run.config import ClientConfig, EvalConfig, RunConfig
 from harness.run.runner import run_eval
-from tests.stub_openai import StubServer, ok_answer
-
-
-@pytest.fixture
-def stubs():
-    made = []
-
-    def make(**kw):
-        made.append(StubServer(**kw))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
+from tests.stub_openai import ok_answer
 
 
 def _cfg(urls, tok, out, concurrency=2):
@@ -41,6 +28,25 @@ def slow(seconds=0.02, text="1"):
         if "logprobs" not in body:
             time.sleep(seconds)
         return ok_answer(body, text)
+    return respond
+
+
+def dies_after(n: int, victims: list, latency: float):
+    """A respond function: answers n completions (after `latency` each), then kills every server in
+    `victims` and drops the request, as the requests in flight on a crashed server are dropped."""
+    lock, served = threading.Lock(), [0]
+
+    def respond(path, body):
+        if "logprobs" in body:
+            return ok_answer(body, "1")
+        time.sleep(latency)
+        with lock:
+            served[0] += 1
+            if served[0] > n:
+                for s in victims:
+                    s.kill()
+                return None
+        return ok_answer(body, "1")
     return respond
 
 
@@ -90,21 +96,9 @@ def test_a_server_with_other_weights_is_refused_by_name_before_any_request(stubs
 
 
 def test_a_server_that_dies_mid_run_is_taken_out_and_nothing_is_lost_or_answered_twice(stubs, tiny_model_dir, tmp_path):
-    lock, served = threading.Lock(), [0]
-    dying = None
-
-    def die_after_five(path, body):
-        if "logprobs" in body:
-            return ok_answer(body, "1")
-        time.sleep(0.05)
-        with lock:
-            served[0] += 1
-            if served[0] > 5:
-                dying.kill()
-                return None  # the requests in flight never get their answer
-        return ok_answer(body, "1")
-
-    dying = stubs(respond=die_after_five)
+    victims = []
+    dying = stubs(respond=dies_after(5, victims, latency=0.05))
+    victims.append(dying)
     healthy = stubs(respond=slow())
     rec = load_run(run_eval(_cfg([dying.url, healthy.url], tiny_model_dir, tmp_path)))
     assert rec.status == "complete" and rec.tasks["tiny_passkey"].n_errors == 0
@@ -120,22 +114,9 @@ def test_a_server_that_dies_mid_run_is_taken_out_and_nothing_is_lost_or_answered
 
 
 def test_when_every_server_is_gone_the_run_is_incomplete_and_a_rerun_sends_only_the_missing(stubs, tiny_model_dir, tmp_path):
-    count, lock = [0], threading.Lock()
     servers = []
-
-    def both_die_after_eight(path, body):
-        if "logprobs" in body:
-            return ok_answer(body, "1")
-        time.sleep(0.02)
-        with lock:
-            count[0] += 1
-            if count[0] > 8:
-                for s in servers:
-                    s.kill()
-                return None
-        return ok_answer(body, "1")
-
-    servers += [stubs(respond=both_die_after_eight), stubs(respond=both_die_after_eight)]
+    respond = dies_after(8, servers, latency=0.02)  # one count for both: 8 answers between them
+    servers += [stubs(respond=respond), stubs(respond=respond)]
     started = time.monotonic()
     with pytest.raises(IncompleteRunError):
         run_eval(_cfg([s.url for s in servers], tiny_model_dir, tmp_path))

@@ -42,8 +42,13 @@ def save(out_dir: Path, step: int, model, tok, mask, opt, data_pos: int, d: para
     return final
 
 
+def saved(out_dir: Path) -> list[Path]:
+    """The run's complete checkpoints (with their trainer state), in step order."""
+    return trainer_layout.step_dirs(out_dir, complete=lambda p: (p / STATE_FILE).exists())
+
+
 def latest(out_dir: Path) -> Path | None:
-    steps = trainer_layout.step_dirs(out_dir, complete=lambda p: (p / STATE_FILE).exists())
+    steps = saved(out_dir)
     return steps[-1] if steps else None
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tasks import trainer_layout
 from tasks.errors import UserError
-from training import parallel
-from training.checkpoint import MASK_SUBDIR, STATE_FILE
+from training import checkpoint, parallel
+from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.mask import STRATEGIES
 from training.train import train
@@ -40,8 +40,7 @@ def arms_of(controls: list[str]) -> dict[str, str]:
 
 
 def saved_steps(run_dir: Path) -> dict[str, str]:
-    return {str(trainer_layout.step_of(p)): str(p.resolve())
-            for p in trainer_layout.step_dirs(run_dir, complete=lambda p: (p / STATE_FILE).exists())}
+    return {str(trainer_layout.step_of(p)): str(p.resolve()) for p in checkpoint.saved(run_dir)}
 
 
 def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds: list[int] | None = None) -> Path:

@@ -361,15 +361,10 @@ class ServerLM(EndpointMixin, LM):
         last_error = None
         attempt = 0  # failed attempts so far; a server taken out does not count
         while attempt <= self.max_retries:
-            if self._stopped():
-                last_error = last_error or "cancelled (the run was interrupted)"
-                break
-            ep = self.pool.acquire(self._stopped)
-            if ep is None:  # every server is out (or the run stopped while waiting for room)
-                if self._stopped():
-                    last_error = last_error or "cancelled (the run was interrupted)"
-                else:
-                    last_error = last_error or "server unreachable (an earlier request found every server down)"
+            ep = self.pool.acquire(self._stopped)  # None once stopped, or when every server is out
+            if ep is None:
+                last_error = last_error or ("cancelled (the run was interrupted)" if self._stopped() else
+                                            "server unreachable (an earlier request found every server down)")
                 break
             url, body = self._payload(g, ep)
             rec.attempts += 1

@@ -42,14 +42,17 @@ class EndpointPool:
 
     def live(self) -> list[Endpoint]:
         with self._cond:
-            return [e for e in self.endpoints if e.out_reason is None]
+            return self._live()
+
+    def _live(self) -> list[Endpoint]:  # the caller holds the lock
+        return [e for e in self.endpoints if e.out_reason is None]
 
     def acquire(self, stopped: Callable[[], bool] = lambda: False, poll_s: float = 0.2) -> Endpoint | None:
         """The live server with the fewest outstanding requests (ties: the one sent fewest), once
         one has room; None when every server is out or `stopped()` turns true while waiting."""
         with self._cond:
             while True:
-                live = [e for e in self.endpoints if e.out_reason is None]
+                live = self._live()
                 if not live or stopped():
                     return None
                 room = [e for e in live if e.outstanding < self.per_server]

@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 from harness.records.io import load_run
-from tests.stub_openai import StubServer, ok_answer
+from tests.stub_openai import ok_answer
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("interrupt_driver.py")
@@ -72,19 +72,6 @@ def cached_answers(out_dir: Path) -> int:
         return db.execute("select count(*) from unnamed").fetchone()[0]
 
 
-@pytest.fixture
-def stub():
-    made = []
-
-    def make(**kw):
-        made.append(StubServer(**kw))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
-
-
 def eval_argv(url: str, tokenizer, out_dir: Path) -> list[str]:
     return ["eval", "--base-url", url, "--tokenizer", str(tokenizer), "--tasks", "tiny_passkey", "--concurrency", "2",
             "--quiet", "--output-dir", str(out_dir)]
@@ -96,8 +83,8 @@ def eval_argv(url: str, tokenizer, out_dir: Path) -> list[str]:
     ("swallowed", "SIGINT"),
     ("results", "SIGTERM"),
 ])
-def test_a_signal_ends_each_phase(phase, sig, stub, tiny_model_dir, tmp_path):
-    s = stub()
+def test_a_signal_ends_each_phase(phase, sig, stubs, tiny_model_dir, tmp_path):
+    s = stubs()
     out = tmp_path / "out"
     proc, stamp = start(phase, sig, eval_argv(s.url, tiny_model_dir, out), tmp_path)
     finish(proc, stamp, sig, out)
@@ -108,8 +95,8 @@ def test_a_signal_ends_each_phase(phase, sig, stub, tiny_model_dir, tmp_path):
         assert sent == 0
 
 
-def test_a_signal_during_a_cache_write_lets_the_write_finish(stub, tiny_model_dir, tmp_path):
-    s = stub()
+def test_a_signal_during_a_cache_write_lets_the_write_finish(stubs, tiny_model_dir, tmp_path):
+    s = stubs()
     out = tmp_path / "out"
     proc, stamp = start("cache", "SIGINT", eval_argv(s.url, tiny_model_dir, out), tmp_path)
     finish(proc, stamp, "SIGINT", out)
@@ -120,7 +107,7 @@ def test_a_signal_during_a_cache_write_lets_the_write_finish(stub, tiny_model_di
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
-def test_a_signal_with_requests_in_flight_keeps_the_answers_and_a_rerun_sends_the_rest(sig, stub, tiny_model_dir, tmp_path):
+def test_a_signal_with_requests_in_flight_keeps_the_answers_and_a_rerun_sends_the_rest(sig, stubs, tiny_model_dir, tmp_path):
     """Four answers come back at once, then the server hangs (each answer would take a minute)."""
     answered = []
 
@@ -133,7 +120,7 @@ def test_a_signal_with_requests_in_flight_keeps_the_answers_and_a_rerun_sends_th
         time.sleep(60)
         return ok_answer(body)
 
-    s = stub(respond=four_then_hang)
+    s = stubs(respond=four_then_hang)
     out = tmp_path / "out"
     proc, stamp = start("none", sig, eval_argv(s.url, tiny_model_dir, out), tmp_path)
     deadline = time.monotonic() + 120
@@ -146,7 +133,7 @@ def test_a_signal_with_requests_in_flight_keeps_the_answers_and_a_rerun_sends_th
     assert len(s.completions()) == 6  # nothing queued was sent after the signal
     assert cached_answers(out) == 4
 
-    again = stub()  # the same weights (same probe answer): the rerun resumes
+    again = stubs()  # the same weights (same probe answer): the rerun resumes
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     rerun = subprocess.run([sys.executable, "-m", "longact", *eval_argv(again.url, tiny_model_dir, out)], cwd=ROOT,
                            env=env, capture_output=True, text=True, timeout=300)

@@ -21,22 +21,9 @@ from harness.run.config import ClientConfig, EvalConfig, RunConfig
 from harness.run.runner import run_eval
 from longact.cli import main
 from tests.faults.test_interrupts import as_in_a_background_job
-from tests.stub_openai import StubServer, ok_answer
+from tests.stub_openai import ok_answer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stubs():
-    made = []
-
-    def make(**kw):
-        made.append(StubServer(**kw))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
 
 
 def _cli(capsys, *argv):
