@@ -111,6 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lm-eval", action="store_true",
                    help="(re)write the run's lm-evaluation-harness results file (results_<time>.json) beside run.json")
 
+    mg = sub.add_parser(
+        "merge", help="join the N runs of `eval --shard K/N` into one run (equal to an unsharded run of the items)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact merge results/shard-1 results/shard-2 results/shard-3\n"
+               "  longact merge results/ruler-128k-shard-*/ --run-id ruler-128k --output-dir results\n\n"
+               "The shards must be shards 1..N of one command (same model, window, settings, task code and data),\n"
+               "each complete; otherwise the command says which one differs and how. Metrics are recomputed\n"
+               "from the items by lm-eval's aggregation, so they equal an unsharded run's.")
+    mg.add_argument("runs", nargs="+", help="the shards' run directories (or run.json files)")
+    mg.add_argument("--output-dir", help="where the merged run goes (default: beside the first shard)")
+    mg.add_argument("--run-id", help="the merged run's directory name (default: a new unique id)")
+    mg.add_argument("--tokenizer", help="the shards' tokenizer, when its recorded path is not on this machine")
+
     _add_score_parser(sub)
 
     c = sub.add_parser(
@@ -246,6 +260,16 @@ def _experiment_table(manifest: str, results: str, force: bool = False, n_resamp
         return render_experiment(compare_experiment(manifest, results, n_resamples=n_resamples, force=force))
     paths = [str(d) for d in dirs.values()]
     return render(compare(paths, baseline=paths[0], force=force, n_resamples=min(n_resamples, 1000)), fmt)
+
+
+def cmd_merge(args) -> int:
+    from harness.report.tables import run_table
+    from harness.run.merge import merge_runs
+
+    run_dir = merge_runs(args.runs, args.output_dir, args.run_id, args.tokenizer, command=sys.argv)
+    print(run_table(run_dir))
+    print(f"\nresults: {run_dir / 'run.json'}")
+    return 0
 
 
 def cmd_show(args) -> int:
@@ -404,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score,
-                "data": cmd_data, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "demo": cmd_demo, **parser.training_handlers}
+                "data": cmd_data, "merge": cmd_merge, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "demo": cmd_demo, **parser.training_handlers}
     try:
         return handlers[args.verb](args)
     except UserError as e:

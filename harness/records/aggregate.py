@@ -64,13 +64,14 @@ def group_breakdown(task_results: list, metric: str) -> dict:
 
 
 def data_sources(samples: list[dict]) -> list[dict]:
-    seen, out = set(), []
-    for s in samples:
-        raw = (s.get("doc") or {}).get("_sources")
-        if raw and raw not in seen:
-            seen.add(raw)
-            out.append(json.loads(raw))
-    return out
+    """The distinct `_sources` of the samples' documents, in a fixed order (sorted), so that runs of
+    the same items list them alike however the items were split (shards: harness/run/merge.py)."""
+    return unique_sources(json.loads(raw) for raw in {(s.get("doc") or {}).get("_sources") for s in samples} if raw)
+
+
+def unique_sources(sources) -> list[dict]:
+    by_key = {json.dumps(src, sort_keys=True): src for src in sources}
+    return [by_key[k] for k in sorted(by_key)]
 
 
 def parse_metrics(entry: dict, n: int) -> dict[str, Metric]:

@@ -109,6 +109,9 @@ def incomparable(record: RunRecord) -> dict[str, str]:
         ok, why = published_comparable(task, result.data_sources)
         if not ok:
             out[task] = why
+        elif record.shard:
+            out[task] = (f"shard {record.shard['index']}/{record.shard['count']}: {result.n_samples} of "
+                         f"{record.shard['of'].get(task, '?')} items (join the shards with `longact merge`)")
     return out
 
 
@@ -140,7 +143,8 @@ def run_table(run: str | os.PathLike | RunRecord) -> str:
                        f"backend {record.serving.backend}"]
                       # A run stopped before its server came up has no window yet: 0 would read as a setting.
                       + ([f"window {record.serving.max_model_len}"] if record.serving.max_model_len else [])
-                      + ([f"limit {record.limit:g}"] if record.limit else []))
+                      + ([f"limit {record.limit:g}"] if record.limit else [])
+                      + ([f"shard {record.shard['index']}/{record.shard['count']}"] if record.shard else []))
     if not state.finished:
         head += f"\n\n{state.note}" + (f"\nto resume: {state.resume}" if state.resume else "")
     rows = run_rows(record)

@@ -23,6 +23,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from harness.errors import UserError
+from harness.run.shard import Shard
+
 
 def flag(name: str, help: str, default: Any = None, parse: Callable | None = None, **kw) -> Any:
     """A dataclass field that is also a CLI flag. `parse` turns the flag's string into the value;
@@ -45,6 +48,13 @@ def _json_obj(value: str) -> dict:
     if not isinstance(obj, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {value!r}")
     return obj
+
+
+def _shard(value: str) -> str:
+    try:
+        return str(Shard.parse(value))
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def _limit(value: str) -> float | int:
@@ -101,6 +111,9 @@ class RunConfig:
 
     tasks: list[str] = flag("--tasks", "comma-separated task or group names (default: tiny)", ["tiny"], parse=_csv)
     limit: float | None = flag("--limit", "items per task (or a fraction < 1); for smoke tests", parse=_limit)
+    shard: str | None = flag("--shard", "evaluate shard K of N: a fixed subset of every task's items, balanced in "
+                             "prompt tokens; `longact merge` joins the N runs into one", parse=_shard, metavar="K/N")
+    """`K/N` (harness/run/shard.py); None: every item."""
     mode: str = flag("--mode", "official: benchmarks as published; reasoning: chat with thinking enabled, no prefill, "
                      "larger budget, thinking removed before scoring (default: %(default)s)", "official",
                      choices=["official", "reasoning"])
@@ -140,6 +153,15 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def config_from_dict(data: dict) -> EvalConfig:
+    """The config a run's config.json holds (fields this version does not know are refused)."""
+    try:
+        sections = {name: cls(**(data.get(name) or {})) for name, cls in SECTIONS.items()}
+        return EvalConfig(**{k: v for k, v in data.items() if k not in SECTIONS}, **sections)
+    except TypeError as e:
+        raise UserError(f"config.json: {e}; written by another version of the harness?") from e
 
 
 def _flag_fields(cls) -> list[dataclasses.Field]:

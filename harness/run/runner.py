@@ -46,6 +46,7 @@ from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord,
 from harness.run import cache
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
+from harness.run.shard import Shard, TrueDocIds, balanced_partition, prompt_weights, restrict
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
 from harness.run.validate import check_chat_template, check_config, check_metadata, check_tokenizer_matches_model
 from tasks.tokens import load_tokenizer
@@ -88,6 +89,8 @@ class Tasks:
 
     loaded: dict
     specs: dict[str, TaskSpec]
+    items: dict[str, list[int]] | None = None
+    """With --shard: the doc_ids of each task this shard evaluates (None: all, up to --limit)."""
 
 
 @dataclass
@@ -272,8 +275,24 @@ def load_tasks(cfg: EvalConfig, prep: Prepared, target: Target) -> Tasks:
                 **cfg.run.task_metadata}
     loaded = prep.catalog.load(cfg.run.tasks, metadata)
     apply_mode(loaded["tasks"], cfg.run.mode, int(cfg.run.samples_per_item), cfg.run.reasoning_budget, prep.tokenizer)
+    items = select_shard(cfg, prep, loaded) if cfg.run.shard else None
     specs = {name: TaskSpec.from_task(task, cfg.run.mode, cfg.run.chat_template) for name, task in loaded["tasks"].items()}
-    return Tasks(loaded, specs)
+    return Tasks(loaded, specs, items)
+
+
+def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> dict[str, list[int]]:
+    """This shard's items (the same partition in every shard: harness/run/shard.py); tasks it has
+    no item of are dropped from the run. The selection is recorded for `longact merge`."""
+    shard = Shard.parse(cfg.run.shard)
+    weights, totals = prompt_weights(loaded["tasks"], prep.tokenizer, cfg.run.limit)
+    items = balanced_partition(weights, shard.count)[shard.index - 1]
+    restrict(loaded, items)
+    tokens = {task: dict(pairs) for task, pairs in weights.items()}
+    prep.record.shard = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
+                         "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
+    print(f"shard {shard}: {sum(map(len, items.values()))} of {sum(totals.values())} items "
+          f"({prep.record.shard['prompt_tokens']} prompt tokens)", file=sys.stderr)
+    return items
 
 
 # Step 4 -------------------------------------------------------------------------------------
@@ -329,17 +348,22 @@ def seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> Outcome:
-    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need."""
-    from lm_eval.evaluator import evaluate as lm_evaluate
-
-    seed_everything(cfg.run.seed)
-    for task in tasks.loaded["tasks"].values():
+def configure_tasks(cfg: EvalConfig, loaded: dict) -> None:
+    """The run's decoding overrides, zero-shot default and few-shot seed, on every task."""
+    for task in loaded["tasks"].values():
         if task.get_config("output_type") == "generate_until" and cfg.run.gen_kwargs:
             task.set_config(key="generation_kwargs", value=dict(cfg.run.gen_kwargs), update=True)
         if task.get_config("num_fewshot") is None:
             task.set_config(key="num_fewshot", value=0)
         task.set_fewshot_seed(seed=cfg.run.seed)
+
+
+def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> Outcome:
+    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need."""
+    from lm_eval.evaluator import evaluate as lm_evaluate
+
+    seed_everything(cfg.run.seed)
+    configure_tasks(cfg, tasks.loaded)
     backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
     # Requests are hashed by their text and decoding; the endpoint they go to is part of the file.
     path = (cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend, cfg.run.chat_template)
@@ -350,8 +374,12 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
     lm = cache.ResumableLM(backend, path + ".sqlite") if path else backend
     try:
         with lm_eval_progress(cfg.run.progress):
-            results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
-                                  bootstrap_iters=1000, verbosity="WARNING")
+            if tasks.items is None:
+                results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
+                                      bootstrap_iters=1000, verbosity="WARNING")
+            else:  # the shard's items were chosen within --limit
+                results = lm_evaluate(lm=TrueDocIds(lm, tasks.items), task_dict=tasks.loaded, samples=tasks.items,
+                                      log_samples=True, bootstrap_iters=1000, verbosity="WARNING")
     finally:
         if lm is not backend:
             with interrupt.deferred():  # flushes the answers the cache thread still holds
@@ -417,36 +445,64 @@ def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> None:
     every, shown = _records_by_task(outcome.records)
     for name, task in tasks.loaded["tasks"].items():
         samples = results.get("samples", {}).get(name, [])
-        metric_names = [m["metric"] for m in task.config.metric_list or []]
-        rows = sample_rows(samples, shown.get(name, {}), metric_names)
-        fname = f"samples_{name}.jsonl"
-        atomic_write_jsonl(prep.run_dir / fname, [r.to_dict() for r in rows])
+        rows = sample_rows(samples, shown.get(name, {}), metric_names(task))
+        atomic_write_jsonl(prep.run_dir / f"samples_{name}.jsonl", [r.to_dict() for r in rows])
         recs = every.get(name, [])
         errs = [r for r in recs if r.error]
-        row_dicts = [r.to_dict() for r in rows]
-        record.tasks[name] = TaskResult(
-            version=str((task.config.metadata or {}).get("version")),
-            config_hash=task_config_hash(task),
-            dataset_fingerprint=dataset_fingerprint(task),
-            endpoint=tasks.specs[name].endpoint,
-            generation_kwargs=dict(task.config.generation_kwargs or {}),
-            n_samples=len(samples),
-            n_truncated=sum(1 for r in rows if r.truncated),
-            n_errors=len(errs),
-            n_cached=sum(1 for r in recs if r.from_cache),
-            prompt_tokens=sum(r.prompt_tokens for r in recs),
-            completion_tokens=sum(r.completion_tokens or 0 for r in recs),
-            metrics=parse_metrics(results["results"].get(name, {}), len(samples)),
-            breakdown=breakdown(row_dicts, list((task.config.metadata or {}).get("breakdown") or []), metric_names),
-            samples_file=fname,
-            data_sources=data_sources(samples),
-            n_thinking_unclosed=(sum(1 for r in rows if (r.metrics.get("thinking_unclosed") or 0) > 0)
-                                 if "thinking_unclosed" in metric_names else None),
-        )
+        record.tasks[name] = task_result(
+            name, task, tasks.specs[name].endpoint, rows, results["results"].get(name, {}), data_sources(samples),
+            RequestTotals(n_errors=len(errs), n_cached=sum(1 for r in recs if r.from_cache),
+                          prompt_tokens=sum(r.prompt_tokens for r in recs),
+                          completion_tokens=sum(r.completion_tokens or 0 for r in recs)))
         record.errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
     record.requests = {"total": len(outcome.records), "sent": outcome.n_sent,
                        "cached": sum(1 for r in outcome.records if r.from_cache), "failed": len(outcome.failed)}
-    loaded = tasks.loaded
+    group_results(record, tasks.loaded, results)
+
+
+def metric_names(task) -> list[str]:
+    return [m["metric"] for m in task.config.metric_list or []]
+
+
+@dataclass
+class RequestTotals:
+    """A task's requests, counted over every request (k per item with samples per item)."""
+
+    n_errors: int = 0
+    n_cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def task_result(name: str, task, endpoint: str, rows: list[SampleRecord], entry: dict, sources: list[dict],
+                totals: RequestTotals) -> TaskResult:
+    """A task's entry in run.json: its identity, lm-eval's aggregate `entry`, its documents'
+    `sources`, and what its samples rows and requests add up to."""
+    names = metric_names(task)
+    row_dicts = [r.to_dict() for r in rows]
+    return TaskResult(
+        version=str((task.config.metadata or {}).get("version")),
+        config_hash=task_config_hash(task),
+        dataset_fingerprint=dataset_fingerprint(task),
+        endpoint=endpoint,
+        generation_kwargs=dict(task.config.generation_kwargs or {}),
+        n_samples=len(rows),
+        n_truncated=sum(1 for r in rows if r.truncated),
+        n_errors=totals.n_errors,
+        n_cached=totals.n_cached,
+        prompt_tokens=totals.prompt_tokens,
+        completion_tokens=totals.completion_tokens,
+        metrics=parse_metrics(entry, len(rows)),
+        breakdown=breakdown(row_dicts, list((task.config.metadata or {}).get("breakdown") or []), names),
+        samples_file=f"samples_{name}.jsonl",
+        data_sources=sources,
+        n_thinking_unclosed=(sum(1 for r in rows if (r.metrics.get("thinking_unclosed") or 0) > 0)
+                             if "thinking_unclosed" in names else None),
+    )
+
+
+def group_results(record: RunRecord, loaded: dict, results: dict) -> None:
+    """Each group's aggregate (lm-eval's), members and per-breakdown-value means into `record`."""
     for gname in loaded.get("groups", {}):
         entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
         members = [t for t in loaded["group_map"].get(gname, []) if t in record.tasks]

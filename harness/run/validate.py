@@ -15,6 +15,7 @@ from harness.errors import UserError
 from harness.records.provenance import WEIGHT_SUFFIXES
 from harness.run.config import EvalConfig
 from harness.run.modes import MODES
+from harness.run.shard import Shard
 from tasks.data_io import looks_local
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -64,6 +65,8 @@ def check_config(cfg: EvalConfig) -> None:
                         ("--limit", cfg.run.limit)):
         if value is not None and (isinstance(value, bool) or not value > 0):
             raise UserError(f"{name} must be > 0 (got {value!r})")
+    if cfg.run.shard is not None:
+        Shard.parse(cfg.run.shard)
     if cfg.serve.port is not None and not 0 < cfg.serve.port < 65536:
         raise UserError(f"--port must be 1..65535 (got {cfg.serve.port})")
     if cfg.run.run_id is not None and not RUN_ID.match(cfg.run.run_id):
