@@ -54,6 +54,7 @@ class _State:
         self.pending = False
         """The first signal arrived inside a `deferred()` block: raise when it ends."""
         self.scopes = 0
+        self.lock = threading.Lock()
 
 
 _state = _State()
@@ -119,12 +120,16 @@ def handling_signals():
     """Install the SIGINT/SIGTERM handlers for the duration (re-entrant: an inner scope, such as
     each run of a sweep, shares the outer one's state) and restore the previous ones after.
     Outside the main thread nothing is installed; `check()` still sees `request_stop`."""
-    if _state.scopes:
-        _state.scopes += 1
+    with _state.lock:
+        nested = _state.scopes > 0
+        if nested:
+            _state.scopes += 1
+    if nested:  # runs of a sweep, possibly on several engines' threads at once
         try:
             yield
         finally:
-            _state.scopes -= 1
+            with _state.lock:
+                _state.scopes -= 1
         return
     if threading.current_thread() is not threading.main_thread():
         yield

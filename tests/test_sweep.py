@@ -31,10 +31,20 @@ def _rows(run_dir, task):
     return [json.loads(line) for line in (run_dir / f"samples_{task}.jsonl").read_text().splitlines()]
 
 
-def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, tmp_path):
-    cfg = EvalConfig(max_model_len=SERVER_WINDOW, run=RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / "sweep"),
-                                                                progress=False))
-    runs = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
+def sweep_config(out: Path, servers: int = 1) -> EvalConfig:
+    cfg = EvalConfig(max_model_len=SERVER_WINDOW, run=RunConfig(tasks=TASKS, limit=8, output_dir=str(out), progress=False))
+    cfg.serve.servers = servers
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def one_engine(checkpoints, tmp_path_factory):
+    cfg = sweep_config(tmp_path_factory.mktemp("sweep"))
+    return cfg, run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
+
+
+def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, one_engine, tmp_path):
+    cfg, runs = one_engine
     assert list(runs) == ["ck0", "ck1", "ck2"]
     responses = []
     for i, ckpt in enumerate(checkpoints):
@@ -54,6 +64,26 @@ def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, t
 
     again = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})  # finished: no engine, no redo
     assert again == runs
+
+
+def test_engines_share_the_checkpoints_and_give_one_engines_results(checkpoints, one_engine, tmp_path):
+    """--servers 2: two engines take the three checkpoints between them (each swaps weights for
+    its next one); every run's samples and metrics equal the one-engine sweep's."""
+    _, single = one_engine
+    runs = run_sweep(sweep_config(tmp_path, servers=2), {f"ck{i}": c for i, c in enumerate(checkpoints)})
+    assert list(runs) == ["ck0", "ck1", "ck2"]
+    urls = set()
+    for rid, run_dir in runs.items():
+        rec, ref = load_run(run_dir), load_run(single[rid])
+        assert rec.status == "complete" and rec.model.path == ref.model.path
+        assert rec.model.weights_sha256 == ref.model.weights_sha256
+        assert {t: r.metrics for t, r in rec.tasks.items()} == {t: r.metrics for t, r in ref.tasks.items()}
+        for task in TASKS:
+            keys = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")
+            assert [{k: r[k] for k in keys} for r in _rows(run_dir, task)] == [{k: r[k] for k in keys}
+                                                                                for r in _rows(single[rid], task)]
+        urls.add(rec.serving.base_url)
+    assert len(urls) == 2  # both engines served checkpoints
 
 
 def test_tied_checkpoints_are_served_untied_with_the_same_numbers(tmp_path):

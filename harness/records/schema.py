@@ -169,7 +169,7 @@ class RunRecord:
     """`--limit` (None: full tasks). Limited runs are flagged in tables."""
     shard: dict[str, Any] | None = None
     """A `--shard K/N` run: {"index": K, "count": N, "items": {task: [doc_id, ...]}, "of": {task:
-    items of the whole run}, "prompt_tokens": this shard's}. None: every item was evaluated here."""
+    items of the whole run}, "prompt_tokens": this shard's, estimated as it was balanced}. None: every item was evaluated here."""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
     """A `longact merge` run: each shard's {"run_id", "path", "shard", "started_at", "wall_time_s"}."""
     truncation: dict[str, Any] = field(default_factory=dict)

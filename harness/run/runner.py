@@ -31,6 +31,7 @@ import contextlib
 import logging
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -291,7 +292,7 @@ def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> dict[str, lis
     prep.record.shard = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
                          "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
     print(f"shard {shard}: {sum(map(len, items.values()))} of {sum(totals.values())} items "
-          f"({prep.record.shard['prompt_tokens']} prompt tokens)", file=sys.stderr)
+          f"(~{prep.record.shard['prompt_tokens']} prompt tokens)", file=sys.stderr)
     return items
 
 
@@ -317,11 +318,17 @@ def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, cha
     return str(Path(output_dir) / ".cache" / f"requests-{key}")
 
 
+_QUIET_LOCK = threading.Lock()
+_quiet_runs: list = []
+"""lm-eval's original `tqdm` while runs of this process (a sweep's engines) keep it silenced."""
+
+
 @contextlib.contextmanager
 def lm_eval_progress(enabled: bool):
     """lm-eval draws one bar per task while it builds requests (`lm_eval.api.task`'s module-level
     `tqdm`, never disabled). TQDM_DISABLE cannot silence it: tqdm reads its TQDM_* variables once,
-    when it is imported. `--quiet` swaps in a disabled bar for the duration."""
+    when it is imported. `--quiet` swaps in a disabled bar for the duration; concurrent runs share
+    the swap and the last one out restores the original."""
     if enabled:
         yield
         return
@@ -329,12 +336,19 @@ def lm_eval_progress(enabled: bool):
 
     from lm_eval.api import task as lm_eval_task
 
-    original = lm_eval_task.tqdm
-    lm_eval_task.tqdm = functools.partial(original, disable=True)
+    with _QUIET_LOCK:
+        if not _quiet_runs:
+            _quiet_runs.append(lm_eval_task.tqdm)
+            lm_eval_task.tqdm = functools.partial(lm_eval_task.tqdm, disable=True)
+        else:
+            _quiet_runs.append(_quiet_runs[0])
     try:
         yield
     finally:
-        lm_eval_task.tqdm = original
+        with _QUIET_LOCK:
+            original = _quiet_runs.pop()
+            if not _quiet_runs:
+                lm_eval_task.tqdm = original
 
 
 def seed_everything(seed: int) -> None:
@@ -548,6 +562,11 @@ def run_eval(cfg: EvalConfig, engine=None) -> Path:
             prep.lock.close()
 
 
+_LOADING = threading.Lock()
+"""Runs of one process (a sweep spread over engines) load their tasks one at a time: loaders may
+share state (tokenizer caches, lm-eval's task index) and data must not depend on what else ran."""
+
+
 def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
     record = prep.record
     try:
@@ -555,7 +574,8 @@ def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
         interrupt.check()
         with connect(cfg, prep, engine) as target:
             interrupt.check()
-            tasks = load_tasks(cfg, prep, target)
+            with _LOADING:
+                tasks = load_tasks(cfg, prep, target)
             interrupt.check()
             outcome = evaluate(cfg, prep, target, tasks)
         interrupt.check()

@@ -64,10 +64,18 @@ def balanced_partition(weights: dict[str, list[tuple[int, int]]], count: int) ->
     return parts
 
 
+SAMPLED_ITEMS = 8
+"""Items per task whose prompts are tokenized to learn the task's tokens per character."""
+
+
 def prompt_weights(tasks: dict, tokenizer, limit: float | None) -> tuple[dict[str, list[tuple[int, int]]], dict[str, int]]:
     """Per task, (doc_id, prompt tokens) of the items a run with `limit` evaluates, and their count.
+
     The prompt is the task's `doc_to_text` (before any chat template, which adds the same few
-    tokens to every item)."""
+    tokens to every item). Tokens are estimated: a task's prompts share their kind of text, so
+    its first few prompts give its tokens per character, and each item's length in characters
+    times that is its weight. Tokenizing every prompt instead would cost each shard minutes at
+    128k (LongBench v2: ~64M tokens); the estimate needs only string lengths."""
     from lm_eval.evaluator_utils import get_sample_size
 
     weights, totals = {}, {}
@@ -75,8 +83,11 @@ def prompt_weights(tasks: dict, tokenizer, limit: float | None) -> tuple[dict[st
         docs = task.eval_docs
         n = min(len(docs), get_sample_size(task, limit) or len(docs))
         texts = [str(task.doc_to_text(docs[i])) for i in range(n)]
-        lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
-        weights[name], totals[name] = list(enumerate(lengths)), n
+        sample = texts[:SAMPLED_ITEMS]
+        chars = sum(map(len, sample))
+        tokens = sum(len(ids) for ids in tokenizer(sample, add_special_tokens=False)["input_ids"]) if sample else 0
+        per_char = tokens / chars if chars else 0.0
+        weights[name], totals[name] = [(i, max(1, round(len(t) * per_char))) for i, t in enumerate(texts)], n
     return weights, totals
 
 

@@ -139,21 +139,24 @@ def already_done(cfg: EvalConfig) -> Path | None:
 
 
 def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
-    """Evaluate every checkpoint of `models` (run id -> checkpoint) with `cfg`'s flags on one
-    engine; returns run id -> run directory, in the given order."""
-    from harness.backends.serve import VLLMServer
-    from harness.run.runner import run_eval, server_config
+    """Evaluate every checkpoint of `models` (run id -> checkpoint) with `cfg`'s flags; returns
+    run id -> run directory, in the given order.
+
+    One engine swaps weights from checkpoint to checkpoint. With `--servers N`, N engines start
+    (each on its own GPUs where there are GPUs) and each takes the next checkpoint not yet taken
+    when it finishes one, so the checkpoints spread over the engines; every run is the run one
+    engine would have written (tests/test_sweep.py)."""
     from harness.run.validate import check_config
 
     if cfg.client.base_url or cfg.backend != "server":
         raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
-    if cfg.serve.servers > 1:
-        raise UserError("a sweep of checkpoints runs on one engine that swaps weights; --servers N is not available "
-                        "with --experiment yet: run one `longact eval --model CKPT --servers N` per checkpoint")
+    if cfg.serve.servers > 1 and cfg.serve.port is not None:
+        raise UserError("--servers N picks a free port for each engine; drop --port")
     cfgs = {}
     for run_id, ckpt in models.items():
         c = copy.deepcopy(cfg)
         c.model, c.run.run_id = str(ckpt), run_id
+        c.serve.servers = 1  # each run is served by one of the sweep's engines
         check_config(c)  # every checkpoint's mistakes before the engine starts
         cfgs[run_id] = c
     out = {rid: done for rid, c in cfgs.items() if (done := already_done(c))}
@@ -163,27 +166,113 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
     if not todo:
         return {rid: out[rid] for rid in cfgs}
     check_swappable([cfgs[rid].model for rid in todo])
-    first = cfgs[todo[0]]
-    work = Path(first.run.output_dir) / ".engine"
-    serve_cfg = server_config(first, swappable=True)
-    serve_cfg.model = serving_view(first.model, work / "views")
-    log = work / "server.log"
-    server = VLLMServer(serve_cfg, log_path=log, report_every_s=15.0 if first.run.progress else None)
-    print(f"starting one vLLM engine for {len(todo)} checkpoint(s) (log: {log}) ...", file=sys.stderr)
+    n = max(1, min(cfg.serve.servers, len(todo)))
     with interrupt.handling_signals():
+        engines = start_engines(cfgs, todo, n)
         try:
-            server.start()
-            engine = Engine(server, first.model, round(server.startup_s, 2), work / "views")
-            print(f"engine healthy after {server.startup_s:.1f} s", file=sys.stderr)
-            incomplete = []
-            for rid in todo:
-                print(f"== {rid}: {cfgs[rid].model}", file=sys.stderr)
-                try:
-                    out[rid] = run_eval(cfgs[rid], engine=engine)
-                except IncompleteRunError as e:  # the other checkpoints still run; the sweep says so at the end
-                    incomplete.append(f"{rid}: {e}")
+            if n == 1:
+                out_, incomplete = _sweep_on(engines[0], cfgs, todo)
+            else:
+                out_, incomplete = _sweep_spread(engines, cfgs, todo)
         finally:
-            server.stop()
+            from harness.backends.serve import stop_all
+
+            stop_all([e.server for e in engines])
+    out.update(out_)
     if incomplete:
         raise IncompleteRunError(f"{len(incomplete)} of {len(cfgs)} run(s) incomplete:\n" + "\n".join(incomplete))
     return {rid: out[rid] for rid in cfgs}
+
+
+def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int) -> list[Engine]:
+    """n swappable servers side by side, the i-th first holding the i-th checkpoint to do."""
+    from harness.backends.serve import VLLMServer, split_devices, stop_all, visible_gpus
+    from harness.run.runner import server_config
+
+    first = cfgs[todo[0]]
+    work = Path(first.run.output_dir) / ".engine"
+    per_server = first.serve.tensor_parallel_size * first.serve.data_parallel_size
+    devices = split_devices(visible_gpus(), n, per_server) if n > 1 else [None]
+    servers, logs = [], []
+    for i, dev in enumerate(devices):
+        sc = server_config(cfgs[todo[i]], swappable=True, devices=dev)
+        sc.model = serving_view(cfgs[todo[i]].model, work / "views")
+        logs.append(work / ("server.log" if n == 1 else f"server-{i}.log"))
+        servers.append(VLLMServer(sc, log_path=logs[-1], report_every_s=15.0 if first.run.progress else None))
+    print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} for {len(todo)} checkpoint(s) (log: "
+          f"{', '.join(map(str, logs))}) ...", file=sys.stderr)
+    try:
+        for server in servers:  # launched one after another, they boot side by side
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+    except BaseException:
+        stop_all(servers)
+        raise
+    print(f"engine(s) healthy after {max(s.startup_s for s in servers):.1f} s", file=sys.stderr)
+    return [Engine(s, cfgs[todo[i]].model, round(s.startup_s, 2), work / "views") for i, s in enumerate(servers)]
+
+
+def _sweep_on(engine: Engine, cfgs: dict[str, EvalConfig], todo: list[str]) -> tuple[dict[str, Path], list[str]]:
+    from harness.run.runner import run_eval
+
+    out, incomplete = {}, []
+    for rid in todo:
+        print(f"== {rid}: {cfgs[rid].model}", file=sys.stderr)
+        try:
+            out[rid] = run_eval(cfgs[rid], engine=engine)
+        except IncompleteRunError as e:  # the other checkpoints still run; the sweep says so at the end
+            incomplete.append(f"{rid}: {e}")
+    return out, incomplete
+
+
+def _sweep_spread(engines: list[Engine], cfgs: dict[str, EvalConfig], todo: list[str]) -> tuple[dict[str, Path], list[str]]:
+    """Each engine on a thread of its own takes the next checkpoint until none is left. The main
+    thread only waits, so a signal lands there; the engines' runs see the stop at their next check
+    and write their records as interrupted. An error in one run lets the others finish theirs,
+    starts no new one, and is raised after."""
+    import queue
+    import threading
+
+    from harness.run.runner import run_eval
+
+    waiting: queue.Queue = queue.Queue()
+    for rid in todo:
+        waiting.put(rid)
+    out, incomplete, errors = {}, [], []
+    lock = threading.Lock()
+
+    def work(engine: Engine) -> None:
+        while not errors and not interrupt.requested():
+            try:
+                rid = waiting.get_nowait()
+            except queue.Empty:
+                return
+            print(f"== {rid}: {cfgs[rid].model} (engine {engine.server.base_url})", file=sys.stderr)
+            try:
+                run_dir = run_eval(cfgs[rid], engine=engine)
+                with lock:
+                    out[rid] = run_dir
+            except IncompleteRunError as e:
+                with lock:
+                    incomplete.append(f"{rid}: {e}")
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                with lock:
+                    errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(e,), name=f"sweep-engine-{i}", daemon=True)
+               for i, e in enumerate(engines)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except BaseException:
+        interrupt.request_stop()
+        for t in threads:  # the runs write their records as interrupted (bounded: they check every 0.2 s)
+            t.join(60)
+        raise
+    if errors:
+        raise errors[0]
+    return out, incomplete
