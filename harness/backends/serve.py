@@ -360,6 +360,19 @@ class VLLMServer:
         self.stop()
 
 
+def start_all(servers: list[VLLMServer]) -> None:
+    """Launch every server, then wait for each: launched one after another, they boot side by
+    side. If any fails to start (or a stop comes), all are stopped before the error goes on."""
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready()
+    except BaseException:
+        stop_all(servers)
+        raise
+
+
 def stop_all(servers: list[VLLMServer]) -> None:
     """Stop several servers side by side (each may wait its grace period), not one after another."""
     import threading

@@ -175,7 +175,7 @@ def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None 
 def connect(cfg: EvalConfig, prep: Prepared, engine=None):
     """Yield the `Target`; a server started here is stopped on the way out, whatever happens.
     `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
-    from harness.backends.serve import VLLMServer, split_devices, stop_all, visible_gpus
+    from harness.backends.serve import VLLMServer, split_devices, start_all, stop_all, visible_gpus
 
     serving = prep.record.serving
     if engine is not None:
@@ -203,10 +203,7 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
     print(f"starting {'vLLM' if n == 1 else f'{n} vLLM servers'} for {cfg.model} (log: "
           f"{', '.join(str(log) for log in logs)}) ...", file=sys.stderr)
     try:
-        for server in servers:  # launched one after another, they boot side by side
-            server.launch()
-        for server in servers:
-            server.wait_ready()
+        start_all(servers)
         serving.managed = True
         serving.startup_s = round(max(s.startup_s for s in servers), 2)
         print(f"{'server' if n == 1 else f'{n} servers'} healthy at {', '.join(s.base_url for s in servers)} after "

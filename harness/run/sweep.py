@@ -186,7 +186,7 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
 
 def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int) -> list[Engine]:
     """n swappable servers side by side, the i-th first holding the i-th checkpoint to do."""
-    from harness.backends.serve import VLLMServer, split_devices, stop_all, visible_gpus
+    from harness.backends.serve import VLLMServer, split_devices, start_all, visible_gpus
     from harness.run.runner import server_config
 
     first = cfgs[todo[0]]
@@ -201,14 +201,7 @@ def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int) -> list[
         servers.append(VLLMServer(sc, log_path=logs[-1], report_every_s=15.0 if first.run.progress else None))
     print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} for {len(todo)} checkpoint(s) (log: "
           f"{', '.join(map(str, logs))}) ...", file=sys.stderr)
-    try:
-        for server in servers:  # launched one after another, they boot side by side
-            server.launch()
-        for server in servers:
-            server.wait_ready()
-    except BaseException:
-        stop_all(servers)
-        raise
+    start_all(servers)
     print(f"engine(s) healthy after {max(s.startup_s for s in servers):.1f} s", file=sys.stderr)
     return [Engine(s, cfgs[todo[i]].model, round(s.startup_s, 2), work / "views") for i, s in enumerate(servers)]
 
