@@ -102,12 +102,12 @@ def unfinished_notes(table: list[dict]) -> list[str]:
 
 def markdown(names: list[str], table: list[dict]) -> str:
     status = _has_unfinished(table)
-    cols = ([Column("run", align="left")] + ([Column("status", align="left")] if status else [])
+    cols = ([Column("run")] + ([Column("status")] if status else [])
             + [Column(n, align="right") for n in names])
     rows = [[row["run"].label] + ([row["run"].state.status] if status else [])
             + [tables.marked(fmt(row["values"][n][0]), row["tasks"][n], row["run"].record) for n in names]
             for row in table]
-    text = tables.markdown(cols, rows, compact=True)
+    text = tables.markdown(cols, rows)
     notes = unfinished_notes(table)
     text += ("\n\nUnfinished runs (their cells cover only what they answered):\n" + "\n".join(f"- {n}" for n in notes)
              if notes else "")
