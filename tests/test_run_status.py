@@ -81,7 +81,7 @@ def test_leaderboard_marks_unfinished_runs_with_their_status_and_command(results
     assert "| killed | stopped  |         – |              – |          – |" in md
     assert "killed: stopped before finishing" in md and "to resume: `longact eval --model models/m" in md
     page = (tmp_path / "site" / "index.html").read_text()
-    assert '<td class="status"' in page and "stopped before finishing" in page and "&quot;resume&quot;" in page
+    assert '<td class="status"' in page and "stopped before finishing" in page and "&#34;resume&#34;" in page
 
 
 def test_compare_with_an_unfinished_run_says_so_first(results, capsys):
