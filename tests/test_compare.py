@@ -153,19 +153,18 @@ def test_tasks_only_another_run_has_get_a_column(tmp_path):
 
 
 def test_one_markdown_renderer_for_every_table():
-    """`longact show` (padded, default-aligned text), `longact compare` (tabulate's pipe layout)
-    and the leaderboard (compact) all render through `tables.markdown`."""
+    """`longact show`, `longact compare`, the experiment tables and the leaderboard all render
+    through `tables.markdown` (tabulate's pipe layout); cells stay text, indents are kept."""
     from harness.report.tables import Column, markdown
 
-    cols = [Column("run", align="left"), Column("x", align="right"), Column("note")]
-    rows = [["a", "1.0", "ok"], ["bb", "12.5", "–"]]
+    cols = [Column("run"), Column("x", align="right"), Column("note")]
+    rows = [["a", "1.0", "ok"], ["bb", "12.5", "–"], ["  bb k=1", "007", " "]]
     assert markdown(cols, rows).splitlines() == [
-        "| run |    x | note |", "|:----|-----:|------|", "| a   |  1.0 | ok   |", "| bb  | 12.5 | –    |"]
-    assert markdown(cols, rows, header_margin=2).splitlines() == [
-        "| run   |    x | note   |", "|:------|-----:|--------|", "| a     |  1.0 | ok     |", "| bb    | 12.5 | –      |"]
-    assert markdown(cols, rows, compact=True).splitlines() == [
-        "| run | x | note |", "|:--|--:|---|", "| a | 1.0 | ok |", "| bb | 12.5 | – |"]
-    assert markdown(cols, []).splitlines() == ["| run | x | note |", "|:----|--:|------|"]
+        "| run      |    x | note   |", "|:---------|-----:|:-------|", "| a        |  1.0 | ok     |",
+        "| bb       | 12.5 | –      |", "|   bb k=1 |  007 |        |"]
+    assert markdown(cols, []).splitlines() == ["| run   | x   | note   |", "|-------|-----|--------|"]
+    with pytest.raises(ValueError, match="every row needs 3 cells"):
+        markdown(cols, [["a", "1.0"]])
 
 
 def test_cells_on_a_generated_essay_haystack_are_marked_everywhere(tmp_path, capsys):

@@ -27,8 +27,8 @@ def test_page_markdown_and_provenance(results, tmp_path):
 
     out = write_leaderboard(results, tmp_path / "site")
     md = (out / "leaderboard.md").read_text()
-    assert md.splitlines()[0] == "| run | tiny_kv | tiny_passkey | tiny avg |"
-    assert "| longact | 25.0 | 75.0 | 50.0 |" in md
+    assert md.splitlines()[0] == "| run     |   tiny_kv |   tiny_passkey |   tiny avg |"
+    assert "| longact |      25.0 |           75.0 |       50.0 |" in md
     page = (out / "index.html").read_text()
     assert page.count('<tr class="run"') == 3 and "weights_sha256" in page
     assert "http://" not in page and "https://" not in page          # self-contained

@@ -75,12 +75,13 @@ def test_leaderboard_marks_unfinished_runs_with_their_status_and_command(results
     assert main(["leaderboard", str(results), "--out", str(tmp_path / "site")]) == 0
     md = (tmp_path / "site" / "leaderboard.md").read_text()
     lines = md.splitlines()
-    assert lines[0] == "| run | status | tiny_kv | tiny_passkey | tiny avg |"
-    assert "| base | complete | 0.0 | 50.0 | 25.0 |" in md
-    assert "| failed | failed | – | – | – |" in md and "| killed | stopped | – | – | – |" in md
+    assert lines[0] == "| run    | status   |   tiny_kv |   tiny_passkey |   tiny avg |"
+    assert "| base   | complete |       0.0 |           50.0 |       25.0 |" in md
+    assert "| failed | failed   |         – |              – |          – |" in md
+    assert "| killed | stopped  |         – |              – |          – |" in md
     assert "killed: stopped before finishing" in md and "to resume: `longact eval --model models/m" in md
     page = (tmp_path / "site" / "index.html").read_text()
-    assert '<td class="status"' in page and "stopped before finishing" in page and "&quot;resume&quot;" in page
+    assert '<td class="status"' in page and "stopped before finishing" in page and "&#34;resume&#34;" in page
 
 
 def test_compare_with_an_unfinished_run_says_so_first(results, capsys):
@@ -105,8 +106,8 @@ def test_runs_of_one_model_are_labelled_by_what_differs(tmp_path, capsys):
                 mode="reasoning")
     assert main(["leaderboard", str(root), "--out", str(tmp_path / "site")]) == 0
     md = (tmp_path / "site" / "leaderboard.md").read_text()
-    assert "| qwen3 (window 2048, official mode) |" in md
-    assert "| qwen3 (window 4096, official mode) |" in md and "| qwen3 (window 4096, reasoning mode) |" in md
+    assert "| qwen3 (window 2048, official mode)  |" in md
+    assert "| qwen3 (window 4096, official mode)  |" in md and "| qwen3 (window 4096, reasoning mode) |" in md
 
     from harness.report.compare import label_runs, load
 

@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import tenacity
 from lm_eval.api.model import LM
 
 from harness import interrupt
@@ -353,61 +354,62 @@ class ServerLM(EndpointMixin, LM):
         return self._stop.is_set() or interrupt.requested()
 
     def _send(self, g: GenRequest, rec: RequestRecord) -> str:
-        """POST with retries, each attempt to the live server with the fewest requests outstanding;
-        fills `rec` (tokens, finish reason, attempts, error). A connection that fails to a server
-        that no longer answers /health takes that server out and the request goes to another at
-        once (not counted as a retry): an answer is never asked for twice once it has arrived."""
+        """The answer, with retries (`_attempt` says which failures are worth one); fills `rec`
+        (tokens, finish reason, attempts, error). An answer is never asked for twice once it has arrived."""
         t0 = time.monotonic()
-        last_error = None
-        attempt = 0  # failed attempts so far; a server taken out does not count
-        while attempt <= self.max_retries:
-            ep = self.pool.acquire(self._stopped)  # None once stopped, or when every server is out
-            if ep is None:
-                last_error = last_error or ("cancelled (the run was interrupted)" if self._stopped() else
-                                            "server unreachable (an earlier request found every server down)")
-                break
+        retrying = tenacity.Retrying(  # retries only what `_attempt` asks for by raising TryAgain
+            stop=tenacity.stop_after_attempt(self.max_retries + 1), retry=tenacity.retry_never,
+            # exponential back-off, jittered so that requests that failed together do not retry together
+            wait=lambda state: self.backoff_s * 2 ** (state.attempt_number - 1) * random.uniform(0.5, 1.5),
+            sleep=self._stop.wait,  # a stop ends the wait at once; the next attempt sees it
+            retry_error_callback=lambda state: None)  # retries ran out: no answer; rec.error is the last failure
+        text = retrying(self._attempt, g, rec) if self.max_retries >= 0 else None
+        rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
+        if text is None:
+            rec.error = rec.error or "not sent"  # never an answer that was not received
+        return text or ""
+
+    def _attempt(self, g: GenRequest, rec: RequestRecord) -> str | None:
+        """One attempt, to the live server with the fewest requests outstanding: the answer; None when
+        another cannot help (a 4xx, the run stopped, every server out); TryAgain when one may. A server
+        that fails to connect and no longer answers /health is taken out and the request goes to
+        another at once, within this attempt. `rec.error`/`rec.status` keep the latest failure."""
+        while (ep := self.pool.acquire(self._stopped)) is not None:  # None once stopped, or every server out
             url, body = self._payload(g, ep)
             rec.attempts += 1
             with self._lock:
                 self.n_sent += 1
-            answered, failover = False, False
+            answered = False
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)
-                if r.status_code == 200:
-                    try:
-                        data = r.json()
-                        text, finish = parse_answer(data, g.endpoint)
-                    except (ValueError, KeyError, IndexError, TypeError) as e:
-                        # a 200 that is not an answer: the request's error, like any other; retried,
-                        # since a proxy or an overloaded server can send one in passing
-                        last_error = f"malformed answer ({type(e).__name__}: {str(e)[:100]}): {r.text[:200]!r}"
-                        rec.status = None
-                    else:
-                        answered = True
-                        rec.finish_reason = finish
-                        rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
-                        rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
-                        rec.status = None
-                        return text
-                else:
-                    last_error, rec.status = f"HTTP {r.status_code}: {r.text[:300]}", r.status_code
-                    if r.status_code not in RETRYABLE_STATUS:
-                        break
+                if r.status_code != 200:
+                    rec.error, rec.status = f"HTTP {r.status_code}: {r.text[:300]}", r.status_code
+                    if r.status_code in RETRYABLE_STATUS:
+                        raise tenacity.TryAgain
+                    return None
+                try:
+                    data = r.json()
+                    text, finish = parse_answer(data, g.endpoint)
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    # a 200 that is not an answer: the request's error, like any other; retried,
+                    # since a proxy or an overloaded server can send one in passing
+                    rec.error, rec.status = f"malformed answer ({type(e).__name__}: {str(e)[:100]}): {r.text[:200]!r}", None
+                    raise tenacity.TryAgain from e
+                answered = True
+                rec.error = rec.status = None
+                rec.finish_reason = finish
+                rec.completion_tokens = (rec.completion_tokens or 0) + ((data.get("usage") or {}).get("completion_tokens") or 0)
+                return text
             except (self._requests.ConnectionError, self._requests.Timeout) as e:
-                last_error = f"{type(e).__name__}: {str(e)[:300]}"
-                if not self._server_alive(ep):
-                    self.pool.take_out(ep, last_error[:200])
-                    failover = True
+                rec.error, rec.status = f"{type(e).__name__}: {str(e)[:300]}", None
+                if self._server_alive(ep):
+                    raise tenacity.TryAgain from e
+                self.pool.take_out(ep, rec.error[:200])  # and on to another server, not counted as a retry
             finally:
                 self.pool.release(ep, answered)
-            if failover:
-                continue
-            attempt += 1
-            if attempt <= self.max_retries:
-                self._stop.wait(self.backoff_s * (2 ** (attempt - 1)) * (0.5 + random.random()))
-        rec.error = last_error or "not sent"  # never an answer that was not received
-        rec.latency_s = (rec.latency_s or 0.0) + time.monotonic() - t0
-        return ""
+        rec.error = rec.error or ("cancelled (the run was interrupted)" if self._stopped() else
+                                  "server unreachable (an earlier request found every server down)")
+        return None
 
 
 def parse_answer(data: dict, endpoint: str) -> tuple[str, str | None]:

@@ -324,6 +324,6 @@ def render(result: dict, fmt: str = "md") -> str:
 
 
 def _markdown(frame, n_left: int) -> str:
-    """A frame of text cells as a padded Markdown table, its first `n_left` columns left-aligned."""
+    """A frame of text cells as a Markdown table, its first `n_left` columns left-aligned."""
     cols = [Column(str(name), align="left" if i < n_left else "right") for i, name in enumerate(frame.columns)]
-    return markdown(cols, [[str(v) for v in row] for row in frame.itertuples(index=False)], header_margin=2)
+    return markdown(cols, [[str(v) for v in row] for row in frame.itertuples(index=False)])

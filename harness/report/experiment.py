@@ -154,7 +154,7 @@ def experiment_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
 
 def render_experiment(result: dict) -> str:
     blocks = [f"{caption}\n\n" + markdown([Column(h, align="left" if i < n_left else "right")
-                                            for i, h in enumerate(header)], rows, header_margin=2)
+                                            for i, h in enumerate(header)], rows)
               for caption, header, rows, n_left in experiment_tables(result)]
     out = "\n\n".join(blocks)
     if result["warnings"]:

@@ -9,16 +9,18 @@ a section per experiment: LongAct and the other arms against the baseline arm ag
 seeds (`harness.report.experiment`), training curves per arm and eval score against training step
 per arm, each as the mean over seeds with the seeds' range shaded. Columns sort on
 click; `index.html#sort=<column>:<asc|desc>` opens the page sorted (used by the browser test).
-Nothing is fetched from the network: no external scripts or styles.
+Nothing is fetched from the network: no external scripts or styles. The page's markup, style and
+script are in leaderboard.html.jinja (autoescaped).
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import re
 from pathlib import Path
+
+import jinja2
 
 from harness.errors import UserError
 from harness.records.io import find_runs
@@ -26,43 +28,6 @@ from harness.report import tables
 from harness.report.compare import cell, label_runs, load, union_columns
 from harness.report.tables import Column, fmt
 from tasks.benchmarks import all as all_benchmarks
-
-SCRIPT = """
-function sortBy(col, dir) {
-  const body = document.querySelector('#board tbody');
-  const rows = Array.from(body.querySelectorAll('tr.run'));
-  const key = r => { const v = r.children[col].dataset.value; return v === '' ? -Infinity : parseFloat(v); };
-  rows.sort((a, b) => dir === 'asc' ? key(a) - key(b) : key(b) - key(a));
-  rows.forEach(r => { const p = document.getElementById('prov-' + r.id); body.appendChild(r); body.appendChild(p); });
-  document.querySelectorAll('#board th').forEach((th, i) => th.dataset.sorted = i === col ? dir : '');
-}
-document.querySelectorAll('#board th.num').forEach(th => th.addEventListener('click', () => {
-  const col = Array.from(th.parentNode.children).indexOf(th);
-  sortBy(col, th.dataset.sorted === 'desc' ? 'asc' : 'desc');
-}));
-document.querySelectorAll('#board tr.run').forEach(r => r.addEventListener('click', () => {
-  document.getElementById('prov-' + r.id).classList.toggle('open');
-}));
-const m = location.hash.match(/^#sort=([^:]+):(asc|desc)$/);
-if (m) {
-  const names = Array.from(document.querySelectorAll('#board th')).map(th => th.textContent);
-  const col = names.indexOf(decodeURIComponent(m[1]));
-  if (col > 0) sortBy(col, m[2]);
-}
-"""
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-table { border-collapse: collapse; font-size: 13px; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #ddd; text-align: right; }
-th:first-child, td:first-child { text-align: left; }
-th.num { cursor: pointer; } th[data-sorted=desc]::after { content: ' ▼'; } th[data-sorted=asc]::after { content: ' ▲'; }
-tr.run { cursor: pointer; } tr.run:hover { background: #f4f6fa; }
-tr.prov { display: none; } tr.prov.open { display: table-row; }
-tr.prov td { text-align: left; font-family: monospace; font-size: 11px; background: #fafafa; }
-td.status { text-align: left; color: #a33; }
-img { max-width: 100%; margin: 1em 0; }
-"""
 
 
 def _provenance(run) -> dict:
@@ -102,12 +67,12 @@ def unfinished_notes(table: list[dict]) -> list[str]:
 
 def markdown(names: list[str], table: list[dict]) -> str:
     status = _has_unfinished(table)
-    cols = ([Column("run", align="left")] + ([Column("status", align="left")] if status else [])
+    cols = ([Column("run")] + ([Column("status")] if status else [])
             + [Column(n, align="right") for n in names])
     rows = [[row["run"].label] + ([row["run"].state.status] if status else [])
             + [tables.marked(fmt(row["values"][n][0]), row["tasks"][n], row["run"].record) for n in names]
             for row in table]
-    text = tables.markdown(cols, rows, compact=True)
+    text = tables.markdown(cols, rows)
     notes = unfinished_notes(table)
     text += ("\n\nUnfinished runs (their cells cover only what they answered):\n" + "\n".join(f"- {n}" for n in notes)
              if notes else "")
@@ -163,54 +128,20 @@ def experiment_markdown(exps: list[dict]) -> str:
                    for e in exps)
 
 
-def experiment_html(exps: list[dict]) -> str:
+def page(names: list[str], table: list[dict], plots: dict[str, bytes], exps: list[dict] = ()) -> str:
+    """The HTML page (leaderboard.html.jinja): plain values in, escaped by the template."""
     from harness.report.experiment import experiment_tables
 
-    out = []
-    for e in exps:
-        out.append(f"<h2>{html.escape(e['title'])}</h2>")
-        if not e["result"]:
-            out.append(f"<p class='status'>{html.escape(e['problem'])}</p>")
-        for caption, header, rows, n_left in experiment_tables(e["result"]) if e["result"] else []:
-            head = "".join(f"<th class='{'' if i < n_left else 'num'}'>{html.escape(h)}</th>" for i, h in enumerate(header))
-            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
-            out.append(f"<p>{html.escape(caption)}</p><table class='experiment'><thead><tr>{head}</tr></thead>"
-                       f"<tbody>{body}</tbody></table>")
-        out += [f'<h3>{html.escape(t)}</h3><img alt="{html.escape(t)}" src="data:image/png;base64,'
-                f'{base64.b64encode(png).decode()}">' for t, png in e["figures"].items()]
-    return "".join(out)
-
-
-def page(names: list[str], table: list[dict], plots: dict[str, bytes], exps: list[dict] = ()) -> str:
-    def td(v, tasks, record):
-        value, n = v
-        return ('<td data-value="">–</td>' if value is None else
-                f'<td data-value="{value:.6f}" title="n={n}">{tables.marked(f"{value:.1f}", tasks, record)}</td>')
-
-    status = _has_unfinished(table)
-    rows = []
-    for k, row in enumerate(table):
-        state = row["run"].state
-        mark = (f'<td class="status" title="{html.escape(state.note)}">{html.escape(state.status)}</td>' if status else "")
-        rows.append(f'<tr class="run" id="r{k}"><td>{html.escape(row["run"].label)}</td>{mark}'
-                    + "".join(td(row["values"][n], row["tasks"][n], row["run"].record) for n in names) + "</tr>")
-        prov = html.escape(json.dumps(_provenance(row["run"]), indent=1))
-        rows.append(f'<tr class="prov" id="prov-r{k}"><td colspan="{len(names) + 1 + status}"><pre>{prov}</pre></td></tr>')
-    header = ("<th>run</th>" + ("<th>status</th>" if status else "")
-              + "".join(f'<th class="num">{html.escape(n)}</th>' for n in names))
-    notes = unfinished_notes(table)
-    unfinished = ("<p>Unfinished runs (their cells cover only what they answered):</p><ul>"
-                  + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
-    published = tables.published_notes([(row["run"].label, row["run"].record) for row in table])
-    unfinished += (f"<p>{html.escape(tables.NOTE_HEAD)}</p><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in published)
-                   + "</ul>") if published else ""
-    images = "".join(f'<h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
-                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}">' for title, png in plots.items())
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>LongAct leaderboard</title>"
-            f"<style>{STYLE}</style></head><body><h1>Leaderboard</h1>"
-            f"<p>Scores in percent, recomputed from each run's samples. Click a column to sort, a row for its provenance.</p>"
-            f"<table id='board'><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"{unfinished}{experiment_html(list(exps))}{images}<script>{SCRIPT}</script></body></html>")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
+                             undefined=jinja2.StrictUndefined)  # a misspelt name fails instead of rendering empty
+    env.filters["b64"] = lambda png: base64.b64encode(png).decode()
+    rows = [{"run": row["run"], "provenance": json.dumps(_provenance(row["run"]), indent=1),
+             "cells": [(*row["values"][n], tables.marked(fmt(row["values"][n][0]), row["tasks"][n], row["run"].record))
+                       for n in names]} for row in table]  # (value, n, text) per column, as in the Markdown table
+    return env.get_template("leaderboard.html.jinja").render(
+        names=names, status=_has_unfinished(table), rows=rows, unfinished=unfinished_notes(table),
+        note_head=tables.NOTE_HEAD, published=tables.published_notes([(row["run"].label, row["run"].record) for row in table]),
+        experiments=[{**e, "tables": experiment_tables(e["result"]) if e["result"] else []} for e in exps], plots=plots)
 
 
 def write_leaderboard(results_dir: str | Path = "results", out: str | Path = "results/leaderboard") -> Path:

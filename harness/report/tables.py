@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tabulate import tabulate
+
 from harness.records.io import load_run
 from harness.records.schema import RunRecord
 from harness.records.state import run_state
@@ -19,11 +21,11 @@ from harness.records.state import run_state
 @dataclass(frozen=True)
 class Column:
     """A declared table column: its header, how a row's cell is read (`run_rows`), and its
-    Markdown alignment: "left", "right" or "" (Markdown's default, no colon)."""
+    Markdown alignment: "left" or "right"."""
 
     name: str
     get: Callable[..., object] | None = None
-    align: str = ""
+    align: str = "left"
 
 
 def fmt(v) -> str:
@@ -73,26 +75,14 @@ def run_rows(record: RunRecord, columns=RUN_COLUMNS) -> list[dict]:
     return rows
 
 
-def markdown(columns: list[Column], rows: list[list[str]], header_margin: int = 0, compact: bool = False) -> str:
-    """A Markdown pipe table of text cells: every table of the project is rendered here.
-
-    Columns are padded to their widest cell, and to the header plus `header_margin` (2 gives
-    tabulate's pipe format); `compact` pads nothing (a separator of three characters a column).
-    """
-    if compact:
-        widths = [1] * len(columns)
-    else:
-        widths = [max([len(c.name) + header_margin] + [len(row[i]) for row in rows]) for i, c in enumerate(columns)]
-
-    def line(values):
-        return "| " + " | ".join(v.rjust(w) if c.align == "right" else v.ljust(w)
-                                 for v, w, c in zip(values, widths, columns, strict=True)) + " |"
-
-    def rule(w, align):
-        return {"left": ":" + "-" * (w + 1), "right": "-" * (w + 1) + ":"}.get(align, "-" * (w + 2))
-
-    sep = "|" + "|".join(rule(w, c.align) for w, c in zip(widths, columns, strict=True)) + "|"
-    return "\n".join([line([c.name for c in columns]), sep] + [line(row) for row in rows])
+def markdown(columns: list[Column], rows: list[list[str]]) -> str:
+    """A Markdown table of text cells in tabulate's `pipe` format: every table of the project is
+    rendered here. The cells are text already (`fmt`): no number parsing, and the leading spaces
+    that indent breakdown rows are kept."""
+    if any(len(row) != len(columns) for row in rows):  # tabulate would pad a short row silently
+        raise ValueError(f"every row needs {len(columns)} cells")
+    return tabulate(rows, [c.name for c in columns], tablefmt="pipe", colalign=[c.align for c in columns],
+                    disable_numparse=True, preserve_whitespace=True)
 
 
 MARK = "†"
