@@ -4,7 +4,6 @@ by name, and a server that dies mid-run taken out with nothing lost and nothing 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
@@ -182,68 +181,3 @@ def test_two_started_servers_give_the_one_server_results_and_both_stop(vllm_serv
     left = [p for p in psutil.Process().children(recursive=True)
             if p.pid not in session_server and "vllm" in " ".join(p.cmdline())]
     assert not left
-
-
-def _answered(server) -> float:
-    """Requests a real vLLM server has finished, from its Prometheus metrics."""
-    import requests
-
-    text = requests.get(f"{server.base_url.removesuffix('/v1')}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("vllm:request_success_total"))
-
-
-@pytest.mark.server
-@pytest.mark.slow
-def test_real_servers_other_weights_refused_and_a_killed_one_loses_nothing(vllm_server, tiny_model_dir, tmp_path):
-    """Three real vLLM servers on this machine: a server of a perturbed copy is refused by name
-    before any request; a server of the same weights killed (SIGKILL) after its first answers is
-    taken out, its requests go to the other, and the samples equal one server's."""
-    import psutil
-
-    from harness.backends.serve import ServerConfig, VLLMServer, start_all, stop_all
-    from longact.tiny.model import perturbed_copy
-    from tests.conftest import SERVER_WINDOW
-
-    other = perturbed_copy(tiny_model_dir, tmp_path / "other", seed=3)
-    twin = VLLMServer(ServerConfig(model=str(tiny_model_dir), max_model_len=SERVER_WINDOW), log_path=tmp_path / "twin.log")
-    odd = VLLMServer(ServerConfig(model=str(other), max_model_len=SERVER_WINDOW), log_path=tmp_path / "odd.log")
-    start_all([twin, odd])
-    try:
-        def cfg(urls, out):
-            return EvalConfig(tokenizer=str(tiny_model_dir),
-                              client=ClientConfig(base_url=",".join(urls), concurrency=2, max_retries=1),
-                              run=RunConfig(tasks=["tiny_passkey", "tiny_kv"], output_dir=str(tmp_path / out),
-                                            use_cache=False, progress=False))
-
-        with pytest.raises(UserError, match=f"{odd.base_url} serve\\(s\\) other weights"):
-            run_eval(cfg([vllm_server.base_url, odd.base_url], "refused"))
-        assert _answered(odd) == 0  # refused before any evaluation request
-        stop_all([odd])
-
-        one = run_eval(cfg([vllm_server.base_url], "one"))
-        killed = threading.Event()
-
-        def kill_after_first_answers():
-            while not killed.is_set():
-                if _answered(twin) >= 3:
-                    for pid in twin.pids():
-                        with contextlib.suppress(psutil.NoSuchProcess):
-                            psutil.Process(pid).kill()
-                    killed.set()
-                time.sleep(0.05)
-
-        watcher = threading.Thread(target=kill_after_first_answers, daemon=True)
-        watcher.start()
-        run_dir = run_eval(cfg([vllm_server.base_url, twin.base_url], "two"))
-        killed.set()
-        rec = load_run(run_dir)
-        assert rec.status == "complete"
-        survivor, dead = rec.serving.servers
-        assert dead.url == twin.base_url and dead.taken_out and dead.answered >= 1
-        assert survivor.answered + dead.answered == 60  # each item answered once
-        for task in ("tiny_passkey", "tiny_kv"):
-            rows = [[json.loads(line) for line in (d / f"samples_{task}.jsonl").read_text().splitlines()] for d in (one, run_dir)]
-            assert rows[0] == rows[1]
-    finally:
-        stop_all([twin, odd])
