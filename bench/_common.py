@@ -8,10 +8,12 @@ from pathlib import Path
 
 
 def tiny_model(path: str | None) -> str:
+    """The model to bench: PATH when it is a model directory already (a real checkpoint is used as
+    it is), else the tiny model built at PATH (default models/tiny-qwen3)."""
     from longact.tiny.model import build_tiny_model, is_tiny_model_dir
 
     p = Path(path or "models/tiny-qwen3")
-    if not is_tiny_model_dir(p):
+    if not is_tiny_model_dir(p) and not (p / "config.json").is_file():
         build_tiny_model(p)
     return str(p)
 
