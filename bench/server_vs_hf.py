@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+from bench._common import record_figure, scratch_dir, timed, tiny_model  # noqa: E402
 
 
 def main() -> None:
@@ -48,6 +48,7 @@ def main() -> None:
     print(f"server path: {server_t:.2f} s   hf backend: {hf_t:.2f} s")
     print(f"speed-up server/hf = {hf_t / server_t:.2f}x  (goal >= 3x)")
     assert load_run(hf_dir).status == "complete"
+    record_figure("server_vs_hf.speedup", round(hf_t / server_t, 2), "x", f"{n} requests, tasks {args.tasks}")
 
 
 if __name__ == "__main__":
