@@ -57,7 +57,8 @@ def record_figure(name: str, value: float, unit: str, note: str = "", *, path: P
             return None
         return out.stdout.strip() if out.returncode == 0 else None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # dirty: changes other than the figures this function writes
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/figures.json", ":!docs/figures.md")
     entry = {"value": value, "unit": unit, "note": note,
              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
              "commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(status) if status is not None else None,
