@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Written by someone else, linked before it exists.
@@ -34,6 +36,16 @@ def test_readme_names_the_commands_ci_and_the_makefile_run():
     for target in ("demo", "test"):
         assert f"make {target}" in readme
         assert re.search(rf"^{target}:", makefile, re.M)
+
+
+def test_readme_and_docs_state_no_measured_timings():
+    """Timings go stale: they live in bench/figures.json and the generated docs/figures.md."""
+    timing = re.compile(r"\b\d+(?:[.,]\d+)?\s?(?:ms|s|sec|seconds|min|minutes|h|hours|tokens/s|req/s)\b(?!\w)")
+    found = [f"{doc.relative_to(ROOT)}: {m.group(0)!r} in {line.strip()[:90]!r}"
+             for doc in DOCS if doc.name != "figures.md"
+             for line in doc.read_text(encoding="utf-8").splitlines()
+             for m in timing.finditer(line)]
+    assert found == []
 
 
 def test_record_figure_merges_entries(tmp_path):
@@ -100,3 +112,8 @@ def test_time_verb_records_a_commands_wall_time(tmp_path, monkeypatch):
     assert bench.figures.main(["--check"]) == 0
     (tmp_path / "figures.md").write_text("stale")
     assert bench.figures.main(["--check"]) == 1
+
+
+@pytest.mark.parametrize("doc", ["README.md"])
+def test_readme_is_short(doc):
+    assert len((ROOT / doc).read_text(encoding="utf-8").splitlines()) <= 160
