@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
+from bench._common import record_figure  # noqa: E402
 from harness.report import stats  # noqa: E402
 from harness.report.stats import mcnemar_exact, paired_bootstrap, paired_permutation  # noqa: E402
 
@@ -46,6 +47,10 @@ def main() -> None:
     print(f"exact McNemar, 20 runs: {mc * 1000:.1f} ms; sign-flip permutation (1,000), 20 runs: {pt:.2f} s")
     print(f"example: run 19 delta {np.mean(runs[19] - base):+.2f}, 95% CI [{intervals[19][0]:+.2f}, {intervals[19][1]:+.2f}], "
           f"McNemar p {ps[19]:.2g}, permutation p {perm[19]:.2g}")
+    record_figure("compare.bootstrap_s", round(boot, 3), "s", "counting resampled values (multinomial)")
+    record_figure("compare.by_index_ratio", round(by_index / boot, 1), "x")
+    record_figure("compare.mcnemar_s", round(mc, 3), "s")
+    record_figure("compare.sign_flip_s", round(pt, 3), "s")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+from bench._common import record_figure, scratch_dir, timed, tiny_model  # noqa: E402
 
 
 def main() -> int:
@@ -56,6 +56,7 @@ def main() -> int:
     print(f"a server per checkpoint     : {t_each:7.1f} s")
     print(f"ratio                       : {t_each / t_one:7.2f}x   (goal >= 2.5)")
     print(f"checkpoints with identical samples on both sides: {same}/{len(ckpts)}")
+    record_figure("eval_sweep.ratio", round(t_each / t_one, 2), "x", f"{len(ckpts)} checkpoints, {same} identical")
     return 0
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import scratch_dir  # noqa: E402
+from bench._common import record_figure, scratch_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,17 +56,23 @@ def main() -> None:
                 scores = {t: round(next(iter(rec.tasks[t].metrics.values())).value, 2) for t in tasks}
                 by_conc.setdefault(conc, []).append({t: answers(run_dir, t) for t in tasks})
                 print(f"concurrency {conc} repeat {k}: " + ", ".join(f"{t} {v}" for t, v in scores.items()), flush=True)
+    changed = set()
     for task in tasks:
         for conc, reps in by_conc.items():
             docs = reps[0][task]
             unstable = [d for d in docs if len({r[task][d] for r in reps}) > 1]
+            changed |= {(task, d) for d in unstable}
             print(f"{task} concurrency {conc}: {len(unstable)} of {len(docs)} items' greedy answers differ "
                   f"between {len(reps)} repeats")
         ref = by_conc.get(1)
         for conc, reps in by_conc.items():
             if ref and conc != 1:
                 diff = [d for d in ref[0][task] if ref[0][task][d] != reps[0][task][d]]
+                changed |= {(task, d) for d in diff}
                 print(f"{task}: concurrency 1 vs {conc} (first repeats): {len(diff)} items differ")
+    n_items = sum(len(next(iter(by_conc.values()))[0][t]) for t in tasks)
+    record_figure("greedy_repeat.changed_items", len(changed), "items",
+                  f"of {n_items} ({args.tasks}), {args.repeats} repeats at concurrency {args.concurrency}")
 
 
 if __name__ == "__main__":

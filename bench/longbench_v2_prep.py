@@ -119,6 +119,10 @@ def main() -> None:
     print(f"one-at-a-time: {per_prompt_seq:.3f} s per prompt -> {per_prompt_seq * len(prompts):.1f} s projected")
     print(f"ratio one-at-a-time / batched = {per_prompt_seq * len(prompts) / batched:.2f}x; "
           f"goal: batched < 60 s -> {'met' if batched < 60 else 'NOT met'}")
+    from bench._common import record_figure
+
+    record_figure("longbench_v2_prep.batched_s", round(batched, 1), "s", f"{len(prompts)} prompts, ~{args.tokens} tokens")
+    record_figure("longbench_v2_prep.tokenizer_passes", round(counting.passes / len(prompts), 2), "per prompt")
 
 
 if __name__ == "__main__":

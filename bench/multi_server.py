@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import tiny_model  # noqa: E402
+from bench._common import record_figure, tiny_model  # noqa: E402
 
 
 def requests_for(n: int):
@@ -102,6 +102,7 @@ def main() -> None:
         rate = answers / seconds
         one = one or rate
         print(f"servers {n}: {answers} answers in {seconds:.2f} s = {rate:.1f}/s, efficiency {rate / (n * one):.3f}")
+    record_figure("multi_server.efficiency", round(rate / (n * one), 3), "", f"{n} servers, latency {args.latency} s")
     n = counts[-1]
     total = n * args.requests_per_server
     ideal_s = total / (n * one)
@@ -109,6 +110,7 @@ def main() -> None:
     capacity = one * (n * t_kill + (n - 1) * (seconds - t_kill))
     print(f"servers {n}, one killed at {t_kill:.2f} s: {answers} of {total} answers in {seconds:.2f} s, "
           f"efficiency for the survivors {answers / capacity:.3f}")
+    record_figure("multi_server.efficiency_after_kill", round(answers / capacity, 3), "", f"{n} servers, one killed")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,11 @@ def main() -> None:
     rows = [measure(args.model, d, prompts, window=args.prompt_tokens + 512) for d in args.dtypes.split(",")]
     for row in rows:
         print(row, flush=True)
+        from bench._common import record_figure
+
+        for kind in ("prefill", "decode"):
+            record_figure(f"real_model_dtype.{kind}_{row['dtype']}", row[f"{kind}_tok_s"], "tokens/s",
+                          f"{row['prompt_tokens']}-token prompt" if kind == "prefill" else "64 new tokens")
     if len(rows) == 2:
         a, b = rows
         print(f"prefill {b['dtype']}/{a['dtype']}: {b['prefill_tok_s'] / a['prefill_tok_s']:.2f}x; "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._common import record_figure  # noqa: E402
 from bench.longbench_v2_prep import syllable_words  # noqa: E402
 
 
@@ -99,6 +100,8 @@ def main() -> None:
     print(f"speed-up vs lm-eval: {lm_s / ours['niah_single_1']:.1f}x (goal >= 5x)")
     worst = max(ours, key=ours.get)
     print(f"slowest task: {worst} {ours[worst]:.3f} s per sample (goal <= 1 s); mean {sum(ours.values()) / len(ours):.3f} s")
+    record_figure("ruler_build.speedup", round(lm_s / ours["niah_single_1"], 1), "x", f"{args.length} tokens")
+    record_figure("ruler_build.slowest_s", round(ours[worst], 3), "s", f"{worst}, {args.length} tokens")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+from bench._common import record_figure, scratch_dir, timed, tiny_model  # noqa: E402
 
 
 def collect_requests(model: str, tasks: list[str], window: int):
@@ -86,6 +86,8 @@ def main() -> None:
     print(f"raw client:  {raw:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in raw_t)})")
     print(f"harness:     {harness:.2f} s  (runs: {', '.join(f'{t:.2f}' for t in harness_t)})")
     print(f"ratio harness/raw = {harness / raw:.3f}  (goal <= 1.15)")
+    record_figure("serve_overhead.ratio", round(harness / raw, 3), "", f"median of {args.repeats}, tasks {args.tasks}")
+    record_figure("serve_overhead.server_start_s", round(srv.startup_s, 1), "s")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+from bench._common import record_figure, scratch_dir, timed, tiny_model  # noqa: E402
 
 
 def answers(run_dir: str) -> dict[tuple[str, int], dict]:
@@ -110,6 +110,8 @@ def main() -> None:
     print(f"server start (excluded): {startup:.1f} s; warm-up pass (excluded): {warm_t:.1f} s")
     print(f"server path: {server_t:.2f} s   hf backend: {hf_t:.2f} s")
     print(f"speed-up server/hf = {hf_t / server_t:.2f}x  (goal >= 3x)")
+    if args.model is None:  # the figure is the tiny default's; a real model's time is printed only
+        record_figure("server_vs_hf.speedup", round(hf_t / server_t, 2), "x", f"{n} requests, tasks {args.tasks}")
 
     agree = agreement(server_dir, hf_dir)
     print("\ngreedy answers, vLLM server vs hf backend (same items):")
@@ -123,6 +125,8 @@ def main() -> None:
     if agree["missing"]:
         print(f"  {agree['missing']} items answered on one side only")
     (Path(out) / "agreement.json").write_text(json.dumps(agree, indent=1))
+    record_figure("server_vs_hf.agreement", round(100 * tot["raw"] / max(tot["n"], 1), 1), "%",
+                  f"{tot['n']} items, tasks {args.tasks}, model {model}, raw greedy answers equal")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import tiny_model  # noqa: E402
+from bench._common import record_figure, tiny_model  # noqa: E402
 
 
 def strided(weights: dict[str, list[tuple[int, int]]], n: int) -> list[int]:
@@ -76,6 +76,7 @@ def main() -> None:
           f"{sum(t for p in weights.values() for _, t in p)} prompt tokens (estimated; built in {t1 - t0:.1f} s, "
           f"weighed in {t2 - t1:.2f} s)")
     print("largest shard's prompt tokens / mean (1.000 = even)")
+    worst = {"balanced": 0.0, "every_nth": 0.0, "equal_runs": 0.0}
     print(f"{'N':>3}  {'balanced in tokens':>18}  {'every N-th item':>15}  {'equal runs of items':>19}")
     for n in (int(x) for x in args.shards.split(",")):
         parts = balanced_partition(weights, n)
@@ -84,6 +85,12 @@ def main() -> None:
         mean = sum(balanced) / n
         print(f"{n:>3}  {max(balanced) / mean:>18.3f}  {max(strided(weights, n)) / mean:>15.3f}  "
               f"{max(contiguous(weights, n)) / mean:>19.3f}")
+        for key, loads in (("balanced", balanced), ("every_nth", strided(weights, n)), ("equal_runs", contiguous(weights, n))):
+            worst[key] = max(worst[key], max(loads) / mean)
+    for key, ratio in worst.items():
+        record_figure(f"shard_balance.{key}", round(ratio, 3), "", f"N = {args.shards}, {n_items} RULER items at {args.lengths}")
+    record_figure("shard_balance.estimate_error_mean", round(100 * sum(errors) / len(errors), 1), "%")
+    record_figure("shard_balance.estimate_error_max", round(100 * max(errors), 1), "%")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import tiny_model  # noqa: E402
+from bench._common import record_figure, tiny_model  # noqa: E402
 
 
 class Req:
@@ -67,10 +67,17 @@ def main() -> None:
     lat = sorted(r.latency_s for r in lm.records if r.error is None and r.latency_s is not None)
     print(f"\nrequests {args.requests} at concurrency {args.concurrency}: answered {len(answers) - len(failed)}, "
           f"failed {len(failed)}, lost {lost}")
+    note = f"{args.requests} requests at concurrency {args.concurrency}"
+    record_figure("soak.answered", len(answers) - len(failed), "requests", note)
+    record_figure("soak.failed", len(failed), "requests", note)
+    record_figure("soak.lost", lost, "requests", note)
     if lat:
         p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
         print(f"latency p50 {statistics.median(lat) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms; "
               f"throughput {args.requests / wall:.1f} req/s over {wall:.1f} s")
+        record_figure("soak.p50_ms", round(statistics.median(lat) * 1000), "ms", note)
+        record_figure("soak.p99_ms", round(p99 * 1000), "ms", note)
+        record_figure("soak.throughput", round(args.requests / wall, 1), "requests/s", note)
     if failed:
         print(f"first error: {failed[0].error}")
 

@@ -175,6 +175,11 @@ def _table(results, lengths, cuda: bool) -> None:
             mx, my = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
             slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
             print(f"{path}: {slope:,.0f} bytes per context token (fit over {pts[0][0]}..{pts[-1][0]})")
+            sys.path.insert(0, str(ROOT))
+            from bench._common import record_figure
+
+            record_figure(f"train_memory.{path}_bytes_per_token", round(slope), "bytes/token",
+                          f"fit over {pts[0][0]}..{pts[-1][0]}" + (", CUDA" if cuda else ""))
 
 
 if __name__ == "__main__":

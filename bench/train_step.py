@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import scratch_dir, tiny_model  # noqa: E402
+from bench._common import record_figure, scratch_dir, tiny_model  # noqa: E402
 
 PROMPTS, GROUP, NEW_TOKENS = 2, 4, 16
 
@@ -147,6 +147,8 @@ def main() -> None:
     for name, r in res.items():
         print(f"{name:14s} step {r['step_s'] * 1000:8.1f} ms   peak RSS {r['peak_rss_mb']:7.0f} MB")
     print(f"mask / no mask step time: {res['ours_longact']['step_s'] / res['ours_nomask']['step_s']:.3f}  (goal <= 1.03)")
+    record_figure("train_step.mask_ratio", round(res["ours_longact"]["step_s"] / res["ours_nomask"]["step_s"], 3), "",
+                  f"{args.steps} steps, median of {args.repeats}")
     print(f"mask / no mask update phase (loss, backward, mask, clip, step): "
           f"{res['ours_longact']['update_s'] / res['ours_nomask']['update_s']:.3f}")
     print(f"mask / no mask, one optimizer update on the same rows, one process, median of {args.mask_turns} turns: "
@@ -154,8 +156,10 @@ def main() -> None:
           f"zero_grads + after_step: {mask_only['mask_ops'] * 1e6:.0f} us per update)")
     if "trl_grpo" in res:
         print(f"ours / TRL step time:     {res['ours_nomask']['step_s'] / res['trl_grpo']['step_s']:.3f}  (goal <= 1.0)")
+        record_figure("train_step.ours_over_trl", round(res["ours_nomask"]["step_s"] / res["trl_grpo"]["step_s"], 3), "")
     if "ours_vllm" in res:
         print(f"vLLM / HF rollouts (LongAct) step time: {res['ours_vllm']['step_s'] / res['ours_longact']['step_s']:.3f}")
+        record_figure("train_step.vllm_over_hf", round(res["ours_vllm"]["step_s"] / res["ours_longact"]["step_s"], 3), "")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def checkpoint_hashes(runs: dict[str, str]) -> str:
     """Each evaluated checkpoint's weight hash (from its run.json), so that two machines can tell
     whether they trained the same weights before they compare scores: RL on CPU is repeatable on
     one machine, but CPUs with other vector units round differently, the sampled rollouts part
-    ways, and the checkpoints (and so the scores) differ (README, "The demo")."""
+    ways, and the checkpoints (and so the scores) differ (docs/demo.md, "Reproducing these numbers")."""
     from harness.records.io import load_run
     from harness.report.tables import Column, markdown
     from tasks.trainer_layout import checkpoint_label

@@ -25,7 +25,7 @@ def _parsers(parser, path=("longact",)):
 
 
 def test_every_verb_and_sub_verb_has_examples_and_every_flag_has_help():
-    """The README promises `--help` with examples for every verb; `longact model build-tiny`,
+    """docs/evaluating.md promises `--help` with examples for every verb; `longact model build-tiny`,
     `longact data ruler-essays`, `longact score <bench>` and `longact tasks` had none, and
     `train-tiny-skills --seed` and `compare --format` had no help."""
     import argparse
