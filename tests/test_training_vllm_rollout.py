@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from training.logprobs import pack, prepare, token_logps, unpadded
+from training.parallel import weight_buckets
 from training.rollout import HFRollout, SamplingConfig, VLLMRollout
 
 PROMPTS = ["What is the passkey in the document?", "Read the following text and answer the question."]
@@ -87,6 +88,22 @@ def _max_logp_gap(ro, model, temperature=1.0, raw=True):
     return float(((ro.logprobs - (raw_lp if raw else lp)).abs() * ro.completion_mask).max())
 
 
+def _perturbed(model, scale=0.05):
+    out = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in out.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+    return out
+
+
+def _full_sync(ro, model):
+    """The sync before streaming, reproduced: every weight as a full tensor, one reload_weights call."""
+    weights = [(name, t.detach()) for name, t in model.state_dict().items()]
+    ro.llm.collective_rpc(lambda worker: worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True))
+    assert ro.llm.reset_prefix_cache()
+
+
 # ---- HFRollout with seeds (fast) --------------------------------------------------------------
 
 def test_hf_seeded_groups_independent_of_batch_and_global_rng(hf_model, tok):
@@ -141,11 +158,7 @@ def test_vllm_logprobs_at_temperature_compare_like_with_like(vllm_rollout, hf_mo
 
 @pytest.mark.slow
 def test_vllm_sync_moves_the_engine_weights(vllm_rollout, hf_model):
-    perturbed = copy.deepcopy(hf_model)
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for p in perturbed.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    perturbed = _perturbed(hf_model)
     before = vllm_rollout.generate([LONG], 2, seeds=[5])  # leaves LONG's first block in the prefix cache
     assert before.attention_mask[0, :before.prompt_len].sum() > BLOCK
     try:
@@ -180,14 +193,40 @@ def test_vllm_completion_mask_keeps_the_eos(vllm_rollout, hf_model, tok):
     assert _max_logp_gap(ro, eos_heavy) < LOGP_TOL
 
 
+@pytest.mark.slow
+def test_vllm_streamed_sync_equals_the_full_sync(vllm_rollout, hf_model, monkeypatch):
+    # Buckets of 100 KiB: the embedding (256 KiB) and q_proj (128 KiB) each travel alone, over a
+    # bucket; q, k and v_proj, which vLLM fuses into one qkv_proj, arrive in different buckets.
+    small = 100 * 2**10
+    perturbed = _perturbed(hf_model)
+    buckets = list(weight_buckets(perturbed, torch.float32, small))
+    assert len(buckets) >= 8 and max(sum(t.nbytes for _, t in b) for b in buckets) > small
+    assert next(i for i, b in enumerate(buckets) if any(n.endswith("k_proj.weight") for n, _ in b)) > \
+        next(i for i, b in enumerate(buckets) if any(n.endswith("q_proj.weight") for n, _ in b))
+    prompts, seeds = [*PROMPTS, LONG], [5, 6, 5]
+    try:
+        _full_sync(vllm_rollout, perturbed)
+        full = vllm_rollout.generate(prompts, 3, seeds=seeds)
+        vllm_rollout.sync(hf_model)  # away from the perturbed weights (default bucket: one call)
+        assert _max_logp_gap(vllm_rollout.generate(prompts, 3, seeds=seeds), perturbed) > 100 * LOGP_TOL
+        monkeypatch.setattr(vllm_rollout, "bucket_bytes", small)
+        vllm_rollout.sync(perturbed)  # back, in many buckets: every one must be applied
+        streamed = vllm_rollout.generate(prompts, 3, seeds=seeds)
+    finally:
+        vllm_rollout.sync(hf_model)
+    assert _rows(streamed) == _rows(full)
+    assert torch.equal(streamed.logprobs, full.logprobs)  # same float32 weights: bit-identical
+    assert _max_logp_gap(streamed, perturbed) < LOGP_TOL
+
+
 def test_vllm_sync_names_the_version_when_the_reload_path_is_missing(hf_model):
     vllm = pytest.importorskip("vllm")
 
-    class OldEngine:  # a worker without reload_weights, as in vLLM versions before it existed
-        def collective_rpc(self, fn):
-            return [fn(object())]
+    class OldEngine:  # a worker without the layerwise reload's hooks, as in older vLLM versions
+        def collective_rpc(self, fn, args=()):
+            return [fn(object(), *args)]
 
     ro = VLLMRollout.__new__(VLLMRollout)  # no engine construction: only sync's own logic runs
-    ro.llm = OldEngine()
-    with pytest.raises(RuntimeError, match=f"vLLM {vllm.__version__}: .*no reload_weights"):
+    ro.llm, ro.dtype, ro.bucket_bytes = OldEngine(), torch.float32, 2**20
+    with pytest.raises(RuntimeError, match=f"vLLM {vllm.__version__}: .*VLLMRollout.sync needs updating"):
         ro.sync(hf_model)

@@ -63,6 +63,7 @@ class TrainConfig:
     mini_batches: int = 1  # optimizer updates per pass
     backend: str = "hf"  # rollouts: hf (transformers generate) | vllm (offline engine, weights synced each step)
     vllm: dict = field(default_factory=dict)  # extra vllm.LLM arguments, e.g. gpu_memory_utilization
+    weight_sync_bucket_mb: float = 512.0  # vllm: weights reach the engine in buckets of at most this (engine dtype)
     parallel: str = "none"  # none | ddp | fsdp (under torchrun)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     bf16: bool = False  # bf16 compute (FSDP2 mixed precision / autocast on CUDA); fp32 master weights
@@ -161,6 +162,7 @@ def _validate(cfg: TrainConfig, where) -> None:
     """Values in range and combinations that make sense; `where(field)` names the file or the
     override that set the field, so `--dry-run` finds every mistake the run would."""
     for name, value, low in (("lr", cfg.lr, 0.0), ("max_grad_norm", cfg.max_grad_norm, 0.0),
+                             ("weight_sync_bucket_mb", cfg.weight_sync_bucket_mb, 0.0),
                              ("sampling.temperature", cfg.sampling.temperature, 0.0)):
         if not value > low:
             raise ValueError(f"{where(name)}: {name} must be > {low:g}, got {value}")

@@ -126,6 +126,27 @@ def full_tensor(t: torch.Tensor) -> torch.Tensor:
     return t.full_tensor() if hasattr(t, "full_tensor") else t
 
 
+def weight_buckets(model: torch.nn.Module, dtype: torch.dtype, bucket_bytes: int):
+    """The model's weights (state-dict names and order) as full tensors in `dtype`, in lists of at
+    most `bucket_bytes` (a tensor larger than that travels alone), for streaming to a rollout engine.
+
+    A collective under FSDP2: every rank must iterate the whole generator, in step. Each shard is
+    cast before it is gathered (the gathered tensor is already in `dtype`; the cast is elementwise,
+    so the values equal those of cast-after-gather), and a bucket is yielded before the tensor that
+    would overflow it is gathered: beyond what the caller keeps, a rank holds at most one bucket.
+    Without sharding, tensors already in `dtype` are the live parameters themselves (no copy)."""
+    bucket, size = [], 0
+    for name, t in model.state_dict().items():
+        nbytes = t.numel() * dtype.itemsize  # a DTensor's numel is the full tensor's
+        if bucket and size + nbytes > bucket_bytes:
+            yield bucket
+            bucket, size = [], 0
+        bucket.append((name, full_tensor(t.detach().to(dtype))))
+        size += nbytes
+    if bucket:
+        yield bucket
+
+
 def model_state(model: torch.nn.Module, d: Dist) -> dict:
     """Full CPU state dict for saving (collective under fsdp; rank 0 gets the tensors)."""
     if d.mode != "fsdp":

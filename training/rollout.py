@@ -171,13 +171,13 @@ class VLLMRollout:
 
     The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0 unless the caller set it), so
     `sync` hands tensors over without serialising them. With multiprocessing on, `sync` needs
-    VLLM_ALLOW_INSECURE_SERIALIZATION=1 (the weights travel pickled to the engine process).
+    VLLM_ALLOW_INSECURE_SERIALIZATION=1 (each bucket of weights travels pickled to the engine process).
     dtype defaults to float32, the trainer's policy dtype: vLLM's CPU build otherwise runs a float32
     checkpoint in bfloat16, and the sampling log-probs would no longer match the policy's.
     """
 
     def __init__(self, model_dir: str, tokenizer, sampling: SamplingConfig, max_prompt_tokens: int,
-                 seed: int = 0, **engine_kwargs):
+                 seed: int = 0, weight_sync_bucket_mb: float = 512, **engine_kwargs):
         import vllm
         from vllm import LLM
 
@@ -188,6 +188,8 @@ class VLLMRollout:
         # KV space is in GiB for the CPU build (its default takes a large share of RAM); GPUs ignore it.
         with _env_defaults(VLLM_ENABLE_V1_MULTIPROCESSING="0", VLLM_CPU_KVCACHE_SPACE="1"):
             self.llm = LLM(model=str(model_dir), seed=seed, **engine_kwargs)
+        self.dtype = self.llm.llm_engine.model_config.dtype  # what `sync` casts the policy's weights to
+        self.bucket_bytes = int(weight_sync_bucket_mb * 2**20)
         self._record = {"backend": "vllm", **asdict(sampling), "vllm": vllm.__version__,
                         "dtype": str(engine_kwargs["dtype"])}
 
@@ -221,20 +223,76 @@ class VLLMRollout:
                      [[lp[t].logprob for lp, t in zip(c.logprobs, c.token_ids)] for c in comps])
 
     def sync(self, model) -> None:
-        import vllm
+        """Stream the policy's weights into the engine, one bucket of at most `weight_sync_bucket_mb`
+        (in the engine's dtype) at a time, never the whole state dict at once.
 
-        from training.parallel import full_tensor
+        vLLM's layerwise reload (the protocol of its own weight-transfer engines): `start` puts the
+        engine's layers on the meta device, each bucket goes through `model.load_weights`, which
+        buffers a layer's tensors until all of them have arrived and then processes and copies it
+        into the engine's own storage, and `finish` processes what is left (attention layers) and
+        puts back the layers no bucket touched. Calling `reload_weights` once per bucket would be
+        wrong: it finalises after each call, and a fused layer whose parts straddle two buckets
+        (qkv_proj from q/k/v_proj, gate_up_proj) would be processed with its other part unloaded.
+        The engine must not generate between start and finish; `sync` returns only after finish.
+        Under FSDP2 each tensor is gathered (a collective: every rank syncs its engine, in step)."""
+        from training.parallel import weight_buckets
 
-        # HF names; under FSDP2 each shard is gathered (a collective: every rank syncs its engine)
-        weights = [(name, full_tensor(t.detach())) for name, t in model.state_dict().items()]
-
-        def reload(worker):  # runs in each worker; reload_weights maps HF names and re-packs
-            if not hasattr(worker, "reload_weights"):
-                raise RuntimeError(f"vLLM {vllm.__version__}: worker {type(worker).__name__} has no "
-                                   "reload_weights; VLLMRollout.sync needs updating for this version")
-            worker.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
-
-        self.llm.collective_rpc(reload)
+        self.llm.collective_rpc(_start_reload)
+        try:
+            for bucket in weight_buckets(model, self.dtype, self.bucket_bytes):
+                self.llm.collective_rpc(_load_bucket, args=(bucket,))
+                del bucket  # the next bucket is gathered only after this one is released
+        finally:
+            self.llm.collective_rpc(_finish_reload)
         # KV cached for old weights would be reused by prompts sharing a prefix: drop it.
         if not self.llm.reset_prefix_cache():
             raise RuntimeError("vLLM refused to reset its prefix cache after a weight sync")
+
+
+# ---- run inside each vLLM worker (collective_rpc): the three steps of a streamed weight sync ----
+
+def _layerwise():
+    import vllm
+
+    try:
+        from vllm.model_executor.model_loader.reload import (
+            finalize_layerwise_reload,
+            initialize_layerwise_reload,
+        )
+    except ImportError as e:
+        raise RuntimeError(f"vLLM {vllm.__version__}: no layerwise weight reload ({e}); "
+                           "VLLMRollout.sync needs updating for this version") from None
+    return initialize_layerwise_reload, finalize_layerwise_reload
+
+
+def _engine_model(worker):
+    import vllm
+
+    if not hasattr(worker, "get_model") or not hasattr(worker, "vllm_config"):
+        raise RuntimeError(f"vLLM {vllm.__version__}: worker {type(worker).__name__} has no get_model/vllm_config; "
+                           "VLLMRollout.sync needs updating for this version")
+    return worker.get_model()
+
+
+def _start_reload(worker) -> None:
+    initialize, _ = _layerwise()
+    initialize(_engine_model(worker))
+
+
+def _load_bucket(worker, bucket: list) -> None:
+    from vllm.config import set_current_vllm_config
+
+    with set_current_vllm_config(worker.vllm_config):  # as the worker's own reload_weights runs
+        _engine_model(worker).load_weights(bucket)  # HF names; vLLM maps and fuses them
+
+
+def _finish_reload(worker) -> None:
+    from vllm.config import set_current_vllm_config
+
+    _, finalize = _layerwise()
+    with set_current_vllm_config(worker.vllm_config):
+        finalize(_engine_model(worker), worker.vllm_config.model_config)
+    runner = worker.model_runner  # state derived from the old weights, as reload_weights resets it
+    for reset in ("reset_lora_state", "reset_encoder_cache", "reset_mm_cache"):
+        if hasattr(runner, reset):
+            getattr(runner, reset)()

@@ -280,7 +280,8 @@ def make_rollout(cfg: TrainConfig, model, tok, model_dir, d: parallel.Dist):
     if cfg.backend == "vllm":
         from training.rollout import VLLMRollout
 
-        return VLLMRollout(str(model_dir), tok, cfg.sampling, cfg.max_prompt_tokens, seed=cfg.seed, **cfg.vllm)
+        return VLLMRollout(str(model_dir), tok, cfg.sampling, cfg.max_prompt_tokens, seed=cfg.seed,
+                           weight_sync_bucket_mb=cfg.weight_sync_bucket_mb, **cfg.vllm)
     return HFRollout(model, tok, cfg.sampling, cfg.max_prompt_tokens, synced_gpus=d.mode == "fsdp")
 
 
