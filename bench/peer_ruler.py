@@ -59,7 +59,7 @@ def diff_ci(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 
 
 def ours(model: str, base_url: str, length: int, samples: int, out: Path, run_dir: str | None = None) -> dict[str, list[dict]]:
-    """This project's per-item rows: task -> [{"score", "response", "target", "prompt_tokens"}]. With
+    """This project's per-item rows, scores in percent: task -> [{"score", "response", "target", "prompt_tokens"}]. With
     run_dir, the rows of that finished run (checked to be the same model, length and item count)."""
     from harness.records.io import load_run
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
@@ -71,20 +71,20 @@ def ours(model: str, base_url: str, length: int, samples: int, out: Path, run_di
                                        task_metadata={"lengths": [length], "num_samples": samples}))
         run_dir = run_eval(cfg)
     record = load_run(run_dir)
-    meta = record.config.get("run", {}).get("task_metadata", {})
+    meta = json.loads((Path(run_dir) / "config.json").read_text()).get("run", {}).get("task_metadata", {})
     if record.status != "complete" or meta.get("lengths") != [length] or meta.get("num_samples") != samples:
         raise SystemExit(f"{run_dir}: not a complete RULER run at lengths [{length}] with {samples} samples "
                          f"(status {record.status}, metadata {meta})")
     rows = {}
     for task in PAIRS.values():
         lines = (Path(run_dir) / f"samples_{task}.jsonl").read_text().splitlines()
-        rows[task] = [{"score": float(r["metrics"][str(length)]), "response": r["response"], "target": r["target"],
+        rows[task] = [{"score": float(r["metrics"]["score"]), "response": r["response"], "target": r["target"],
                        "prompt_tokens": r["prompt_tokens"]} for r in map(json.loads, lines)]
     return rows
 
 
 def lm_eval_side(model: str, base_url: str, length: int, samples: int, out: Path, window: int) -> dict[str, list[dict]]:
-    """lm-eval's per-item rows, from its own CLI with --log_samples: task -> [{"score", ...}].
+    """lm-eval's per-item rows, from its own CLI with --log_samples, scores in percent: task -> [{"score", ...}].
 
     `tokenized_requests=True` because lm-eval applies a chat template on the completions endpoint
     only to requests it tokenizes itself (otherwise it sends the message list, which the endpoint
@@ -107,7 +107,7 @@ def lm_eval_side(model: str, base_url: str, length: int, samples: int, out: Path
         files = sorted(out_dir.rglob(f"samples_{task}_*.jsonl"), key=lambda p: p.stat().st_mtime)
         assert files, f"lm-eval wrote no samples for {task} under {out_dir}"
         items = [json.loads(line) for line in files[-1].read_text().splitlines()]
-        rows[task] = [{"score": float(r[str(length)]), "response": r["resps"][0][0], "target": r["target"],
+        rows[task] = [{"score": 100 * float(r[str(length)]), "response": r["resps"][0][0], "target": r["target"],
                        "doc_id": r["doc_id"]} for r in items]
     return rows
 
@@ -144,8 +144,8 @@ def main() -> None:
     print(f"RULER at {args.length} tokens, {args.samples} items per task per side, model {args.model}")
     print(f"{'lm-eval task':18} {'lm-eval':>20} {'longact':>20} {'longact - lm-eval':>26}")
     for lm_task, our_task in PAIRS.items():
-        a = np.array([r["score"] for r in mine[our_task]]) * 100
-        b = np.array([r["score"] for r in theirs[lm_task]]) * 100
+        a = np.array([r["score"] for r in mine[our_task]])
+        b = np.array([r["score"] for r in theirs[lm_task]])
         d, lo, hi = diff_ci(a, b)
         ca, cb = bootstrap_ci(a), bootstrap_ci(b)
         row = {"task": lm_task, "ours": our_task, "n_ours": len(a), "n_lm_eval": len(b),
