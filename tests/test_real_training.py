@@ -68,5 +68,6 @@ def test_one_step_per_arm_learns_and_keeps_the_masked_rows(tmp_path, one_thread)
             assert entry[proj]["rows"] == rows and len(entry[proj]["head_kept_fraction"]) == heads
             assert entry[proj]["kept"] == kept_rows(cfg.mask.keep_ratio, rows)   # scope layer: per projection
             assert entry[proj]["kept_fraction"] == pytest.approx(cfg.mask.keep_ratio, abs=1 / rows)
+            assert entry[proj]["kept_fraction"] <= entry[proj]["saliency_share"] < 1   # the top rows by saliency
             per_head = sum(entry[proj]["head_kept_fraction"]) * stats["head_dim"]
             assert per_head == pytest.approx(entry[proj]["kept"])

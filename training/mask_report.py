@@ -50,8 +50,11 @@ def spread(mask: LongActMask, head_dim: int) -> dict:
     for name, keep in mask.keep.items():
         proj = "q" if name.endswith("q_proj") else "k"
         heads = keep.view(-1, head_dim).float().mean(1)  # [heads]
+        score = mask.scores[name].double()
         layers.setdefault(layer_of(name), {})[proj] = {
             "rows": int(keep.numel()), "kept": int(keep.sum()), "kept_fraction": float(keep.float().mean()),
+            # the kept rows' share of the layer's summed saliency: = kept_fraction if activations were flat
+            "saliency_share": float(score[keep].sum() / score.sum()) if float(score.sum()) > 0 else None,
             "head_kept_fraction": [round(float(h), 6) for h in heads]}
     per_layer = [{"layer": i, **layers[i]} for i in sorted(layers)]
     summary = {}
@@ -62,8 +65,10 @@ def spread(mask: LongActMask, head_dim: int) -> dict:
         kept = heads * head_dim  # kept rows per head
         # the share of a layer's kept rows held by its busiest head; 1/heads when spread evenly
         top_share = kept.max(1).values / kept.sum(1).clamp(min=1)
+        shares = [r["saliency_share"] for r in rows if r["saliency_share"] is not None]
         summary[proj] = {"layers": len(rows), "heads": int(heads.shape[1]),
                          "kept_fraction_min": min(fractions), "kept_fraction_max": max(fractions),
+                         "saliency_share_min": min(shares, default=None), "saliency_share_max": max(shares, default=None),
                          "head_kept_fraction_min": float(heads.min()), "head_kept_fraction_max": float(heads.max()),
                          "heads_with_no_kept_row": int((kept == 0).sum()),
                          "heads_fully_kept": int((heads == 1).sum()),
@@ -78,7 +83,7 @@ def plot(stats: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 6), width_ratios=[stats["summary"][p]["heads"] for p in ("q", "k")])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 7), width_ratios=[stats["summary"][p]["heads"] for p in ("q", "k")])
     for ax, proj in zip(axes, ("q", "k")):
         grid = [entry[proj]["head_kept_fraction"] for entry in stats["layers"]]  # [layers, heads]
         im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -86,8 +91,8 @@ def plot(stats: dict, path: Path) -> None:
         ax.set_xlabel("head" if proj == "q" else "key/value head")
         ax.set_ylabel("layer")
     cfg = stats["config"]
-    fig.suptitle(f"LongAct mask ({cfg['strategy']}, keep_ratio {cfg['keep_ratio']}, scope {cfg['scope']}, "
-                 f"{cfg['site']} {cfg['statistic']}): fraction of each head's rows updated")
+    fig.suptitle(f"LongAct mask: fraction of each head's rows updated\n({cfg['strategy']}, keep_ratio "
+                 f"{cfg['keep_ratio']}, scope {cfg['scope']}, {cfg['site']} {cfg['statistic']})")
     fig.colorbar(im, ax=list(axes), shrink=0.8, label="kept fraction")
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -106,7 +111,9 @@ def describe(stats: dict) -> str:
     parts = []
     for proj in ("q", "k"):
         s = stats["summary"][proj]
-        parts.append(f"{proj}: {s['kept_fraction_min']:.4f}-{s['kept_fraction_max']:.4f} of each layer's rows kept; "
+        share = (f" holding {s['saliency_share_min']:.0%}-{s['saliency_share_max']:.0%} of its saliency"
+                 if s.get("saliency_share_min") is not None else "")
+        parts.append(f"{proj}: {s['kept_fraction_min']:.4f}-{s['kept_fraction_max']:.4f} of each layer's rows kept{share}; "
                      f"per head {s['head_kept_fraction_min']:.2f}-{s['head_kept_fraction_max']:.2f} "
                      f"({s['heads_with_no_kept_row']} of {s['layers'] * s['heads']} heads none, "
                      f"{s['heads_fully_kept']} all); busiest head holds {s['top_head_share_mean']:.0%} of a layer's "
