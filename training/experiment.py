@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 from tasks import trainer_layout
 from tasks.errors import UserError
-from training import checkpoint, parallel
+from training import checkpoint, mask_report, parallel
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.mask import STRATEGIES
@@ -56,8 +57,9 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
             arm_cfg = dataclasses.replace(cfg, out_dir=str(trainer_layout.arm_seed_dir(root, name, seed)), seed=seed,
                                           mask=dataclasses.replace(cfg.mask, strategy=strategy))
             log(f"[{name} seed {seed}] mask.strategy={strategy}")
+            t0 = time.perf_counter()
             ckpt = train(arm_cfg, log=log)
-            runs[str(seed)] = {"checkpoint": str(ckpt.resolve()),
+            runs[str(seed)] = {"checkpoint": str(ckpt.resolve()), "wall_s": round(time.perf_counter() - t0, 1),
                                "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"],
                                "steps": saved_steps(Path(arm_cfg.out_dir))}
         manifest["arms"][name] = {"mask_strategy": strategy, "checkpoint": runs[str(seeds[0])]["checkpoint"],
@@ -67,4 +69,7 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         tmp.replace(path)
+        # the evidence: weights vs the start (masked rows bit-identical), reward and grad norm per step, mask spread
+        ev = mask_report.evidence(cfg.model, {a: m["seeds"] for a, m in manifest["arms"].items()}, log)
+        (root / mask_report.EVIDENCE_FILE).write_text(json.dumps(ev, indent=1) + "\n")
     return path

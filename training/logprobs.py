@@ -165,8 +165,10 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, 
     impl = model.config._attn_implementation
     if not attends_within_rows(impl):
         raise ValueError(f"attention {impl!r} would attend across packed rows; call prepare(model) after loading")
-    # a mask mapping with no mask in it: transformers builds none, the attention reads the row bounds
-    no_mask = {"full_attention": None, "sliding_attention": None}
+    # a mask mapping with no mask in it: transformers builds none, the attention reads the row bounds.
+    # Models without per-layer mask types (Llama) take no mapping: from None and the position ids
+    # transformers builds a block-diagonal mask, one block per row (same result, a [K, K] mask).
+    no_mask = {"full_attention": None, "sliding_attention": None} if getattr(model.config, "layer_types", None) else None
     with _head_replaced(model, head):
         lp = net(input_ids=packed.ids, position_ids=packed.pos, attention_mask=no_mask, logits_to_keep=packed.at,
                  cu_seq_lens_q=packed.cu, cu_seq_lens_k=packed.cu, max_length_q=packed.longest,
