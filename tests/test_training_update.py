@@ -112,6 +112,22 @@ def test_packed_logps_equal_each_row_alone_and_chunks_change_nothing(model, monk
     _assert_same_grads([grad_whole], [grad_chunked])
 
 
+def test_packed_logps_on_a_llama_equal_each_row_alone():
+    """Llama (SmolLM2's architecture) has no per-layer mask types: packed rows must still attend only
+    within themselves (transformers builds the block mask from the position ids)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    prepare(llama)
+    rows = _rows()
+    cm = torch.stack([r.completion for r in rows]).float()
+    packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in rows], rows[0].completion.shape[0], "cpu")
+    lp, _ = token_logps(llama, packed)
+    torch.testing.assert_close(lp * cm, _reference_logps(llama, rows), atol=2e-5, rtol=0)
+
+
 def test_nothing_vocabulary_wide_is_kept_for_backward(model):
     rows = _rows()
     packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in rows], rows[0].completion.shape[0], "cpu")
