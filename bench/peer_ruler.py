@@ -102,13 +102,19 @@ def lm_eval_side(model: str, base_url: str, length: int, samples: int, out: Path
            "--use_cache", str(out_dir / "cache")]
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     subprocess.run(cmd, check=True, env=env)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
     rows = {}
     for task in PAIRS:
         files = sorted(out_dir.rglob(f"samples_{task}_*.jsonl"), key=lambda p: p.stat().st_mtime)
         assert files, f"lm-eval wrote no samples for {task} under {out_dir}"
         items = [json.loads(line) for line in files[-1].read_text().splitlines()]
+        # the prompt as lm-eval sent it (chat template applied, its answer prefix at the end)
         rows[task] = [{"score": 100 * float(r[str(length)]), "response": r["resps"][0][0], "target": r["target"],
-                       "doc_id": r["doc_id"]} for r in items]
+                       "doc_id": r["doc_id"], "prompt": r["arguments"]["gen_args_0"]["arg_0"],
+                       "prompt_tokens": len(tok(r["arguments"]["gen_args_0"]["arg_0"], add_special_tokens=False).input_ids)}
+                      for r in items]
     return rows
 
 
@@ -142,7 +148,7 @@ def main() -> None:
 
     table = []
     print(f"RULER at {args.length} tokens, {args.samples} items per task per side, model {args.model}")
-    print(f"{'lm-eval task':18} {'lm-eval':>20} {'longact':>20} {'longact - lm-eval':>26}")
+    print(f"{'lm-eval task':18} {'lm-eval':>20} {'longact':>20} {'longact - lm-eval':>26}   prompt tokens (mean) lm-eval / longact")
     for lm_task, our_task in PAIRS.items():
         a = np.array([r["score"] for r in mine[our_task]])
         b = np.array([r["score"] for r in theirs[lm_task]])
@@ -150,11 +156,13 @@ def main() -> None:
         ca, cb = bootstrap_ci(a), bootstrap_ci(b)
         row = {"task": lm_task, "ours": our_task, "n_ours": len(a), "n_lm_eval": len(b),
                "lm_eval": float(b.mean()), "lm_eval_ci": cb, "longact": float(a.mean()), "longact_ci": ca,
-               "diff": d, "diff_ci": [lo, hi], "beyond_noise": bool(lo > 0 or hi < 0)}
+               "diff": d, "diff_ci": [lo, hi], "beyond_noise": bool(lo > 0 or hi < 0),
+               "prompt_tokens_lm_eval": float(np.mean([r["prompt_tokens"] for r in theirs[lm_task]])),
+               "prompt_tokens_longact": float(np.mean([r["prompt_tokens"] for r in mine[our_task]]))}
         table.append(row)
         mark = "  *" if row["beyond_noise"] else ""
         print(f"{lm_task:18} {b.mean():6.1f} [{cb[0]:5.1f},{cb[1]:5.1f}] {a.mean():6.1f} [{ca[0]:5.1f},{ca[1]:5.1f}]"
-              f" {d:+7.1f} [{lo:+6.1f},{hi:+6.1f}]{mark}")
+              f" {d:+7.1f} [{lo:+6.1f},{hi:+6.1f}]{mark:3} {row['prompt_tokens_lm_eval']:7.0f} / {row['prompt_tokens_longact']:.0f}")
     print("* the interval of the difference excludes 0")
     print(f"time: longact {t_ours:.0f} s, lm-eval {t_lm:.0f} s (cache hits make reruns faster)")
     (out / "peer_ruler.json").write_text(json.dumps({"model": args.model, "length": args.length,
