@@ -41,8 +41,8 @@ RUNS = {
     "smollm2-135m-ruler-2k": ("RULER, 2,048 tokens", "10 items per task; essay haystack: the generated fallback "
                               "corpus (no essays offline); QA on the project's SQuAD/HotpotQA fixtures",
                               ["--tasks", "ruler", "--metadata", json.dumps({"lengths": [2048], "num_samples": 10, **RULER_DATA})]),
-    "smollm2-135m-ruler-4k": ("RULER, 4,096 tokens", "5 items per task; haystacks and QA data as at 2k",
-                              ["--tasks", "ruler", "--metadata", json.dumps({"lengths": [4096], "num_samples": 5, **RULER_DATA})]),
+    "smollm2-135m-ruler-4k": ("RULER, 4,096 tokens", "3 items per task; haystacks and QA data as at 2k",
+                              ["--tasks", "ruler", "--metadata", json.dumps({"lengths": [4096], "num_samples": 3, **RULER_DATA})]),
     "smollm2-135m-infinitebench-fixture-4k": (
         "InfiniteBench (fixture rows), 4k window", "the 3 synthetic rows per task in tasks/infinitebench/data/fixture, "
         "truncated to the window as the official code does; math_calc left out (needs > 30k tokens)",
@@ -131,17 +131,17 @@ def summary_markdown() -> str:
     return "\n".join(rows)
 
 
-def update_project_readme(path: Path = ROOT / "README.md") -> None:
-    """Rewrite the generated block of the project README (between the two markers) with the summary."""
-    text = path.read_text()
+def project_readme_text(text: str) -> str:
+    """The project README's text with its generated block (between the two markers) made current."""
     if README_BEGIN not in text or README_END not in text:
-        raise SystemExit(f"{path}: the markers {README_BEGIN!r} ... {README_END!r} are missing")
+        raise SystemExit(f"README.md: the markers {README_BEGIN!r} ... {README_END!r} are missing")
     head, rest = text.split(README_BEGIN, 1)
     _, tail = rest.split(README_END, 1)
-    path.write_text(head + README_BEGIN + "\n" + summary_markdown() + "\n" + README_END + tail)
+    return head + README_BEGIN + "\n" + summary_markdown() + "\n" + README_END + tail
 
 
-def write_readme(base_url: str = "http://127.0.0.1:8000") -> Path:
+def readme_text(base_url: str = "http://127.0.0.1:8000") -> str:
+    """results/reference/README.md, from the run directories and the peer files."""
     from harness.records.io import load_run
     from harness.report.tables import run_table
 
@@ -177,9 +177,15 @@ def write_readme(base_url: str = "http://127.0.0.1:8000") -> Path:
                   "`bench/server_vs_hf.py`: the tiny suite (10 items per task) through the vLLM server and through "
                   "lm-eval's in-process transformers backend, same model, same prompts.", "",
                   agreement_markdown(json.loads(agree_file.read_text())), ""]
+    return "\n".join(parts)
+
+
+def write_readme() -> Path:
+    """Write results/reference/README.md and the project README's summary block."""
     path = OUT / "README.md"
-    path.write_text("\n".join(parts))
-    update_project_readme()
+    path.write_text(readme_text())
+    project = ROOT / "README.md"
+    project.write_text(project_readme_text(project.read_text()))
     return path
 
 
