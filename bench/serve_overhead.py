@@ -61,8 +61,9 @@ def raw_client(base_url: str, model: str, reqs, concurrency: int) -> None:
 
 
 def spread(xs: list[float]) -> str:
-    """median [min-max] of `xs`, for printing."""
-    return f"{statistics.median(xs):.3f} [{min(xs):.3f}-{max(xs):.3f}]"
+    """median, interquartile range and range of `xs`, for printing (a load spike moves the range, the IQR less)."""
+    q1, _, q3 = statistics.quantiles(xs, n=4)
+    return f"median {statistics.median(xs):.3f}, IQR {q1:.3f}-{q3:.3f}, range {min(xs):.3f}-{max(xs):.3f}"
 
 
 def profile_harness(run, top: int) -> None:
@@ -86,6 +87,8 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after the pairs, profile one more harness pass and print its top N functions")
     args = ap.parse_args()
+    if args.repeats < 2:
+        ap.error("--repeats must be at least 2 (the spread needs two pairs; the goal is judged on 5 or more)")
 
     from harness.backends.serve import ServerConfig, VLLMServer
     from harness.run.config import ClientConfig, EvalConfig, RunConfig
@@ -118,11 +121,11 @@ def main() -> None:
             profile_harness(harness, args.profile)
     ratios = [h / r for h, r in zip(harness_t, raw_t)]
     ratio = statistics.median(ratios)
-    print(f"raw client:  median [min-max] {spread(raw_t)} s  (runs: {', '.join(f'{t:.2f}' for t in raw_t)})")
-    print(f"harness:     median [min-max] {spread(harness_t)} s  (runs: {', '.join(f'{t:.2f}' for t in harness_t)})")
-    print(f"ratio harness/raw per pair: median [min-max] {spread(ratios)}  (goal <= 1.05)")
+    print(f"raw client: {spread(raw_t)} s  (runs: {', '.join(f'{t:.2f}' for t in raw_t)})")
+    print(f"harness:    {spread(harness_t)} s  (runs: {', '.join(f'{t:.2f}' for t in harness_t)})")
+    print(f"ratio harness/raw per pair: {spread(ratios)}  (goal <= 1.05)")
     note = f"median of {args.repeats} interleaved pairs after a warm-up, tasks {args.tasks}"
-    record_figure("serve_overhead.ratio", round(ratio, 3), "", f"{note}; pairs {min(ratios):.3f}-{max(ratios):.3f}")
+    record_figure("serve_overhead.ratio", round(ratio, 3), "", f"{note}; pairs: {spread(ratios)}")
     record_figure("serve_overhead.harness_s", round(statistics.median(harness_t), 2), "s",
                   f"{note}; {min(harness_t):.2f}-{max(harness_t):.2f}")
     record_figure("serve_overhead.raw_s", round(statistics.median(raw_t), 2), "s",
