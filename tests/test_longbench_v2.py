@@ -8,7 +8,7 @@ import pytest
 from tasks import tokens
 from tasks.data_io import DataError
 from tasks.longbench_v2 import utils
-from tasks.longbench_v2.prompts import TEMPLATES, fill
+from tasks.longbench_v2.prompts import TEMPLATES, build_prompt, fill
 from tasks.longbench_v2.scoring import extract_answer, official_report, read_prediction_file
 
 FIXTURE = utils.FIXTURE
@@ -180,6 +180,9 @@ def test_loader_truncates_with_the_evaluated_tokenizer(tiny_model_dir, tiny_toke
     assert any(d["_truncated"] for d in ds) and not all(d["_truncated"] for d in ds)
     for d in ds:
         assert len(tiny_tokenizer.encode(d["_prompt"])) <= d["_max_length"] + 2  # decode/re-encode slack
+        # the recorded count is the whole filled prompt's, middle included, not a bound from its ends
+        full = tiny_tokenizer.encode(build_prompt({k: v for k, v in d.items() if not k.startswith("_")}, "0shot"))
+        assert d["_original_tokens"] == len(full) and d["_truncated"] == (len(full) > d["_max_length"])
 
 
 
