@@ -36,7 +36,9 @@ INFINITEBENCH = ["passkey", "number_string", "kv_retrieval", "longbook_choice_en
 
 # run_id -> (title, what the numbers are, eval arguments after --base-url/--tokenizer)
 RUNS = {
-    "smollm2-135m-tiny": ("Tiny suite", "10 items per task",
+    "smollm2-135m-tiny": ("Tiny suite", "10 items per task. The tiny tasks' output budgets are sized for the "
+                          "embedded tiny model (a few tokens): this chat model spends them on a preamble (\"The pass key "
+                          "is 7\" where the key has five digits), hence the zeros",
                           ["--tasks", "tiny", "--limit", "10"]),
     "smollm2-135m-ruler-2k": ("RULER, 2,048 tokens", "10 items per task; essay haystack: the generated fallback "
                               "corpus (no essays offline); QA on the project's SQuAD/HotpotQA fixtures",
@@ -45,7 +47,8 @@ RUNS = {
                               ["--tasks", "ruler", "--metadata", json.dumps({"lengths": [4096], "num_samples": 3, **RULER_DATA})]),
     "smollm2-135m-infinitebench-fixture-4k": (
         "InfiniteBench (fixture rows), 4k window", "the 3 synthetic rows per task in tasks/infinitebench/data/fixture, "
-        "truncated to the window as the official code does; math_calc left out (needs > 30k tokens)",
+        "truncated to the window as the official code does; math_calc left out (needs > 30k tokens). The "
+        "official output budgets are short (passkey 6 tokens): a chat model's preamble uses them up",
         ["--tasks", ",".join(f"infinitebench_{t}" for t in INFINITEBENCH),
          "--metadata", json.dumps({"data_dir": "tasks/infinitebench/data/fixture"})]),
     "smollm2-135m-longbench-v2-fixture-4k": (
@@ -125,9 +128,20 @@ def summary_markdown() -> str:
     from harness.records.io import load_run
     rows = ["| benchmark | score | items | run |", "|---|---|---|---|"]
     for run_id, (title, _, _) in RUNS.items():
-        if (OUT / run_id / "run.json").is_file():
+        if finished(run_id):
             what, value, n = headline(load_run(OUT / run_id))
             rows.append(f"| {title} | {what}: {value} | {n} | [`{run_id}`](results/reference/{run_id}/run.json) |")
+    peer_file = OUT / "peer_ruler.json"
+    if peer_file.is_file():
+        peer = json.loads(peer_file.read_text())
+        rows += ["", f"lm-eval's own RULER and ours on the same server ({peer['length']:,} tokens, {peer['samples']} items "
+                 "per task each; * = the difference's interval excludes 0; why they differ: "
+                 "[docs/peer-ruler.md](docs/peer-ruler.md)):", "", peer_markdown(peer)]
+    agree_file = OUT / "server_vs_hf_agreement.json"
+    if agree_file.is_file():
+        total = json.loads(agree_file.read_text())["total"]
+        rows += ["", f"Greedy answers of the vLLM server and lm-eval's in-process `hf` backend on the same items: "
+                 f"{total['raw']} of {total['n']} equal."]
     return "\n".join(rows)
 
 
@@ -160,6 +174,9 @@ def readme_text(base_url: str = "http://127.0.0.1:8000") -> str:
             parts += [f"## {title}", "", "not run yet", ""]
             continue
         rec = load_run(OUT / run_id)
+        if rec.status != "complete":
+            parts += [f"## {title}", "", f"not finished ({rec.status}): rerun `python bench/reference.py`", ""]
+            continue
         cmd = [a for a in eval_command(run_id, base_url) if a != "--quiet"]
         parts += [f"## {title}", "", f"{what}. Wall time {rec.wall_time_s / 60:.1f} min.", "",
                   "```bash", shlex.join(cmd), "```", "", run_table(OUT / run_id), ""]

@@ -116,6 +116,13 @@ def test_runs_of_one_model_are_labelled_by_what_differs(tmp_path, capsys):
         run.record.model.path = "ckpt/qwen3"
     label_runs(same)
     assert [r.label for r in same] == ["qwen3 (0000000x)", "qwen3 (0000000y)"]   # nothing else differs
+    chosen = [load(write_run(tmp_path / "chosen", n, {"tiny_kv": [0]})) for n in ("ib-fixture-4k", "lb-fixture-4k")]
+    for run in chosen:
+        run.record.model.path = "ckpt/qwen3"
+    for run, run_id in zip(chosen, ("smollm2-ib-fixture-4k", "smollm2-lb-fixture-4k")):
+        run.record.run_id = run_id   # chosen with --run-id: they end alike, so the whole id is shown
+    label_runs(chosen)
+    assert [r.label for r in chosen] == ["qwen3 (smollm2-ib-fixture-4k)", "qwen3 (smollm2-lb-fixture-4k)"]
 
 
 def test_the_resume_command_writes_into_the_same_run_directory_only_for_eval(tmp_path):

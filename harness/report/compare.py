@@ -24,6 +24,7 @@ runs shown (`label_runs`).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +101,24 @@ def label_runs(runs: list[Run]) -> None:
                             p.append(show(v))
         labels = [name + (f" ({', '.join(p)})" if p else "") for p in parts]
         for i, run in enumerate(members):
-            if labels.count(labels[i]) > 1:
-                run.label = name + f" ({', '.join(parts[i] + [run.record.run_id[-8:]])})"
+            twins = [m.record.run_id for m, label in zip(members, labels) if label == labels[i]]
+            if len(twins) > 1:
+                run.label = name + f" ({', '.join(parts[i] + [_distinct_suffix(run.record.run_id, twins)])})"
             else:
                 run.label = labels[i]
+
+
+GENERATED_ID = re.compile(r"\d{8}T\d{6}Z-[0-9a-z]{8}")
+
+
+def _distinct_suffix(run_id: str, ids: list[str]) -> str:
+    """What tells run_id apart from the other `ids`: the 8 random hex digits of a generated id
+    (harness.records.io.new_run_id) when they do, else the whole id (one chosen with `--run-id`
+    names the run; a tail of it may be the same for several, as in `...-fixture-4k`)."""
+    tail = run_id[-8:]
+    if GENERATED_ID.fullmatch(run_id) and not any(o != run_id and o.endswith(tail) for o in ids):
+        return tail
+    return run_id
 
 
 def load(path) -> Run:

@@ -1,0 +1,71 @@
+"""The committed reference results (results/reference/, written by bench/reference.py) are whole,
+were run the way bench/reference.py says, and every table shown of them is generated, not typed:
+results/reference/README.md and the README's summary block equal what the generator writes from
+the run files today, and the leaderboard renders every run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import reference
+from bench.peer_ruler import PAIRS
+from harness.records.io import find_runs, load_run
+
+ROOT = Path(__file__).resolve().parent.parent
+REF = ROOT / reference.OUT
+
+
+@pytest.fixture(autouse=True)
+def _at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)  # bench/reference.py names its paths relative to the project root
+
+
+def test_every_reference_run_is_committed_complete_and_run_as_declared():
+    assert sorted(p.name for p in find_runs(REF)) == sorted(reference.RUNS)
+    for run_id, (_, _, args) in reference.RUNS.items():
+        record = load_run(REF / run_id)
+        assert record.status == "complete", run_id
+        assert record.model.path == reference.MODEL and record.model.tokenizer_sha256, run_id
+        assert record.serving.max_model_len == reference.WINDOW, run_id
+        config = json.loads((REF / run_id / "config.json").read_text())["run"]
+        declared = dict(zip(args[::2], args[1::2]))
+        assert ",".join(config["tasks"]) == declared["--tasks"], run_id
+        if "--metadata" in declared:
+            assert config["task_metadata"] == json.loads(declared["--metadata"]), run_id
+        for task, result in record.tasks.items():
+            assert result.n_errors == 0 and all(m.n > 0 for m in result.metrics.values()), (run_id, task)
+
+
+def test_reference_readme_and_the_project_summary_are_generated_from_the_runs():
+    assert (REF / "README.md").read_text() == reference.readme_text(), \
+        "results/reference/README.md is stale or edited by hand: run `python bench/reference.py --write-only`"
+    readme = (ROOT / "README.md").read_text()
+    assert readme == reference.project_readme_text(readme), \
+        "README.md's reference block is stale or edited by hand: run `python bench/reference.py --write-only`"
+    for run_id in reference.RUNS:
+        assert f"results/reference/{run_id}/run.json" in readme
+
+
+def test_peer_files_hold_both_sides_for_every_task():
+    peer = json.loads((REF / "peer_ruler.json").read_text())
+    assert [r["task"] for r in peer["rows"]] == list(PAIRS)
+    for r in peer["rows"]:
+        assert r["n_ours"] == r["n_lm_eval"] == peer["samples"], r["task"]
+        assert r["lm_eval_ci"][0] <= r["lm_eval"] <= r["lm_eval_ci"][1]
+        assert r["longact_ci"][0] <= r["longact"] <= r["longact_ci"][1]
+    agree = json.loads((REF / "server_vs_hf_agreement.json").read_text())
+    assert agree["total"]["n"] == sum(t["n"] for t in agree["tasks"].values()) > 0 and agree["missing"] == 0
+
+
+def test_the_leaderboard_renders_every_reference_run(tmp_path):
+    from harness.report.leaderboard import write_leaderboard
+
+    out = write_leaderboard(REF, tmp_path / "leaderboard")
+    page, table = (out / "index.html").read_text(), (out / "leaderboard.md").read_text()
+    for run_id in reference.RUNS:   # each run's provenance is on the page
+        assert run_id in page
+    labels = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| smollm2-135m")]
+    assert len(labels) == len(set(labels)) == len(reference.RUNS), labels   # one row per run, told apart
