@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import interrupt
-from harness.backends.lm import RequestRecord, ServerLM, TaskSpec, make_hf_lm
+from harness.backends.lm import RequestRecord, ServerLM, TaskSpec
 from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
 from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
@@ -297,7 +297,9 @@ def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> dict[str, lis
 
 def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, TaskSpec]):
     if cfg.backend == "hf":
-        return make_hf_lm(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
+        from harness.backends.hf import FittedHFLM  # torch and transformers: only for this backend
+
+        return FittedHFLM(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
     c = cfg.client
     return ServerLM(target.base_urls, target.served_names, tokenizer, target.window, task_specs=specs,
                     concurrency=c.concurrency, max_retries=c.max_retries, timeout_s=c.request_timeout_s,
