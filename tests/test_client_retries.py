@@ -94,8 +94,7 @@ def test_a_200_that_is_not_an_answer_is_a_request_error(payload, stub, tiny_toke
     s = stub(respond=respond)
     lm = _client(s.url, tiny_tokenizer, max_retries=1)
     saved = []
-    lm.on_result = lambda i, text, rec: saved.append(i)
-    assert lm.generate_until(_requests(2)) == ["", "fine"]
+    assert lm.generate_until(_requests(2), on_result=lambda i, text, rec: saved.append(i)) == ["", "fine"]
     bad = next(r for r in lm.records if r.doc_id == 0)
     assert bad.error.startswith("malformed answer") and bad.attempts == 2
     assert saved == [1]  # only the received answer reaches the cache
@@ -105,8 +104,7 @@ def test_an_answer_never_received_is_never_cached(stub, tiny_tokenizer):
     s = stub()
     lm = _client(s.url, tiny_tokenizer, max_retries=-1)  # the CLI refuses this; the client stays safe
     saved = []
-    lm.on_result = lambda i, text, rec: saved.append(i)
-    assert lm.generate_until(_requests(2)) == ["", ""]
+    assert lm.generate_until(_requests(2), on_result=lambda i, text, rec: saved.append(i)) == ["", ""]
     assert all(r.error == "not sent" for r in lm.records) and not saved and not s.posts
 
 
@@ -130,9 +128,8 @@ def test_an_interrupt_while_an_answer_is_saved_stops_the_queue_and_keeps_what_ar
             time.sleep(0.3)  # answers in flight arrive meanwhile
             raise KeyboardInterrupt
 
-    lm.on_result = on_result
     with pytest.raises(KeyboardInterrupt):
-        lm.generate_until(_requests(40))
+        lm.generate_until(_requests(40), on_result=on_result)
     time.sleep(0.5)
     # the queue stopped: beyond the answers handed over, at most the two requests in flight went out
     assert len(delivered) >= 2  # the answers that arrived during the first hand-over were handed over too

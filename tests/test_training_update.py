@@ -20,7 +20,7 @@ from training import losses as L
 from training.config import load_config
 from training.logprobs import pack, prepare, token_logps, unpadded
 from training.mask import LongActMask, MaskConfig
-from training.train import Row, calibration_batches, micro_batches, recompute_old_logps, update
+from training.train import Learner, Row, calibration_batches, micro_batches, recompute_old_logps, update
 
 ROOT = Path(__file__).resolve().parent.parent
 SKILLED = ROOT / "assets" / "tiny-qwen3-skilled"
@@ -76,7 +76,7 @@ class _Capture(torch.optim.SGD):
 def _update_grads(model, rows, cfg, loss="ppo_clip"):
     opt = _Capture(model.parameters(), lr=0.0)
     mask = LongActMask.calibrate(model, [], MaskConfig(strategy="none"))
-    stats = update(model, model, None, rows, cfg, D, (L.POLICY_LOSSES[loss], L.AGGREGATIONS[cfg.algo.aggregation]), mask, opt)
+    stats = update(Learner(cfg, D, model, model, opt, mask, L.POLICY_LOSSES[loss], L.AGGREGATIONS[cfg.algo.aggregation]), rows)
     return [opt.grads[id(p)] for p in model.parameters()], stats
 
 
@@ -247,8 +247,8 @@ def test_old_and_new_logps_share_one_precision(model, device):
     recompute_old_logps(net, rows, cfg, d)
     bf16_old = [r.old_logp for r in rows]
     opt = _Capture(net.parameters(), lr=0.0)
-    update(net, net, None, rows, cfg, d, (recording, L.AGGREGATIONS[cfg.algo.aggregation]),
-           LongActMask.calibrate(net, [], MaskConfig(strategy="none")), opt, fresh=True)
+    update(Learner(cfg, d, net, net, opt, LongActMask.calibrate(net, [], MaskConfig(strategy="none")), recording,
+                   L.AGGREGATIONS[cfg.algo.aggregation]), rows, fresh=True)
     assert seen and all(torch.equal(new, old) for new, old in seen)  # ratio exactly 1 at the first update
     assert max(float(g.abs().max()) for g in opt.grads.values()) > 0
     recompute_old_logps(net, rows, _cfg("micro_batch=3", "ppo_epochs=2", f"device={device}"), d)

@@ -8,6 +8,10 @@ resolved config is written to <out_dir>/config.yaml.
 Output: <out_dir>/step-N/ = HF safetensors (vLLM serves it as is) + mask + trainer_state.pt
 (training/checkpoint.py); <out_dir>/metrics.jsonl (+ TensorBoard scalars when tensorboard is installed).
 
+`train` = `setup` (models, mask, optimizer, rollout engine, resume: a `Run` and a `Learner`), then
+per step `train_step` (stages 1-8 below), the metrics line and the checkpoint. `update` is one
+optimizer update of a `Learner` over micro-batches (`MicroBatch`: rows packed without padding).
+
 One step: `prompts_per_step` prompts x `group_size` samples are rolled out with the current policy
 (each prompt's group seeded by its data index, so rollouts do not depend on the number of processes
 or on resuming), scored, turned into group advantages, and used for `ppo_epochs` passes over
@@ -44,6 +48,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -53,7 +58,7 @@ from training import losses as L
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.data import load_prompts, run_order
-from training.logprobs import no_logits, pack, prepare, token_logps, unpadded
+from training.logprobs import Packed, no_logits, pack, prepare, token_logps, unpadded
 from training.mask import LongActMask
 from training.rewards import score
 from training.rollout import HFRollout, prompt_ids, template_opens_thinking
@@ -156,27 +161,54 @@ def micro_batches(rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> list[l
     return mbs + [[] for _ in range(d.all_max(len(mbs)) - len(mbs))]
 
 
-def _stack(mb: list[Row], device):
-    """A micro-batch's rows packed back to back without padding (training/logprobs.py), and their
-    per-token fields right-padded to the [b, C] layout of the loss. An empty micro-batch becomes one
-    dummy row whose tokens all have weight 0."""
-    if not mb:
-        zero = torch.zeros(1, 1, device=device)
-        return pack([(torch.zeros(2, dtype=torch.long), 1)], 1, device), zero, torch.zeros(1, device=device), None, None
-    C = max(r.completion.shape[0] for r in mb)
-    packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in mb], C, device)
+@dataclass
+class MicroBatch:
+    """A micro-batch on the device: its rows packed back to back without padding
+    (training/logprobs.py) and their per-token fields right-padded with zeros to the [b, C]
+    layout of the loss."""
+    packed: Packed
+    completion: torch.Tensor  # [b, C], 1 = counts in the loss
+    advantage: torch.Tensor  # [b]
+    old_logp: torch.Tensor | None = None  # [b, C]; set when mu > 1
+    rollout_logp: torch.Tensor | None = None  # [b, C]; the rollout engine's sampling log-probs (vLLM)
 
-    def per_token(field: str):  # a [C] row field right-padded with zeros to [b, C]; None if unset
-        if getattr(mb[0], field) is None:
-            return None
-        out = torch.zeros(len(mb), C)
-        for i, r in enumerate(mb):
-            c = r.completion.shape[0]
-            out[i, :c] = getattr(r, field)[:c]
-        return out.to(device)
+    @classmethod
+    def of(cls, mb: list[Row], device) -> MicroBatch:
+        """An empty micro-batch becomes one dummy row whose tokens all have weight 0."""
+        if not mb:
+            return cls(pack([(torch.zeros(2, dtype=torch.long), 1)], 1, device), torch.zeros(1, 1, device=device),
+                       torch.zeros(1, device=device))
+        C = max(r.completion.shape[0] for r in mb)
+        packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in mb], C, device)
 
-    adv = torch.stack([r.advantage for r in mb]).float()
-    return packed, per_token("completion"), adv.to(device), per_token("old_logp"), per_token("rollout_logp")
+        def per_token(field: str):  # a [C] row field right-padded with zeros to [b, C]; None if unset
+            if getattr(mb[0], field) is None:
+                return None
+            out = torch.zeros(len(mb), C)
+            for i, r in enumerate(mb):
+                c = r.completion.shape[0]
+                out[i, :c] = getattr(r, field)[:c]
+            return out.to(device)
+
+        adv = torch.stack([r.advantage for r in mb]).float()
+        return cls(packed, per_token("completion"), adv.to(device), per_token("old_logp"), per_token("rollout_logp"))
+
+
+@dataclass(frozen=True)
+class Learner:
+    """What an update acts on. `net` runs the forwards (`model` itself, or its DDP/FSDP2 wrapper);
+    `model` owns the parameters the optimizer, the mask and the checkpoints see; `ref` is the
+    frozen starting model of the KL term (None: kl_coef = 0). The losses are the configured
+    registry entries (training/losses.py) with their config bound."""
+    cfg: TrainConfig
+    d: parallel.Dist
+    net: torch.nn.Module
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    mask: LongActMask
+    policy_loss: Callable
+    aggregate: Callable
+    ref: torch.nn.Module | None = None
 
 
 def precision(cfg: TrainConfig, d: parallel.Dist):
@@ -192,9 +224,8 @@ def precision(cfg: TrainConfig, d: parallel.Dist):
 def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> None:
     """Log-probs of the policy that sampled the rows, for the PPO ratio when mu > 1."""
     for mb in micro_batches(rows, cfg, d):
-        packed, _, _, _, _ = _stack(mb, d.device)
         with precision(cfg, d):
-            lp, _ = token_logps(model, packed, cfg.sampling.temperature)
+            lp, _ = token_logps(model, MicroBatch.of(mb, d.device).packed, cfg.sampling.temperature)
         for r, row_lp in zip(mb, lp.float().cpu()):
             r.old_logp = row_lp[: r.completion.shape[0]].clone()
 
@@ -209,14 +240,15 @@ def batch_picks(net, mbs: list[list[Row]], cfg: TrainConfig, d: parallel.Dist, f
     kw = {"eps_low": cfg.algo.eps_low, "eps_high": cfg.algo.eps_high, **cfg.algo.loss_kwargs}
     valid, local = [], []
     for mb in mbs:
-        packed, cm, adv, old, _ = _stack(mb, d.device)
-        if fresh and old is not None:
-            lp = old
+        b = MicroBatch.of(mb, d.device)
+        if fresh and b.old_logp is not None:
+            lp = b.old_logp
         else:
             with torch.no_grad(), precision(cfg, d):
-                lp, _ = token_logps(net, packed, cfg.sampling.temperature)
-        valid.append(cm > 0)
-        local.append(features(lp.float(), old if old is not None else lp.float(), adv, cm, **kw)[cm > 0].cpu())
+                lp, _ = token_logps(net, b.packed, cfg.sampling.temperature)
+        old = b.old_logp if b.old_logp is not None else lp.float()
+        valid.append(b.completion > 0)
+        local.append(features(lp.float(), old, b.advantage, b.completion, **kw)[b.completion > 0].cpu())
     every = d.gather(torch.cat(local))  # [n_r, F] per rank, in rank order
     # one draw from each rank's own (checkpointed) RNG, summed: the same seed on every rank
     seed = int(d.all_sum([float(torch.randint(2**40, ()).item())])[0])
@@ -232,12 +264,12 @@ def batch_picks(net, mbs: list[list[Row]], cfg: TrainConfig, d: parallel.Dist, f
     return out
 
 
-def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist, fns, mask, opt, fresh: bool = False) -> dict:
+def update(learner: Learner, rows: list[Row], fresh: bool = False) -> dict:
     """4. loss over micro-batches with normalisers summed over the whole mini-batch on every rank
     (exact accumulation) -> 5. mask -> 6. clip -> 7. step. A non-finite loss or gradient skips
     the update: nothing moves, the update is counted and logged. `fresh`: the policy is still the
     one that sampled the rows (a step's first update)."""
-    policy_loss, aggregate = fns
+    cfg, d, net = learner.cfg, learner.d, learner.net
     n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
     n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
     stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "rollout_logp_diff": 0.0}
@@ -245,34 +277,37 @@ def update(net, model, ref, rows: list[Row], cfg: TrainConfig, d: parallel.Dist,
     picks = batch_picks(net, mbs, cfg, d, fresh) if cfg.algo.policy_loss in L.BATCH_PICKS else [None] * len(mbs)
     T = cfg.sampling.temperature
     for k, mb in enumerate(mbs):
-        packed, cm, adv, old, engine = _stack(mb, d.device)
+        b = MicroBatch.of(mb, d.device)
+        cm = b.completion
         with parallel.grad_sync(net, d, k == len(mbs) - 1), precision(cfg, d):
-            lp, ent, *raw = token_logps(net, packed, T, raw=engine is not None)
-            per_token, s = policy_loss(lp, old if old is not None else lp.detach(), adv, cm, eps_low=cfg.algo.eps_low,
-                                       eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
-                                       **({"pick": picks[k]} if picks[k] is not None else {}))
-            if ref is not None:
+            lp, ent, *raw_logp = token_logps(net, b.packed, T, raw=b.rollout_logp is not None)
+            old = b.old_logp if b.old_logp is not None else lp.detach()
+            per_token, s = learner.policy_loss(lp, old, b.advantage, cm, eps_low=cfg.algo.eps_low,
+                                               eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
+                                               **({"pick": picks[k]} if picks[k] is not None else {}))
+            if learner.ref is not None:
                 with torch.no_grad():
-                    ref_lp, _ = token_logps(ref, packed, T)
+                    ref_lp, _ = token_logps(learner.ref, b.packed, T)
                 kl = L.k3_kl(lp, ref_lp, clamp=cfg.algo.kl_clamp, log_ratio_clamp=cfg.algo.log_ratio_clamp)
                 per_token = per_token + cfg.algo.kl_coef * kl
                 stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
-            loss = aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
+            loss = learner.aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
             (loss * d.world).backward()  # DDP/FSDP2 average over ranks; the normalisers are already global
         stats["loss"] += float(loss.detach())
         stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
         stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
-        if engine is not None:  # training-inference mismatch: the engine's vs the trainer's raw log-probs (before temperature)
-            stats["rollout_logp_diff"] += float(((raw[0] - engine).abs() * cm).sum()) / n_tok
+        if b.rollout_logp is not None:  # training-inference mismatch: the rollout's vs the trainer's raw log-probs (before temperature)
+            stats["rollout_logp_diff"] += float(((raw_logp[0] - b.rollout_logp).abs() * cm).sum()) / n_tok
     stats = dict(zip(stats, d.all_sum(list(stats.values()))))
-    mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
-    grad_norm = float(parallel.full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)))
+    learner.mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
+    clipped = torch.nn.utils.clip_grad_norm_(learner.model.parameters(), cfg.max_grad_norm)
+    grad_norm = float(parallel.full_tensor(clipped))
     stats["grad_norm"] = grad_norm
     stats["finite"] = math.isfinite(stats["loss"]) and math.isfinite(grad_norm)
     if stats["finite"]:
-        opt.step()
-        mask.after_step()  # AdamW decayed the masked rows too: put them back
-    opt.zero_grad(set_to_none=True)
+        learner.opt.step()
+        learner.mask.after_step()  # AdamW decayed the masked rows too: put them back
+    learner.opt.zero_grad(set_to_none=True)
     return stats
 
 
@@ -287,9 +322,34 @@ def make_rollout(cfg: TrainConfig, model, tok, model_dir, d: parallel.Dist):
 
 # ---- the loop ------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
+@dataclass(frozen=True)
+class Run:
+    """What `setup` prepares for the steps, besides the `Learner`."""
+    cfg: TrainConfig
+    d: parallel.Dist
+    out_dir: Path
+    tok: object
+    prompts: list
+    rollout: object  # training/rollout.py: HFRollout or VLLMRollout
+    advantage: Callable  # training/losses.py ADVANTAGES entry
+    start: int  # first step to run (> 0 when resuming)
+    data_pos: int  # position in the prompt order where the first step starts
+    log: Callable
+    tb: object | None = None  # TensorBoard writer (main process, when tensorboard is installed)
+
+
+def calibrate_mask(model, tok, prompts, cfg: TrainConfig, device) -> LongActMask:
+    """Saliency on the first calib_prompts prompts, with the current weights."""
+    # the random control's draw follows the run seed unless mask.seed pins it, so replicates differ
+    mask_cfg = cfg.mask if cfg.mask.seed is not None else dataclasses.replace(cfg.mask, seed=cfg.seed)
+    with no_logits(model):  # q/k activations only: no [T, V] logits for a long prompt
+        return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, device), mask_cfg)
+
+
+def setup(cfg: TrainConfig, resume: bool = True, log=print) -> tuple[Run, Learner]:
+    """Processes, output directory and config, seeds, policy (from the latest checkpoint when
+    resuming), reference, mask, optimizer, trainer state and rollout engine."""
     import yaml
-    from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d = parallel.init(cfg.parallel, cfg.device)
@@ -317,14 +377,8 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
         prepare(ref)
         if d.mode == "fsdp":
             parallel.wrap(ref, d, cfg.bf16)  # sharded like the policy; no optimizer, no mask
-    # the random control's draw follows the run seed unless mask.seed pins it, so replicates differ
-    mask_cfg = cfg.mask if cfg.mask.seed is not None else dataclasses.replace(cfg.mask, seed=cfg.seed)
 
-    def calibrated_mask():  # saliency on the first calib_prompts prompts, with the current weights
-        with no_logits(model):  # q/k activations only: no [T, V] logits for a long prompt
-            return LongActMask.calibrate(model, calibration_batches(tok, prompts, cfg, d.device), mask_cfg)
-
-    mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrated_mask()
+    mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrate_mask(model, tok, prompts, cfg, d.device)
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
@@ -334,70 +388,90 @@ def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
     rollout = make_rollout(cfg, model, tok, ckpt or cfg.model, d)
     if d.main:  # backend, engine version and sampling parameters, beside config.yaml
         (out_dir / "rollout.json").write_text(json.dumps(rollout.record(), indent=2) + "\n")
-    advantage = L.ADVANTAGES[cfg.algo.advantage]
-    fns = (functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
-                             log_ratio_clamp=cfg.algo.log_ratio_clamp),
-           # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
-           functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens))
-    tb = _tensorboard(out_dir) if d.main else None
-    final, skipped = None, 0
+    learner = Learner(cfg, d, net, model, opt, mask,
+                      functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
+                                        log_ratio_clamp=cfg.algo.log_ratio_clamp),
+                      # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
+                      functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens),
+                      ref)
+    run = Run(cfg, d, out_dir, tok, prompts, rollout, L.ADVANTAGES[cfg.algo.advantage], start, data_pos, log,
+              _tensorboard(out_dir) if d.main else None)
+    return run, learner
 
-    for step in tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train", file=sys.stderr,
+
+def refresh_mask(run: Run, learner: Learner) -> Learner:
+    """A new mask from the current weights, in place of the old one."""
+    learner.mask.detach()  # else the old mask's hooks keep zeroing rows the new one updates
+    mask = calibrate_mask(learner.model, run.tok, run.prompts, run.cfg, run.d.device)
+    mask.attach(learner.model, learner.opt)
+    return dataclasses.replace(learner, mask=mask)
+
+
+def train_step(run: Run, learner: Learner, step: int, data_pos: int, skipped: int, t0: float) -> tuple[int, dict]:
+    """One step, 1. rollout to 8. the logged scalars, from data position `data_pos`; `skipped`
+    non-finite updates so far, `t0` the step's start. Returns (next data position, scalars)."""
+    cfg, d, log = run.cfg, run.d, run.log
+    # 1. rollout + 2. reward (+ dynamic sampling) -> 3. advantages
+    groups, data_pos, ds_counts = collect_groups(cfg, d, run.prompts, run.rollout, data_pos)
+    rows = build_rows(groups, run.advantage, cfg.group_size)
+    t_rollout = time.perf_counter() - t0
+    if cfg.ppo_epochs * cfg.mini_batches > 1:
+        recompute_old_logps(learner.model, rows, cfg, d)
+
+    # 4.-7. loss -> mask -> clip -> step, mu = ppo_epochs x mini_batches times
+    updates, total_rows = [], d.all_sum([float(len(rows))])[0]
+    if not total_rows:  # dynamic sampling found no informative group
+        log(f"step {step + 1}: every group had equal rewards ({ds_counts['ds/groups_generated']} generated); "
+            "no update (an optimizer step on zero gradients would still apply weight decay)")
+    for _ in range(cfg.ppo_epochs if total_rows else 0):
+        for i in range(cfg.mini_batches):
+            chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
+            updates.append(update(learner, chunk, fresh=not updates))
+    t_update = time.perf_counter() - t0 - t_rollout
+    skipped += sum(not u["finite"] for u in updates)
+    for i, u in enumerate(updates):
+        if not u["finite"]:
+            log(f"step {step + 1} update {i + 1}: non-finite loss or gradient (loss {u['loss']}, "
+                f"grad norm {u['grad_norm']}); update skipped")
+    run.rollout.sync(learner.model)
+
+    # 8. scalars to log (means over the step's updates; reward over kept groups of all ranks)
+    r_sum, r_n = d.all_sum([float(sum(r.sum() for _, _, r in groups)), float(sum(r.numel() for _, _, r in groups))])
+    changed = learner.mask.masked_rows_changed()
+    changed = int(d.all_sum([changed])[0]) if d.mode == "fsdp" else changed
+    return data_pos, {
+        "reward": r_sum / r_n if r_n else 0.0,
+        **{k: sum(u[k] for u in updates) / max(len(updates), 1) for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
+        # mean |rollout - trainer| log-prob per token at the first update (policy = sampler)
+        "rollout/logp_abs_diff": updates[0]["rollout_logp_diff"] if updates else 0.0,
+        "updates": len(updates),
+        **ds_counts, "mask/qk_rows_updated": learner.mask.rows_updated(), "mask/masked_rows_changed": changed,
+        "time/step_s": time.perf_counter() - t0, "time/rollout_s": t_rollout, "time/update_s": t_update,
+        "skipped_nonfinite_steps": skipped}
+
+
+def train(cfg: TrainConfig, resume: bool = True, log=print) -> Path:
+    from tqdm import tqdm
+
+    run, learner = setup(cfg, resume, log)
+    d, data_pos, skipped, final = run.d, run.data_pos, 0, None
+    for step in tqdm(range(run.start, cfg.steps), initial=run.start, total=cfg.steps, desc="train", file=sys.stderr,
                      disable=not d.main):
         t0 = time.perf_counter()
         # on resume too: the checkpoint before a refresh step holds the mask being replaced
         if cfg.mask.refresh_every and step > 0 and step % cfg.mask.refresh_every == 0:
-            mask.detach()  # else the old mask's hooks keep zeroing rows the new one updates
-            mask = calibrated_mask()
-            mask.attach(model, opt)
-
-        # 1. rollout + 2. reward (+ dynamic sampling) -> 3. advantages
-        groups, data_pos, ds_counts = collect_groups(cfg, d, prompts, rollout, data_pos)
-        rows = build_rows(groups, advantage, cfg.group_size)
-        t_rollout = time.perf_counter() - t0
-        if cfg.ppo_epochs * cfg.mini_batches > 1:
-            recompute_old_logps(model, rows, cfg, d)
-
-        # 4.-7. loss -> mask -> clip -> step, mu = ppo_epochs x mini_batches times
-        updates, total_rows = [], d.all_sum([float(len(rows))])[0]
-        if not total_rows:  # dynamic sampling found no informative group
-            log(f"step {step + 1}: every group had equal rewards ({ds_counts['ds/groups_generated']} generated); "
-                "no update (an optimizer step on zero gradients would still apply weight decay)")
-        for _ in range(cfg.ppo_epochs if total_rows else 0):
-            for i in range(cfg.mini_batches):
-                chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
-                updates.append(update(net, model, ref, chunk, cfg, d, fns, mask, opt, fresh=not updates))
-        t_update = time.perf_counter() - t0 - t_rollout
-        skipped += sum(not u["finite"] for u in updates)
-        for i, u in enumerate(updates):
-            if not u["finite"]:
-                log(f"step {step + 1} update {i + 1}: non-finite loss or gradient (loss {u['loss']}, "
-                    f"grad norm {u['grad_norm']}); update skipped")
-        rollout.sync(model)
-
-        # 8. log (means over the step's updates; reward over kept groups of all ranks)
-        r_sum, r_n = d.all_sum([float(sum(r.sum() for _, _, r in groups)), float(sum(r.numel() for _, _, r in groups))])
-        changed = mask.masked_rows_changed()
-        changed = int(d.all_sum([changed])[0]) if d.mode == "fsdp" else changed
-        scalars = {"reward": r_sum / r_n if r_n else 0.0,
-                   **{k: sum(u[k] for u in updates) / max(len(updates), 1) for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
-                   # mean |engine - trainer| log-prob per token at the first update (policy = sampler)
-                   "rollout/logp_abs_diff": updates[0]["rollout_logp_diff"] if updates else 0.0,
-                   "updates": len(updates),
-                   **ds_counts, "mask/qk_rows_updated": mask.rows_updated(), "mask/masked_rows_changed": changed,
-                   "time/step_s": time.perf_counter() - t0, "time/rollout_s": t_rollout, "time/update_s": t_update,
-                   "skipped_nonfinite_steps": skipped}
-        if d.main:
-            _log_scalars(out_dir, tb, step + 1, scalars)
-
-        # 9. checkpoint
-        if (step + 1) == cfg.steps or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            final = checkpoint.save(out_dir, step + 1, model, tok, mask, opt, data_pos, d)
-    if tb:
-        tb.close()
+            learner = refresh_mask(run, learner)
+        data_pos, scalars = train_step(run, learner, step, data_pos, skipped, t0)  # 1.-8.
+        skipped = scalars["skipped_nonfinite_steps"]
+        if d.main:  # 8. log
+            _log_scalars(run.out_dir, run.tb, step + 1, scalars)
+        if (step + 1) == cfg.steps or (cfg.save_every and (step + 1) % cfg.save_every == 0):  # 9. checkpoint
+            final = checkpoint.save(run.out_dir, step + 1, learner.model, run.tok, learner.mask, learner.opt, data_pos, d)
+    if run.tb:
+        run.tb.close()
     if d.main:
-        log(learning_signal(trainer_layout.read_metrics(out_dir)))
-    return final or checkpoint.latest(out_dir)
+        run.log(learning_signal(trainer_layout.read_metrics(run.out_dir)))
+    return final or checkpoint.latest(run.out_dir)
 
 
 def learning_signal(records: list[dict]) -> str:

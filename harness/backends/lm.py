@@ -11,22 +11,22 @@ Requests run concurrently. A failed request (connection error, timeout, 408/429/
 with exponential backoff; when retries run out it is recorded as an error for that sample and the
 run goes on. If the server stops answering altogether, the remaining requests fail fast instead of
 each waiting through its retries. Each finished answer is handed to `on_result` with its request
-record as it arrives (the resumable cache in harness/run/cache.py stores both), so a rerun sends
-only what is missing and a cached answer carries everything a fresh one does.
+record as it arrives (`generate_until(..., on_result=...)`: the resumable cache in
+harness/run/cache.py stores both), so a rerun sends only what is missing and a cached answer
+carries everything a fresh one does.
 
 Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
 second prompt; both backends run the second pass and return its output, keeping the first.
 With `per_request_seed`, sampled requests carry a seed derived from the run seed, task and
 document (reproducible sampling on GPU servers; vLLM's CPU build crashes on per-request seeds).
 
-`FittedHFLM` is lm-eval's `hf` backend with the same prompt fitting and chat-template handling, so
-the two backends see identical prompts.
+`FittedHFLM` (harness/backends/hf.py) is lm-eval's `hf` backend with the same prompt fitting and
+chat-template handling, so the two backends see identical prompts.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import queue
 import random
@@ -137,6 +137,11 @@ def request_seed(run_seed: int, task: str, doc_id: int, repeat: int = 0) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
+OnResult = Callable[[int, str, RequestRecord], None]
+"""Called as on_result(i, text, record) when request i's final answer is known and succeeded, so
+finished work is saved as it arrives (the resumable cache passes one to `generate_until`)."""
+
+
 class EndpointMixin:
     """Shared by both backends: task specs, prompt fitting, accounting and result streaming."""
 
@@ -146,9 +151,10 @@ class EndpointMixin:
     # vLLM's CPU build (0.32) kills its engine on a per-request `seed` ("CPU Generator does not
     # use offset"), so per-request seeds are opt-in (`--per-request-seed`, for GPU servers).
     per_request_seed: bool = False
-    # Set by the resumable cache: called as on_result(i, text, record) when request i's final
-    # answer is known and succeeded, so finished work is saved as it arrives.
-    on_result: Callable[[int, str, RequestRecord], None] | None = None
+    records: list[RequestRecord]
+    """One per request answered or failed by this backend (cached answers are not sent here)."""
+    n_sent: int
+    """Requests sent (HTTP attempts, or prompts generated in-process)."""
 
     def spec_for(self, task_name: str) -> TaskSpec:
         return self.task_specs.get(task_name) or TaskSpec()
@@ -227,7 +233,7 @@ class ServerLM(EndpointMixin, LM):
     def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         return self.loglikelihood(requests, disable_tqdm)
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+    def generate_until(self, requests, disable_tqdm: bool = False, on_result: OnResult | None = None) -> list[str]:
         from tqdm import tqdm
 
         results: list[str] = [""] * len(requests)
@@ -238,8 +244,8 @@ class ServerLM(EndpointMixin, LM):
             results[i] = text
             with self._lock:
                 self.records.append(records[i])
-                if records[i].error is None and self.on_result is not None:
-                    self.on_result(i, text, records[i])
+                if records[i].error is None and on_result is not None:
+                    on_result(i, text, records[i])
             bar.update(1)
 
         def first_pass(i: int, req, repeat: int):
@@ -423,53 +429,3 @@ def parse_answer(data: dict, endpoint: str) -> tuple[str, str | None]:
     if not isinstance(text, str):
         raise TypeError(f"answer text is {type(text).__name__}")
     return text, choice.get("finish_reason")
-
-
-def make_hf_lm(model_path: str, tokenizer, max_model_len: int, task_specs: dict[str, TaskSpec],
-               batch_size: int = 1, seed: int = 1234):
-    """lm-eval's HFLM with our prompt fitting; chat tasks get the chat template applied here."""
-    from lm_eval.models.huggingface import HFLM
-
-    class FittedHFLM(EndpointMixin, HFLM):
-        def _generate_fitted(self, requests, fits, disable_tqdm):
-            fitted = []
-            for req, (endpoint, fit, _max_gen, _params) in zip(requests, fits):
-                new = copy.copy(req)
-                spec = self.spec_for(req.task_name)
-                new.arguments = (self.fitter.render(fit.text, endpoint == "chat", spec.chat_template_kwargs,
-                                                    spec.chat_prefix), req.args[1])
-                fitted.append(new)
-            self.n_sent += len(fitted)
-            return HFLM.generate_until(self, fitted, disable_tqdm=disable_tqdm)
-
-        def generate_until(self, requests, disable_tqdm: bool = False):
-            fits = [self.fit_request(req) for req in requests]
-            recs = [self.new_record(req.task_name, req.doc_id, e, f, m) for req, (e, f, m, _) in zip(requests, fits)]
-            texts = self._generate_fitted(requests, fits, disable_tqdm)
-            two_pass = [i for i, req in enumerate(requests) if self.spec_for(req.task_name).followup is not None]
-            if two_pass:
-                second, second_fits = [], []
-                for i in two_pass:
-                    recs[i].first_response = texts[i]
-                    fit2, _ = self.followup_request(requests[i], texts[i])
-                    req2 = copy.copy(requests[i])
-                    gen2 = {**requests[i].args[1], "max_gen_toks": self.spec_for(requests[i].task_name).followup_max_gen_toks}
-                    req2.arguments = (requests[i].args[0], gen2)
-                    second.append(req2)
-                    second_fits.append((recs[i].endpoint, fit2, gen2["max_gen_toks"], {}))
-                for i, text in zip(two_pass, self._generate_fitted(second, second_fits, disable_tqdm)):
-                    texts[i] = text
-            self.records.extend(recs)
-            if self.on_result is not None:  # in-process generation has no per-request failures
-                for i, (text, rec) in enumerate(zip(texts, recs)):
-                    self.on_result(i, text, rec)
-            return texts
-
-    lm = FittedHFLM(pretrained=model_path, tokenizer=tokenizer, max_length=max_model_len,
-                    batch_size=batch_size, device="cpu", dtype="float32")
-    lm.fitter = PromptFitter(tokenizer, max_model_len)
-    lm.task_specs = dict(task_specs)
-    lm.seed = seed
-    lm.records = []
-    lm.n_sent = 0
-    return lm

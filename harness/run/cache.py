@@ -3,8 +3,8 @@
 It uses lm-eval's request hashing (`hash_args`) and the same SqliteDict storage as lm-eval's
 `CachingLM`, with four differences that resuming needs:
 
-* answers are written one by one as the backend finishes them (the backend calls `on_result`),
-  not after the whole batch, so a killed run keeps what it had;
+* answers are written one by one as the backend finishes them (it calls the `on_result` passed
+  to its `generate_until`), not after the whole batch, so a killed run keeps what it had;
 * each answer is stored with its request record (prompt hash and tokens, truncation, completion
   tokens, finish reason, a two-pass task's first output), so an answer read back is never fitted
   again and its samples row equals the fresh one apart from `from_cache`;
@@ -79,11 +79,7 @@ class ResumableLM:
                 except (OSError, sqlite3.Error) as e:  # a full disk, a read-only directory
                     raise self.cache_error(e) from e
 
-            self.lm.on_result = save
-            try:
-                answers = self.lm.generate_until([requests[i] for i in todo], disable_tqdm=disable_tqdm)
-            finally:
-                self.lm.on_result = None
+            answers = self.lm.generate_until([requests[i] for i in todo], disable_tqdm=disable_tqdm, on_result=save)
             for j, i in enumerate(todo):
                 results[i] = answers[j]
         try:

@@ -8,13 +8,17 @@
 
 1. `prepare`: check the config, the model path and the task names, load the tokenizer (once:
    the task loaders share it), open the run directory with a `running` record -> `Prepared`;
-2. `connect`: start vLLM (or reach the given server, or load the model in-process), learn the
-   window, check the tokenizer against the server -> `Target`;
+2. `connect`: start vLLM (or reach the given server, or swap the weights into a running one)
+   -> `Launch`; `check_target`: learn the window, check the tokenizer (and with several
+   servers, the weights) against every server -> `Target`;
 3. `load_tasks`: load the tasks with the runtime metadata (tokenizer, window, mode), configure
    the mode, then read each task's request spec from its final config -> `Tasks`;
 4. `evaluate`: lm-eval's `evaluate` on the backend behind the request cache -> `Outcome`
    (lm-eval's results and one `RequestRecord` per request, fresh or cached);
-5. `write_results`: samples files and `run.json`.
+5. `write_results`: samples files, and the results' fields of the record.
+
+Steps never write into the record: `build_record` makes it once, from the `running` record and
+the facts the steps returned (also for a run that stops early, from the facts it got to).
 
 Resume: answers are cached with their request records as they arrive, in `<output_dir>/.cache/`
 under a key of (model content, tokenizer, window, backend) (harness/run/cache.py); rerunning the
@@ -28,6 +32,7 @@ Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import sys
@@ -37,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import interrupt
-from harness.backends.lm import RequestRecord, ServerLM, TaskSpec, make_hf_lm
+from harness.backends.lm import RequestRecord, ServerLM, TaskSpec
 from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
 from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
@@ -70,18 +75,39 @@ class Prepared:
     """`server_info` of each given --base-url (empty when the harness serves or runs in-process)."""
     run_dir: Path
     record: RunRecord
+    """The `running` record written here; the final one is built from it (`build_record`)."""
     lock: object
     """Open handle holding the run directory's lock until the run ends."""
 
 
 @dataclass
+class Launch:
+    """Step 2, first half: the servers requests will go to, as started here, swapped into a
+    running engine, or given with --base-url; none for the in-process backend."""
+
+    base_urls: list[str] = field(default_factory=list)
+    infos: list[dict] = field(default_factory=list)
+    """`server_info` of each server."""
+    managed: bool = False
+    startup_s: float | None = None
+    weights_swap_s: float | None = None
+    window: int | None = None
+    """The in-process backend's window (servers report theirs: `check_target`)."""
+
+
+@dataclass
 class Target:
-    """Step 2: where requests go and the window they must fit."""
+    """Step 2: where requests go and the window they must fit, checked against every server."""
 
     window: int
     base_urls: list[str] = field(default_factory=list)
     served_names: list[str] = field(default_factory=list)
     """The model's name on each server (on the in-process backend: the model path)."""
+    server_version: str | None = None
+    servers: list[ServerRecord] = field(default_factory=list)
+    """With several servers: each one and its identity probe answer."""
+    fingerprint: str | None = None
+    """The served weights' identity probe answer when their files cannot be read (the cache's key)."""
 
 
 @dataclass
@@ -92,6 +118,8 @@ class Tasks:
     specs: dict[str, TaskSpec]
     items: dict[str, list[int]] | None = None
     """With --shard: the doc_ids of each task this shard evaluates (None: all, up to --limit)."""
+    shard: dict | None = None
+    """With --shard: the record's `shard` entry."""
 
 
 @dataclass
@@ -173,26 +201,23 @@ def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None 
 
 @contextlib.contextmanager
 def connect(cfg: EvalConfig, prep: Prepared, engine=None):
-    """Yield the `Target`; a server started here is stopped on the way out, whatever happens.
+    """Yield the `Launch`; a server started here is stopped on the way out, whatever happens.
     `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
     from harness.backends.serve import VLLMServer, split_devices, start_all, stop_all, visible_gpus
 
-    serving = prep.record.serving
     if engine is not None:
-        serving.weights_swap_s = engine.serve(cfg.model)
-        serving.managed, serving.startup_s = True, engine.startup_s
-        serving.extra_args = list(cfg.serve.extra_args)
-        yield _remote_target(cfg, prep, [engine.server.base_url], [engine.server.info])
+        swap_s = engine.serve(cfg.model)
+        yield Launch([engine.server.base_url], [engine.server.info], managed=True, startup_s=engine.startup_s,
+                     weights_swap_s=swap_s)
         return
     if cfg.backend == "hf":
         window = cfg.max_model_len or int(getattr(prep.tokenizer, "model_max_length", 0) or 0)
         if not window or window > 10**7:
             raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
-        serving.max_model_len = int(window)
-        yield Target(int(window), served_names=[cfg.model])
+        yield Launch(window=int(window))
         return
     if cfg.client.base_url:
-        yield _remote_target(cfg, prep, cfg.client.base_url, prep.remote)
+        yield Launch(list(cfg.client.base_url), prep.remote)
         return
     n = cfg.serve.servers
     per_server = cfg.serve.tensor_parallel_size * cfg.serve.data_parallel_size
@@ -204,20 +229,22 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
           f"{', '.join(str(log) for log in logs)}) ...", file=sys.stderr)
     try:
         start_all(servers)
-        serving.managed = True
-        serving.startup_s = round(max(s.startup_s for s in servers), 2)
+        startup_s = round(max(s.startup_s for s in servers), 2)
         print(f"{'server' if n == 1 else f'{n} servers'} healthy at {', '.join(s.base_url for s in servers)} after "
-              f"{serving.startup_s:.1f} s", file=sys.stderr)
-        yield _remote_target(cfg, prep, [s.base_url for s in servers], [s.info for s in servers])
+              f"{startup_s:.1f} s", file=sys.stderr)
+        yield Launch([s.base_url for s in servers], [s.info for s in servers], managed=True, startup_s=startup_s)
     finally:
         stop_all(servers)
 
 
-def _remote_target(cfg: EvalConfig, prep: Prepared, base_urls: list[str], infos: list[dict]) -> Target:
+def check_target(cfg: EvalConfig, prep: Prepared, launch: Launch) -> Target:
     """Check every server before any request: the window fits, the tokenizer matches, and (with
     several) all serve the same weights (equal identity probes), or refuse naming the odd one out."""
     from harness.backends.serve import check_same_tokenizer, served_fingerprint
 
+    if not launch.base_urls:  # in-process
+        return Target(launch.window, served_names=[cfg.model])
+    base_urls, infos = launch.base_urls, launch.infos
     windows = []
     for url, info in zip(base_urls, infos):
         served = info.get("max_model_len")
@@ -234,18 +261,15 @@ def _remote_target(cfg: EvalConfig, prep: Prepared, base_urls: list[str], infos:
     if not window:
         raise UserError("the server does not report max_model_len; pass --max-model-len")
     several = len(base_urls) > 1
+    unreadable = prep.model.weights_sha256 is None and cfg.run.use_cache
     prints = ([served_fingerprint(url, info["model"], cfg.client.api_key) for url, info in zip(base_urls, infos)]
-              if several or (prep.model.weights_sha256 is None and cfg.run.use_cache) else [None])
+              if several or unreadable else [None])
     if several:
         check_same_weights(base_urls, prints)
-    serving = prep.record.serving
-    serving.base_url, serving.server_version, serving.max_model_len = ",".join(base_urls), infos[0].get("server_version"), int(window)
-    if several:
-        serving.servers = [ServerRecord(url, info["model"], fp, info.get("server_version"))
-                           for url, info, fp in zip(base_urls, infos, prints)]
-    if prep.model.weights_sha256 is None and cfg.run.use_cache:
-        prep.model.served_fingerprint = prints[0]
-    return Target(int(window), list(base_urls), [info["model"] for info in infos])
+    servers = ([ServerRecord(url, info["model"], fp, info.get("server_version"))
+                for url, info, fp in zip(base_urls, infos, prints)] if several else [])
+    return Target(int(window), list(base_urls), [info["model"] for info in infos], infos[0].get("server_version"),
+                  servers, prints[0] if unreadable else None)
 
 
 def check_same_weights(base_urls: list[str], prints: list[str | None]) -> None:
@@ -266,38 +290,38 @@ def check_same_weights(base_urls: list[str], prints: list[str | None]) -> None:
 # Step 3 -------------------------------------------------------------------------------------
 
 def load_tasks(cfg: EvalConfig, prep: Prepared, target: Target) -> Tasks:
-    prep.record.truncation = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
-                              "max_model_len": target.window,
-                              "rule": "templated prompt + max_gen_toks <= max_model_len"}
     metadata = {"tokenizer": prep.tokenizer_source, "max_model_len": target.window, "mode": cfg.run.mode,
                 **cfg.run.task_metadata}
     loaded = prep.catalog.load(cfg.run.tasks, metadata)
     apply_mode(loaded["tasks"], cfg.run.mode, int(cfg.run.samples_per_item), cfg.run.reasoning_budget, prep.tokenizer)
-    items = select_shard(cfg, prep, loaded) if cfg.run.shard else None
+    items, shard = select_shard(cfg, prep, loaded) if cfg.run.shard else (None, None)
     specs = {name: TaskSpec.from_task(task, cfg.run.mode, cfg.run.chat_template) for name, task in loaded["tasks"].items()}
-    return Tasks(loaded, specs, items)
+    return Tasks(loaded, specs, items, shard)
 
 
-def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> dict[str, list[int]]:
+def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[str, list[int]], dict]:
     """This shard's items (the same partition in every shard: harness/run/shard.py); tasks it has
-    no item of are dropped from the run. The selection is recorded for `longact merge`."""
+    no item of are dropped from the run. Returns (the items, the record's `shard` entry: the
+    selection, for `longact merge`)."""
     shard = Shard.parse(cfg.run.shard)
     weights, totals = prompt_weights(loaded["tasks"], prep.tokenizer, cfg.run.limit)
     items = balanced_partition(weights, shard.count)[shard.index - 1]
     restrict(loaded, items)
     tokens = {task: dict(pairs) for task, pairs in weights.items()}
-    prep.record.shard = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
-                         "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
+    entry = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
+             "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
     print(f"shard {shard}: {sum(map(len, items.values()))} of {sum(totals.values())} items "
-          f"(~{prep.record.shard['prompt_tokens']} prompt tokens)", file=sys.stderr)
-    return items
+          f"(~{entry['prompt_tokens']} prompt tokens)", file=sys.stderr)
+    return items, entry
 
 
 # Step 4 -------------------------------------------------------------------------------------
 
 def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, TaskSpec]):
     if cfg.backend == "hf":
-        return make_hf_lm(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
+        from harness.backends.hf import FittedHFLM  # torch and transformers: only for this backend
+
+        return FittedHFLM(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
     c = cfg.client
     return ServerLM(target.base_urls, target.served_names, tokenizer, target.window, task_specs=specs,
                     concurrency=c.concurrency, max_retries=c.max_retries, timeout_s=c.request_timeout_s,
@@ -369,15 +393,16 @@ def configure_tasks(cfg: EvalConfig, loaded: dict) -> None:
         task.set_fewshot_seed(seed=cfg.run.seed)
 
 
-def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> Outcome:
-    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need."""
+def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks, backend) -> Outcome:
+    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need;
+    `backend` (`make_backend`) behind the request cache."""
     from lm_eval.evaluator import evaluate as lm_evaluate
 
     seed_everything(cfg.run.seed)
     configure_tasks(cfg, tasks.loaded)
-    backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
     # Requests are hashed by their text and decoding; the endpoint they go to is part of the file.
-    path = (cache_path(cfg.run.output_dir, prep.model, target.window, cfg.backend, cfg.run.chat_template)
+    path = (cache_path(cfg.run.output_dir, model_info(prep.model, target), target.window, cfg.backend,
+                       cfg.run.chat_template)
             if cfg.run.use_cache else None)
     if cfg.run.use_cache and path is None:
         print("request cache off: the served model's weights cannot be identified (not a local directory, and the "
@@ -395,9 +420,6 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks) -> O
         if lm is not backend:
             with interrupt.deferred():  # flushes the answers the cache thread still holds
                 lm.close()
-        pool = getattr(backend, "pool", None)
-        for server, ep in zip(prep.record.serving.servers, pool.endpoints if pool else []):
-            server.sent, server.answered, server.taken_out = ep.sent, ep.answered, ep.out_reason
     records = list(backend.records) + list(getattr(lm, "cached_records", []))
     return Outcome(results, records, int(backend.n_sent), [r for r in records if r.error])
 
@@ -451,24 +473,28 @@ def _records_by_task(records: list[RequestRecord]) -> tuple[dict[str, list], dic
     return every, shown
 
 
-def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> None:
-    record, results = prep.record, outcome.results
+def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> dict:
+    """Write each task's samples file; return the record's results fields (tasks, groups, errors,
+    request counts)."""
+    results = outcome.results
     every, shown = _records_by_task(outcome.records)
+    task_results, errors = {}, []
     for name, task in tasks.loaded["tasks"].items():
         samples = results.get("samples", {}).get(name, [])
         rows = sample_rows(samples, shown.get(name, {}), metric_names(task))
         atomic_write_jsonl(prep.run_dir / f"samples_{name}.jsonl", [r.to_dict() for r in rows])
         recs = every.get(name, [])
         errs = [r for r in recs if r.error]
-        record.tasks[name] = task_result(
+        task_results[name] = task_result(
             name, task, tasks.specs[name].endpoint, rows, results["results"].get(name, {}), data_sources(samples),
             RequestTotals(n_errors=len(errs), n_cached=sum(1 for r in recs if r.from_cache),
                           prompt_tokens=sum(r.prompt_tokens for r in recs),
                           completion_tokens=sum(r.completion_tokens or 0 for r in recs)))
-        record.errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
-    record.requests = {"total": len(outcome.records), "sent": outcome.n_sent,
-                       "cached": sum(1 for r in outcome.records if r.from_cache), "failed": len(outcome.failed)}
-    group_results(record, tasks.loaded, results)
+        errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
+    requests = {"total": len(outcome.records), "sent": outcome.n_sent,
+                "cached": sum(1 for r in outcome.records if r.from_cache), "failed": len(outcome.failed)}
+    return {"tasks": task_results, "errors": errors, "requests": requests,
+            **group_fields(task_results, tasks.loaded, results)}
 
 
 def metric_names(task) -> list[str]:
@@ -512,16 +538,63 @@ def task_result(name: str, task, endpoint: str, rows: list[SampleRecord], entry:
     )
 
 
-def group_results(record: RunRecord, loaded: dict, results: dict) -> None:
-    """Each group's aggregate (lm-eval's), members and per-breakdown-value means into `record`."""
+def group_fields(task_results: dict[str, TaskResult], loaded: dict, results: dict) -> dict:
+    """Each group's aggregate (lm-eval's), members and per-breakdown-value means: the record's
+    `groups`, `group_members` and `group_breakdown`."""
+    groups, members_of, breakdowns = {}, {}, {}
     for gname in loaded.get("groups", {}):
         entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
-        members = [t for t in loaded["group_map"].get(gname, []) if t in record.tasks]
-        record.groups[gname] = parse_metrics(entry, sum(record.tasks[t].n_samples for t in members))
-        record.group_members[gname] = members
-        primary = next(iter(record.groups[gname]), None)
+        members = [t for t in loaded["group_map"].get(gname, []) if t in task_results]
+        groups[gname] = parse_metrics(entry, sum(task_results[t].n_samples for t in members))
+        members_of[gname] = members
+        primary = next(iter(groups[gname]), None)
         if primary:
-            record.group_breakdown[gname] = group_breakdown([record.tasks[t] for t in members], primary)
+            breakdowns[gname] = group_breakdown([task_results[t] for t in members], primary)
+    return {"groups": groups, "group_members": members_of, "group_breakdown": breakdowns}
+
+
+def group_results(record: RunRecord, loaded: dict, results: dict) -> None:
+    """`group_fields` into `record` (harness/run/merge.py)."""
+    for name, value in group_fields(record.tasks, loaded, results).items():
+        getattr(record, name).update(value)
+
+
+def model_info(model: ModelInfo, target: Target) -> ModelInfo:
+    """The model as evaluated: with the served weights' probe answer when their files are unreadable."""
+    return dataclasses.replace(model, served_fingerprint=target.fingerprint) if target.fingerprint else model
+
+
+def serving_info(serving: ServingInfo, launch: Launch | None, target: Target | None, backend) -> ServingInfo:
+    """The record's `serving`: the config's (the `running` record's), then what connecting found,
+    then each server's request counts from the backend's pool."""
+    if launch is None:
+        return serving
+    serving = dataclasses.replace(serving, managed=launch.managed, startup_s=launch.startup_s,
+                                  weights_swap_s=launch.weights_swap_s)
+    if target is None:
+        return serving
+    if not target.base_urls:  # in-process
+        return dataclasses.replace(serving, max_model_len=target.window)
+    pool = getattr(backend, "pool", None)
+    servers = [dataclasses.replace(server, sent=ep.sent, answered=ep.answered, taken_out=ep.out_reason)
+               for server, ep in zip(target.servers, pool.endpoints)] if pool else target.servers
+    return dataclasses.replace(serving, base_url=",".join(target.base_urls), server_version=target.server_version,
+                               max_model_len=target.window, servers=servers)
+
+
+def build_record(prep: Prepared, launch: Launch | None = None, target: Target | None = None,
+                 tasks: Tasks | None = None, backend=None, results: dict | None = None, **end) -> RunRecord:
+    """The run's record: the `running` one with the facts of the steps that ran (`results`:
+    `write_results`'), and `end` (status, finished_at, wall_time_s)."""
+    facts: dict = {"serving": serving_info(prep.record.serving, launch, target, backend)}
+    if target is not None:
+        facts["model"] = model_info(prep.model, target)
+        facts["truncation"] = {"policy": "middle", "unit": "tokens of the evaluated tokenizer",
+                               "max_model_len": target.window,
+                               "rule": "templated prompt + max_gen_toks <= max_model_len"}
+    if tasks is not None and tasks.shard is not None:
+        facts["shard"] = tasks.shard
+    return dataclasses.replace(prep.record, **facts, **(results or {}), **end)
 
 
 def incomplete_message(failed: list[RequestRecord], errors: list[str], run_dir: Path) -> str:
@@ -565,21 +638,23 @@ share state (tokenizer caches, lm-eval's task index) and data must not depend on
 
 
 def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
-    record = prep.record
+    launch = target = tasks = backend = results = record = None
     try:
         # A stop is checked between phases too: a signal that some library swallowed still ends the run.
         interrupt.check()
-        with connect(cfg, prep, engine) as target:
+        with connect(cfg, prep, engine) as launch:
+            target = check_target(cfg, prep, launch)
             interrupt.check()
             with _LOADING:
                 tasks = load_tasks(cfg, prep, target)
             interrupt.check()
-            outcome = evaluate(cfg, prep, target, tasks)
+            backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
+            outcome = evaluate(cfg, prep, target, tasks, backend)
         interrupt.check()
-        write_results(prep, tasks, outcome)
-        record.finished_at = utc_now()
-        record.wall_time_s = round(time.monotonic() - t0, 3)
-        record.status = "incomplete" if outcome.failed else "complete"
+        results = write_results(prep, tasks, outcome)
+        record = build_record(prep, launch, target, tasks, backend, results, finished_at=utc_now(),
+                              wall_time_s=round(time.monotonic() - t0, 3),
+                              status="incomplete" if outcome.failed else "complete")
         interrupt.check()
         with interrupt.deferred():  # a stop during these writes raises after them, and the handler below
             write_run(prep.run_dir, record)  # rewrites the status: any stop before we return is `interrupted`
@@ -587,9 +662,10 @@ def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
     except BaseException as e:
         # A run that stops early never claims to be complete: it says how it ended. Finished
         # answers are in the request cache, so the same command resumes.
-        record.status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-        record.errors.append(f"{type(e).__name__}: {str(e)[:500]}")
-        record.finished_at = utc_now()
+        record = record or build_record(prep, launch, target, tasks, backend, results)
+        record = dataclasses.replace(record, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
+                                     errors=[*record.errors, f"{type(e).__name__}: {str(e)[:500]}"],
+                                     finished_at=utc_now())
         with contextlib.suppress(Exception), interrupt.deferred():
             write_run(prep.run_dir, record)
         raise
