@@ -97,11 +97,12 @@ def check_shards(shards: list[ShardRun]) -> None:
     """Refuse shards that do not make one run, saying which and how."""
     first = shards[0]
     n = first.record.shard["count"]
+    expected = identity(first.record)
     for s in shards[1:]:
         for what, value in identity(s.record).items():
-            if value != identity(first.record)[what]:
+            if value != expected[what]:
                 raise UserError(f"{s.name} and {first.name} differ in {what} ({value!r} vs "
-                                f"{identity(first.record)[what]!r}): they are not shards of one run")
+                                f"{expected[what]!r}): they are not shards of one run")
         a, b = result_config(s.config), result_config(first.config)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
         if diff:
