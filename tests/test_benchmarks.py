@@ -153,6 +153,7 @@ ALLOWED_NAMES = {
     ("training/data.py", "ruler_tasks"),        # the trainer's config key (data.ruler_tasks), passed on as is
     ("longact/cli.py", "tasks.ruler.essays"),   # `longact data ruler-essays` (a download verb, not a report)
     ("longact/cli.py", "tasks.ruler.sources"),
+    ("longact/cli.py", "cmd_ruler_essays"),     # that verb's handler
 }
 
 
