@@ -31,10 +31,11 @@ DEMO_TASKS = ("tiny", "tiny_passkey_far")
 def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo",
              steps: int | None = None, window: int = 2048, tasks: tuple[str, ...] = DEMO_TASKS,
              seeds: tuple[int, ...] = (0, 1)) -> str:
+    from harness.backends.serve import env_server_args
     from harness.report.compare import compare, render
     from harness.report.experiment import compare_experiment, render_experiment
     from harness.report.leaderboard import write_leaderboard
-    from harness.run.config import EvalConfig, RunConfig
+    from harness.run.config import EvalConfig, RunConfig, ServeConfig
     from harness.run.experiments import arm_run_id, read_manifest
     from harness.run.sweep import run_sweep
     from training.config import load_config
@@ -51,7 +52,11 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     print("== 2/3 evaluate the base and every arm x seed x saved step on one vLLM engine (weights swapped)",
           file=sys.stderr)
     ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest, all_steps=True)}}
-    eval_cfg = EvalConfig(max_model_len=window, run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
+    # The tiny model runs eager unless $LONGACT_SERVER_ARGS says otherwise: torch.compile would add
+    # ~25 s to the engine's start and decode it no faster.
+    serve = ServeConfig(extra_args=env_server_args() or ["--enforce-eager"])
+    eval_cfg = EvalConfig(max_model_len=window, serve=serve,
+                          run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
     runs = {rid: str(path) for rid, path in run_sweep(eval_cfg, ckpts).items()}
 
     print("== 3/3 comparisons", file=sys.stderr)

@@ -116,3 +116,20 @@ def test_eval_flags_fill_the_nested_config():
                                 progress=False)
     # nothing given: exactly the dataclass defaults
     assert from_args(build_parser().parse_args(["eval"])) == EvalConfig()
+
+
+def test_longact_server_args_is_the_default_of_server_args(monkeypatch):
+    """$LONGACT_SERVER_ARGS gives every started server its flags (recorded like --server-args);
+    an explicit --server-args replaces it."""
+    from harness.run.config import from_args
+    from harness.run.runner import server_config
+    from longact.cli import build_parser
+
+    monkeypatch.setenv("LONGACT_SERVER_ARGS", "--enforce-eager --seed '1'")
+    cfg = from_args(build_parser().parse_args(["eval", "--model", "m"]))
+    assert cfg.serve.extra_args == ["--enforce-eager", "--seed", "1"]
+    assert server_config(cfg).command(8000)[-3:] == ["--enforce-eager", "--seed", "1"]
+    given = from_args(build_parser().parse_args(["eval", "--model", "m", "--server-args", "--seed 2"]))
+    assert given.serve.extra_args == ["--seed", "2"]
+    monkeypatch.delenv("LONGACT_SERVER_ARGS")
+    assert from_args(build_parser().parse_args(["eval", "--model", "m"])).serve.extra_args == []

@@ -43,7 +43,10 @@ def one_engine(checkpoints, tmp_path_factory):
     return cfg, run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
 
 
-def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, one_engine, tmp_path):
+def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, one_engine, vllm_server, tmp_path):
+    """The session's server is a fresh server on the first checkpoint; the others get their own."""
+    from harness.run.config import ClientConfig
+
     cfg, runs = one_engine
     assert list(runs) == ["ck0", "ck1", "ck2"]
     responses = []
@@ -52,9 +55,10 @@ def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, o
         assert rec.status == "complete" and rec.model.path == ckpt
         assert rec.model.weights_sha256 == model_hashes(ckpt)[0]
         assert (rec.serving.weights_swap_s is None) == (i == 0) and rec.serving.managed
-        fresh = load_run(run_eval(EvalConfig(model=ckpt, max_model_len=SERVER_WINDOW,
-                                             run=RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / f"fresh{i}"),
-                                                           use_cache=False, progress=False))))
+        run = RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / f"fresh{i}"), use_cache=False, progress=False)
+        fresh_cfg = (EvalConfig(tokenizer=ckpt, client=ClientConfig(base_url=vllm_server.base_url), run=run) if i == 0
+                     else EvalConfig(model=ckpt, max_model_len=SERVER_WINDOW, run=run))
+        fresh = load_run(run_eval(fresh_cfg))
         for task in TASKS:
             swapped, alone = _rows(runs[f"ck{i}"], task), _rows(tmp_path / f"fresh{i}" / fresh.run_id, task)
             keys = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")

@@ -23,14 +23,19 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from harness.backends.serve import env_server_args
 from harness.errors import UserError
 from harness.run.shard import Shard
 
 
-def flag(name: str, help: str, default: Any = None, parse: Callable | None = None, **kw) -> Any:
+def flag(name: str, help: str, default: Any = None, parse: Callable | None = None,
+         default_factory: Callable | None = None, **kw) -> Any:
     """A dataclass field that is also a CLI flag. `parse` turns the flag's string into the value;
-    other keywords go to argparse (`action`, `metavar`, `choices`)."""
+    `default_factory` makes the default when the flag is absent; other keywords go to argparse
+    (`action`, `metavar`, `choices`)."""
     meta = {"flag": name, "help": help, "parse": parse, "argparse": kw}
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=meta)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -76,7 +81,8 @@ class ServeConfig:
     servers: int = flag("--servers", "start N independent servers (each on its own GPUs when there are GPUs) and spread "
                         "the requests over them, as with several --base-url (default: %(default)s)", 1, parse=int,
                         metavar="N")
-    extra_args: list[str] = flag("--server-args", "extra vLLM server flags, one quoted string", [], parse=shlex.split)
+    extra_args: list[str] = flag("--server-args", "extra vLLM server flags, one quoted string (default: "
+                                 "$LONGACT_SERVER_ARGS)", parse=shlex.split, default_factory=env_server_args)
     startup_timeout_s: float = flag("--startup-timeout", "seconds to wait for health (default: %(default)s)",
                                     600.0, parse=float)
 
