@@ -52,8 +52,8 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     print("== 2/3 evaluate the base and every arm x seed x saved step on one vLLM engine (weights swapped)",
           file=sys.stderr)
     ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest, all_steps=True)}}
-    # The tiny model runs eager unless $LONGACT_SERVER_ARGS says otherwise: torch.compile would add
-    # ~25 s to the engine's start and decode it no faster.
+    # The tiny model runs eager unless $LONGACT_SERVER_ARGS says otherwise: torch.compile would
+    # lengthen the engine's start and decode it no faster (docs/evaluating.md).
     serve = ServeConfig(extra_args=env_server_args() or ["--enforce-eager"])
     eval_cfg = EvalConfig(max_model_len=window, serve=serve,
                           run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))

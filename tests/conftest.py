@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every vLLM server the tests start (here and through `longact eval`) runs eager: on the tiny
-# model torch.compile adds ~25 s to each start and no decode speed (bench figures in docs/).
+# model torch.compile lengthens each start and does not speed up decoding (docs/evaluating.md).
 os.environ.setdefault("LONGACT_SERVER_ARGS", "--enforce-eager")
 
 ROOT = Path(__file__).resolve().parent.parent

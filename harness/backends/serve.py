@@ -34,8 +34,8 @@ class ServerStartError(UserError):
 
 
 def env_server_args() -> list[str]:
-    """Flags from $LONGACT_SERVER_ARGS, the default of every started server's extra flags (a CI
-    job's `--enforce-eager`: on the tiny model it starts ~30 s sooner and decodes as fast)."""
+    """Flags from $LONGACT_SERVER_ARGS: the default extra flags of every server the harness starts
+    (e.g. a CI job's `--enforce-eager`)."""
     return shlex.split(os.environ.get("LONGACT_SERVER_ARGS", ""))
 
 
