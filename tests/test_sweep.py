@@ -31,6 +31,14 @@ def _rows(run_dir, task):
     return [json.loads(line) for line in (run_dir / f"samples_{task}.jsonl").read_text().splitlines()]
 
 
+KEYS = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")
+
+
+def same_samples(a: Path, b: Path) -> bool:
+    return all([{k: r[k] for k in KEYS} for r in _rows(a, task)] == [{k: r[k] for k in KEYS} for r in _rows(b, task)]
+               for task in TASKS)
+
+
 def sweep_config(out: Path, servers: int = 1) -> EvalConfig:
     cfg = EvalConfig(max_model_len=SERVER_WINDOW, run=RunConfig(tasks=TASKS, limit=8, output_dir=str(out), progress=False))
     cfg.serve.servers = servers
@@ -39,53 +47,58 @@ def sweep_config(out: Path, servers: int = 1) -> EvalConfig:
 
 @pytest.fixture(scope="module")
 def one_engine(checkpoints, tmp_path_factory):
+    """One engine, started on ck0, swaps to ck1 and then to ck2."""
     cfg = sweep_config(tmp_path_factory.mktemp("sweep"))
     return cfg, run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
 
 
-def test_one_engine_gives_each_checkpoint_a_fresh_servers_samples(checkpoints, one_engine, vllm_server, tmp_path):
-    """The session's server is a fresh server on the first checkpoint; the others get their own."""
+@pytest.fixture(scope="module")
+def two_engines(checkpoints, tmp_path_factory):
+    """--servers 2 in the other order: the engines start on ck2 and ck1, and one swaps to ck0. So
+    each checkpoint is served once from a fresh start and once after a swap (in `one_engine`)."""
+    order = {f"ck{i}": checkpoints[i] for i in (2, 1, 0)}
+    return run_sweep(sweep_config(tmp_path_factory.mktemp("sweep2"), servers=2), order)
+
+
+def test_one_engine_runs_name_their_checkpoint_and_a_finished_sweep_is_not_redone(checkpoints, one_engine, vllm_server,
+                                                                                   tmp_path):
+    """Each run records its own checkpoint and weight hash; the first checkpoint's samples equal
+    those of the session's server (a plain fresh server on it); a rerun starts no engine."""
     from harness.run.config import ClientConfig
 
     cfg, runs = one_engine
     assert list(runs) == ["ck0", "ck1", "ck2"]
-    responses = []
     for i, ckpt in enumerate(checkpoints):
         rec = load_run(runs[f"ck{i}"])
         assert rec.status == "complete" and rec.model.path == ckpt
         assert rec.model.weights_sha256 == model_hashes(ckpt)[0]
         assert (rec.serving.weights_swap_s is None) == (i == 0) and rec.serving.managed
-        run = RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / f"fresh{i}"), use_cache=False, progress=False)
-        fresh_cfg = (EvalConfig(tokenizer=ckpt, client=ClientConfig(base_url=vllm_server.base_url), run=run) if i == 0
-                     else EvalConfig(model=ckpt, max_model_len=SERVER_WINDOW, run=run))
-        fresh = load_run(run_eval(fresh_cfg))
-        for task in TASKS:
-            swapped, alone = _rows(runs[f"ck{i}"], task), _rows(tmp_path / f"fresh{i}" / fresh.run_id, task)
-            keys = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")
-            assert [{k: r[k] for k in keys} for r in swapped] == [{k: r[k] for k in keys} for r in alone], (ckpt, task)
-        responses.append([r["response"] for r in _rows(runs[f"ck{i}"], "tiny_niah")])
+    run = RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / "fresh"), use_cache=False, progress=False)
+    fresh = load_run(run_eval(EvalConfig(tokenizer=checkpoints[0], client=ClientConfig(base_url=vllm_server.base_url),
+                                         run=run)))
+    assert same_samples(runs["ck0"], tmp_path / "fresh" / fresh.run_id)
+    responses = [[r["response"] for r in _rows(runs[f"ck{i}"], "tiny_niah")] for i in range(3)]
     assert responses[0] != responses[1] != responses[2]  # the swaps really changed the weights
 
     again = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})  # finished: no engine, no redo
     assert again == runs
 
 
-def test_engines_share_the_checkpoints_and_give_one_engines_results(checkpoints, one_engine, tmp_path):
-    """--servers 2: two engines take the three checkpoints between them (each swaps weights for
-    its next one); every run's samples and metrics equal the one-engine sweep's."""
+def test_a_swapped_checkpoint_gives_a_fresh_servers_samples_on_either_engine(checkpoints, one_engine, two_engines):
+    """--servers 2: both engines serve; every checkpoint's samples and metrics after a swap equal
+    those from a server started on it (ck0: fresh in `one_engine`, swapped here; ck1 and ck2: the
+    other way round)."""
     _, single = one_engine
-    runs = run_sweep(sweep_config(tmp_path, servers=2), {f"ck{i}": c for i, c in enumerate(checkpoints)})
-    assert list(runs) == ["ck0", "ck1", "ck2"]
+    assert sorted(two_engines) == ["ck0", "ck1", "ck2"]
     urls = set()
-    for rid, run_dir in runs.items():
+    for rid, run_dir in two_engines.items():
         rec, ref = load_run(run_dir), load_run(single[rid])
         assert rec.status == "complete" and rec.model.path == ref.model.path
         assert rec.model.weights_sha256 == ref.model.weights_sha256
+        assert (rec.serving.weights_swap_s is None) == (rid != "ck0")
+        assert (ref.serving.weights_swap_s is None) == (rid == "ck0")
         assert {t: r.metrics for t, r in rec.tasks.items()} == {t: r.metrics for t, r in ref.tasks.items()}
-        for task in TASKS:
-            keys = ("doc_id", "prompt_hash", "response", "metrics", "completion_tokens")
-            assert [{k: r[k] for k in keys} for r in _rows(run_dir, task)] == [{k: r[k] for k in keys}
-                                                                                for r in _rows(single[rid], task)]
+        assert same_samples(run_dir, single[rid]), rid
         urls.add(rec.serving.base_url)
     assert len(urls) == 2  # both engines served checkpoints
 
