@@ -6,6 +6,7 @@ Tests never download anything: the model is built offline, data comes from tasks
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -74,16 +75,49 @@ def tiny_tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-@pytest.fixture(scope="session")
-def vllm_server(tiny_model_dir, tmp_path_factory):
-    """One real vLLM server for the whole session (startup takes about a minute on 2 cores)."""
+def _uses_the_session_server(item) -> bool:
+    return "vllm_server" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Modules that use the session's server run after those that do not (each module stays in
+    one piece, so its module fixtures are built once): the server boots while they run."""
+    server_modules = {item.module for item in items if _uses_the_session_server(item)}
+    items.sort(key=lambda item: item.module in server_modules)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_server_launch(request, tmp_path_factory):
+    """Launch the session's server at the first test if any collected test uses it, and return
+    at once; `vllm_server` waits for it to be healthy (about a minute on 2 cores, mostly imports
+    in vLLM's three processes) when the first test that needs it comes."""
+    if not any(_uses_the_session_server(item) for item in request.session.items):
+        yield None
+        return
     from harness.backends.serve import ServerConfig, VLLMServer
 
+    model = request.getfixturevalue("tiny_model_dir")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    server = VLLMServer(ServerConfig(model=str(tiny_model_dir), max_model_len=SERVER_WINDOW), log_path=log)
-    server.start()
+    server = VLLMServer(ServerConfig(model=str(model), max_model_len=SERVER_WINDOW), log_path=log)
+    server.launch()
     yield server
+    pids = server.pids()
     server.stop()
+    import psutil  # stop() leaves no vLLM process behind (an error at teardown if it does)
+
+    def alive():
+        return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+    deadline = time.monotonic() + 5
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(), f"vLLM processes outlived VLLMServer.stop(): {alive()}"
+
+
+@pytest.fixture(scope="session")
+def vllm_server(_session_server_launch):
+    """One real vLLM server on the tiny model for the whole session (launched early, see above)."""
+    return _session_server_launch.wait_ready()
 
 
 @pytest.fixture

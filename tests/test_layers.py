@@ -122,36 +122,46 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 from lm_eval.tasks import TaskManager
 
-names, metadata = json.loads(sys.argv[1]), json.loads(sys.argv[2])
-tm = TaskManager(include_path=sys.argv[3], include_defaults=False, metadata=metadata)
-loaded = tm.load(names)
 out = {}
-for name, task in loaded["tasks"].items():
-    docs = list(task.eval_docs)
-    out[name] = {"n": len(docs), "truncated": sum(bool(d.get("_truncated")) for d in docs),
-                 "prompt": isinstance(task.doc_to_text(docs[0]), str)}
+for bench, (names, metadata) in json.loads(sys.argv[1]).items():  # one TaskManager per benchmark
+    tm = TaskManager(include_path=sys.argv[2], include_defaults=False, metadata=metadata)
+    loaded = tm.load(names)
+    out[bench] = {}
+    for name, task in loaded["tasks"].items():
+        docs = list(task.eval_docs)
+        out[bench][name] = {"n": len(docs), "truncated": sum(bool(d.get("_truncated")) for d in docs),
+                            "prompt": isinstance(task.doc_to_text(docs[0]), str)}
 print(json.dumps(out))
 """
+BENCHES = ["longbench_v2", "infinitebench", "ruler", "tiny"]
 
 
-@pytest.mark.parametrize("bench", ["longbench_v2", "infinitebench", "ruler", "tiny"])
-def test_tasks_load_with_official_truncation_under_plain_lm_eval(bench, tiny_model_dir):
-    """lm-eval by hand (`--include_path tasks`), official truncation switched on with the tokenizer
-    and window in the metadata, while harness/, training/ and the app cannot be imported."""
+@pytest.fixture(scope="module")
+def plain_lm_eval_loads(tiny_model_dir):
+    """Every benchmark loaded in one plain-lm-eval process (one import of lm-eval, not four)."""
     import json
     import subprocess
     import sys
 
     from tests.conftest import FIXTURE_RUNS
 
-    spec = FIXTURE_RUNS[bench]
-    # A small window so the official truncation really cuts (LongBench v2 and InfiniteBench).
-    window = 2048 if bench == "ruler" else 1024  # RULER builds its fixture at 2048 tokens
-    metadata = {"tokenizer": str(tiny_model_dir), "max_model_len": window, **spec["metadata"]}
-    proc = subprocess.run([sys.executable, "-c", BLOCKED_LOAD, json.dumps(spec["tasks"]), json.dumps(metadata),
-                           str(ROOT / "tasks")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    runs = {}
+    for bench in BENCHES:
+        spec = FIXTURE_RUNS[bench]
+        # A small window so the official truncation really cuts (LongBench v2 and InfiniteBench).
+        window = 2048 if bench == "ruler" else 1024  # RULER builds its fixture at 2048 tokens
+        runs[bench] = (spec["tasks"], {"tokenizer": str(tiny_model_dir), "max_model_len": window, **spec["metadata"]})
+    proc = subprocess.run([sys.executable, "-c", BLOCKED_LOAD, json.dumps(runs), str(ROOT / "tasks")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("bench", BENCHES)
+def test_tasks_load_with_official_truncation_under_plain_lm_eval(bench, plain_lm_eval_loads):
+    """lm-eval by hand (`--include_path tasks`), official truncation switched on with the tokenizer
+    and window in the metadata, while harness/, training/ and the app cannot be imported."""
+    out = plain_lm_eval_loads[bench]
     assert out and all(t["n"] > 0 and t["prompt"] for t in out.values()), out
     if bench in ("longbench_v2", "infinitebench"):
         assert sum(t["truncated"] for t in out.values()) > 0, out

@@ -5,6 +5,7 @@ by name, and a server that dies mid-run taken out with nothing lost and nothing 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -141,6 +142,15 @@ def test_devices_are_split_between_started_servers():
         split_devices(["0", "1", "2"], 2, 2)
 
 
+def test_cpu_servers_get_their_own_cores():
+    from harness.backends.serve import split_cpus
+
+    assert split_cpus(1, [0, 1]) == [None]  # one server: vLLM's own binding
+    assert split_cpus(2, [0, 1]) == ["0", "1"]
+    assert split_cpus(2, [0, 1, 2, 3, 4]) == ["0,1,2", "3,4"]
+    assert split_cpus(3, [4, 6]) == ["4", "6", "4"]  # more servers than cores: shared round-robin
+
+
 @pytest.mark.parametrize("flags,needle", [
     (["--servers", "0"], "--servers must be >= 1"),
     (["--data-parallel-size", "0"], "--data-parallel-size must be >= 1"),
@@ -173,6 +183,8 @@ def test_two_started_servers_give_the_one_server_results_and_both_stop(vllm_serv
     two = load_run(run_dir)
     assert two.status == "complete" and len(two.serving.servers) == 2
     assert all(s.answered > 0 for s in two.serving.servers) and sum(s.answered for s in two.serving.servers) == 60
+    bound = [re.findall(r"core ids=(\[[\d, ]+\])", (run_dir / f"server-{i}.log").read_text()) for i in range(2)]
+    assert bound[0] and bound[1] and bound[0] != bound[1], bound  # each worker on its own core
     for task in ("tiny_passkey", "tiny_kv"):
         rows = [[json.loads(line) for line in (d / f"samples_{task}.jsonl").read_text().splitlines()]
                 for d in (tmp_path / "one" / one.run_id, run_dir)]

@@ -59,6 +59,9 @@ class ServerConfig:
     """Engine replicas behind this one endpoint (vLLM's own data parallelism)."""
     devices: str | None = None
     """CUDA_VISIBLE_DEVICES for this server (several servers on one node: each its own GPUs)."""
+    cpus: str | None = None
+    """CPU build: the cores its worker binds to (VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or "2-3");
+    None leaves vLLM's own choice (with several servers on one machine, all on the same cores)."""
     api_key: str | None = None
     """When set, the server requires it and the client sends it."""
     cpu_kv_cache_gib: int = 1
@@ -253,6 +256,8 @@ class VLLMServer:
         env.setdefault("HF_HUB_OFFLINE", "1") if model_dir.exists() else None
         if cfg.devices is not None:
             env["CUDA_VISIBLE_DEVICES"] = cfg.devices
+        if cfg.cpus is not None:
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", cfg.cpus)
         if cfg.swappable:
             if cfg.host not in ("127.0.0.1", "localhost", "::1"):
                 raise UserError("a server whose weights can be swapped exposes development endpoints; bind it to 127.0.0.1")
@@ -415,6 +420,35 @@ def split_devices(gpus: list[str], n_servers: int, per_server: int) -> list[str 
         raise UserError(f"--servers {n_servers} with {per_server} GPU(s) each (tensor x data parallel size) needs "
                         f"{n_servers * per_server} GPUs; {len(gpus)} are visible ({','.join(gpus)})")
     return [",".join(gpus[i * per_server:(i + 1) * per_server]) for i in range(n_servers)]
+
+
+def split_cpus(n_servers: int, cores: list[int] | None = None) -> list[str | None]:
+    """VLLM_CPU_OMP_THREADS_BIND of each of n CPU servers side by side: their own slice of this
+    process's cores (one core each, shared round-robin, when there are more servers than cores).
+    vLLM's automatic binding would put every server's worker on the same first cores."""
+    cores = sorted(os.sched_getaffinity(0)) if cores is None else cores
+    if n_servers == 1:
+        return [None]
+    if n_servers > len(cores):
+        return [str(cores[i % len(cores)]) for i in range(n_servers)]
+    size, extra = divmod(len(cores), n_servers)
+    out, start = [], 0
+    for i in range(n_servers):
+        chunk = cores[start:start + size + (i < extra)]
+        start += len(chunk)
+        out.append(",".join(map(str, chunk)))
+    return out
+
+
+def placements(n_servers: int, per_server: int) -> list[tuple[str | None, str | None]]:
+    """(CUDA_VISIBLE_DEVICES, CPU cores) of each of n servers side by side on this machine: their
+    own GPUs on a GPU machine, their own cores on a CPU one."""
+    if n_servers == 1:
+        return [(None, None)]
+    gpus = visible_gpus()
+    if gpus:
+        return [(d, None) for d in split_devices(gpus, n_servers, per_server)]
+    return [(None, c) for c in split_cpus(n_servers)]
 
 
 def _die_with_parent() -> None:

@@ -189,13 +189,13 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
 
 # Step 2 -------------------------------------------------------------------------------------
 
-def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None = None):
+def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None = None, cpus: str | None = None):
     from harness.backends.serve import ServerConfig
 
     return ServerConfig(
         model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
         dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size,
-        data_parallel_size=cfg.serve.data_parallel_size, devices=devices, api_key=cfg.client.api_key,
+        data_parallel_size=cfg.serve.data_parallel_size, devices=devices, cpus=cpus, api_key=cfg.client.api_key,
         startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args), swappable=swappable)
 
 
@@ -203,7 +203,7 @@ def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None 
 def connect(cfg: EvalConfig, prep: Prepared, engine=None):
     """Yield the `Launch`; a server started here is stopped on the way out, whatever happens.
     `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
-    from harness.backends.serve import VLLMServer, split_devices, start_all, stop_all, visible_gpus
+    from harness.backends.serve import VLLMServer, placements, start_all, stop_all
 
     if engine is not None:
         swap_s = engine.serve(cfg.model)
@@ -221,10 +221,10 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
         return
     n = cfg.serve.servers
     per_server = cfg.serve.tensor_parallel_size * cfg.serve.data_parallel_size
-    devices = split_devices(visible_gpus(), n, per_server) if n > 1 else [None]
     logs = [prep.run_dir / ("server.log" if n == 1 else f"server-{i}.log") for i in range(n)]
-    servers = [VLLMServer(server_config(cfg, devices=d), log_path=log, report_every_s=15.0 if cfg.run.progress else None)
-               for d, log in zip(devices, logs)]
+    servers = [VLLMServer(server_config(cfg, devices=d, cpus=c), log_path=log,
+                          report_every_s=15.0 if cfg.run.progress else None)
+               for (d, c), log in zip(placements(n, per_server), logs)]
     print(f"starting {'vLLM' if n == 1 else f'{n} vLLM servers'} for {cfg.model} (log: "
           f"{', '.join(str(log) for log in logs)}) ...", file=sys.stderr)
     try:

@@ -186,16 +186,15 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
 
 def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int) -> list[Engine]:
     """n swappable servers side by side, the i-th first holding the i-th checkpoint to do."""
-    from harness.backends.serve import VLLMServer, split_devices, start_all, visible_gpus
+    from harness.backends.serve import VLLMServer, placements, start_all
     from harness.run.runner import server_config
 
     first = cfgs[todo[0]]
     work = Path(first.run.output_dir) / ".engine"
     per_server = first.serve.tensor_parallel_size * first.serve.data_parallel_size
-    devices = split_devices(visible_gpus(), n, per_server) if n > 1 else [None]
     servers, logs = [], []
-    for i, dev in enumerate(devices):
-        sc = server_config(cfgs[todo[i]], swappable=True, devices=dev)
+    for i, (dev, cpus) in enumerate(placements(n, per_server)):
+        sc = server_config(cfgs[todo[i]], swappable=True, devices=dev, cpus=cpus)
         sc.model = serving_view(cfgs[todo[i]].model, work / "views")
         logs.append(work / ("server.log" if n == 1 else f"server-{i}.log"))
         servers.append(VLLMServer(sc, log_path=logs[-1], report_every_s=15.0 if first.run.progress else None))
