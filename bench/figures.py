@@ -24,6 +24,8 @@ PAGE = ROOT / "docs" / "figures.md"
 
 # name -> (the command that records it, what it is). Grouped by command, in the page's order.
 CATALOG: dict[str, tuple[str, str]] = {
+    "make.setup_s": ("python3 -m bench.figures time make.setup_s -- make setup",
+                     "`make setup` into a new .venv (pip's download cache warm)"),
     "make.demo_s": ("python -m bench.figures time make.demo_s -- make demo", "`make demo` from a built .venv"),
     "make.test_s": ("python -m bench.figures time make.test_s -- make test", "`make test` from a built .venv"),
     "serve_overhead.ratio": ("bench/serve_overhead.py",
