@@ -37,27 +37,31 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     from harness.report.leaderboard import write_leaderboard
     from harness.run.config import EvalConfig, RunConfig, ServeConfig
     from harness.run.experiments import arm_run_id, read_manifest
-    from harness.run.sweep import run_sweep
+    from harness.run.sweep import launch_early, run_sweep
     from training.config import load_config
     from training.experiment import run_experiment
 
     base = str(base or SKILLED)
     overrides = [f"model={base}", f"out_dir={train_dir}"] + ([f"steps={steps}"] if steps else [])
     cfg = load_config(str(DEMO_CONFIG), overrides)
-    print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms at seeds {list(seeds)}, {cfg.steps} steps each "
-          f"({cfg.prompts_per_step} prompts x {cfg.group_size} samples per step, data.kinds={cfg.data.kinds})",
-          file=sys.stderr)
-    manifest = run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr), seeds=list(seeds))
-
-    print("== 2/3 evaluate the base and every arm x seed x saved step on one vLLM engine (weights swapped)",
-          file=sys.stderr)
-    ckpts = {"demo-base": base, **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest, all_steps=True)}}
     # The tiny model runs eager unless $LONGACT_SERVER_ARGS says otherwise: torch.compile would
     # lengthen the engine's start and decode it no faster (docs/evaluating.md).
     serve = ServeConfig(extra_args=env_server_args() or ["--enforce-eager"])
     eval_cfg = EvalConfig(max_model_len=window, serve=serve,
                           run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
-    runs = {rid: str(path) for rid, path in run_sweep(eval_cfg, ckpts).items()}
+    # The engine boots on the starting checkpoint while the arms train (its start is mostly
+    # imports on one core); the sweep below takes it.
+    with launch_early(eval_cfg, {"demo-base": base}) as early:
+        print(f"== 1/3 RL on CPU from {base}: baseline and LongAct arms at seeds {list(seeds)}, {cfg.steps} steps each "
+              f"({cfg.prompts_per_step} prompts x {cfg.group_size} samples per step, data.kinds={cfg.data.kinds})",
+              file=sys.stderr)
+        manifest = run_experiment(cfg, log=lambda *a: print(*a, file=sys.stderr), seeds=list(seeds))
+
+        print("== 2/3 evaluate the base and every arm x seed x saved step on one vLLM engine (weights swapped)",
+              file=sys.stderr)
+        ckpts = {"demo-base": base,
+                 **{arm_run_id(manifest, r): r.checkpoint for r in read_manifest(manifest, all_steps=True)}}
+        runs = {rid: str(path) for rid, path in run_sweep(eval_cfg, ckpts, early=early).items()}
 
     print("== 3/3 comparisons", file=sys.stderr)
     first_seed = [runs[arm_run_id(manifest, r)] for r in read_manifest(manifest) if r.seed == seeds[0]]

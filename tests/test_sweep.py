@@ -47,9 +47,16 @@ def sweep_config(out: Path, servers: int = 1) -> EvalConfig:
 
 @pytest.fixture(scope="module")
 def one_engine(checkpoints, tmp_path_factory):
-    """One engine, started on ck0, swaps to ck1 and then to ck2."""
+    """One engine, launched early on ck0 (before the sweep knows the other checkpoints, as the
+    demo does while it trains), swaps to ck1 and then to ck2."""
+    from harness.run.sweep import launch_early
+
     cfg = sweep_config(tmp_path_factory.mktemp("sweep"))
-    return cfg, run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)})
+    with launch_early(cfg, {"ck0": checkpoints[0]}) as early:
+        (url,) = [s.base_url for s in early.servers]
+        runs = run_sweep(cfg, {f"ck{i}": c for i, c in enumerate(checkpoints)}, early=early)
+        assert early.servers == []  # the sweep took the early engine
+    return cfg, runs, url
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +73,12 @@ def test_one_engine_runs_name_their_checkpoint_and_a_finished_sweep_is_not_redon
     those of the session's server (a plain fresh server on it); a rerun starts no engine."""
     from harness.run.config import ClientConfig
 
-    cfg, runs = one_engine
+    cfg, runs, early_url = one_engine
     assert list(runs) == ["ck0", "ck1", "ck2"]
     for i, ckpt in enumerate(checkpoints):
         rec = load_run(runs[f"ck{i}"])
         assert rec.status == "complete" and rec.model.path == ckpt
+        assert rec.serving.base_url == early_url  # every run on the engine launched early
         assert rec.model.weights_sha256 == model_hashes(ckpt)[0]
         assert (rec.serving.weights_swap_s is None) == (i == 0) and rec.serving.managed
     run = RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / "fresh"), use_cache=False, progress=False)
@@ -88,7 +96,7 @@ def test_a_swapped_checkpoint_gives_a_fresh_servers_samples_on_either_engine(che
     """--servers 2: both engines serve; every checkpoint's samples and metrics after a swap equal
     those from a server started on it (ck0: fresh in `one_engine`, swapped here; ck1 and ck2: the
     other way round)."""
-    _, single = one_engine
+    _, single, _ = one_engine
     assert sorted(two_engines) == ["ck0", "ck1", "ck2"]
     urls = set()
     for rid, run_dir in two_engines.items():
@@ -127,3 +135,24 @@ def test_tied_checkpoints_are_served_untied_with_the_same_numbers(tmp_path):
     untied.mkdir()
     (untied / "config.json").write_text(json.dumps({"tie_word_embeddings": False}))
     assert serving_view(str(untied), tmp_path) == str(untied.resolve())
+
+
+def test_early_engines_on_other_checkpoints_are_stopped_not_used():
+    """An engine launched early on a checkpoint the sweep does not start on (it was already
+    evaluated, or more engines are wanted) is stopped, and the sweep starts its own."""
+    from harness.run.sweep import EarlyEngines
+
+    class Booting:
+        stopped = False
+
+        def wait_ready(self):
+            return self
+
+        def stop(self):
+            self.stopped = True
+
+    server = Booting()
+    early = EarlyEngines(["ck0"], [server])
+    assert early.take(["ck1"]) is None and server.stopped and early.servers == []
+    other = Booting()
+    assert EarlyEngines(["ck0"], [other]).take(["ck0"]) == [other] and not other.stopped

@@ -138,37 +138,28 @@ def already_done(cfg: EvalConfig) -> Path | None:
     return run_dir if rec.get("status") == "complete" and same else None
 
 
-def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
+def run_sweep(cfg: EvalConfig, models: dict[str, str], early: "EarlyEngines | None" = None) -> dict[str, Path]:
     """Evaluate every checkpoint of `models` (run id -> checkpoint) with `cfg`'s flags; returns
     run id -> run directory, in the given order.
 
     One engine swaps weights from checkpoint to checkpoint. With `--servers N`, N engines start
     (each on its own GPUs where there are GPUs) and each takes the next checkpoint not yet taken
     when it finishes one, so the checkpoints spread over the engines; every run is the run one
-    engine would have written (tests/test_sweep.py)."""
-    from harness.run.validate import check_config
-
-    if cfg.client.base_url or cfg.backend != "server":
-        raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
-    if cfg.serve.servers > 1 and cfg.serve.port is not None:
-        raise UserError("--servers N picks a free port for each engine; drop --port")
-    cfgs = {}
-    for run_id, ckpt in models.items():
-        c = copy.deepcopy(cfg)
-        c.model, c.run.run_id = str(ckpt), run_id
-        c.serve.servers = 1  # each run is served by one of the sweep's engines
-        check_config(c)  # every checkpoint's mistakes before the engine starts
-        cfgs[run_id] = c
+    engine would have written (tests/test_sweep.py). `early` (`launch_early`): engines already
+    booting on the first checkpoints, used when they are the ones this sweep would start."""
+    cfgs = sweep_configs(cfg, models)
     out = {rid: done for rid, c in cfgs.items() if (done := already_done(c))}
     todo = [rid for rid in cfgs if rid not in out]
     for rid in out:
         print(f"== {rid}: complete in {out[rid]}, not redone", file=sys.stderr)
     if not todo:
+        if early is not None:
+            early.close()
         return {rid: out[rid] for rid in cfgs}
     check_swappable([cfgs[rid].model for rid in todo])
     n = max(1, min(cfg.serve.servers, len(todo)))
     with interrupt.handling_signals():
-        engines = start_engines(cfgs, todo, n)
+        engines = start_engines(cfgs, todo, n, early)
         try:
             if n == 1:
                 out_, incomplete = _sweep_on(engines[0], cfgs, todo)
@@ -184,25 +175,130 @@ def run_sweep(cfg: EvalConfig, models: dict[str, str]) -> dict[str, Path]:
     return {rid: out[rid] for rid in cfgs}
 
 
-def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int) -> list[Engine]:
-    """n swappable servers side by side, the i-th first holding the i-th checkpoint to do."""
-    from harness.backends.serve import VLLMServer, placements, start_all
+def sweep_configs(cfg: EvalConfig, models: dict[str, str]) -> dict[str, EvalConfig]:
+    """Each checkpoint's run config (run id -> config), every one checked before an engine starts."""
+    from harness.run.validate import check_config
+
+    if cfg.client.base_url or cfg.backend != "server":
+        raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
+    if cfg.serve.servers > 1 and cfg.serve.port is not None:
+        raise UserError("--servers N picks a free port for each engine; drop --port")
+    cfgs = {}
+    for run_id, ckpt in models.items():
+        c = copy.deepcopy(cfg)
+        c.model, c.run.run_id = str(ckpt), run_id
+        c.serve.servers = 1  # each run is served by one of the sweep's engines
+        check_config(c)  # every checkpoint's mistakes before the engine starts
+        cfgs[run_id] = c
+    return cfgs
+
+
+def engine_servers(cfgs: dict[str, EvalConfig], todo: list[str], n: int, report: bool = True) -> list:
+    """n swappable servers (not launched), the i-th to start on the i-th checkpoint to do."""
+    from harness.backends.serve import VLLMServer, placements
     from harness.run.runner import server_config
 
     first = cfgs[todo[0]]
     work = Path(first.run.output_dir) / ".engine"
     per_server = first.serve.tensor_parallel_size * first.serve.data_parallel_size
-    servers, logs = [], []
+    servers = []
     for i, (dev, cpus) in enumerate(placements(n, per_server)):
         sc = server_config(cfgs[todo[i]], swappable=True, devices=dev, cpus=cpus)
         sc.model = serving_view(cfgs[todo[i]].model, work / "views")
-        logs.append(work / ("server.log" if n == 1 else f"server-{i}.log"))
-        servers.append(VLLMServer(sc, log_path=logs[-1], report_every_s=15.0 if first.run.progress else None))
-    print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} for {len(todo)} checkpoint(s) (log: "
-          f"{', '.join(map(str, logs))}) ...", file=sys.stderr)
-    start_all(servers)
+        log = work / ("server.log" if n == 1 else f"server-{i}.log")
+        servers.append(VLLMServer(sc, log_path=log, report_every_s=15.0 if report and first.run.progress else None))
+    return servers
+
+
+def start_engines(cfgs: dict[str, EvalConfig], todo: list[str], n: int, early: "EarlyEngines | None" = None) -> list[Engine]:
+    """n swappable servers side by side, the i-th first holding the i-th checkpoint to do: those
+    of `early` when they were launched on exactly these checkpoints, else started here."""
+    from harness.backends.serve import start_all
+
+    servers = early.take(todo[:n]) if early is not None else None
+    if servers is None:
+        servers = engine_servers(cfgs, todo, n)
+        print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} for {len(todo)} checkpoint(s) (log: "
+              f"{', '.join(str(s.log_path) for s in servers)}) ...", file=sys.stderr)
+        start_all(servers)
     print(f"engine(s) healthy after {max(s.startup_s for s in servers):.1f} s", file=sys.stderr)
-    return [Engine(s, cfgs[todo[i]].model, round(s.startup_s, 2), work / "views") for i, s in enumerate(servers)]
+    views = Path(cfgs[todo[0]].run.output_dir) / ".engine" / "views"
+    return [Engine(s, cfgs[todo[i]].model, round(s.startup_s, 2), views) for i, s in enumerate(servers)]
+
+
+class EarlyEngines:
+    """Engines launched before a sweep (`launch_early`), booting in the background: a thread per
+    server waits for its health (so its start-up time is measured as usual). A context manager:
+    on the way out, whatever `run_sweep` did not take is stopped."""
+
+    def __init__(self, run_ids: list[str], servers: list):
+        import threading
+
+        self.run_ids, self.servers = run_ids, servers
+        self.errors: list[BaseException | None] = [None] * len(servers)
+        self.threads = [threading.Thread(target=self._wait, args=(i,), daemon=True) for i in range(len(servers))]
+        for t in self.threads:
+            t.start()
+
+    def _wait(self, i: int) -> None:
+        try:
+            self.servers[i].wait_ready()  # on failure it stops its server
+        except BaseException as e:  # noqa: BLE001 - raised on the main thread by take()
+            self.errors[i] = e
+
+    def take(self, run_ids: list[str]) -> list | None:
+        """The healthy servers if they were launched on `run_ids` (the checkpoints the sweep starts
+        its engines on), else None, and they are stopped."""
+        if not self.servers or run_ids != self.run_ids:
+            self.close()
+            return None
+        for t in self.threads:
+            while t.is_alive():
+                interrupt.check()
+                t.join(0.2)
+        if error := next((e for e in self.errors if e is not None), None):
+            self.close()
+            raise error
+        servers, self.servers = self.servers, []
+        return servers
+
+    def close(self) -> None:
+        from harness.backends.serve import stop_all
+
+        stop_all(self.servers)
+        self.servers = []
+
+    def __enter__(self) -> "EarlyEngines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def launch_early(cfg: EvalConfig, models: dict[str, str]) -> EarlyEngines:
+    """Launch the engine(s) that `run_sweep(cfg, ...)` would start on the first of `models`, and
+    return at once, so that they boot while the caller does other work (the demo trains while
+    its engine boots on the starting checkpoint). Pass the result to `run_sweep(..., early=)`;
+    nothing is launched when every run of `models` is already complete."""
+    cfgs = sweep_configs(cfg, models)
+    todo = [rid for rid, c in cfgs.items() if not already_done(c)]
+    if not todo:
+        return EarlyEngines([], [])
+    n = max(1, min(cfg.serve.servers, len(todo)))
+    servers = engine_servers(cfgs, todo, n, report=False)
+    print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} early, on {', '.join(todo[:n])} (log: "
+          f"{', '.join(str(s.log_path) for s in servers)})", file=sys.stderr)
+    launched = []
+    try:
+        for server in servers:
+            server.launch()
+            launched.append(server)
+    except BaseException:
+        from harness.backends.serve import stop_all
+
+        stop_all(launched)
+        raise
+    return EarlyEngines(todo[:n], servers)
 
 
 def _sweep_on(engine: Engine, cfgs: dict[str, EvalConfig], todo: list[str]) -> tuple[dict[str, Path], list[str]]:
