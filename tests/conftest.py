@@ -75,6 +75,13 @@ def tiny_tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
+def alive(pids: list[int]) -> list[int]:
+    """The processes of `pids` still running (a zombie has exited; its parent has not reaped it)."""
+    import psutil
+
+    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
 def _uses_the_session_server(item) -> bool:
     return "vllm_server" in getattr(item, "fixturenames", ())
 
@@ -103,15 +110,10 @@ def _session_server_launch(request, tmp_path_factory):
     yield server
     pids = server.pids()
     server.stop()
-    import psutil  # stop() leaves no vLLM process behind (an error at teardown if it does)
-
-    def alive():
-        return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
-
-    deadline = time.monotonic() + 5
-    while alive() and time.monotonic() < deadline:
+    deadline = time.monotonic() + 5  # stop() leaves no vLLM process behind (an error at teardown if it does)
+    while alive(pids) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not alive(), f"vLLM processes outlived VLLMServer.stop(): {alive()}"
+    assert not alive(pids), f"vLLM processes outlived VLLMServer.stop(): {alive(pids)}"
 
 
 @pytest.fixture(scope="session")

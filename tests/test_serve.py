@@ -11,13 +11,10 @@ import requests
 
 from harness.backends.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
 from harness.errors import UserError
+from tests.conftest import alive
 from tests.faults.test_interrupts import as_in_a_background_job
 
 pytestmark = pytest.mark.server
-
-
-def _alive(pids):
-    return [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
 
 
 def test_a_started_server_is_healthy_on_loopback_and_answers(vllm_server):
@@ -63,7 +60,7 @@ def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
     assert proc.returncode == 130, out[-2000:]
     assert time.monotonic() - t0 < 10, out[-2000:]
     time.sleep(0.5)
-    assert _alive(server_pids) == [], out[-2000:]
+    assert alive(server_pids) == [], out[-2000:]
     run_json = next(tmp_path.glob("*/run.json"))
     assert '"status": "interrupted"' in run_json.read_text(), "an interrupted run must say so, never complete"
 

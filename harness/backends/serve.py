@@ -373,12 +373,22 @@ class VLLMServer:
         self.stop()
 
 
-def start_all(servers: list[VLLMServer]) -> None:
-    """Launch every server, then wait for each: launched one after another, they boot side by
-    side. If any fails to start (or a stop comes), all are stopped before the error goes on."""
+def launch_all(servers: list[VLLMServer]) -> None:
+    """Launch every server and return at once (they boot side by side); if one cannot be
+    launched, those already launched are stopped before the error goes on."""
     try:
         for server in servers:
             server.launch()
+    except BaseException:
+        stop_all(servers)
+        raise
+
+
+def start_all(servers: list[VLLMServer]) -> None:
+    """Launch every server, then wait for each. If any fails to start (or a stop comes), all are
+    stopped before the error goes on."""
+    launch_all(servers)
+    try:
         for server in servers:
             server.wait_ready()
     except BaseException:

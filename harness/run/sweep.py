@@ -288,16 +288,9 @@ def launch_early(cfg: EvalConfig, models: dict[str, str]) -> EarlyEngines:
     servers = engine_servers(cfgs, todo, n, report=False)
     print(f"starting {'one vLLM engine' if n == 1 else f'{n} vLLM engines'} early, on {', '.join(todo[:n])} (log: "
           f"{', '.join(str(s.log_path) for s in servers)})", file=sys.stderr)
-    launched = []
-    try:
-        for server in servers:
-            server.launch()
-            launched.append(server)
-    except BaseException:
-        from harness.backends.serve import stop_all
+    from harness.backends.serve import launch_all
 
-        stop_all(launched)
-        raise
+    launch_all(servers)
     return EarlyEngines(todo[:n], servers)
 
 
