@@ -7,6 +7,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.longact-setup-$(EXTRAS)
 TINY   ?= models/tiny-qwen3
 PYTEST_ARGS ?=
+# pytest-xdist workers (tests/conftest.py gives each its share of the cores); TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: setup demo test test-fast lint bench tiny-model real-model browser leaderboard clean
 
@@ -56,10 +59,10 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: setup lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow and not server" $(PYTEST_ARGS)
 
 bench: tiny-model
 	$(BIN)/python bench/serve_overhead.py --model $(TINY)

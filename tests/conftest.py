@@ -17,6 +17,12 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Every vLLM server the tests start (here and through `longact eval`) runs eager: on the tiny
 # model torch.compile lengthens each start and does not speed up decoding (docs/evaluating.md).
 os.environ.setdefault("LONGACT_SERVER_ARGS", "--enforce-eager")
+# `make test` runs two pytest-xdist workers: they share the machine's cores (each its own torch
+# threads and its own session server's core), or torch in both would oversubscribe them.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1", ... under xdist
+XDIST_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if XDIST_WORKER:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // XDIST_WORKERS)))
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_WINDOW = 2048
@@ -101,11 +107,12 @@ def _session_server_launch(request, tmp_path_factory):
     if not any(_uses_the_session_server(item) for item in request.session.items):
         yield None
         return
-    from harness.backends.serve import ServerConfig, VLLMServer
+    from harness.backends.serve import ServerConfig, VLLMServer, split_cpus
 
     model = request.getfixturevalue("tiny_model_dir")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    server = VLLMServer(ServerConfig(model=str(model), max_model_len=SERVER_WINDOW), log_path=log)
+    cpus = split_cpus(XDIST_WORKERS)[int(XDIST_WORKER[2:])] if XDIST_WORKER else None
+    server = VLLMServer(ServerConfig(model=str(model), max_model_len=SERVER_WINDOW, cpus=cpus), log_path=log)
     server.launch()
     yield server
     pids = server.pids()
