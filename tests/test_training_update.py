@@ -56,6 +56,24 @@ def _rows(n=8, seed=0, vocab=512) -> list[Row]:
     return rows
 
 
+def _group_rows(sizes=(4, 1, 3), seed=1, vocab=512) -> list[Row]:
+    """Rows as GRPO groups make them: each group's rows repeat one prompt (20..60 tokens) with
+    their own completions (0..9 tokens, one empty), groups back to back."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(3, vocab, (int(torch.randint(20, 61, (), generator=g)),), generator=g) for _ in sizes]
+    pairs = [(p, torch.randint(3, vocab, (int(torch.randint(1, 10, (), generator=g)),), generator=g))
+             for p, n in zip(prompts, sizes) for _ in range(n)]
+    pairs[1] = (pairs[1][0], pairs[1][1][:0])
+    P, C = max(len(p) for p, _ in pairs), max(len(c) for _, c in pairs)
+    rows = []
+    for p, c in pairs:
+        ids, am = torch.zeros(P + C, dtype=torch.long), torch.zeros(P + C, dtype=torch.long)
+        ids[P - len(p):P], ids[P:P + len(c)] = p, c
+        am[P - len(p):P + len(c)] = 1
+        rows.append(Row(ids, am, am[P:].clone(), P, torch.randn((), generator=g)))
+    return rows
+
+
 def _reference_logps(model, rows, temperature=1.0):
     """Each row alone, full logits, log_softmax(logits / T): [b, C]."""
     C = rows[0].completion.shape[0]
@@ -112,6 +130,30 @@ def test_packed_logps_equal_each_row_alone_and_chunks_change_nothing(model, monk
     _assert_same_grads([grad_whole], [grad_chunked])
 
 
+def test_a_shared_prompt_is_packed_once_and_each_row_keeps_its_own_logps(model, monkeypatch):
+    """A GRPO group's rows repeat one prompt: packed once, each completion attending to the prompt
+    and itself (never a sibling). Log-probs equal each row alone; the update's gradients equal
+    those of the rows packed one by one."""
+    rows = _group_rows()
+    C = rows[0].completion.shape[0]
+    cm = torch.stack([r.completion for r in rows]).float()
+    seqs = [unpadded(r.ids, r.attention, r.prompt_len) for r in rows]
+    packed = pack(seqs, C, "cpu")
+    prompts = [seqs[0][1], seqs[4][1], seqs[5][1]]
+    assert packed.shared.tokens == sum(prompts) + int(cm.sum()) < packed.tokens
+    assert [(p, len(cs)) for _, p, cs in packed.shared.segments] == list(zip(prompts, (4, 1, 3)))
+    lp, ent = token_logps(model, packed, temperature=0.7)
+    torch.testing.assert_close(lp * cm, _reference_logps(model, rows, temperature=0.7), atol=2e-5, rtol=0)
+    assert bool((lp[1] == 0).all()) and bool((ent[cm > 0] > 0).all())
+
+    cfg = _cfg("micro_batch=8")
+    shared, _ = _update_grads(model, rows, cfg)
+    monkeypatch.setattr(logprobs, "_share_prompts", lambda *a: None)
+    assert pack(seqs, C, "cpu").shared is None
+    alone, _ = _update_grads(model, rows, cfg)
+    _assert_same_grads(shared, alone)
+
+
 def test_packed_logps_on_a_llama_equal_each_row_alone():
     """Llama (SmolLM2's architecture) has no per-layer mask types: packed rows must still attend only
     within themselves (transformers builds the block mask from the position ids)."""
@@ -121,11 +163,11 @@ def test_packed_logps_on_a_llama_equal_each_row_alone():
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
     prepare(llama)
-    rows = _rows()
-    cm = torch.stack([r.completion for r in rows]).float()
-    packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in rows], rows[0].completion.shape[0], "cpu")
-    lp, _ = token_logps(llama, packed)
-    torch.testing.assert_close(lp * cm, _reference_logps(llama, rows), atol=2e-5, rtol=0)
+    for rows in (_rows(), _group_rows()):  # shared prompts need a model that builds no mask: packed row by row
+        cm = torch.stack([r.completion for r in rows]).float()
+        packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in rows], rows[0].completion.shape[0], "cpu")
+        lp, _ = token_logps(llama, packed)
+        torch.testing.assert_close(lp * cm, _reference_logps(llama, rows), atol=2e-5, rtol=0)
 
 
 def test_nothing_vocabulary_wide_is_kept_for_backward(model):

@@ -11,6 +11,10 @@ Where the memory of one update goes, and what this module does about each part:
   is kept for backward. Prompt positions never reach `lm_head`.
 - entropy: computed from the same chunk without grad; it is a logged metric, no loss term uses it
   (a loss with an entropy bonus would need it with grad).
+- shared prompts: a GRPO group's G rows repeat one prompt; packed once, with each completion
+  after it attending to the prompt and to itself, a long prompt costs 1/G of the forward and
+  backward work (SDPA_VARLEN on a model with per-layer mask types, Qwen3; flash-attention and
+  Llama-style models pack row by row, below).
 - padding: a micro-batch is one [1, T] sequence of its rows' real tokens, position ids restarting
   at 0 for each row, and the rows' boundaries (`cu_seq_lens`, as flash-attention's varlen API takes
   them). `flash_attention_2/3` attend within each row natively; for `sdpa` (transformers' default,
@@ -59,6 +63,12 @@ class Packed:
     longest: int  # max_i n_i
     rows: int  # b
     width: int  # C
+    # The shared-prompt layout of the same rows (None: no two neighbouring rows share a prompt):
+    # each run of rows with one prompt (a GRPO group) is that prompt once, then each row's
+    # completion at the positions after it. `segments` holds (start, prompt length, completion
+    # lengths) per run; `token_logps` takes this layout where the attention supports it.
+    shared: Packed | None = None
+    segments: tuple[tuple[int, int, tuple[int, ...]], ...] | None = None
 
     @property
     def tokens(self) -> int:
@@ -96,7 +106,51 @@ def pack(seqs: list[tuple[torch.Tensor, int]], width: int, device) -> Packed:
     lengths = torch.tensor([0] + [t.shape[0] for t, _ in seqs])
     return Packed(ids=ids_t.view(1, -1).to(device), pos=torch.cat(pos).view(1, -1).to(device), at=at_t.to(device),
                   targets=ids_t[at_t + 1].to(device), dest=torch.cat(dest).to(device),
-                  cu=lengths.cumsum(0).to(torch.int32).to(device), longest=int(lengths.max()), rows=len(seqs), width=width)
+                  cu=lengths.cumsum(0).to(torch.int32).to(device), longest=int(lengths.max()), rows=len(seqs), width=width,
+                  shared=_share_prompts(seqs, width, device))
+
+
+def _share_prompts(seqs: list[tuple[torch.Tensor, int]], width: int, device) -> Packed | None:
+    """The shared-prompt layout of `pack`'s rows, or None when no two neighbouring rows have the
+    same prompt. A GRPO group's G rows repeat one prompt: packed once, a long prompt costs 1/G of
+    the forward and backward work, and the log-probs are those of each row alone (the attention
+    lets a completion see its prompt and itself, never a sibling)."""
+    runs: list[list[int]] = []
+    for i, (toks, n_prompt) in enumerate(seqs):
+        if runs:
+            first, p0 = seqs[runs[-1][0]]
+            if n_prompt == p0 and torch.equal(toks[:n_prompt], first[:p0]):
+                runs[-1].append(i)
+                continue
+        runs.append([i])
+    if len(runs) == len(seqs):
+        return None
+    ids, pos, at, targets, dest, segments = [], [], [], [], [], []
+    start = 0
+    for run in runs:
+        toks, n_prompt = seqs[run[0]]
+        ids.append(toks[:n_prompt])
+        pos.append(torch.arange(n_prompt))
+        comp_at = start + n_prompt  # where the next completion begins in T
+        lengths = []
+        for i in run:
+            comp = seqs[i][0][n_prompt:]
+            c = comp.shape[0]
+            ids.append(comp)
+            pos.append(torch.arange(n_prompt, n_prompt + c))
+            # its first token is predicted by the prompt's last position, the others by their predecessor
+            at.append(torch.cat([torch.tensor([start + n_prompt - 1]), torch.arange(comp_at, comp_at + max(c - 1, 0))])[:c])
+            targets.append(comp)
+            dest.append(torch.arange(i * width, i * width + c))
+            lengths.append(c)
+            comp_at += c
+        segments.append((start, n_prompt, tuple(lengths)))
+        start = comp_at
+    longest = max(p + max(cs) for _, p, cs in segments)
+    return Packed(ids=torch.cat(ids).long().view(1, -1).to(device), pos=torch.cat(pos).view(1, -1).to(device),
+                  at=torch.cat(at).to(device), targets=torch.cat(targets).long().to(device), dest=torch.cat(dest).to(device),
+                  cu=torch.tensor([0, start], dtype=torch.int32, device=device), longest=longest, rows=len(seqs), width=width,
+                  segments=tuple(segments))
 
 
 def _chunk_logps(h, weight, bias, targets, temperature: float, raw: bool):
@@ -169,10 +223,16 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, 
     # Models without per-layer mask types (Llama) take no mapping: from None and the position ids
     # transformers builds a block-diagonal mask, one block per row (same result, a [K, K] mask).
     no_mask = {"full_attention": None, "sliding_attention": None} if getattr(model.config, "layer_types", None) else None
+    # Shared prompts need SDPA_VARLEN (flash-attention's varlen kernels cannot let several
+    # completions see one prompt) and a model that builds no mask of its own.
+    if packed.shared is not None and impl == SDPA_VARLEN and no_mask is not None:
+        packed = packed.shared
+    bounds = ({"prompt_segments": packed.segments} if packed.segments else
+              {"cu_seq_lens_q": packed.cu, "cu_seq_lens_k": packed.cu, "max_length_q": packed.longest,
+               "max_length_k": packed.longest})
     with _head_replaced(model, head):
         lp = net(input_ids=packed.ids, position_ids=packed.pos, attention_mask=no_mask, logits_to_keep=packed.at,
-                 cu_seq_lens_q=packed.cu, cu_seq_lens_k=packed.cu, max_length_q=packed.longest,
-                 max_length_k=packed.longest, use_cache=False).logits[0]
+                 use_cache=False, **bounds).logits[0]
     return (packed.unpack(lp), packed.unpack(side["entropy"])) + ((packed.unpack(side["raw"]),) if raw else ())
 
 
@@ -183,17 +243,35 @@ def attends_within_rows(impl: str) -> bool:
 
 
 def _sdpa_varlen(module, query, key, value, attention_mask, cu_seq_lens_q=None, cu_seq_lens_k=None,
-                 max_length_q=None, max_length_k=None, **kwargs):
-    """transformers' sdpa, except on a packed forward (row bounds given, no mask): one causal SDPA
-    call per row. query [1, heads, T, d] -> ([1, T, heads, d], None), as sdpa returns."""
+                 max_length_q=None, max_length_k=None, prompt_segments=None, **kwargs):
+    """transformers' sdpa, except on a packed forward (no mask; row bounds or shared-prompt
+    segments given): one causal SDPA call per row, or per shared prompt plus one for the
+    completions after it. query [1, heads, T, d] -> ([1, T, heads, d], None), as sdpa returns."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if cu_seq_lens_q is None or attention_mask is not None:
+    if attention_mask is not None or (cu_seq_lens_q is None and prompt_segments is None):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    bounds = cu_seq_lens_q.tolist()
-    outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, **kwargs)[0]
-            for s, e in zip(bounds, bounds[1:])]
+    if prompt_segments is None:
+        bounds = cu_seq_lens_q.tolist()
+        outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, **kwargs)[0]
+                for s, e in zip(bounds, bounds[1:])]
+        return torch.cat(outs, 1), None
+    outs = []
+    for s, n_prompt, lengths in prompt_segments:
+        p, e = s + n_prompt, s + n_prompt + sum(lengths)
+        outs.append(sdpa_attention_forward(module, query[:, :, s:p], key[:, :, s:p], value[:, :, s:p], None, **kwargs)[0])
+        if e > p:
+            mask = _completions_mask(n_prompt, lengths, query.device)
+            outs.append(sdpa_attention_forward(module, query[:, :, p:e], key[:, :, s:e], value[:, :, s:e], mask, **kwargs)[0])
     return torch.cat(outs, 1), None
+
+
+def _completions_mask(n_prompt: int, lengths: tuple[int, ...], device) -> torch.Tensor:
+    """[1, 1, c, n_prompt + c] boolean (True = attend) for c = sum(lengths) completion queries
+    after one shared prompt: every prompt key, and causally the keys of their own completion."""
+    own = torch.block_diag(*[torch.ones(n, n, dtype=torch.bool).tril() for n in lengths if n])
+    prompt = torch.ones(own.shape[0], n_prompt, dtype=torch.bool)
+    return torch.cat([prompt, own], 1).to(device)[None, None]
 
 
 def packing_attention(model: torch.nn.Module) -> None:
