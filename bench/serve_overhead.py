@@ -9,11 +9,18 @@ The request cache is off so both sides hit the server for every prompt. One unti
 side warms the server and the process first; then the timed passes alternate (harness, raw,
 harness, raw, ...) so load that drifts during the run falls on both. Prints the median and range
 of each side and of the per-pair ratio; the headline is the median per-pair ratio. Goal: <= 1.05.
+
+With two or more cores the server gets the first half and the client (either side) the rest
+(`--no-pin`: all share every core). A vLLM CPU server's processes poll busily for work; sharing
+cores with them, a client's own CPU work and even its threads' start wait for the scheduler, and
+one pass of the same requests varied 2.7-11.7 s. Pinned, the ratio measures the client, as on a
+GPU machine, where the client never shares the server's compute.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -86,6 +93,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed pairs (harness, raw), after one untimed pass of each")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after the pairs, profile one more harness pass and print its top N functions")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="server and client share every core (default: half the cores each)")
     args = ap.parse_args()
     if args.repeats < 2:
         ap.error("--repeats must be at least 2 (the spread needs two pairs; the goal is judged on 5 or more)")
@@ -98,8 +107,17 @@ def main() -> None:
     tasks = args.tasks.split(",")
     reqs = collect_requests(model, tasks, args.window)
     out = scratch_dir("bench-overhead-")
-    with VLLMServer(ServerConfig(model=model, max_model_len=args.window), log_path=Path(out) / "server.log") as srv:
-        print(f"server start: {srv.startup_s:.1f} s; {len(reqs)} requests per pass")
+    cores = sorted(os.sched_getaffinity(0))
+    pin = args.pin and len(cores) >= 2
+    server_cores, client_cores = cores[:len(cores) // 2], cores[len(cores) // 2:]
+    if pin:  # the server's processes inherit this affinity; the client takes the other half below
+        os.sched_setaffinity(0, server_cores)
+    server_cfg = ServerConfig(model=model, max_model_len=args.window, cpus=",".join(map(str, server_cores)) if pin else None)
+    with VLLMServer(server_cfg, log_path=Path(out) / "server.log") as srv:
+        if pin:
+            os.sched_setaffinity(0, client_cores)
+        print(f"server start: {srv.startup_s:.1f} s; {len(reqs)} requests per pass; "
+              + (f"server on cores {server_cores}, client on {client_cores}" if pin else "all cores shared"))
         cfg = EvalConfig(tokenizer=model, client=ClientConfig(base_url=srv.base_url, concurrency=args.concurrency),
                          run=RunConfig(tasks=tasks, output_dir=out, use_cache=False, progress=False))
 
@@ -124,7 +142,8 @@ def main() -> None:
     print(f"raw client: {spread(raw_t)} s  (runs: {', '.join(f'{t:.2f}' for t in raw_t)})")
     print(f"harness:    {spread(harness_t)} s  (runs: {', '.join(f'{t:.2f}' for t in harness_t)})")
     print(f"ratio harness/raw per pair: {spread(ratios)}  (goal <= 1.05)")
-    note = f"median of {args.repeats} interleaved pairs after a warm-up, tasks {args.tasks}"
+    note = (f"median of {args.repeats} interleaved pairs after a warm-up, tasks {args.tasks}, "
+            + ("server and client on their own cores" if pin else "cores shared"))
     record_figure("serve_overhead.ratio", round(ratio, 3), "", f"{note}; pairs: {spread(ratios)}")
     record_figure("serve_overhead.harness_s", round(statistics.median(harness_t), 2), "s",
                   f"{note}; {min(harness_t):.2f}-{max(harness_t):.2f}")

@@ -97,3 +97,16 @@ def test_catalog_loads_with_runtime_metadata(tiny_model_dir):
         assert task.config.metadata["max_model_len"] == 1234 and task.config.metadata["extra"] == "x"
     again = catalog.load(["tiny_mc"], {"tokenizer": str(tiny_model_dir), "max_model_len": 999})
     assert again["tasks"]["tiny_mc"].config.metadata["max_model_len"] == 999
+
+
+def test_managers_share_one_scan_of_tasks_but_not_their_metadata(tiny_model_dir):
+    """tasks/ is scanned once per process (a sweep evaluates many checkpoints); a manager's
+    metadata never reaches another's tasks, including one built before it."""
+    first = task_manager({"tokenizer": str(tiny_model_dir), "max_model_len": 1111})
+    second = task_manager({"tokenizer": str(tiny_model_dir), "max_model_len": 2222})
+    assert first._index is second._index
+    a = second.load(["tiny_mc"])["tasks"]["tiny_mc"]
+    b = first.load(["tiny_mc"])["tasks"]["tiny_mc"]
+    c = task_manager({"tokenizer": str(tiny_model_dir)}).load(["tiny_mc"])["tasks"]["tiny_mc"]
+    assert (a.config.metadata["max_model_len"], b.config.metadata["max_model_len"]) == (2222, 1111)
+    assert "max_model_len" not in c.config.metadata

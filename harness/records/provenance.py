@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -60,13 +61,19 @@ def git_info(path: str | os.PathLike | None = None) -> tuple[str | None, bool | 
 
 
 def package_versions(names=PACKAGES) -> dict[str, str]:
-    out = {}
+    return dict(_versions(tuple(names)))
+
+
+@functools.lru_cache(maxsize=8)
+def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Installed versions, read once per process (each read parses the package's metadata files)."""
+    out = []
     for name in names:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return out
+    return tuple(out)
 
 
 def host_info() -> dict:

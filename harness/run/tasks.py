@@ -3,7 +3,9 @@ and version checks, and the hashes that make a task's config and data comparable
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import inspect
 from pathlib import Path
 
@@ -14,9 +16,22 @@ TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
 
 def task_manager(metadata: dict | None = None):
+    """lm-eval's TaskManager over tasks/ with `metadata`. The scan of tasks/ is done once per
+    process (a sweep runs many evaluations): each manager shares that index, which maps names to
+    YAML files and is only read (every load reads the YAML files again), and has its own metadata."""
+    from lm_eval.tasks._factory import TaskFactory
+
+    tm = copy.copy(_scanned())
+    tm.metadata = metadata or {}
+    tm._factory = TaskFactory(meta=tm.metadata)
+    return tm
+
+
+@functools.lru_cache(maxsize=1)
+def _scanned():
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata or {})
+    return TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata={})
 
 
 class TaskCatalog:
