@@ -49,7 +49,7 @@ def main() -> None:
     loaded = task_manager({"tokenizer": model, "max_model_len": window}).load(["tiny"])
     pool, specs = [], {}
     for name, task in loaded["tasks"].items():
-        specs[name] = TaskSpec.from_metadata(task.config.metadata)
+        specs[name] = TaskSpec.from_task(task)
         gen = dict(task.config.generation_kwargs)
         pool += [(name, i, task.doc_to_text(doc), gen) for i, doc in enumerate(task.eval_docs)]
     reqs = [Req(name, k, text, gen) for k, (name, _, text, gen) in
