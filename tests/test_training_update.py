@@ -154,20 +154,33 @@ def test_a_shared_prompt_is_packed_once_and_each_row_keeps_its_own_logps(model, 
     _assert_same_grads(shared, alone)
 
 
-def test_packed_logps_on_a_llama_equal_each_row_alone():
-    """Llama (SmolLM2's architecture) has no per-layer mask types: packed rows must still attend only
-    within themselves (transformers builds the block mask from the position ids)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def test_packed_logps_on_a_llama_equal_each_row_alone(monkeypatch):
+    """Llama (SmolLM2's architecture) has no per-layer mask types and builds its mask itself:
+    inside a packed forward it builds none (the attention reads the row bounds, a group's prompt
+    packed once), and rows still attend only within themselves; outside it (generate) the mask is
+    sdpa's, so greedy generation equals the unprepared model's."""
+    from transformers import LlamaConfig, LlamaForCausalLM, masking_utils
 
     torch.manual_seed(0)
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256))
+    plain = copy.deepcopy(llama)
     prepare(llama)
-    for rows in (_rows(), _group_rows()):  # shared prompts need a model that builds no mask: packed row by row
+    masks = []
+    real_mask = masking_utils.sdpa_mask
+    monkeypatch.setattr(masking_utils, "sdpa_mask", lambda *a, **k: masks.append(1) or real_mask(*a, **k))
+    for rows in (_rows(), _group_rows()):
         cm = torch.stack([r.completion for r in rows]).float()
         packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in rows], rows[0].completion.shape[0], "cpu")
         lp, _ = token_logps(llama, packed)
-        torch.testing.assert_close(lp * cm, _reference_logps(llama, rows), atol=2e-5, rtol=0)
+        torch.testing.assert_close(lp * cm, _reference_logps(plain, rows), atol=2e-5, rtol=0)
+    assert not masks  # no [T, T] mask was built for a packed forward
+    ids = torch.tensor([[0, 0, 5, 9, 11], [3, 4, 5, 9, 11]])
+    am = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    kw = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    assert torch.equal(llama.generate(input_ids=ids, attention_mask=am, **kw),
+                       plain.generate(input_ids=ids, attention_mask=am, **kw))
+    assert masks  # generate built sdpa's masks
 
 
 def test_nothing_vocabulary_wide_is_kept_for_backward(model):

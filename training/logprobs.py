@@ -13,8 +13,7 @@ Where the memory of one update goes, and what this module does about each part:
   (a loss with an entropy bonus would need it with grad).
 - shared prompts: a GRPO group's G rows repeat one prompt; packed once, with each completion
   after it attending to the prompt and to itself, a long prompt costs 1/G of the forward and
-  backward work (SDPA_VARLEN on a model with per-layer mask types, Qwen3; flash-attention and
-  Llama-style models pack row by row, below).
+  backward work (SDPA_VARLEN; flash-attention packs row by row, below).
 - padding: a micro-batch is one [1, T] sequence of its rows' real tokens, position ids restarting
   at 0 for each row, and the rows' boundaries (`cu_seq_lens`, as flash-attention's varlen API takes
   them). `flash_attention_2/3` attend within each row natively; for `sdpa` (transformers' default,
@@ -34,6 +33,7 @@ top-p and min_tokens' EOS mask, which the trainer does not apply).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +46,7 @@ LOGITS_CHUNK_BYTES = 1 << 28
 
 
 SDPA_VARLEN = "sdpa_varlen"  # transformers attention implementation registered by packing_attention
+_PACKED_FORWARD = contextvars.ContextVar("packed_forward", default=False)  # set inside token_logps' forward
 
 
 @dataclass
@@ -219,20 +220,24 @@ def token_logps(net: torch.nn.Module, packed: Packed, temperature: float = 1.0, 
     impl = model.config._attn_implementation
     if not attends_within_rows(impl):
         raise ValueError(f"attention {impl!r} would attend across packed rows; call prepare(model) after loading")
-    # a mask mapping with no mask in it: transformers builds none, the attention reads the row bounds.
-    # Models without per-layer mask types (Llama) take no mapping: from None and the position ids
-    # transformers builds a block-diagonal mask, one block per row (same result, a [K, K] mask).
+    # No mask: the attention reads the row bounds. Models with per-layer mask types (Qwen3) take a
+    # mapping with no mask in it; others (Llama) build their mask through SDPA_VARLEN's mask
+    # function, which gives none inside this forward. (flash-attention builds none either way.)
     no_mask = {"full_attention": None, "sliding_attention": None} if getattr(model.config, "layer_types", None) else None
-    # Shared prompts need SDPA_VARLEN (flash-attention's varlen kernels cannot let several
-    # completions see one prompt) and a model that builds no mask of its own.
-    if packed.shared is not None and impl == SDPA_VARLEN and no_mask is not None:
+    # Shared prompts need SDPA_VARLEN: flash-attention's varlen kernels cannot let several
+    # completions see one prompt.
+    if packed.shared is not None and impl == SDPA_VARLEN:
         packed = packed.shared
     bounds = ({"prompt_segments": packed.segments} if packed.segments else
               {"cu_seq_lens_q": packed.cu, "cu_seq_lens_k": packed.cu, "max_length_q": packed.longest,
                "max_length_k": packed.longest})
-    with _head_replaced(model, head):
-        lp = net(input_ids=packed.ids, position_ids=packed.pos, attention_mask=no_mask, logits_to_keep=packed.at,
-                 use_cache=False, **bounds).logits[0]
+    inside = _PACKED_FORWARD.set(True)
+    try:
+        with _head_replaced(model, head):
+            lp = net(input_ids=packed.ids, position_ids=packed.pos, attention_mask=no_mask, logits_to_keep=packed.at,
+                     use_cache=False, **bounds).logits[0]
+    finally:
+        _PACKED_FORWARD.reset(inside)
     return (packed.unpack(lp), packed.unpack(side["entropy"])) + ((packed.unpack(side["raw"]),) if raw else ())
 
 
@@ -274,17 +279,26 @@ def _completions_mask(n_prompt: int, lengths: tuple[int, ...], device) -> torch.
     return torch.cat([prompt, own], 1).to(device)[None, None]
 
 
+def _sdpa_varlen_mask(*args, **kwargs):
+    """SDPA_VARLEN's mask function: none inside a packed forward (the attention reads the row
+    bounds; a mask built from restarting position ids would cost T^2 and, with shared prompts,
+    let a completion see its siblings), else exactly the mask sdpa builds (generate)."""
+    from transformers.masking_utils import sdpa_mask
+
+    return None if _PACKED_FORWARD.get() else sdpa_mask(*args, **kwargs)
+
+
 def packing_attention(model: torch.nn.Module) -> None:
     """Make `model` attend within each row of a packed micro-batch: `sdpa` becomes SDPA_VARLEN
     (registered with transformers; without row bounds it is plain sdpa, so `generate` is unchanged),
     flash-attention implementations take the bounds as they are; others are refused."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+    from transformers.masking_utils import AttentionMaskInterface
 
     impl = model.config._attn_implementation
     if impl == "sdpa":
         AttentionInterface.register(SDPA_VARLEN, _sdpa_varlen)
-        AttentionMaskInterface.register(SDPA_VARLEN, sdpa_mask)  # masks (generate) exactly as sdpa builds them
+        AttentionMaskInterface.register(SDPA_VARLEN, _sdpa_varlen_mask)
         model.set_attn_implementation(SDPA_VARLEN)
     elif not attends_within_rows(impl):
         raise ValueError(f"attn_implementation {impl!r} cannot attend within packed rows; use sdpa or flash_attention_2")
