@@ -261,22 +261,22 @@ def _sdpa_varlen(module, query, key, value, attention_mask, cu_seq_lens_q=None, 
         outs = [sdpa_attention_forward(module, query[:, :, s:e], key[:, :, s:e], value[:, :, s:e], None, **kwargs)[0]
                 for s, e in zip(bounds, bounds[1:])]
         return torch.cat(outs, 1), None
+    from torch.nn.attention.bias import causal_lower_right
+
     outs = []
     for s, n_prompt, lengths in prompt_segments:
-        p, e = s + n_prompt, s + n_prompt + sum(lengths)
+        p = s + n_prompt
         outs.append(sdpa_attention_forward(module, query[:, :, s:p], key[:, :, s:p], value[:, :, s:p], None, **kwargs)[0])
-        if e > p:
-            mask = _completions_mask(n_prompt, lengths, query.device)
-            outs.append(sdpa_attention_forward(module, query[:, :, p:e], key[:, :, s:e], value[:, :, s:e], mask, **kwargs)[0])
+        a = p  # where the next completion starts
+        for n in lengths:  # each completion: the prompt's keys, then causally its own
+            if n:
+                k = torch.cat([key[:, :, s:p], key[:, :, a:a + n]], 2)
+                v = torch.cat([value[:, :, s:p], value[:, :, a:a + n]], 2)
+                # lower-right causal: query j sees keys up to n_prompt + j, and no [n, n_prompt + n] mask is stored
+                outs.append(sdpa_attention_forward(module, query[:, :, a:a + n], k, v,
+                                                   causal_lower_right(n, n_prompt + n), **kwargs)[0])
+                a += n
     return torch.cat(outs, 1), None
-
-
-def _completions_mask(n_prompt: int, lengths: tuple[int, ...], device) -> torch.Tensor:
-    """[1, 1, c, n_prompt + c] boolean (True = attend) for c = sum(lengths) completion queries
-    after one shared prompt: every prompt key, and causally the keys of their own completion."""
-    own = torch.block_diag(*[torch.ones(n, n, dtype=torch.bool).tril() for n in lengths if n])
-    prompt = torch.ones(own.shape[0], n_prompt, dtype=torch.bool)
-    return torch.cat([prompt, own], 1).to(device)[None, None]
 
 
 def _sdpa_varlen_mask(*args, **kwargs):
