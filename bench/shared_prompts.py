@@ -52,7 +52,7 @@ def main(argv=None) -> None:
                  for _ in range(args.group_size)]
     mbs = [pack(seqs[i:i + args.micro_batch], args.completion_tokens, "cpu") for i in range(0, len(seqs), args.micro_batch)]
     layouts = {"shared": mbs, "row by row": [dataclasses.replace(p, shared=None) for p in mbs]}
-    tokens = {k: sum((p.shared or p).tokens if k == "shared" else p.tokens for p in v) for k, v in layouts.items()}
+    tokens = {k: sum((p.shared or p).tokens for p in v) for k, v in layouts.items()}
 
     def one_update(packs) -> tuple[float, list]:
         model.zero_grad(set_to_none=True)

@@ -78,15 +78,10 @@ class TaskCatalog:
         return out
 
     def load(self, names: list[str], metadata: dict) -> dict:
-        """lm-eval's `TaskManager.load` with `metadata` merged into every task's and group's.
-
-        lm-eval 0.4 fixes the metadata when the manager is built; its factory is what merges it,
-        so a new factory takes the runtime metadata without rescanning tasks/
-        (tests/test_tasks.py::test_catalog_loads_with_runtime_metadata guards this)."""
-        from lm_eval.tasks._factory import TaskFactory
-
-        self.manager.metadata = metadata
-        self.manager._factory = TaskFactory(meta=metadata)
+        """lm-eval's `TaskManager.load` with `metadata` merged into every task's and group's
+        (lm-eval 0.4 fixes the metadata when the manager is built: a manager over the same scan
+        takes it; tests/test_tasks.py::test_catalog_loads_with_runtime_metadata guards this)."""
+        self.manager = task_manager(metadata)
         loaded = self.manager.load(names)
         check_task_versions(loaded["tasks"])
         return loaded
