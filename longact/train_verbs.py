@@ -11,6 +11,8 @@ EXAMPLES = """examples:
   longact train --config training/configs/tiny-study.yaml              # from assets/tiny-qwen3-skilled; learns
   longact train --config training/configs/tiny-study.yaml --dry-run    # the resolved config
   longact experiment --config training/configs/tiny-study.yaml --seeds 0,1,2 --controls random
+  longact experiment --config training/configs/smollm2-study.yaml --seeds 0,1,2 --controls random \
+      --ratios 0.1,0.5 --ablation-seeds 0        # the ratio ablation and the control at seed 0 only
   longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3   # plumbing smoke test: the
                                                        # untrained tiny model earns no reward, so nothing is learned
 """
@@ -37,8 +39,12 @@ def add_experiment(sub) -> None:
     p = _add_common(sub, "experiment", "train baseline + LongAct (+ controls) under identical conditions",
                     cmd_experiment)
     p.add_argument("--controls", default="", help="comma list of random,bottom,q_only,k_only")
-    p.add_argument("--seeds", default="", help="comma list of seeds; every arm trains at each (default: the "
-                                               "config's seed)")
+    p.add_argument("--seeds", default="", help="comma list of seeds; baseline and longact train at each (default: "
+                                               "the config's seed)")
+    p.add_argument("--ratios", default="", help="comma list of further LongAct keep ratios, one arm each "
+                                                "(longact-r0.1, ...): the ratio ablation")
+    p.add_argument("--ablation-seeds", default="", help="comma list: the seeds at which --controls and --ratios arms "
+                                                        "train (default: every seed)")
 
 
 def _config(args):
@@ -76,6 +82,13 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _seed_list(flag: str, text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
 def cmd_experiment(args) -> int:
     from training.experiment import run_experiment
 
@@ -84,14 +97,14 @@ def cmd_experiment(args) -> int:
         _dry(cfg)
         return 0
     from training import parallel
+    from training.experiment import parse_ratios
 
     controls = [c for c in args.controls.split(",") if c]
+    seeds, ablation_seeds = _seed_list("--seeds", args.seeds), _seed_list("--ablation-seeds", args.ablation_seeds)
+    ratios = parse_ratios(args.ratios, cfg.mask.keep_ratio)
     try:
-        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
-    try:
-        manifest = run_experiment(cfg, controls, seeds=seeds or None)
+        manifest = run_experiment(cfg, controls, seeds=seeds or None, ratios=ratios,
+                                  ablation_seeds=ablation_seeds or None)
     except ValueError as e:
         raise UserError(str(e)) from None
     finally:

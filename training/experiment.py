@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks import trainer_layout
@@ -31,12 +32,57 @@ from training.mask import STRATEGIES
 from training.train import train
 
 
-def arms_of(controls: list[str]) -> dict[str, str]:
-    arms = {"baseline": "none", "longact": "longact"}
+@dataclass(frozen=True)
+class Arm:
+    """One arm of the study: the mask it trains with and the seeds it trains at."""
+    strategy: str
+    keep_ratio: float
+    seeds: tuple[int, ...]
+
+
+def ratio_arm(ratio: float) -> str:
+    """The name of the LongAct arm at another keep ratio (`--ratios`): longact-r0.1."""
+    return f"longact-r{ratio:g}"
+
+
+def parse_ratios(text: str, keep_ratio: float) -> list[float]:
+    """`--ratios 0.1,0.5` -> [0.1, 0.5]: fractions in (0, 1], none repeated, none equal to the
+    config's own `mask.keep_ratio` (that is the `longact` arm)."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            r = float(part)
+        except ValueError:
+            raise UserError(f"--ratios: {part!r} is not a number; expected fractions in (0, 1], e.g. 0.1,0.5") from None
+        if not 0.0 < r <= 1.0:
+            raise UserError(f"--ratios: {r:g} is outside (0, 1]; a ratio is the fraction of Q/K rows updated")
+        if r == keep_ratio:
+            raise UserError(f"--ratios: {r:g} is the config's mask.keep_ratio, which the `longact` arm trains already")
+        if r in out:
+            raise UserError(f"--ratios: {r:g} given twice")
+        out.append(r)
+    return out
+
+
+def arms_of(controls: list[str], ratios: list[float] = (), keep_ratio: float = 0.3,
+            seeds: list[int] = (0,), ablation_seeds: list[int] | None = None) -> dict[str, Arm]:
+    """baseline and longact at every seed; each control (same ratio) and each extra ratio at the
+    `ablation_seeds` (default: every seed). Arms at one seed pair with the baseline at that seed."""
+    seeds = tuple(seeds)
+    extra = tuple(ablation_seeds) if ablation_seeds else seeds
+    stray = [s for s in extra if s not in seeds]
+    if stray:
+        raise UserError(f"--ablation-seeds: {stray} not in --seeds {list(seeds)} (an ablation arm pairs with "
+                        "the baseline at its seed)")
+    arms = {"baseline": Arm("none", keep_ratio, seeds), "longact": Arm("longact", keep_ratio, seeds)}
     for c in controls:
         if c not in STRATEGIES or c in ("none", "longact"):
             raise UserError(f"--controls: unknown {c!r}, expected any of random, bottom, q_only, k_only")
-        arms[c] = c
+        arms[c] = Arm(c, keep_ratio, extra)
+    for r in ratios:
+        arms[ratio_arm(r)] = Arm("longact", r, extra)
     return arms
 
 
@@ -44,26 +90,28 @@ def saved_steps(run_dir: Path) -> dict[str, str]:
     return {str(trainer_layout.step_of(p)): str(p.resolve()) for p in checkpoint.saved(run_dir)}
 
 
-def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds: list[int] | None = None) -> Path:
-    arms = arms_of(list(controls))
+def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds: list[int] | None = None,
+                   ratios: list[float] = (), ablation_seeds: list[int] | None = None) -> Path:
     seeds = list(seeds) if seeds else [cfg.seed]
     if len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds: repeated seeds in {seeds}")
+    arms = arms_of(list(controls), list(ratios), cfg.mask.keep_ratio, seeds, ablation_seeds)
     root = Path(cfg.out_dir)
     manifest = {"config": dataclasses.asdict(cfg), "seeds": seeds, "arms": {}}
-    for name, strategy in arms.items():
+    for name, arm in arms.items():
         runs = {}
-        for seed in seeds:
+        for seed in arm.seeds:
             arm_cfg = dataclasses.replace(cfg, out_dir=str(trainer_layout.arm_seed_dir(root, name, seed)), seed=seed,
-                                          mask=dataclasses.replace(cfg.mask, strategy=strategy))
-            log(f"[{name} seed {seed}] mask.strategy={strategy}")
+                                          mask=dataclasses.replace(cfg.mask, strategy=arm.strategy,
+                                                                   keep_ratio=arm.keep_ratio))
+            log(f"[{name} seed {seed}] mask.strategy={arm.strategy} keep_ratio={arm.keep_ratio:g}")
             t0 = time.perf_counter()
             ckpt = train(arm_cfg, log=log)
             runs[str(seed)] = {"checkpoint": str(ckpt.resolve()), "wall_s": round(time.perf_counter() - t0, 1),
                                "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"],
                                "steps": saved_steps(Path(arm_cfg.out_dir))}
-        manifest["arms"][name] = {"mask_strategy": strategy, "checkpoint": runs[str(seeds[0])]["checkpoint"],
-                                  "seeds": runs}
+        manifest["arms"][name] = {"mask_strategy": arm.strategy, "keep_ratio": arm.keep_ratio,
+                                  "checkpoint": runs[str(arm.seeds[0])]["checkpoint"], "seeds": runs}
     path = trainer_layout.manifest_path(root)
     if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
         tmp = path.with_suffix(".json.tmp")

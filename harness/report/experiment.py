@@ -55,12 +55,16 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
     get = _loader({} if loaded is None else loaded)
     dirs = arm_runs(manifest, results)
     arms = list(dict.fromkeys(arm for arm, _ in dirs))
-    seeds = sorted({seed for _, seed in dirs})
+    seeds_of = {a: sorted(s for arm, s in dirs if arm == a) for a in arms}
+    base_name = arms[0]
+    seeds = seeds_of[base_name]
     runs = {key: get(path) for key, path in dirs.items()}
-    missing = [f"{a} seed {s}" for a in arms for s in seeds if (a, s) not in runs]
+    # An arm may train at fewer seeds than the baseline (`--ablation-seeds`): it pairs with the
+    # baseline at each of its own seeds, so the baseline needs every seed any arm has.
+    missing = [f"{base_name} seed {s}" for a in arms for s in seeds_of[a] if s not in seeds]
     if missing:
-        raise UserError(f"arms must share their seeds; missing: {', '.join(missing)}")
-    base_name, ref = arms[0], runs[(arms[0], seeds[0])]
+        raise UserError(f"every arm pairs with the baseline at its seeds; missing: {', '.join(sorted(set(missing)))}")
+    ref = runs[(base_name, seeds[0])]
     problems = []
     for key, run in runs.items():
         if run is not ref:
@@ -70,7 +74,7 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
         raise UserError("the arms' runs were not evaluated the same way:\n  - " + "\n  - ".join(problems)
                         + "\nre-evaluate them with one command, or pass --force")
     cols = union_columns([r.record for r in runs.values()])
-    keys = [(a, s) for a in arms for s in seeds]
+    keys = list(runs)
     rows, deltas = [], []
     per_column = {}
     for col in cols:
@@ -80,13 +84,14 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
     for arm in arms:
         values = {}
         for name, by_key in per_column.items():
-            cells = [stratum_mean(by_key[(arm, s)]) for s in seeds]
+            cells = [stratum_mean(by_key[(arm, s)]) for s in seeds_of[arm]]
             values[name] = (sum(cells) / len(cells), cells)
-        rows.append({"arm": arm, "values": values})
+        rows.append({"arm": arm, "values": values, "seeds": seeds_of[arm]})
         if arm == base_name:
             continue
         for name, by_key in per_column.items():
-            res = compare_seeds([by_key[(base_name, s)] for s in seeds], [by_key[(arm, s)] for s in seeds],
+            own = seeds_of[arm]
+            res = compare_seeds([by_key[(base_name, s)] for s in own], [by_key[(arm, s)] for s in own],
                                 n_resamples=n_resamples)
             deltas.append({"arm": arm, "column": name, "result": res})
     steps = _step_curves(manifest, results, cols, get)

@@ -1,0 +1,139 @@
+"""The LongAct replication on SmolLM2-135M, end to end, with the project's own verbs
+(docs/study-smollm2.md says what it found):
+
+    python bench/study_smollm2.py                   # train every arm, evaluate every checkpoint, compare
+    python bench/study_smollm2.py --phase eval      # one phase: train | eval | report
+    python bench/study_smollm2.py --dry-run         # print the commands, run nothing
+
+1. train: `longact experiment --config training/configs/smollm2-study.yaml` with baseline and
+   LongAct at three seeds, and the random-row control and the 0.1 / 0.5 ratio arms at seed 0.
+2. eval: `longact eval --experiment` once per suite (the training task's held-out items at the
+   training length and twice it, other RULER tasks at 2k, the tiny / LongBench v2 / InfiniteBench
+   fixtures), each into its own folder under the study's results.
+3. report: `longact compare --experiment` per suite into report.md, and the training metrics,
+   evidence and manifest copied next to them: what the doc and the leaderboard read.
+
+Every phase resumes: a rerun trains only the runs without a final checkpoint and sends only the
+requests that have no cached answer. Needs `make real-model` (models/smollm2-135m).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = "training/configs/smollm2-study.yaml"
+SEEDS, ABLATION_SEEDS = "0,1,2", "0"
+CONTROLS, RATIOS = "random", "0.1,0.5"
+TRAIN_TASK, TRAIN_LENGTH = "ruler_niah_multikey_1", 1152
+RULER_DATA = {"squad_path": "tasks/ruler/data/squad_fixture.json", "hotpotqa_path": "tasks/ruler/data/hotpotqa_fixture.json"}
+
+# name -> (tasks, metadata, window, every saved step too). Item counts: docs/study-smollm2.md
+# ("Sizes") gives the planner's answer that chose them.
+SUITES = {
+    "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 150}, 4096, True),
+    "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_niah_multiquery,ruler_vt",
+                 {"lengths": [2048], "num_samples": 25, **RULER_DATA}, 4096, False),
+    "tiny": ("tiny", {}, 2048, False),
+    "longbench-v2": ("longbench_v2", {"data_path": "tasks/longbench_v2/data/fixture.jsonl"}, 4096, False),
+    "infinitebench": ("infinitebench", {"data_dir": "tasks/infinitebench/data/fixture"}, 4096, False),
+}
+
+
+def longact(*args: str) -> list[str]:
+    return [sys.executable, "-m", "longact", *args]
+
+
+def train_command(out_dir: str) -> list[str]:
+    return longact("experiment", "--config", CONFIG, f"out_dir={out_dir}", "--seeds", SEEDS, "--controls", CONTROLS,
+                   "--ratios", RATIOS, "--ablation-seeds", ABLATION_SEEDS)
+
+
+def eval_command(manifest: str, results: Path, suite: str) -> list[str]:
+    tasks, metadata, window, all_steps = SUITES[suite]
+    cmd = longact("eval", "--experiment", manifest, "--tasks", tasks, "--max-model-len", str(window),
+                  "--output-dir", str(results / suite))
+    if metadata:
+        cmd += ["--metadata", json.dumps(metadata)]
+    return cmd + (["--all-steps"] if all_steps else [])
+
+
+def run(cmd: list[str], dry: bool, env: dict | None = None) -> float:
+    print("$ " + " ".join(cmd), flush=True)
+    if dry:
+        return 0.0
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    return time.perf_counter() - t0
+
+
+def copy_training(out_dir: Path, results: Path) -> None:
+    """What the report and the leaderboard read of the training (no checkpoints): the manifest,
+    the evidence, and each run's metrics and mask statistics."""
+    dest = results / "training"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("experiment.json", "evidence.json"):
+        if (out_dir / name).exists():
+            shutil.copy2(out_dir / name, dest / name)
+    for metrics in sorted(out_dir.glob("*/seed-*/metrics.jsonl")):
+        run_dest = dest / metrics.parent.relative_to(out_dir)
+        run_dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(metrics, run_dest / "metrics.jsonl")
+        final = sorted(metrics.parent.glob("step-*/longact_mask"))
+        for f in (final[-1].glob("*") if final else []):
+            if f.suffix in (".json", ".png"):
+                shutil.copy2(f, run_dest / f.name)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  python bench/study_smollm2.py --phase train")
+    ap.add_argument("--phase", choices=["all", "train", "eval", "report"], default="all")
+    ap.add_argument("--out-dir", default="runs/smollm2-study", help="training runs and checkpoints (not committed)")
+    ap.add_argument("--results", default="results/studies/smollm2", help="evaluations and the report (committed)")
+    ap.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {', '.join(SUITES)}")
+    ap.add_argument("--dry-run", action="store_true", help="print the commands only")
+    args = ap.parse_args(argv)
+    suites = [s for s in args.suites.split(",") if s]
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        ap.error(f"--suites: unknown {unknown}; expected any of {', '.join(SUITES)}")
+    if not (ROOT / "models/smollm2-135m/config.json").exists() and not args.dry_run:
+        print("models/smollm2-135m not found: run `make real-model` first", file=sys.stderr)
+        return 2
+    out_dir, results = Path(args.out_dir), Path(args.results)  # relative to the project root (cwd of every command)
+    manifest = str(out_dir / "experiment.json")
+    log_path = ROOT / results / "study.json"
+    log = json.loads(log_path.read_text()) if log_path.exists() else {"phases": {}}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # one torch thread: two on 2 shared cores ran slower
+    if args.phase in ("all", "train"):
+        log["phases"]["train_s"] = run(train_command(str(out_dir)), args.dry_run, env)
+    if args.phase in ("all", "eval"):
+        for suite in suites:
+            log["phases"][f"eval_{suite}_s"] = run(eval_command(manifest, results, suite), args.dry_run, env)
+    if args.phase in ("all", "report"):
+        for suite in suites:
+            cmd = longact("compare", "--experiment", manifest, "--results", str(results / suite))
+            print("$ " + " ".join(cmd), flush=True)
+            if not args.dry_run:
+                text = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+                (ROOT / results / suite / "report.md").write_text(text)
+        if not args.dry_run:
+            copy_training(ROOT / out_dir, ROOT / results)
+    if not args.dry_run:
+        (ROOT / results).mkdir(parents=True, exist_ok=True)
+        log["commands"] = {"train": train_command(str(out_dir))[2:],
+                           **{s: eval_command(manifest, results, s)[2:] for s in suites}}
+        log_path.write_text(json.dumps(log, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
