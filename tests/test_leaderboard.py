@@ -1,13 +1,13 @@
-"""Leaderboard page and plots from fixture result files; the page checked in a real browser."""
+"""Leaderboard page and plots from fixture result files: one row per model, each benchmark's headline
+columns; the page checked in a real browser at 1,400 px."""
 
 import json
 import re
-import shutil
-import subprocess
 
 import pytest
 
-from harness.records.schema import Metric
+from harness.report.screenshot import find_browser
+from tests.leaderboard_data import write_results
 from tests.test_compare import write_run
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,76 +27,119 @@ def test_page_markdown_and_provenance(results, tmp_path):
 
     out = write_leaderboard(results, tmp_path / "site")
     md = (out / "leaderboard.md").read_text()
-    assert md.splitlines()[0] == "| run     |   tiny_kv |   tiny_passkey |   tiny avg |"
-    assert "| longact |      25.0 |           75.0 |       50.0 |" in md
+    assert md.splitlines()[2] == "| model   |   tiny suite Avg |"
+    assert "| longact |            50.0† |" in md and "- longact: tiny suite: mean over 2 of 4 tasks" in md
+    assert "| longact |    – |      – |      75.0 | 25.0 | 50.0† |" in md          # the suite's own table
     page = (out / "index.html").read_text()
-    assert page.count('<tr class="run"') == 3 and "weights_sha256" in page
+    assert page.count('<tr class="model"') == 3 and "weights_sha256" in page
     assert "http://" not in page and "https://" not in page          # self-contained
+
+
+def _rows(root):
+    from harness.report.compare import load
+    from harness.report.models import join_runs
+
+    return join_runs([load(p) for p in sorted(root.iterdir()) if (p / "run.json").is_file()])
 
 
 def test_plots_are_png(results, tmp_path):
     from harness.report import plots
-    from harness.report.compare import load
     from tasks.benchmarks import get
 
-    runs = [load(p) for p in sorted(results.iterdir())]
     (ruler_vs_length,) = get("ruler").report.plots
-    assert plots.draw(ruler_vs_length, runs) is None                 # no RULER results, no plot
-    rec = runs[0].record
-    rec.group_breakdown["ruler"] = {"length": {"4096": {"score": Metric(80.0, 1.0, 10)},
-                                               "8192": {"score": Metric(70.0, 1.0, 10)}}}
-    png = plots.draw(ruler_vs_length, runs)
+    assert plots.draw(ruler_vs_length, _rows(results)) is None        # no RULER results, no plot
+    write_results(tmp_path / "ruler", n_models=2, lengths=(4096, 8192), items=2)
+    png = plots.draw(ruler_vs_length, _rows(tmp_path / "ruler"))
     assert png.startswith(PNG) and len(png) > 2000
     curves = plots.training_curves({"a": [{"step": i, "reward": i / 10, "masked_rows_changed": 0} for i in range(20)],
                                     "b": [{"step": i, "reward": i / 20} for i in range(20)]},
                                    ["reward", "masked_rows_changed", "absent"])
     assert curves.startswith(PNG)
     assert plots.training_curves({"a": [{"step": 0}]}, ["reward"]) is None
+    runs = [run for row in _rows(results) for run in row.runs]
     assert plots.trainer_series(runs) == {}                          # no run evaluated a trainer checkpoint
     ckpt = tmp_path / "train" / "step-2"
     ckpt.mkdir(parents=True)
     (ckpt.parent / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "reward": 0.1 * i}) + "\n" for i in (1, 2)))
-    rec.model.path = str(ckpt)
+    runs[0].record.model.path = str(ckpt)
     assert plots.trainer_series(runs) == {runs[0].label: [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}]}
 
 
-def test_longbench_split_bars_are_png(tmp_path):
+def test_a_models_runs_at_each_length_are_one_line(tmp_path, monkeypatch):
+    """RULER's headline curve: one line per model across its runs (2 models x 3 runs: 2 lines of 3
+    points), and past MAX_MODELS models the best ones, the legend says so."""
     from harness.report import plots
-    from harness.report.compare import load
     from tasks.benchmarks import get
 
-    docs = [{"difficulty": d, "length": n} for d, n in (("easy", "short"), ("hard", "long"), ("hard", "medium"))]
-    run = load(write_run(tmp_path, "base", {"longbench_v2": [100, 0, 100]}, docs={"longbench_v2": docs}, group=None))
-    (splits,) = get("longbench_v2").report.plots
-    assert plots.draw(splits, [run]).startswith(PNG)
-    assert plots.draw(splits, [load(write_run(tmp_path, "tiny", {"tiny_kv": [0]}))]) is None
+    (ruler_vs_length,) = get("ruler").report.plots
+    write_results(tmp_path / "two", n_models=2, lengths=(4096, 8192, 16384), items=2)
+    fig = _drawn(monkeypatch, lambda: plots.draw(ruler_vs_length, _rows(tmp_path / "two")))
+    lines = fig.axes[0].get_lines()
+    assert [list(line.get_xdata()) for line in lines] == [[4096, 8192, 16384]] * 2
+    assert sorted(line.get_label() for line in lines) == ["model-000-instruct", "model-001-xinstruct"]
+    names = write_results(tmp_path / "many", n_models=plots.MAX_MODELS + 3, lengths=(4096,), items=4)
+    fig = _drawn(monkeypatch, lambda: plots.draw(ruler_vs_length, _rows(tmp_path / "many")))
+    assert len(fig.axes[0].get_lines()) == plots.MAX_MODELS and names[0] in [x.get_label() for x in fig.axes[0].get_lines()]
+    assert fig.axes[0].get_legend().get_title().get_text() == f"12 of {plots.MAX_MODELS + 3} models, highest mean"
 
 
-def _browser():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
+# What the injected script reads once the page's own script has run: the overview's layout at
+# 1,400 px, the order of the rows after a click on a headline column.
+MEASURE = """<script>
+const o = document.getElementById('overview'), t = document.getElementById('board');
+const order = () => Array.from(t.querySelectorAll('tr.model td.name')).map(td => td.textContent);
+const before = order();
+t.querySelector('tr.cols th[data-key="RULER Avg"]').click();
+const desc = order();
+t.querySelector('tr.cols th[data-key="RULER Avg"]').click();
+document.body.dataset.measured = JSON.stringify({scroll: o.scrollWidth, client: o.clientWidth,
+  right: t.getBoundingClientRect().right, viewport: document.documentElement.clientWidth,
+  page: document.documentElement.scrollWidth, before: before, desc: desc, asc: order()});
+</script></body>"""
 
 
-@pytest.mark.skipif(_browser() is None, reason="no headless Chromium on this machine (.ci/run installs the "
-                                               "distribution's chromium package where apt can reach a mirror)")
-def test_page_renders_and_sorts_in_a_real_browser(results, tmp_path):
-    from harness.report.leaderboard import write_leaderboard
+@pytest.mark.skipif(find_browser() is None, reason="no headless Chromium on this machine (`make browser` installs "
+                                                   "the distribution's chromium package where apt can reach a mirror)")
+def test_page_fits_1400px_sorts_and_is_drawn_in_a_real_browser(tmp_path):
+    """Three benchmarks, ten models, RULER at six lengths: the overview fits a 1,400 px window
+    without scrolling sideways, a headline column sorts on click and from the URL, and the page is
+    drawn (the screenshot `longact leaderboard --screenshot` takes)."""
+    import html
 
-    out = write_leaderboard(results, tmp_path / "site")
-    url = (out / "index.html").resolve().as_uri()
+    from harness.report.leaderboard import build, write_leaderboard
+    from harness.report.screenshot import WIDTH, dump_dom, screenshot
+
+    names = write_results(tmp_path / "results", n_models=10, lengths=(4096, 8192, 16384, 32768, 65536, 131072),
+                          items=4, unofficial=(3,))
+    out = write_leaderboard(tmp_path / "results", tmp_path / "site")
+    board = build(tmp_path / "results")
+    def value(col: str) -> dict[str, float]:
+        return {row.label: c.value for b in board.blocks for i, row in enumerate(board.rows)
+                for k, c in b.cells[i].items() if k == col}
+
+    by_avg = sorted(names, key=lambda n: -value("RULER Avg")[n])      # stable, as the page's sort
+    assert len({b.title for b, _ in board.overview()}) == 3 and len(board.rows) == 10
+
+    page = (out / "index.html").read_text()
+    probe = out / "measure.html"
+    probe.write_text(page.replace("</body>", MEASURE))
+    dom = dump_dom(probe.as_uri())
+    found = re.search(r'data-measured="([^"]+)"', dom)
+    assert found, dom[:500]
+    m = json.loads(html.unescape(found.group(1)))
+    assert m["viewport"] <= WIDTH and m["scroll"] <= m["client"], m          # the overview does not scroll sideways
+    assert m["right"] <= m["viewport"] and m["page"] <= m["viewport"], m
+    assert m["before"] == names and m["desc"] == by_avg and m["asc"] == by_avg[::-1], m
 
     def rendered(fragment: str) -> list[str]:
-        dom = subprocess.run([_browser(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", url + fragment],
-                             capture_output=True, text=True, timeout=120).stdout
-        assert "<table id=\"board\">" in dom or "id=\"board\"" in dom, dom[:500]
-        return re.findall(r'<tr class="run" id="r\d+"><td>([^<]+)</td>', dom)
+        return re.findall(r'<tr class="model" id="m\d+"><td class="name">([^<]+)</td>', dump_dom(out.joinpath("index.html").as_uri() + fragment))
 
-    assert rendered("") == ["base", "longact", "random"]
-    assert rendered("#sort=tiny_passkey:desc") == ["longact", "base", "random"]
-    assert rendered("#sort=tiny_passkey:asc")[0] == "random"
+    assert rendered("#sort=RULER%20Avg:desc") == by_avg
+    assert rendered("#sort=LongBench%20v2%20Overall:asc") == sorted(names, key=value("LongBench v2 Overall").get)
+    png = screenshot(out / "index.html", tmp_path / "shot.png")
+    assert png.read_bytes().startswith(PNG)
+    assert int.from_bytes(png.read_bytes()[16:20], "big") == WIDTH     # IHDR width
+    assert "RULER wAvg (inc)" in page and "model-003-xxxinstruct: ruler_" in page   # the exact-sized model's †
 
 
 def test_official_prediction_files_join_as_imported_runs(results, tmp_path, capsys):
@@ -113,8 +156,11 @@ def test_official_prediction_files_join_as_imported_runs(results, tmp_path, caps
     assert len(imported) == 1
     rec = load_run(imported[0])
     assert rec.imported_from == str(preds.resolve()) and rec.tasks["infinitebench_passkey"].metrics["score"].value == 50.0
-    _, names, table = build(results)
-    assert "infinitebench_passkey" in names and any(r["run"].record.imported_from for r in table)
+    board = build(results)
+    (row,) = [row for row in board.rows if row.label == "published-model"]
+    (ib,) = [b for b in board.blocks if b.title == "InfiniteBench"]
+    assert ib.cells[board.rows.index(row)]["InfiniteBench Retrieve.PassKey"].value == 50.0
+    assert row.runs[0].record.imported_from
 
 
 def test_longbench_prediction_file_imports_with_splits(tmp_path):
@@ -175,13 +221,12 @@ def test_training_curves_tick_labels_do_not_collide(monkeypatch):
 
 def test_longbench_split_bars_start_at_zero_when_every_score_is_zero(tmp_path, monkeypatch):
     from harness.report import plots
-    from harness.report.compare import load
     from tasks.benchmarks import get
 
     docs = [{"difficulty": "easy", "length": "short"}, {"difficulty": "hard", "length": "long"}]
-    run = load(write_run(tmp_path, "base", {"longbench_v2": [0, 0]}, docs={"longbench_v2": docs}, group=None))
+    write_run(tmp_path / "r", "base", {"longbench_v2": [0, 0]}, docs={"longbench_v2": docs}, group=None)
     (splits,) = get("longbench_v2").report.plots
-    fig = _drawn(monkeypatch, lambda: plots.draw(splits, [run]))
+    fig = _drawn(monkeypatch, lambda: plots.draw(splits, _rows(tmp_path / "r")))
     assert fig.axes[0].get_ylim() == (0.0, 100.0)
 
 
