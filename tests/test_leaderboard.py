@@ -239,3 +239,79 @@ def test_regenerating_with_fewer_plots_removes_the_old_files(results, tmp_path):
         (site / name).write_bytes(PNG)
     write_leaderboard(results, site)          # tiny runs only: no benchmark plot, no training curves
     assert sorted(p.name for p in site.glob("*.png")) == ["notes.png"]
+
+
+def _ruler_run(root, name, per_length: dict[int, list[float]]):
+    """One RULER run of model `name`: every task scores `per_length[L]` on its items at length L."""
+    from tasks.benchmarks import get
+
+    docs = [{"length": length} for length, scores in per_length.items() for _ in scores]
+    values = [v for scores in per_length.values() for v in scores]
+    return write_run(root, name, {t: values for t in get("ruler").groups["ruler"]},
+                     docs={t: docs for t in get("ruler").groups["ruler"]}, group=None)
+
+
+def test_ruler_headline_columns_are_its_published_ones(tmp_path):
+    """Per length the mean over the 13 tasks, Avg, the rank-weighted averages and the effective
+    length at 85.6, by hand: 100, 90, 70 -> Avg 86.7, wAvg (inc) (100 + 2*90 + 3*70)/6 = 81.7,
+    wAvg (dec) (3*100 + 2*90 + 70)/6 = 91.7, effective length 8k (70 < 85.6 at 16k)."""
+    from harness.report.leaderboard import build, export
+
+    _ruler_run(tmp_path, "good", {4096: [100] * 10, 8192: [100] * 9 + [0], 16384: [100] * 7 + [0] * 3})
+    _ruler_run(tmp_path, "weak", {4096: [100] * 8 + [0] * 2, 8192: [100] * 9 + [0]})
+    board = build(tmp_path)
+    (ruler,) = [b for b in board.blocks if b.title == "RULER"]
+    good, weak = (ruler.cells[[r.label for r in board.rows].index(n)] for n in ("good", "weak"))
+    assert [good[f"RULER {k}"].shown() for k in ("4k", "8k", "16k", "Avg", "wAvg (inc)", "wAvg (dec)", "Eff. length")] \
+        == ["100.0", "90.0", "70.0", "86.7", "81.7", "91.7", "8k"]
+    assert weak["RULER Eff. length"].shown() == "<4k†" and weak["RULER 8k"].value == 90.0
+    # the weak model has no 16k run: its averages cover 2 of the 3 lengths, and say so
+    assert weak["RULER Avg"].shown() == "85.0†" and "RULER: mean over 2 of 3 lengths" in weak["RULER Avg"].why
+    md = export(board, "md")
+    assert md.splitlines()[0].split("|")[1:4] == [" model   ", "   RULER 4k ", "   RULER 8k "]
+
+
+def test_runs_join_into_one_row_per_model_evaluated_one_way(tmp_path):
+    """Same weights (even at another path), mode, chat template and samples per item: one row;
+    another chat template: a row of its own, labelled by it. Runs are found at any depth."""
+    from harness.report.leaderboard import build
+    from tests.test_run_status import edit_record
+
+    root = tmp_path / "results"
+    (name,) = write_results(root / "studies" / "s1", n_models=1, lengths=(4096, 8192), items=2)
+    moved = write_run(root, "moved", {"tiny_kv": [100, 0]})
+    twin = json.loads((root / "studies" / "s1" / f"{name}-lb" / "run.json").read_text())["model"]
+    edit_record(moved, model={**twin, "path": "/elsewhere/copy-of-it"})
+    edit_record(write_run(root, "templated", {"tiny_kv": [0, 0]}), model=twin, chat_template="on")
+    board = build(root)
+    assert [(row.label, len(row.runs)) for row in board.rows] == [
+        (f"{name} (chat template task)", 5), (f"{name} (chat template on)", 1)]
+
+
+def test_where_runs_overlap_the_row_reads_the_finished_whole_run(tmp_path):
+    from harness.report.leaderboard import build
+    from tests.test_run_status import edit_record
+
+    same = {"weights_sha256": "f" * 64, "path": "models/m", "tokenizer_sha256": None, "tokenizer": "t"}
+    edit_record(write_run(tmp_path, "full", {"tiny_kv": [100, 100, 0, 0]}), model=same)
+    edit_record(write_run(tmp_path, "limited", {"tiny_kv": [100, 100]}), model=same, limit=2)
+    edit_record(write_run(tmp_path, "stopped", {"tiny_kv": [100, 100, 100, 100]}), model=same, status="failed")
+    (row,) = build(tmp_path).rows
+    assert row.mean("tiny_kv") == (50.0, 4)
+    (why,) = row.choices.values()
+    assert why == ("tiny_kv: read from 20261128T000000Z-0000full; over 20261128T000000Z-0limited: the whole task "
+                   "(full vs limit 2); over 20261128T000000Z-0stopped: finished (complete vs failed)")
+
+
+def test_the_overview_exports_for_papers(results, capsys):
+    from longact.cli import main
+
+    assert main(["leaderboard", str(results), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[:2] == ["model,tiny suite Avg", "base,25.0†"]
+    assert "# - base: tiny suite: mean over 2 of 4 tasks" in out
+    assert main(["leaderboard", str(results), "--format", "latex"]) == 0
+    out = capsys.readouterr().out
+    assert "\\begin{tabular}{lr}" in out and "longact & 50.0\\textsuperscript{\\dag} \\\\" in out
+    assert main(["leaderboard", str(results), "--format", "md"]) == 0
+    assert "| random  |             0.0† |" in capsys.readouterr().out

@@ -111,8 +111,8 @@ def test_runs_of_one_model_are_labelled_by_what_differs(tmp_path, capsys):
     # which run its tiny_kv cell reads; c was run in another mode, a row of its own
     assert "| qwen3 (official mode)  |" in md and "| qwen3 (reasoning mode) |" in md
     page = (tmp_path / "site" / "index.html").read_text()
-    assert ("tiny_kv: read from 20261128T000000Z-0000000b (window 4096) over 20261128T000000Z-0000000a "
-            "(window 2048): the larger window") in page
+    assert ("tiny_kv: read from 20261128T000000Z-0000000b; over 20261128T000000Z-0000000a: the larger window "
+            "(window 4096 vs window 2048)") in page
 
     from harness.report.compare import label_runs, load
 

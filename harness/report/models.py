@@ -13,6 +13,7 @@ on which preference: the page shows it under the row.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from harness.records.schema import RunRecord
@@ -145,14 +146,17 @@ def _numeric(v: str):
 
 
 def _why(found: list[Run], task: str, by) -> str:
-    winner, other = found[0], found[1]
+    """`<slice>: read from W; over L: <preference> (<W's value> vs <L's value>); ...`, per losing run
+    the first preference on which it loses."""
+    winner = found[0]
     where = f"{task}" + (f" {by[0]}={by[1]}" if by else "")
-    for what, prefer, show in PREFERENCES:
-        if prefer(winner, task) != prefer(other, task):
-            return (f"{where}: read from {winner.record.run_id} ({show(winner, task)}) over "
-                    + ", ".join(f"{r.record.run_id} ({show(r, task)})" for r in found[1:]) + f": {what}")
-    return f"{where}: read from {winner.record.run_id} over " + ", ".join(r.record.run_id for r in found[1:]) \
-        + ": the runs are alike; the first found"
+    parts = []
+    for other in found[1:]:
+        lost = next(((what, show) for what, prefer, show in PREFERENCES if prefer(winner, task) != prefer(other, task)),
+                    None)
+        parts.append(f"over {other.record.run_id}: " + (f"{lost[0]} ({lost[1](winner, task)} vs {lost[1](other, task)})"
+                                                         if lost else "alike; the first found"))
+    return f"{where}: read from {winner.record.run_id}; " + "; ".join(parts)
 
 
 # What can tell two rows of one name apart, in the order labels name it.
@@ -169,9 +173,9 @@ def join_runs(runs: list[Run]) -> list[ModelRow]:
     rows: dict[tuple, ModelRow] = {}
     for run in runs:
         key = join_key(run.record)
-        if key not in rows:
-            rows[key] = ModelRow(key, model_name(run.record), [])
-        rows[key].runs.append(run)
+        rows.setdefault(key, ModelRow(key, "", [])).runs.append(run)
+    for row in rows.values():  # the name most of its runs give the model (a copy elsewhere joins by its weights)
+        row.name = Counter(model_name(run.record) for run in row.runs).most_common(1)[0][0]
     label_rows(list(rows.values()))
     return list(rows.values())
 
