@@ -135,8 +135,12 @@ class Headline:
 
     kind: str
     target: str
+    target_label: str = ""
+    """How the section's rows name `target` beside its `variants` (e.g. "w/o CoT")."""
     variants: tuple[tuple[str, str], ...] = ()
     """(task, label) pairs shown as further rows of the section ("splits")."""
+    also: tuple[str, ...] = ()
+    """Tasks outside group `target` shown as their own columns after the average ("task_mean")."""
     labels: Mapping[str, str] = field(default_factory=dict)
     """Short column headers of member tasks (default: the task name without the benchmark prefix)."""
     field: str | None = None

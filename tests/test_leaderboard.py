@@ -84,7 +84,8 @@ def test_a_models_runs_at_each_length_are_one_line(tmp_path, monkeypatch):
 
 
 # What the injected script reads once the page's own script has run: the overview's layout at
-# 1,400 px, the order of the rows after a click on a headline column.
+# 1,400 px, the order of the rows after a click on a headline column, the columns a click on the
+# first benchmark's "+N" shows.
 MEASURE = """<script>
 const o = document.getElementById('overview'), t = document.getElementById('board');
 const order = () => Array.from(t.querySelectorAll('tr.model td.name')).map(td => td.textContent);
@@ -92,9 +93,13 @@ const before = order();
 t.querySelector('tr.cols th[data-key="RULER Avg"]').click();
 const desc = order();
 t.querySelector('tr.cols th[data-key="RULER Avg"]').click();
-document.body.dataset.measured = JSON.stringify({scroll: o.scrollWidth, client: o.clientWidth,
-  right: t.getBoundingClientRect().right, viewport: document.documentElement.clientWidth,
-  page: document.documentElement.scrollWidth, before: before, desc: desc, asc: order()});
+const layout = {scroll: o.scrollWidth, client: o.clientWidth, right: t.getBoundingClientRect().right,
+  viewport: document.documentElement.clientWidth, page: document.documentElement.scrollWidth};
+const shown = () => Array.from(t.querySelectorAll('tr.cols th')).filter(th => th.offsetParent !== null).length;
+const closed = shown();
+t.querySelector('tr.groups button.more').click();
+document.body.dataset.measured = JSON.stringify({...layout, before: before, desc: desc, asc: order(),
+  closed: closed, opened: shown()});
 </script></body>"""
 
 
@@ -130,6 +135,7 @@ def test_page_fits_1400px_sorts_and_is_drawn_in_a_real_browser(tmp_path):
     assert m["viewport"] <= WIDTH and m["scroll"] <= m["client"], m          # the overview does not scroll sideways
     assert m["right"] <= m["viewport"] and m["page"] <= m["viewport"], m
     assert m["before"] == names and m["desc"] == by_avg and m["asc"] == by_avg[::-1], m
+    assert m["opened"] - m["closed"] == 12                                  # InfiniteBench's tasks, one click away
 
     def rendered(fragment: str) -> list[str]:
         return re.findall(r'<tr class="model" id="m\d+"><td class="name">([^<]+)</td>', dump_dom(out.joinpath("index.html").as_uri() + fragment))
@@ -315,3 +321,14 @@ def test_the_overview_exports_for_papers(results, capsys):
     assert "\\begin{tabular}{lr}" in out and "longact & 50.0\\textsuperscript{\\dag} \\\\" in out
     assert main(["leaderboard", str(results), "--format", "md"]) == 0
     assert "| random  |             0.0† |" in capsys.readouterr().out
+
+
+def test_the_demos_task_and_tasks_of_no_benchmark_get_overview_columns(tmp_path):
+    """tiny_passkey_far (outside the tiny group; the demo's RL task) is a column of its own beside
+    the suite's average; a task no benchmark declares (an lm-eval task) gets one in "Other tasks"."""
+    from harness.report.leaderboard import build, export
+
+    write_run(tmp_path, "m", {"tiny_passkey_far": [100, 0], "tiny_kv": [100, 100], "lambada": [0, 100]})
+    head = export(build(tmp_path), "md").splitlines()[0]
+    assert [c.strip() for c in head.split("|")[1:-1]] == ["model", "tiny suite Avg", "tiny suite passkey_far",
+                                                          "Other tasks lambada"]

@@ -82,6 +82,21 @@ def _short(value: str) -> str:
     return f"{v // 1024}k" if v >= 1024 and v % 1024 == 0 else str(v)
 
 
+def _task_cell(row: ModelRow, task: str, where: tuple[str, str] | None = None) -> Cell:
+    """The mean of one task (its items matching `where`, read from the run the row picks for that
+    slice) and why it cannot stand next to published numbers."""
+    mean, n = row.mean(task, where, by=where)
+    reason = row.why_not_comparable(task, by=where) if mean is not None else None
+    return Cell(mean, n, (f"{task}: {reason}",) if reason else ())
+
+
+def _mean_of(cells: list[Cell], want: int, what: str, title: str) -> Cell:
+    """The unweighted mean of the cells that have a value, marked when fewer than `want` do."""
+    got = [c for c in cells if c.value is not None]
+    why = tuple(dict.fromkeys(w for c in got for w in c.why)) + _partial(len(got), want, what, title)
+    return Cell(_mean([c.value for c in got]), sum(c.n for c in got), why)
+
+
 def _partial(have: int, want: int, what: str, title: str) -> tuple[str, ...]:
     return (f"{title}: mean over {have} of {want} {what}",) if 0 < have < want else ()
 
@@ -102,7 +117,7 @@ def _splits(bench: Benchmark, h: Headline, rows: list[ModelRow]) -> Block:
     table = Table(f"{bench.title}: " + ", ".join(s.label for s in splits) + " (percent)",
                   ["model", "setting"] + [s.label for s in splits] + ["n"], 2)
     for row in rows:
-        for task, setting in ((h.target, "w/o CoT" if h.variants else ""), *h.variants):
+        for task, setting in ((h.target, h.target_label), *h.variants):
             c = cells_of(row, task) if task != h.target else cells[rows.index(row)]
             if any(x.value is not None for x in c.values()):
                 table.rows.append([row.label, setting or task] + [c[col.key] for col in cols]
@@ -131,26 +146,14 @@ def _per_value(bench: Benchmark, h: Headline, rows: list[ModelRow]) -> Block:
         out: dict[str, Cell] = {}
         got: list[tuple[str, Cell]] = []
         for v, col in zip(values, value_cols, strict=True):
-            where = (fld, v)
-            means, n, why = [], 0, []
-            task_cells = []
-            for t in members:
-                mean, k = row.mean(t, where, by=where)
-                reason = row.why_not_comparable(t, by=where) if mean is not None else None
-                task_cells.append(Cell(mean, k, (f"{t}: {reason}",) if reason else ()))
-                if mean is not None:
-                    means.append(mean)
-                    n += k
-                    why += [f"{t}: {reason}"] if reason else []
-            why += _partial(len(means), len(members), "tasks", bench.title)
-            out[col.key] = cell = Cell(_mean(means), n, tuple(why))
+            task_cells = [_task_cell(row, t, (fld, v)) for t in members]
+            out[col.key] = cell = _mean_of(task_cells, len(members), "tasks", bench.title)
             if cell.value is not None:
                 got.append((v, cell))
                 per_task.rows.append([row.label, _short(v)] + task_cells)
         scores = [c.value for _, c in got]
-        why_all = tuple(dict.fromkeys(w for _, c in got for w in c.why)) + _partial(len(got), len(values), what, bench.title)
-        n_all = sum(c.n for _, c in got)
-        out[summary[0].key] = Cell(_mean(scores), n_all, why_all)
+        out[summary[0].key] = avg = _mean_of([c for _, c in got], len(values), what, bench.title)
+        why_all, n_all = avg.why, avg.n
         if h.weighted:
             inc = list(range(1, len(scores) + 1))
             for col, weights in zip(summary[1:3], (inc, inc[::-1]), strict=True):
@@ -189,24 +192,19 @@ def _task_mean(bench: Benchmark, h: Headline, rows: list[ModelRow]) -> Block:
     task_cols = [Column(f"{bench.title} {h.label_of(t, bench.name)}", h.label_of(t, bench.name), detail=h.details)
                  for t in members]
     avg = Column(f"{bench.title} Avg", "Avg")
+    also = [Column(f"{bench.title} {h.label_of(t, bench.name)}", h.label_of(t, bench.name)) for t in h.also]
     cells = []
     for row in rows:
-        out, means, n, why = {}, [], 0, []
-        for t, col in zip(members, task_cols, strict=True):
-            mean, k = row.mean(t)
-            reason = row.why_not_comparable(t) if mean is not None else None
-            out[col.key] = Cell(mean, k, (f"{t}: {reason}",) if reason else ())
-            if mean is not None:
-                means.append(mean)
-                n += k
-                why += [f"{t}: {reason}"] if reason else []
-        out[avg.key] = Cell(_mean(means), n, tuple(why) + _partial(len(means), len(members), "tasks", bench.title))
+        out = {col.key: _task_cell(row, t) for t, col in zip(h.also, also, strict=True)}
+        out |= {col.key: _task_cell(row, t) for t, col in zip(members, task_cols, strict=True)}
+        out[avg.key] = _mean_of([out[c.key] for c in task_cols], len(members), "tasks", bench.title)
         cells.append(out)
-    table = Table(f"{bench.title}: each task and their average (percent)", ["model"] + [c.label for c in task_cols]
-                  + ["Avg"], 1, [[row.label] + [cells[i][c.key] for c in task_cols + [avg]]
-                                 for i, row in enumerate(rows) if cells[i][avg.key].value is not None])
+    shown = task_cols + [avg] + also
+    table = Table(f"{bench.title}: each task and their average (percent)", ["model"] + [c.label for c in shown], 1,
+                  [[row.label] + [cells[i][c.key] for c in shown] for i, row in enumerate(rows)
+                   if any(cells[i][c.key].value is not None for c in shown)])
     # The overview shows the average first, the per-task columns after it once opened.
-    return Block(bench.title, [avg] + (task_cols if h.details else []), cells, [table], bench=bench)
+    return Block(bench.title, [avg] + also + (task_cols if h.details else []), cells, [table], bench=bench)
 
 
 KINDS = {"splits": _splits, "per_value": _per_value, "task_mean": _task_mean}
@@ -222,14 +220,7 @@ def _other(rows: list[ModelRow]) -> Block | None:
     if not tasks:
         return None
     cols = [Column(f"other {t}", t) for t in tasks]
-    cells = []
-    for row in rows:
-        out = {}
-        for t, col in zip(tasks, cols, strict=True):
-            mean, n = row.mean(t)
-            reason = row.why_not_comparable(t) if mean is not None else None
-            out[col.key] = Cell(mean, n, (f"{t}: {reason}",) if reason else ())
-        cells.append(out)
+    cells = [{col.key: _task_cell(row, t) for t, col in zip(tasks, cols, strict=True)} for row in rows]
     table = Table("tasks no benchmark headline reads: mean over items (percent)", ["model"] + tasks, 1,
                   [[row.label] + [cells[i][c.key] for c in cols] for i, row in enumerate(rows)
                    if any(cells[i][c.key].value is not None for c in cols)])

@@ -54,6 +54,10 @@ def _provenance(run) -> dict:
                       for t, v in r.tasks.items()}}
 
 
+OTHER_IN_OVERVIEW = 4
+"""Tasks no benchmark headline reads get overview columns up to this many (one column each)."""
+
+
 @dataclass
 class Board:
     """What the page, the Markdown file and the exports show."""
@@ -70,9 +74,12 @@ class Board:
         return any(row.unfinished for row in self.rows)
 
     def overview(self, details: bool = False) -> list[tuple[Block, HeadColumn]]:
-        """The overview's columns: each benchmark's headline columns (`details`: with the per-task
-        columns one click away); tasks no headline reads are in their own section only."""
-        return [(b, c) for b in self.blocks if b.bench is not None for c in b.columns if details or not c.detail]
+        """The overview's columns: each benchmark's headline columns that some row has a value in
+        (`details`: with the per-task columns one click away), then the tasks no headline reads
+        when they are few (else they are in their own section only)."""
+        return [(b, c) for b in self.blocks if b.bench is not None or len(b.columns) <= OTHER_IN_OVERVIEW
+                for c in b.columns if (details or not c.detail) and any(cells[c.key].value is not None
+                                                                          for cells in b.cells)]
 
 
 def build(results_dir: str | Path = "results") -> Board:
@@ -240,12 +247,12 @@ def page(board: Board, figures: dict[str, dict[str, bytes]], exps: list[dict] = 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                              undefined=jinja2.StrictUndefined)  # a misspelt name fails instead of rendering empty
     env.filters["b64"] = lambda png: base64.b64encode(png).decode()
-    groups = []
-    for b in board.blocks:
-        if b.bench is None:
-            continue
-        groups.append({"title": b.title, "n": sum(not c.detail for c in b.columns), "n_all": len(b.columns),
-                       "n_detail": sum(c.detail for c in b.columns)})
+    groups: dict[str, dict] = {}
+    for b, c in board.overview(details=True):
+        g = groups.setdefault(b.title, {"title": b.title, "n": 0, "n_all": 0, "n_detail": 0})
+        g["n_all"] += 1
+        g["n" if not c.detail else "n_detail"] += 1
+    groups = list(groups.values())
     return env.get_template("leaderboard.html.jinja").render(
         board=board, groups=groups, groups_index={g["title"]: i for i, g in enumerate(groups)}, columns=board.overview(details=True), status=board.status,
         rows=_page_rows(board), unfinished=unfinished_notes(board), note_head=tables.NOTE_HEAD,
