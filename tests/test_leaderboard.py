@@ -3,6 +3,7 @@ columns; the page checked in a real browser at 1,400 px."""
 
 import json
 import re
+import shutil
 
 import pytest
 
@@ -307,6 +308,11 @@ def test_where_runs_overlap_the_row_reads_the_finished_whole_run(tmp_path):
     (why,) = row.choices.values()
     assert why == ("tiny_kv: read from 20261128T000000Z-0000full; over 20261128T000000Z-0limited: the whole task "
                    "(full vs limit 2); over 20261128T000000Z-0stopped: finished (complete vs failed)")
+    shutil.rmtree(tmp_path / "full")
+    (row,) = build(tmp_path).rows
+    assert row.mean("tiny_kv") == (100.0, 2)                         # a limited run beats a failed one
+    assert list(row.choices.values()) == ["tiny_kv: read from 20261128T000000Z-0limited; over "
+                                          "20261128T000000Z-0stopped: finished (complete vs failed)"]
 
 
 def test_the_overview_exports_for_papers(results, capsys):
