@@ -149,6 +149,8 @@ class Headline:
     """Header of the threshold column (e.g. "Eff. length")."""
     threshold_note: str = ""
     """What the threshold is, said once under the tables."""
+    order: int = 50
+    """Where its column group stands in the overview: lower first, ties by folder name."""
     weighted: bool = False
     details: bool = False
 

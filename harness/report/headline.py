@@ -228,13 +228,12 @@ def _other(rows: list[ModelRow]) -> Block | None:
 
 
 def blocks(rows: list[ModelRow]) -> list[Block]:
-    """The column groups and sections of the rows' results, benchmarks in registry order, each
-    only when some row has a result in it."""
+    """The column groups and sections of the rows' results, benchmarks in their declared `order`,
+    each only when some row has a result in it."""
     out = []
-    for bench in all_benchmarks():
+    declared = [b for b in all_benchmarks() if b.report.headline is not None]
+    for bench in sorted(declared, key=lambda b: b.report.headline.order):  # stable: ties stay in folder order
         h = bench.report.headline
-        if h is None:
-            continue
         block = KINDS[h.kind](bench, h, rows)
         if any(block.has(i) for i in range(len(rows))) or any(t.rows for t in block.tables):
             out.append(block)

@@ -34,7 +34,7 @@ BENCHMARK = Benchmark(
              Option("model_family", "prompt family of the predictions; math_calc drops the first number for gpt4 "
                                     "(default: gpt4)", default="gpt4")),
     # The paper's table: one column per task (its names, its order), plus the average over tasks.
-    report=Report(headline=Headline("task_mean", "infinitebench", details=True, labels=TASK_LABELS)),
+    report=Report(headline=Headline("task_mean", "infinitebench", details=True, labels=TASK_LABELS, order=3)),
     rewards={"qa_f1": qa_f1},
     descriptions={
         "infinitebench": "12 tasks beyond 100k tokens, official GPT-4-family chat prompts; mean of the task scores",

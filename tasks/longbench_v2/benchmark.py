@@ -61,7 +61,7 @@ BENCHMARK = Benchmark(
     report=Report(splits=SPLITS, plots=(Plot("LongBench v2 splits (95% bootstrap intervals)", "splits", "longbench_v2",
                                               "LongBench v2 accuracy (%)"),),
                   # the leaderboard's columns (longbench2.github.io): w/o CoT in the overview, w/ CoT in the section
-                  headline=Headline("splits", "longbench_v2", target_label="w/o CoT",
+                  headline=Headline("splits", "longbench_v2", target_label="w/o CoT", order=1,
                                     variants=(("longbench_v2_cot", "w/ CoT"), ("longbench_v2_nocontext", "no context")))),
     training=Training("longbench_mc", training_items),
     rewards={"longbench_choice": choice_reward},

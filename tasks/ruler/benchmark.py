@@ -110,7 +110,7 @@ BENCHMARK = Benchmark(
                   plots=(Plot("RULER score vs context length", "group_lines", "ruler", "RULER mean over tasks (%)",
                               field="length", xlabel="context length (tokens)"),),
                   # RULER's README table: one column per length, Avg, wAvg (inc/dec), effective length
-                  headline=Headline("per_value", "ruler", field="length", weighted=True,
+                  headline=Headline("per_value", "ruler", field="length", weighted=True, order=2,
                                     threshold=EFFECTIVE_THRESHOLD, threshold_label="Eff. length",
                                     threshold_note=f"Eff. length: the longest length whose score (and every shorter "
                                                    f"length's) is at least {EFFECTIVE_THRESHOLD}, RULER's threshold "
