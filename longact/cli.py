@@ -386,20 +386,37 @@ def cmd_demo(args) -> int:
 
 def add_leaderboard(sub) -> None:
     lb = sub.add_parser(
-        "leaderboard", help="static HTML page (sortable, plots, provenance) + Markdown of all runs",
+        "leaderboard", help="static HTML page of all runs, one row per model in each benchmark's headline columns "
+                            "(sortable, plots, provenance) + Markdown; --format: the overview for papers",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  longact leaderboard                       # results/ -> results/leaderboard/index.html\n"
-               "  longact leaderboard runs/ --out site/")
-    lb.add_argument("results", nargs="?", default="results", help="directory holding run directories (default: %(default)s)")
+               "  longact leaderboard runs/ --out site/\n"
+               "  longact leaderboard --format latex > table.tex   # the overview only, for a paper\n"
+               "  longact leaderboard results/reference --out /tmp/lb --screenshot docs/leaderboard.png\n\n"
+               "Runs join into one row when they evaluated the same weights the same way (mode, chat template,\n"
+               "samples per item); a click on a row lists its runs and which run each cell reads.")
+    lb.add_argument("results", nargs="?", default="results", help="directory holding run directories, at any depth "
+                                                                   "(default: %(default)s)")
     lb.add_argument("--out", help="output directory (default: <results>/leaderboard)")
+    lb.add_argument("--format", choices=["md", "csv", "latex"],
+                    help="print the overview table in this format instead of writing the page")
+    lb.add_argument("--screenshot", metavar="PNG",
+                    help="also draw the page's top in headless Chromium, 1400 px wide, into PNG")
     lb.set_defaults(func=cmd_leaderboard)
 
 
 def cmd_leaderboard(args) -> int:
-    from harness.report.leaderboard import write_leaderboard
+    from harness.report.leaderboard import build, export, write_leaderboard
 
+    if args.format:
+        print(export(build(args.results), args.format))
+        return 0
     out = write_leaderboard(args.results, args.out or Path(args.results) / "leaderboard")
     print(f"wrote {out / 'index.html'} and {out / 'leaderboard.md'}")
+    if args.screenshot:
+        from harness.report.screenshot import screenshot
+
+        print(f"wrote {screenshot(out / 'index.html', args.screenshot)}")
     return 0
 
 

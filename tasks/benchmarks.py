@@ -6,7 +6,8 @@ Every benchmark folder `tasks/<name>/` exposes `BENCHMARK` in `tasks/<name>/benc
 * `score(path, **options) -> Scored`: rescore an official prediction file; `options` declares
   the flags that call takes (the CLI builds `longact score <name>` from them);
 * `report`: the columns and plots the comparison tables and the leaderboard show for its tasks
-  and its group;
+  and its group, and its `headline`: the columns of its published table, which the leaderboard
+  shows one row per model;
 * `training`: the RL prompt set built with the benchmark's own prompt builder, and `rewards`, the
   per-item scorers the trainer's rewards are;
 * `descriptions` and `needs`: one line per task and group, and what tasks read from outside the
@@ -116,6 +117,48 @@ class Plot:
 
 
 @dataclass(frozen=True)
+class Headline:
+    """The benchmark's own headline columns: its column group in the leaderboard overview (one row
+    per model) and the published-format table of its section. `kind`:
+
+    * "splits": the `report.splits` of task `target` (LongBench v2: Overall / Easy / Hard / Short /
+      Medium / Long), each the mean over its items; `variants` are further tasks with the same
+      splits, shown as rows of the section only (LongBench v2 with CoT);
+    * "per_value": the mean over the member tasks of group `target` per value of the numeric doc
+      field `field` (RULER: context length), their average "Avg", with `weighted` the averages
+      weighted by rank increasing and decreasing with the value, and with `threshold` the longest
+      value whose mean is at least `threshold` (RULER's effective length);
+    * "task_mean": the mean over the member tasks of group `target` ("Avg").
+
+    With `details` the per-task columns are one click away in the overview. A mean over only some
+    of the declared members is marked as not comparable, with the members it covers."""
+
+    kind: str
+    target: str
+    target_label: str = ""
+    """How the section's rows name `target` beside its `variants` (e.g. "w/o CoT")."""
+    variants: tuple[tuple[str, str], ...] = ()
+    """(task, label) pairs shown as further rows of the section ("splits")."""
+    also: tuple[str, ...] = ()
+    """Tasks outside group `target` shown as their own columns after the average ("task_mean")."""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Short column headers of member tasks (default: the task name without the benchmark prefix)."""
+    field: str | None = None
+    threshold: float | None = None
+    threshold_label: str = ""
+    """Header of the threshold column (e.g. "Eff. length")."""
+    threshold_note: str = ""
+    """What the threshold is, said once under the tables."""
+    order: int = 50
+    """Where its column group stands in the overview: lower first, ties by folder name."""
+    weighted: bool = False
+    details: bool = False
+
+    def label_of(self, task: str, bench: str) -> str:
+        return self.labels.get(task) or task.removeprefix(f"{bench}_")
+
+
+@dataclass(frozen=True)
 class Report:
     """What the comparison tables and the leaderboard show for a benchmark's tasks and group."""
 
@@ -125,6 +168,8 @@ class Report:
     """Columns of its group: the group mean per value of this field of the run's group
     breakdown, then the group mean (None: each member task, then the group mean)."""
     plots: tuple[Plot, ...] = ()
+    headline: Headline | None = None
+    """The leaderboard's columns for the benchmark (None: its tasks are listed one by one)."""
 
 
 @dataclass(frozen=True)

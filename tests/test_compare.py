@@ -192,8 +192,7 @@ def test_cells_on_a_generated_essay_haystack_are_marked_everywhere(tmp_path, cap
     head = table.split("\n\n")[1]
     assert f"50.0{MARK}" in head and "ruler_niah_single_1" in head
     assert table.count("ruler_niah_single_2:") == 2 and "ruler_niah_single_1:" not in table
-    _, names, rows = build(tmp_path)
-    board = markdown(names, rows)
+    board = markdown(build(tmp_path))
     assert f"50.0{MARK}" in board and "ruler_niah_single_2:" in board
 
 

@@ -1,7 +1,7 @@
 """The committed reference results (results/reference/, written by bench/reference.py) are whole,
 were run the way bench/reference.py says, and every table shown of them is generated, not typed:
 results/reference/README.md and the README's summary block equal what the generator writes from
-the run files today, and the leaderboard renders every run."""
+the run files today, and the leaderboard renders every run (one model, one row)."""
 
 from __future__ import annotations
 
@@ -60,12 +60,33 @@ def test_peer_files_hold_both_sides_for_every_task():
     assert agree["total"]["n"] == sum(t["n"] for t in agree["tasks"].values()) > 0 and agree["missing"] == 0
 
 
-def test_the_leaderboard_renders_every_reference_run(tmp_path):
-    from harness.report.leaderboard import write_leaderboard
+def test_the_leaderboard_renders_the_reference_runs_as_one_model(tmp_path, monkeypatch):
+    """Five runs of one model (same weights, mode, chat template, samples per item): one row with
+    every benchmark's headline columns, and one RULER line over 2k and 4k."""
+    from harness.report import plots
+    from harness.report.leaderboard import build, write_leaderboard
+    from tasks.benchmarks import get
 
     out = write_leaderboard(REF, tmp_path / "leaderboard")
     page, table = (out / "index.html").read_text(), (out / "leaderboard.md").read_text()
     for run_id in reference.RUNS:   # each run's provenance is on the page
         assert run_id in page
-    labels = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| smollm2-135m")]
-    assert len(labels) == len(set(labels)) == len(reference.RUNS), labels   # one row per run, told apart
+    overview = table.split("\n\n")[1].splitlines()
+    assert [line.split("|")[1].strip() for line in overview[2:]] == ["smollm2-135m"]
+    head = [c.strip() for c in overview[0].split("|")[1:-1]]
+    for col in ("LongBench v2 Overall", "LongBench v2 Easy", "LongBench v2 Hard", "LongBench v2 Short",
+                "LongBench v2 Medium", "LongBench v2 Long", "RULER 2k", "RULER 4k", "RULER Avg", "RULER wAvg (inc)",
+                "RULER wAvg (dec)", "RULER Eff. length", "InfiniteBench Avg", "tiny suite Avg"):
+        assert col in head, (col, head)
+    cells = dict(zip(head, (c.strip() for c in overview[2].split("|")[1:-1]), strict=True))
+    assert cells["RULER 2k"] == "42.1†" and cells["RULER 4k"] == "29.1†"   # the group means of the two runs
+    assert cells["LongBench v2 Overall"] == "16.7" and cells["tiny suite Avg"] == "27.5"
+
+    figures = []
+    monkeypatch.setattr(plots, "_png", lambda fig: figures.append(fig) or b"png")
+    (ruler_vs_length,) = get("ruler").report.plots
+    plots.draw(ruler_vs_length, build(REF).rows)
+    (line,) = figures[0].axes[0].get_lines()
+    assert list(line.get_xdata()) == [2048, 4096] and line.get_label() == "smollm2-135m"
+
+

@@ -75,11 +75,12 @@ def test_leaderboard_marks_unfinished_runs_with_their_status_and_command(results
     assert main(["leaderboard", str(results), "--out", str(tmp_path / "site")]) == 0
     md = (tmp_path / "site" / "leaderboard.md").read_text()
     lines = md.splitlines()
-    assert lines[0] == "| run    | status   |   tiny_kv |   tiny_passkey |   tiny avg |"
-    assert "| base   | complete |       0.0 |           50.0 |       25.0 |" in md
-    assert "| failed | failed   |         – |              – |          – |" in md
-    assert "| killed | stopped  |         – |              – |          – |" in md
-    assert "killed: stopped before finishing" in md and "to resume: `longact eval --model models/m" in md
+    assert lines[2] == "| model   | status   |   tiny suite Avg |"
+    assert "| base    | complete |            25.0† |" in md          # 2 of the suite's 4 tasks
+    assert "| failed  | failed   |                – |" in md
+    assert "| killed  | stopped  |                – |" in md
+    assert "killed: 20261128T000000Z-00killed: stopped before finishing" in md
+    assert "to resume: `longact eval --model models/m" in md
     page = (tmp_path / "site" / "index.html").read_text()
     assert '<td class="status"' in page and "stopped before finishing" in page and "&#34;resume&#34;" in page
 
@@ -106,8 +107,12 @@ def test_runs_of_one_model_are_labelled_by_what_differs(tmp_path, capsys):
                 mode="reasoning")
     assert main(["leaderboard", str(root), "--out", str(tmp_path / "site")]) == 0
     md = (tmp_path / "site" / "leaderboard.md").read_text()
-    assert "| qwen3 (window 2048, official mode)  |" in md
-    assert "| qwen3 (window 4096, official mode)  |" in md and "| qwen3 (window 4096, reasoning mode) |" in md
+    # the leaderboard joins a and b (one model, one way: the window does not split a row) and says
+    # which run its tiny_kv cell reads; c was run in another mode, a row of its own
+    assert "| qwen3 (official mode)  |" in md and "| qwen3 (reasoning mode) |" in md
+    page = (tmp_path / "site" / "index.html").read_text()
+    assert ("tiny_kv: read from 20261128T000000Z-0000000b; over 20261128T000000Z-0000000a: the larger window "
+            "(window 4096 vs window 2048)") in page
 
     from harness.report.compare import label_runs, load
 

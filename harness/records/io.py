@@ -111,8 +111,15 @@ def load_run(path: str | os.PathLike) -> RunRecord:
 
 
 def find_runs(root: str | os.PathLike) -> list[Path]:
-    """All run directories (holding run.json) under `root`, sorted by name (= by time)."""
+    """All run directories (holding run.json) under `root` at any depth (`results/reference/<run>`,
+    a study's `results/studies/<study>/<run>`), sorted by path. Hidden directories (the request
+    cache) and the inside of a run directory are not searched."""
     root = Path(root)
-    if (root / "run.json").is_file():
-        return [root]
-    return sorted(p.parent for p in root.glob("*/run.json"))
+    found = []
+    for here, dirs, files in os.walk(root):
+        if "run.json" in files:
+            found.append(Path(here))
+            dirs.clear()
+        else:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return sorted(found)

@@ -1,9 +1,9 @@
 """Plots from result files (matplotlib, Agg backend, PNG bytes).
 
-* `draw`: a figure a benchmark declares (`report.plots` in tasks/<bench>/benchmark.py):
-  `group_lines` (RULER: mean over tasks per context length, one line per checkpoint) or
-  `split_bars` (LongBench v2: Overall/Easy/Hard/Short/Medium/Long bars per checkpoint with
-  bootstrap 95% intervals of each split's mean).
+* `draw`: a figure a benchmark declares (`report.plots` in tasks/<bench>/benchmark.py), one
+  line or bar set per model row (`harness.report.models`: a model's runs joined, so its 2k and
+  4k runs are one line): `group_lines` (mean over tasks per value of a numeric field) or
+  `split_bars` (a task's report splits with bootstrap 95% intervals of each split's mean).
 * `training_curves`: scalar series per tag (e.g. reward, masked rows changed), one line per run,
   from {"step": int, tag: value, ...} records (a trainer's metrics.jsonl; `trainer_series` finds
   them for evaluated trainer checkpoints that belong to no experiment).
@@ -36,69 +36,91 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def draw(plot, runs) -> bytes | None:
-    """The figure a benchmark declares (`tasks.benchmarks.Plot`) for `runs`
-    (harness.report.compare.Run objects); None when no run has its results."""
-    return {"group_lines": group_lines, "splits": split_bars}[plot.kind](plot, runs)
+MAX_MODELS = 12
+"""Lines or bar sets one figure draws; past it, the models with the highest mean (the caption says so)."""
 
 
-def group_lines(plot, runs) -> bytes | None:
-    """The group's mean over tasks per value of a numeric breakdown field (RULER: context
-    length), one line per run, log2 x axis, percent y axis."""
+def draw(plot, rows) -> bytes | None:
+    """The figure a benchmark declares (`tasks.benchmarks.Plot`) for model rows
+    (`harness.report.models.ModelRow`: one line or bar set per model, across its runs); None when
+    no row has its results."""
+    return {"group_lines": group_lines, "splits": split_bars}[plot.kind](plot, rows)
+
+
+def _best(series: list[tuple[str, list[float], object]]) -> tuple[list, str]:
+    """At most MAX_MODELS of (label, values, payload), by mean value, and the note that says so."""
+    if len(series) <= MAX_MODELS:
+        return series, ""
+    best = sorted(series, key=lambda s: -sum(s[1]) / len(s[1]))[:MAX_MODELS]
+    return [s for s in series if s in best], f"{MAX_MODELS} of {len(series)} models, highest mean"
+
+
+def group_lines(plot, rows) -> bytes | None:
+    """The group's mean over its tasks per value of a numeric doc field (RULER: context length),
+    one line per model joining its runs, log2 x axis, percent y axis."""
+    from tasks.benchmarks import for_task
+
+    bench = for_task(plot.target)
+    members = list(bench.groups.get(plot.target, ())) if bench else []
+    series = []
+    for row in rows:
+        pts = []
+        for v in row.field_values(members, plot.field):
+            means = [m for m, _ in (row.mean(t, (plot.field, v), by=(plot.field, v)) for t in members) if m is not None]
+            if means:
+                pts.append((float(v), sum(means) / len(means)))
+        if pts:
+            series.append((row.label, [y for _, y in pts], pts))
+    if not series:
+        return None
+    series, note = _best(series)
     plt = _figure()
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    drawn = False
-    for run in runs:
-        per_value = run.record.group_breakdown.get(plot.target, {}).get(plot.field, {})
-        if not per_value:
-            continue
-        xs = sorted(per_value, key=int)
-        ax.plot([int(x) for x in xs], [next(iter(per_value[x].values())).value for x in xs], marker="o", label=run.label)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
+    for label, _, pts in series:
+        ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel(plot.xlabel)
     ax.set_ylabel(plot.ylabel)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title=note or None, title_fontsize=7)
     return _png(fig)
 
 
-def split_bars(plot, runs) -> bytes | None:
+def split_bars(plot, rows) -> bytes | None:
     """The report splits of task `plot.target` (LongBench v2: Overall/Easy/Hard/Short/Medium/Long)
-    as bars per run with bootstrap 95% intervals of each split's mean."""
+    as bars per model with bootstrap 95% intervals of each split's mean."""
     import numpy as np
 
     from harness.report.stats import paired_bootstrap
     from tasks.benchmarks import report_for
 
     splits = report_for(plot.target).splits
-    rows = [r for r in runs if plot.target in r.record.tasks]
-    if not rows or not splits:
+    if not splits:
         return None
+    series = []
+    for row in rows:
+        per_split = [np.array(list(row.scores(plot.target, (s.field, s.value) if s.field else None).values()))
+                     for s in splits]
+        if len(per_split[0]):
+            series.append((row.label, [float(x.mean()) if len(x) else 0.0 for x in per_split], per_split))
+    if not series:
+        return None
+    series, note = _best(series)
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    width = 0.8 / len(rows)
-    for k, run in enumerate(rows):
-        means, errs = [], []
-        for split in splits:
-            scores = np.array(list(run.scores(plot.target, (split.field, split.value) if split.field else None).values()))
-            if len(scores) == 0:
-                means.append(0.0)
-                errs.append((0.0, 0.0))
-                continue
-            low, high = paired_bootstrap(scores, n_resamples=1000)
-            means.append(scores.mean())
-            errs.append((scores.mean() - low, high - scores.mean()))
+    width = 0.8 / len(series)
+    for k, (label, means, per_split) in enumerate(series):
+        errs = []
+        for scores, mean in zip(per_split, means, strict=True):
+            low, high = paired_bootstrap(scores, n_resamples=1000) if len(scores) else (0.0, 0.0)
+            errs.append((mean - low, high - mean) if len(scores) else (0.0, 0.0))
         x = np.arange(len(splits)) + k * width
-        ax.bar(x, means, width, yerr=np.array(errs).T, capsize=2, label=run.label)
-    ax.set_xticks(np.arange(len(splits)) + width * (len(rows) - 1) / 2, [s.label for s in splits])
+        ax.bar(x, means, width, yerr=np.array(errs).T, capsize=2, label=label)
+    ax.set_xticks(np.arange(len(splits)) + width * (len(series) - 1) / 2, [s.label for s in splits])
     ax.set_ylabel(plot.ylabel)
     ax.set_ylim(0, 100)  # scores are percent; autoscaling all-zero bars would show an axis below 0
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, title=note or None, title_fontsize=7)
     return _png(fig)
 
 

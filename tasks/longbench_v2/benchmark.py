@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.benchmarks import Benchmark, Need, Option, Plot, Report, Scored, Split, Training, TrainingItem
+from tasks.benchmarks import Benchmark, Headline, Need, Option, Plot, Report, Scored, Split, Training, TrainingItem
 from tasks.longbench_v2 import scoring
 from tasks.longbench_v2.prompts import build_prompt
 from tasks.longbench_v2.utils import OFFICIAL_DATASET
@@ -59,7 +59,10 @@ BENCHMARK = Benchmark(
              Option("drop_empty", "leave empty responses out of the denominator, as pred.py does by not writing them",
                     flag=True, default=False)),
     report=Report(splits=SPLITS, plots=(Plot("LongBench v2 splits (95% bootstrap intervals)", "splits", "longbench_v2",
-                                              "LongBench v2 accuracy (%)"),)),
+                                              "LongBench v2 accuracy (%)"),),
+                  # the leaderboard's columns (longbench2.github.io): w/o CoT in the overview, w/ CoT in the section
+                  headline=Headline("splits", "longbench_v2", target_label="w/o CoT", order=1,
+                                    variants=(("longbench_v2_cot", "w/ CoT"), ("longbench_v2_nocontext", "no context")))),
     training=Training("longbench_mc", training_items),
     rewards={"longbench_choice": choice_reward},
     descriptions={

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from tasks.benchmarks import Benchmark, Need, Option, Plot, Report, Scored, Training, TrainingItem
+from tasks.benchmarks import Benchmark, Headline, Need, Option, Plot, Report, Scored, Training, TrainingItem
 from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import OFFICIAL_ALIASES, item_score, score_file
 from tasks.ruler.sources import GENERATED_ESSAYS, HOTPOTQA_DATASET, HOTPOTQA_URL, SQUAD_DATASET, SQUAD_URL
@@ -94,6 +94,9 @@ def describe(task) -> str:
     }[task.kind]
 
 
+EFFECTIVE_THRESHOLD = 85.6
+"""RULER's published effective-length threshold: Llama2-7B's mean at 4k (the paper, Table 3)."""
+
 ESSAY_TASKS = tuple(f"ruler_{name}" for name, t in TASKS.items() if t.args.get("type_haystack") == "essay")
 """The tasks whose haystack is the official essay corpus."""
 
@@ -105,7 +108,13 @@ BENCHMARK = Benchmark(
                     choices=tuple(TASKS) + tuple(OFFICIAL_ALIASES)),),
     report=Report(group_field="length",
                   plots=(Plot("RULER score vs context length", "group_lines", "ruler", "RULER mean over tasks (%)",
-                              field="length", xlabel="context length (tokens)"),)),
+                              field="length", xlabel="context length (tokens)"),),
+                  # RULER's README table: one column per length, Avg, wAvg (inc/dec), effective length
+                  headline=Headline("per_value", "ruler", field="length", weighted=True, order=2,
+                                    threshold=EFFECTIVE_THRESHOLD, threshold_label="Eff. length",
+                                    threshold_note=f"Eff. length: the longest length whose score (and every shorter "
+                                                   f"length's) is at least {EFFECTIVE_THRESHOLD}, RULER's threshold "
+                                                   "(Llama2-7B's score at 4k)")),
     training=Training("ruler", training_items),
     rewards={m: partial(_reward, m) for m in ("string_match_all", "string_match_part")},
     descriptions={"ruler": "13 synthetic tasks at 4k to 128k tokens (the lengths that fit the window), 500 samples "
