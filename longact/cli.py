@@ -322,7 +322,8 @@ def add_compare(sub) -> None:
         epilog="examples:\n"
                "  longact compare results/20261128T1200Z-base results/20261128T1300Z-longact\n"
                "  longact compare results/*/ --baseline results/20261128T1200Z-base --format csv --out cmp.csv\n"
-               "  longact compare --experiment runs/exp/experiment.json --results results   # arms vs baseline arm\n\n"
+               "  longact compare --experiment runs/exp/experiment.json --results results   # arms vs baseline arm\n"
+               "  longact compare results/ref results/new --fail-if-worse 5   # CI: exit 1 if a task drops > 5 points\n\n"
                "Runs must have been run the same way (task versions and configs, data, window, truncation, generation\n"
                "settings, mode); otherwise the command lists the differences and stops (--force pairs anyway).")
     c.add_argument("runs", nargs="*", help="run directories (or run.json files)")
@@ -335,14 +336,21 @@ def add_compare(sub) -> None:
     c.add_argument("--out", help="write the table here instead of printing it")
     c.add_argument("--force", action="store_true", help="pair runs even when they were not run the same way")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    c.add_argument("--fail-if-worse", type=float, metavar="POINTS",
+                   help="CI gate: exit 1, one line per task, when a run is more than POINTS below the baseline and "
+                        "its 95%% interval lies below 0 (worse beyond noise)")
     c.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args) -> int:
-    from harness.report.compare import compare, render
+    from harness.report.compare import compare, regressions, render
 
-    runs, baseline = list(args.runs), args.baseline
+    runs, baseline, failed = list(args.runs), args.baseline, []
+    if args.fail_if_worse is not None and args.fail_if_worse < 0:
+        raise UserError(f"--fail-if-worse: {args.fail_if_worse:g} is negative; give the tolerated drop in points (0 or more)")
     if args.experiment and not runs and not baseline:  # the arms alone: aggregated over their seeds
+        if args.fail_if_worse is not None:
+            raise UserError("--fail-if-worse gates runs against a baseline run: give run directories")
         text = _experiment_table(args.experiment, args.results, args.force, args.resamples, args.format)
     else:
         if args.experiment:
@@ -353,13 +361,18 @@ def cmd_compare(args) -> int:
             runs = [r for r in runs if r not in arms] + arms
         if not runs:
             raise UserError("give run directories, or --experiment MANIFEST")
-        text = render(compare(runs, baseline, force=args.force, n_resamples=args.resamples), args.format)
+        result = compare(runs, baseline, force=args.force, n_resamples=args.resamples)
+        text = render(result, args.format)
+        if args.fail_if_worse is not None:
+            failed = regressions(result, args.fail_if_worse)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
         print(f"wrote {args.out}")
     else:
         print(text)
-    return 0
+    for line in failed:
+        print(f"FAIL {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def add_demo(sub) -> None:

@@ -77,7 +77,10 @@ def test_experiment_tables_aggregate_seeds_and_give_score_against_step(experimen
     assert means == {"baseline": {0: 25.0, 2: 12.5, 4: 37.5}, "longact": {0: 25.0, 2: 37.5, 4: 62.5}}
     text = render_experiment(result)
     assert "| baseline | 37.5 [25.0, 50.0] | 37.5 [25.0, 50.0] |" in text
-    assert "| longact | tiny_passkey |   +25.0 | [+0.0, +75.0] |   1 | +50.0, +0.0 |       2 |       4 |" in text
+    # detectable over two seeds: sd of (+50, 0) = 35.4; a t-test with 1 degree of freedom reaches 80% power
+    # only at a mean difference of 190 points (noncentral t, harness/report/power.py)
+    assert ("| longact | tiny_passkey |   +25.0 | [+0.0, +75.0] |       ±190.4 | seeds: sd 35 over 2 |   1 | "
+            "+50.0, +0.0 |       2 |       4 |") in text
     assert "| longact  |      2 |           37.5 |       37.5 |" in text  # score against step, mean of 25 and 50
 
 

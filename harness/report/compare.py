@@ -296,9 +296,36 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
             res = paired(base, r, c, n_resamples)
             if res is not None:
                 deltas.append({"run": r.label, "column": c.name, "delta": res.delta, "low": res.low, "high": res.high,
-                               "p": res.p_value, "p_floor": res.p_floor, "test": res.test, "n": res.n})
+                               "p": res.p_value, "p_floor": res.p_floor, "test": res.test, "n": res.n,
+                               "detectable": res.detectable})
     return {"baseline": base.label, "columns": [c.name for c in cols], "rows": rows, "deltas": deltas,
             "warnings": warnings, "published": published_notes([(r.label, r.record) for r in runs])}
+
+
+def regressions(result: dict, margin: float) -> list[str]:
+    """The CI gate (`longact compare --fail-if-worse MARGIN`): one line per (run, column) that is
+    worse than the baseline by more than `margin` points AND beyond noise (its whole 95% interval
+    below 0). A drop inside the margin, or one the interval cannot tell from 0, passes."""
+    out = []
+    for d in result["deltas"]:
+        if d["delta"] < -margin and d["high"] < 0:
+            out.append(f"{d['column']}: {d['run']} is {-d['delta']:.1f} points below the baseline {result['baseline']} "
+                       f"(95% CI [{d['low']:+.1f}, {d['high']:+.1f}], n={d['n']}), more than the {margin:g}-point margin")
+    return out
+
+
+DETECTABLE = "detectable"
+DETECTABLE_NOTE = ("detectable: the smallest difference these items (or seeds) could have shown with 80% power at "
+                   "two-sided 5%, from how often the runs disagree (harness/report/power.py); a smaller |delta| is "
+                   "not evidence of no effect")
+
+
+def fmt_detectable(value: float) -> str:
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return "±" + ("∞" if math.isinf(value) else f"{value:.1f}")
 
 
 def to_frames(result: dict):
@@ -310,12 +337,14 @@ def to_frames(result: dict):
                             **{c: fmt(r["values"][c][0]) + (MARK if c in r.get("marked", ()) else "")
                                for c in result["columns"]}}
                            for r in result["rows"]]).set_index("run")
-    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n"])
+    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n",
+                                                     "detectable"])
     if not deltas.empty:
         deltas["95% CI"] = deltas.apply(lambda d: f"[{d['low']:+.1f}, {d['high']:+.1f}]", axis=1)
         deltas["delta"] = deltas["delta"].map(lambda v: f"{v:+.1f}")
         deltas["p"] = [format_p(p, None if pd.isna(f) else f) for p, f in zip(deltas["p"], deltas["p_floor"])]
-        deltas = deltas[["run", "column", "delta", "95% CI", "p", "test", "n"]]
+        deltas[DETECTABLE] = deltas["detectable"].map(fmt_detectable)
+        deltas = deltas[["run", "column", "delta", "95% CI", DETECTABLE, "p", "test", "n"]]
     return values, deltas
 
 
@@ -330,7 +359,7 @@ def render(result: dict, fmt: str = "md") -> str:
     head = f"baseline: {result['baseline']} · scores in percent · delta = run − baseline on shared items\n\n"
     out = head + _markdown(values.reset_index(), 2 if "status" in values.columns else 1)
     if not deltas.empty:
-        out += "\n\n" + _markdown(deltas, 2)
+        out += "\n\n" + _markdown(deltas, 2) + "\n\n" + DETECTABLE_NOTE
     if result["warnings"]:
         out += "\n\nforced (--force) despite:\n" + "\n".join(f"- {w}" for w in result["warnings"])
     if result.get("published"):

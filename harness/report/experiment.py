@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.report.compare import Run, ScoreColumn, differences, load, union_columns
+from harness.report.compare import DETECTABLE, DETECTABLE_NOTE, Run, ScoreColumn, differences, fmt_detectable, load, union_columns
 from harness.report.seeds import compare_seeds, stratum_mean
 from harness.report.tables import Column, fmt, markdown
 from tasks import trainer_layout
@@ -142,11 +142,13 @@ def experiment_tables(result: dict) -> list[tuple[str, list[str], list[list[str]
             [[r["arm"]] + [f"{fmt(r['values'][c][0])} [{', '.join(fmt(x) for x in r['values'][c][1])}]" for c in cols]
              for r in result["rows"]], 1)]
     if result["deltas"]:
-        out.append(("delta = arm − baseline, mean over seeds · 95% CI: hierarchical bootstrap (seeds, then items) · "
-                    f"p: exact sign flip over {n_seeds} seeds (smallest possible {2 / 2 ** n_seeds:.3g})",
-                    ["arm", "column", "delta", "95% CI", "p", "per seed", "seeds", "items"],
+        out.append(("delta = arm − baseline, mean over the arm's seeds · 95% CI: hierarchical bootstrap (seeds, then "
+                    "items) · p: exact sign flip over the arm's seeds (smallest possible with "
+                    f"{n_seeds} seeds: {2 / 2 ** n_seeds:.3g}) · " + DETECTABLE_NOTE,
+                    ["arm", "column", "delta", "95% CI", DETECTABLE, "from", "p", "per seed", "seeds", "items"],
                     [[d["arm"], d["column"], f"{d['result'].delta:+.1f}",
-                      f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", f"{d['result'].p_value:.3g}",
+                      f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", fmt_detectable(d["result"].detectable),
+                      d["result"].detectable_basis, f"{d['result'].p_value:.3g}",
                       ", ".join(f"{x:+.1f}" for x in d["result"].per_seed), str(d["result"].n_seeds),
                       str(d["result"].n_items)] for d in result["deltas"]], 2))
     if result["steps"]:

@@ -32,6 +32,11 @@ class SeedResult:
     """The per-seed differences."""
     n_seeds: int
     n_items: int
+    detectable: float = float("nan")
+    """Smallest mean difference this comparison could have detected (80% power, two-sided 5%):
+    from the spread of the per-seed differences with two seeds or more, else from the items'
+    discordance at the one seed (harness/report/power.py)."""
+    detectable_basis: str = ""
 
 
 def stratum_mean(scores: list) -> float:
@@ -78,6 +83,12 @@ def compare_seeds(base: list[list], arm: list[list], n_resamples: int = 2000, se
         raise ValueError(f"both arms need the same seeds (got {len(base)} and {len(arm)})")
     per_seed = tuple(stratum_mean([np.asarray(k, float) for k in b]) - stratum_mean([np.asarray(k, float) for k in a])
                      for a, b in zip(base, arm))
+    from harness.report.power import seeds_detectable, strata_effect
+
     low, high = hierarchical_bootstrap(base, arm, n_resamples, seed)
+    if len(per_seed) >= 2:
+        detect = seeds_detectable(list(per_seed))
+    else:
+        detect = strata_effect([np.asarray(b, float) - np.asarray(a, float) for a, b in zip(base[0], arm[0])])
     return SeedResult(float(np.mean(per_seed)), low, high, seed_sign_flip(list(per_seed)), per_seed,
-                      len(base), sum(len(k) for k in base[0]))
+                      len(base), sum(len(k) for k in base[0]), detect.effect, detect.basis)

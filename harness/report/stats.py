@@ -36,6 +36,9 @@ class PairedResult:
     p_floor: float | None = None
     """Smallest p-value the test can report: 1/(R+1) for a permutation test of R resamples (a
     p-value there means no resample was as extreme), None for exact tests."""
+    detectable: float = float("nan")
+    """Smallest difference these items could have detected (80% power, two-sided 5%), from their
+    discordance (harness/report/power.py); inf when no item differs."""
 
 
 def _strata(diffs) -> list[np.ndarray]:
@@ -134,7 +137,10 @@ def paired_test(a_strata, b_strata, n_resamples: int = 1000, seed: int = 0) -> P
         resamples = max(n_resamples, 2000)
         p, test = paired_permutation(diffs, n_resamples=resamples, seed=seed), "permutation"
         floor = 1 / (resamples + 1)
-    return PairedResult(stratified_mean(diffs), low, high, p, test, int(sum(len(d) for d in diffs)), floor)
+    from harness.report.power import strata_effect
+
+    return PairedResult(stratified_mean(diffs), low, high, p, test, int(sum(len(d) for d in diffs)), floor,
+                        strata_effect(diffs).effect)
 
 
 def format_p(p: float, floor: float | None = None) -> str:
