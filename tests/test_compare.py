@@ -39,15 +39,16 @@ GOLDEN = """baseline: base · scores in percent · delta = run − baseline on s
 
 | run     | column       |   delta |        95% CI |   detectable |    p |        test |   n |
 |:--------|:-------------|--------:|--------------:|-------------:|-----:|------------:|----:|
-| longact | tiny_kv      |   +25.0 | [+0.0, +75.0] |        ±49.9 |    1 |     mcnemar |   4 |
-| longact | tiny_passkey |   +25.0 | [+0.0, +75.0] |        ±49.9 |    1 |     mcnemar |   4 |
-| longact | tiny avg     |   +25.0 | [+0.0, +62.5] |        ±42.5 | 0.51 | permutation |   8 |
+| longact | tiny_kv      |   +25.0 | [+0.0, +75.0] |           ±∞ |    1 |     mcnemar |   4 |
+| longact | tiny_passkey |   +25.0 | [+0.0, +75.0] |           ±∞ |    1 |     mcnemar |   4 |
+| longact | tiny avg     |   +25.0 | [+0.0, +62.5] |           ±∞ | 0.51 | permutation |   8 |
 
 detectable: the smallest difference these items (or seeds) could have shown with 80% power at two-sided 5%, from how often the runs disagree (harness/report/power.py); a smaller |delta| is not evidence of no effect"""
 # Hand check of "detectable": a task has 1 of 4 items discordant, so under no effect the mean
-# difference has variance 100^2 * (1/4) / 4 = 625; the effect d solves
-# 1.96 * 25 + 0.8416 * sqrt(625 - d^2 / 4) = d, d = 49.95. The average of the two tasks has
-# variance 625 / 2 = 312.5 and 1.96 * sqrt(312.5) + 0.8416 * sqrt(312.5 - d^2 / 8) = d, d = 42.49.
+# difference has variance 100^2 * (1/4) / 4 = 625, and 80% power needs d with
+# 1.96 * 25 + 0.8416 * sqrt(625 - d^2 / 4) = d, d = 49.95; but one discordant item in four can move
+# the mean by 25 points at most, so no effect these items allow is detectable: ±∞ (the average's
+# 42.5 needed against its 25 possible, likewise).
 # Hand check of the last row: each task has one item that improved (+100 of 4 items). A resample's
 # mean is 12.5 * S with S ~ Bin(8, 1/4) (items improving drawn in both tasks): P(S <= 4) = 0.973,
 # P(S <= 5) = 0.996, so the 97.5% point is 62.5. The two tasks' sign flips give |mean| 25 or 0,

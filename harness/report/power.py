@@ -55,27 +55,27 @@ def _check_level(alpha: float, power: float) -> None:
         raise ValueError(f"power: {power} is not a probability in (0, 1)")
 
 
-def items_effect(null_var: float, delta_var_factor: float, alpha: float = 0.05, power: float = 0.8) -> float:
+def items_effect(null_var: float, delta_var_factor: float, alpha: float = 0.05, power: float = 0.8,
+                 cap: float = math.inf) -> float:
     """The smallest delta with za*sqrt(V0) + zb*sqrt(V0 - c*delta^2) <= delta, where V0 =
     `null_var` (the variance of the mean difference under no effect) and c = `delta_var_factor`
     (how much a true delta shrinks it: 1/n for one stratum). inf when V0 is 0 (no item can
-    differ) or when even the largest delta the variance allows is not detectable."""
+    differ) or when even the largest delta the data allow (`cap`: the mean |difference|, every
+    differing item in the arm's favour) is not detectable."""
     _check_level(alpha, power)
     if null_var <= 0:
         return math.inf
     za, zb = _z(1 - alpha / 2), _z(power)
     s0 = math.sqrt(null_var)
     # The largest delta the data allow: V0 - c*delta^2 >= 0.
-    top = math.sqrt(null_var / delta_var_factor) if delta_var_factor > 0 else math.inf
+    top = min(cap, math.sqrt(null_var / delta_var_factor) if delta_var_factor > 0 else math.inf)
 
     def gap(delta: float) -> float:
         return delta - za * s0 - zb * math.sqrt(max(null_var - delta_var_factor * delta * delta, 0.0))
 
     if gap(top) < 0:
         return math.inf
-    lo, hi = 0.0, min(top, (za + abs(zb)) * s0 * 4 + 1e-12)
-    while gap(hi) < 0:  # gap increases with delta (for power >= 0.5)
-        hi = min(top, hi * 2)
+    lo, hi = 0.0, top  # gap increases with delta (for power >= 0.5)
     for _ in range(100):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if gap(mid) < 0 else (lo, mid)
@@ -89,7 +89,7 @@ def paired_effect(discordance: float, n: int, scale: float = 100.0, alpha: float
     if n <= 0:
         return math.inf
     second = discordance * scale * scale
-    return items_effect(second / n, 1.0 / n, alpha, power)
+    return items_effect(second / n, 1.0 / n, alpha, power, cap=discordance * scale)
 
 
 def strata_effect(diffs: list, alpha: float = 0.05, power: float = 0.8) -> Detectable:
@@ -104,7 +104,8 @@ def strata_effect(diffs: list, alpha: float = 0.05, power: float = 0.8) -> Detec
     factor = sum(1.0 / len(d) for d in strata) / k ** 2
     n = sum(len(d) for d in strata)
     differing = sum(int(np.count_nonzero(d)) for d in strata)
-    return Detectable(items_effect(null_var, factor, alpha, power), f"items: {differing} of {n} differ")
+    cap = sum(float(np.mean(np.abs(d))) for d in strata) / k
+    return Detectable(items_effect(null_var, factor, alpha, power, cap), f"items: {differing} of {n} differ")
 
 
 def _t_power(delta: float, sd: float, n_seeds: int, alpha: float) -> float:
