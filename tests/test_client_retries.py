@@ -5,6 +5,7 @@ is not an answer is an error, and every failure stays a per-request error while 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -37,6 +38,14 @@ def stub():
 def _client(url, tokenizer, **kw) -> ServerLM:
     return ServerLM(url, "m", tokenizer, 256, task_specs={"t": TaskSpec(endpoint="completion")},
                     concurrency=1, backoff_s=0.01, progress=False, **kw)
+
+
+def until(condition, timeout_s: float = 60.0) -> None:
+    """Wait for `condition()` (a generous deadline: the machine may be busy; it fails loudly)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"still waiting after {timeout_s:g} s"
+        time.sleep(0.01)
 
 
 def _requests(n: int) -> list[Instance]:
@@ -74,10 +83,13 @@ def test_a_refused_connection_fails_fast_for_every_request(tiny_tokenizer):
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    lm = _client(f"http://127.0.0.1:{port}", tiny_tokenizer, max_retries=6)
+    # One back-off here is at least 30 s (60 s, jittered by 0.5-1.5): a run under that has retried
+    # nothing, however busy the machine; refusing five connections takes well under a second.
+    lm = ServerLM(f"http://127.0.0.1:{port}", "m", tiny_tokenizer, 256, task_specs={"t": TaskSpec(endpoint="completion")},
+                  concurrency=1, backoff_s=60.0, max_retries=1, progress=False)
     t0 = time.monotonic()
     assert lm.generate_until(_requests(5)) == [""] * 5
-    assert time.monotonic() - t0 < 5.0  # six retries with back-off each would take far longer
+    assert time.monotonic() - t0 < 30.0
     assert all(r.error for r in lm.records)
     assert sum(r.attempts for r in lm.records) <= 3  # the first failure marks the server down
 
@@ -125,12 +137,18 @@ def test_an_interrupt_while_an_answer_is_saved_stops_the_queue_and_keeps_what_ar
     def on_result(i, text, record):
         delivered.append(i)
         if len(delivered) == 1:
-            time.sleep(0.3)  # answers in flight arrive meanwhile
+            # Another answer arrives meanwhile. The workers cannot send more while this hand-over
+            # holds the client's lock, so wait for the server to have answered the other request
+            # in flight, then give the client a moment to take it in (no event marks that).
+            until(lambda: len(s.answered_completions()) >= 2)
+            time.sleep(0.3)
             raise KeyboardInterrupt
 
+    before = set(threading.enumerate())
     with pytest.raises(KeyboardInterrupt):
         lm.generate_until(_requests(40), on_result=on_result)
-    time.sleep(0.5)
+    # the client's workers end once their request in flight is answered: then nothing more can go out
+    until(lambda: not [t for t in threading.enumerate() if t not in before and t.name.endswith("(worker)")])
     # the queue stopped: beyond the answers handed over, at most the two requests in flight went out
     assert len(delivered) >= 2  # the answers that arrived during the first hand-over were handed over too
     assert len(s.completions()) <= len(delivered) + 2

@@ -12,7 +12,7 @@ import requests
 from harness.backends.serve import ServerConfig, ServerStartError, VLLMServer, free_port, server_info
 from harness.errors import UserError
 from tests.conftest import alive
-from tests.faults.test_interrupts import as_in_a_background_job
+from tests.faults.test_interrupts import WITHIN_S, as_in_a_background_job
 
 pytestmark = pytest.mark.server
 
@@ -58,8 +58,11 @@ def test_ctrl_c_during_eval_stops_server_and_children(tiny_model_dir, tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-2000:]
-    assert time.monotonic() - t0 < 10, out[-2000:]
-    time.sleep(0.5)
+    assert time.monotonic() - t0 < WITHIN_S, out[-2000:]  # the promise: stopped within 10 s of Ctrl-C
+    # The harness has exited, its servers SIGKILLed; the kernel may still be tearing them down.
+    deadline = time.monotonic() + 30
+    while alive(server_pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert alive(server_pids) == [], out[-2000:]
     run_json = next(tmp_path.glob("*/run.json"))
     assert '"status": "interrupted"' in run_json.read_text(), "an interrupted run must say so, never complete"

@@ -3,8 +3,10 @@
     from training.config import load_config
     cfg = load_config("training/configs/tiny-cpu.yaml", ["model=models/tiny-qwen3", "mask.keep_ratio=0.3"])
 
-Overrides are dotted for nested fields (mask.strategy=random); unknown keys, wrong types and
-out-of-range values are errors naming the key. `longact train --dry-run` prints the result.
+Overrides are dotted for nested fields (mask.strategy=random); unknown keys (in the mappings
+too: `algo.loss_kwargs` against the chosen loss, `vllm` against vLLM's engine arguments), wrong
+types and out-of-range values are errors naming the key (`ConfigError`, a one-line user error),
+before any model loads. `longact train --dry-run` prints the result.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.data_io import looks_local
+from tasks.errors import ConfigError
 from training import losses as L
 from training import parallel
-from training.data import DataConfig
+from training.data import SOURCES, DataConfig
 from training.mask import MaskConfig
 from training.rollout import SamplingConfig
 
@@ -80,31 +83,31 @@ def _merge(obj, values: dict, where: str):
     fields = {f.name: f for f in dataclasses.fields(obj)}
     for key, value in values.items():
         if key not in fields:
-            raise ValueError(f"{where}: unknown key {key!r}, expected one of {', '.join(fields)}")
+            raise ConfigError(f"{where}: unknown key {key!r}, expected one of {', '.join(fields)}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
-                raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
+                raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
             value = _merge(current, value, f"{where}.{key}")
         elif isinstance(current, dict) and not isinstance(value, dict):
-            raise ValueError(f"{where}.{key}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected a mapping, got {value!r}")
         elif isinstance(current, tuple):
             value = tuple(value)
         elif isinstance(current, bool) and not isinstance(value, bool):
-            raise ValueError(f"{where}.{key}: expected true/false, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected true/false, got {value!r}")
         elif isinstance(current, (int, float)) and not isinstance(current, bool):
             if isinstance(current, float) and isinstance(value, str):
                 value = _float_or_str(value)  # YAML 1.1 reads "1e-3" as a string
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
+                raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
             value = type(current)(value) if isinstance(current, float) else value
         elif isinstance(current, str) and not isinstance(value, str):
-            raise ValueError(f"{where}.{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}.{key}: expected a string, got {value!r}")
         kwargs[key] = value
     try:
         return dataclasses.replace(obj, **kwargs)
     except ValueError as e:  # __post_init__ checks (MaskConfig)
-        raise ValueError(f"{where}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def _float_or_str(text: str):
@@ -119,14 +122,17 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
 
     cfg = TrainConfig()
     if path:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
         if not isinstance(raw, dict):
-            raise ValueError(f"{path}: expected a mapping of config keys")
+            raise ConfigError(f"{path}: expected a mapping of config keys")
         cfg = _merge(cfg, raw, path)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
-            raise ValueError(f"override {item!r}: expected key=value")
+            raise ConfigError(f"override {item!r}: expected key=value")
         nested: dict = {}
         node = nested
         parts = key.split(".")
@@ -135,7 +141,7 @@ def load_config(path: str | None, overrides: list[str] = ()) -> TrainConfig:
         node[parts[-1]] = yaml.safe_load(text)
         cfg = _merge(cfg, nested, f"override {item!r}")
     if not cfg.model:
-        raise ValueError(f"{path or 'config'}: field 'model' is required (a HF model directory)")
+        raise ConfigError(f"{path or 'config'}: field 'model' is required (a HF model directory)")
     given = {item.partition("=")[0]: item for item in overrides}
 
     def where(field_: str) -> str:
@@ -154,7 +160,7 @@ def check_model_dir(cfg: TrainConfig) -> None:
     `--dry-run` too, so a typo fails before anything loads."""
     name = cfg.model
     if looks_local(name) and not (Path(name).expanduser() / "config.json").is_file():
-        raise ValueError(f"model={name}: not a model directory (no config.json there); build the tiny one with "
+        raise ConfigError(f"model={name}: not a model directory (no config.json there); build the tiny one with "
                          "`longact model build-tiny --out DIR` or give a HF checkpoint directory")
 
 
@@ -165,39 +171,89 @@ def _validate(cfg: TrainConfig, where) -> None:
                              ("weight_sync_bucket_mb", cfg.weight_sync_bucket_mb, 0.0),
                              ("sampling.temperature", cfg.sampling.temperature, 0.0)):
         if not value > low:
-            raise ValueError(f"{where(name)}: {name} must be > {low:g}, got {value}")
+            raise ConfigError(f"{where(name)}: {name} must be > {low:g}, got {value}")
     if cfg.weight_decay < 0:
-        raise ValueError(f"{where('weight_decay')}: weight_decay must be >= 0, got {cfg.weight_decay}")
+        raise ConfigError(f"{where('weight_decay')}: weight_decay must be >= 0, got {cfg.weight_decay}")
     if not 0 < cfg.sampling.top_p <= 1:
-        raise ValueError(f"{where('sampling.top_p')}: sampling.top_p must be in (0, 1], got {cfg.sampling.top_p}")
+        raise ConfigError(f"{where('sampling.top_p')}: sampling.top_p must be in (0, 1], got {cfg.sampling.top_p}")
     for name in ("sampling.max_new_tokens", "max_prompt_tokens"):
         value = cfg.sampling.max_new_tokens if name.startswith("sampling") else cfg.max_prompt_tokens
         if value < 1:
-            raise ValueError(f"{where(name)}: {name} must be >= 1, got {value}")
+            raise ConfigError(f"{where(name)}: {name} must be >= 1, got {value}")
     for name in ("steps", "prompts_per_step", "group_size", "micro_batch", "ppo_epochs", "mini_batches", "calib_prompts"):
         if getattr(cfg, name) < 1:
-            raise ValueError(f"{where(name)}: {name} must be >= 1, got {getattr(cfg, name)}")
+            raise ConfigError(f"{where(name)}: {name} must be >= 1, got {getattr(cfg, name)}")
     if cfg.attn_implementation and not (cfg.attn_implementation == "sdpa" or cfg.attn_implementation.startswith("flash_attention")):
-        raise ValueError(f"{where('attn_implementation')}: attn_implementation: got {cfg.attn_implementation!r}; packed "
+        raise ConfigError(f"{where('attn_implementation')}: attn_implementation: got {cfg.attn_implementation!r}; packed "
                          "micro-batches need sdpa (the default) or flash_attention_2/3, which attend within each row")
     if cfg.max_tokens_per_micro_batch < 0:
-        raise ValueError(f"{where('max_tokens_per_micro_batch')}: max_tokens_per_micro_batch must be >= 0 (0 = no limit), "
+        raise ConfigError(f"{where('max_tokens_per_micro_batch')}: max_tokens_per_micro_batch must be >= 0 (0 = no limit), "
                          f"got {cfg.max_tokens_per_micro_batch}")
     if cfg.group_size < 2 and cfg.algo.advantage == "grpo":
-        raise ValueError(f"{where('group_size')}: group_size must be >= 2 for group-normalised advantages")
+        raise ConfigError(f"{where('group_size')}: group_size must be >= 2 for group-normalised advantages")
     if cfg.mini_batches > cfg.prompts_per_step * cfg.group_size:
-        raise ValueError(f"{where('mini_batches')}: mini_batches ({cfg.mini_batches}) exceeds the step's "
+        raise ConfigError(f"{where('mini_batches')}: mini_batches ({cfg.mini_batches}) exceeds the step's "
                          f"{cfg.prompts_per_step * cfg.group_size} completions")
     for name, value, allowed in (("backend", cfg.backend, ("hf", "vllm")), ("parallel", cfg.parallel, parallel.MODES),
                                  ("device", cfg.device, ("auto", "cpu", "cuda"))):
         if value not in allowed:
-            raise ValueError(f"{where(name)}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
+            raise ConfigError(f"{where(name)}: {name}: got {value!r}, expected one of {', '.join(allowed)}")
     if cfg.algo.dual_clip_c and cfg.algo.dual_clip_c <= 1.0:
-        raise ValueError(f"{where('algo.dual_clip_c')}: algo.dual_clip_c must be > 1 (or 0 = off), got {cfg.algo.dual_clip_c}")
+        raise ConfigError(f"{where('algo.dual_clip_c')}: algo.dual_clip_c must be > 1 (or 0 = off), got {cfg.algo.dual_clip_c}")
     for name in ("log_ratio_clamp", "kl_clamp"):
         if getattr(cfg.algo, name) < 0:
-            raise ValueError(f"{where('algo.' + name)}: algo.{name} must be >= 0 (0 = off), got {getattr(cfg.algo, name)}")
+            raise ConfigError(f"{where('algo.' + name)}: algo.{name} must be >= 0 (0 = off), got {getattr(cfg.algo, name)}")
     for table, name, field_ in ((L.ADVANTAGES, cfg.algo.advantage, "algo.advantage"),
                                 (L.POLICY_LOSSES, cfg.algo.policy_loss, "algo.policy_loss"),
                                 (L.AGGREGATIONS, cfg.algo.aggregation, "algo.aggregation")):
         L.lookup(table, name, f"{where(field_)}: {field_}")
+    # the losses take `**_`: without this check a misspelled key would train with the default
+    cfg.algo.loss_kwargs = L.check_loss_kwargs(cfg.algo.policy_loss, cfg.algo.loss_kwargs, f"{where('algo.loss_kwargs')}: algo.loss_kwargs")
+    if len(cfg.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in cfg.betas):
+        raise ConfigError(f"{where('betas')}: betas must be two numbers in [0, 1) (AdamW's), got {list(cfg.betas)}")
+    if cfg.data.source not in SOURCES:
+        raise ConfigError(f"{where('data.source')}: data.source: unknown {cfg.data.source!r}, expected one of {', '.join(SOURCES)}")
+    check_vllm_args(cfg, where)
+
+
+# What the vLLM rollout passes the engine itself (training/rollout.py VLLMRollout).
+VLLM_SET_BY_TRAINER = {"model": "model (or the checkpoint resumed from)", "seed": "seed"}
+
+
+def check_vllm_args(cfg: TrainConfig, where) -> None:
+    """`vllm` holds vllm.LLM keyword arguments: only read with backend=vllm, never ones the trainer
+    sets, and (where vLLM is installed) only names its engine knows. vLLM itself would refuse an
+    unknown one too, but only once the policy has loaded."""
+    if not cfg.vllm:
+        return
+    at = where("vllm")
+    if cfg.backend != "vllm":
+        raise ConfigError(f"{at}: vllm: engine arguments {sorted(cfg.vllm)} are read only with backend=vllm "
+                          f"(backend is {cfg.backend!r}); set backend=vllm, or vllm={{}}")
+    for key, owner in VLLM_SET_BY_TRAINER.items():
+        if key in cfg.vllm:
+            raise ConfigError(f"{at}: vllm.{key}: the trainer sets it from {owner}")
+    known = vllm_engine_arguments()
+    unknown = sorted(set(cfg.vllm) - known) if known else []
+    if unknown:
+        import difflib
+
+        close = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+        hints = "; ".join(f"{k!r}" + (f" (did you mean {c[0]!r}?)" if c else "") for k, c in close.items())
+        raise ConfigError(f"{at}: vllm: unknown engine argument(s) {hints}: vllm.LLM takes the fields of "
+                          "vllm.engine.arg_utils.EngineArgs")
+
+
+def vllm_engine_arguments() -> set[str]:
+    """The keyword arguments vllm.LLM accepts (its own and EngineArgs' fields); empty where vLLM
+    is not installed (the rollout then says so when it starts)."""
+    import inspect
+
+    try:
+        from vllm import LLM
+        from vllm.engine.arg_utils import EngineArgs
+    except ImportError:
+        return set()
+    own = {p.name for p in inspect.signature(LLM.__init__).parameters.values()
+           if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"}
+    return own | {f.name for f in dataclasses.fields(EngineArgs)}

@@ -16,6 +16,7 @@ from typing import Callable
 
 from tasks.benchmarks import training_sets
 from tasks.data_io import DataError, list_of_str, read_jsonl
+from tasks.errors import ConfigError
 
 
 @dataclass
@@ -103,7 +104,7 @@ def run_order(prompts: list[Prompt], seed: int) -> list[Prompt]:
 
 def load_prompts(cfg: DataConfig) -> list[Prompt]:
     if cfg.source not in SOURCES:
-        raise ValueError(f"data.source: unknown {cfg.source!r}, expected one of {', '.join(SOURCES)}")
+        raise ConfigError(f"data.source: unknown {cfg.source!r}, expected one of {', '.join(SOURCES)}")
     prompts = SOURCES[cfg.source](cfg)
     if not prompts:
         raise DataError(cfg.path or cfg.source, None, None, "no prompts")

@@ -5,13 +5,21 @@ Token mask convention (all functions): `mask` is [B, T] with 1 = completion toke
 G completions of one prompt adjacent (B = prompts * G).
 
 Pick a variant by name: ADVANTAGES["grpo"], POLICY_LOSSES["clip_cov"], AGGREGATIONS["token_mean"].
+The trainer passes every policy loss the same keywords (and every aggregation both normalisers),
+so each takes `**_` for those it does not use; `algo.loss_kwargs` is checked against the chosen
+loss's own parameters (`check_loss_kwargs`) when the config loads, so a misspelled key is refused
+rather than absorbed.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Callable
 
 import torch
+
+from tasks.errors import ConfigError
 
 ADVANTAGES: dict[str, Callable] = {}
 POLICY_LOSSES: dict[str, Callable] = {}
@@ -27,8 +35,49 @@ def _register(table: dict[str, Callable], name: str):
 
 def lookup(table: dict[str, Callable], name: str, field: str) -> Callable:
     if name not in table:
-        raise ValueError(f"{field}: unknown {name!r}, expected one of {', '.join(sorted(table))}")
+        raise ConfigError(f"{field}: unknown {name!r}, expected one of {', '.join(sorted(table))}")
     return table[name]
+
+
+# Policy-loss keywords the trainer passes from other settings, or computes: not for algo.loss_kwargs.
+SET_BY_TRAINER = {"eps_low": "algo.eps_low", "eps_high": "algo.eps_high", "dual_clip_c": "algo.dual_clip_c",
+                  "log_ratio_clamp": "algo.log_ratio_clamp", "pick": None, "generator": None}
+
+
+def loss_kwargs_accepted(policy_loss: str) -> dict:
+    """The keywords `algo.loss_kwargs` may set for a policy loss, with their defaults."""
+    params = inspect.signature(POLICY_LOSSES[policy_loss]).parameters.values()
+    return {p.name: p.default for p in params
+            if p.default is not p.empty and p.kind is not p.VAR_KEYWORD and p.name not in SET_BY_TRAINER}
+
+
+def check_loss_kwargs(policy_loss: str, kwargs: dict, where: str) -> dict:
+    """`kwargs` for `policy_loss`, numbers given as text ("1e-3") read as numbers; an unknown key,
+    one another setting owns, or a non-number where the loss takes a number is a ConfigError that
+    names it and lists what the loss accepts."""
+    accepted = loss_kwargs_accepted(policy_loss)
+    listed = ", ".join(accepted) or "none"
+    out = {}
+    for key, value in kwargs.items():
+        if key in SET_BY_TRAINER:
+            owner = SET_BY_TRAINER[key]
+            raise ConfigError(f"{where}: {key!r} is " + (f"set by {owner}, not algo.loss_kwargs" if owner else
+                              "chosen by the trainer") + f"; {policy_loss} accepts: {listed}")
+        if key not in accepted:
+            close = difflib.get_close_matches(key, list(accepted), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: unknown key {key!r} for algo.policy_loss={policy_loss}{hint}; it accepts: {listed}")
+        default = accepted[key]
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, str):
+                try:
+                    value = float(value)  # YAML 1.1 reads "1e-3" as a string
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}: {key} expects a number, got {value!r}")
+        out[key] = value
+    return out
 
 
 # ---- advantages ------------------------------------------------------------------------------

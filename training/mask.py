@@ -39,6 +39,8 @@ from typing import Iterable
 
 import torch
 
+from tasks.errors import ConfigError
+
 STRATEGIES = ("none", "longact", "random", "bottom", "q_only", "k_only")
 SITES = ("pre_rope", "proj_out")
 STATISTICS = ("mean_abs", "l2", "max")
@@ -84,7 +86,7 @@ def qk_modules(model: torch.nn.Module) -> dict[str, torch.nn.Linear]:
     """All q_proj/k_proj linears by module name (any HF decoder that names them so)."""
     found = {n: m for n, m in model.named_modules() if n.endswith(("q_proj", "k_proj"))}
     if not found:
-        raise ValueError("model has no modules named *q_proj / *k_proj; LongAct needs them")
+        raise ConfigError("model has no modules named *q_proj / *k_proj; LongAct needs them")
     return found
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from tasks.errors import ConfigError
+
 MODES = ("none", "ddp", "fsdp")
 
 
@@ -72,15 +74,15 @@ class Dist:
 def init(mode: str, device: str = "auto") -> Dist:
     """Read torchrun's environment, start the process group, pick this rank's device."""
     if mode not in MODES:
-        raise ValueError(f"parallel: got {mode!r}, expected one of {', '.join(MODES)}")
+        raise ConfigError(f"parallel: got {mode!r}, expected one of {', '.join(MODES)}")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if world > 1 and mode == "none":
-        raise ValueError(f"running under torchrun with WORLD_SIZE={world} but parallel=none; "
+        raise ConfigError(f"running under torchrun with WORLD_SIZE={world} but parallel=none; "
                          "set parallel=ddp or parallel=fsdp")
     cuda = torch.cuda.is_available() and device in ("auto", "cuda")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
+        raise ConfigError("device=cuda but torch sees no CUDA device; use device=cpu or auto")
     dev = torch.device(f"cuda:{local_rank}") if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(dev)
@@ -92,7 +94,7 @@ def init(mode: str, device: str = "auto") -> Dist:
 def decoder_layers(model: torch.nn.Module):
     layers = getattr(getattr(model, "model", None), "layers", None)
     if layers is None:
-        raise ValueError(f"parallel=fsdp: {type(model).__name__} has no .model.layers to shard; "
+        raise ConfigError(f"parallel=fsdp: {type(model).__name__} has no .model.layers to shard; "
                          "use parallel=ddp")
     return layers
 

@@ -11,7 +11,7 @@ what differs.
 
 Samples rows are the shards' rows in doc_id order, as an unsharded run writes them. Metrics are
 not averaged from the shards' metrics: the per-item values go through lm-eval's own aggregation
-(`_process_results`, the code `evaluate` ends with) over the loaded tasks, in doc order, so task
+(harness/run/lm_eval_internals.py `aggregate`, the code `evaluate` ends with) over the loaded tasks, in doc order, so task
 and group metrics and their stderr equal those of an unsharded run exactly; breakdowns come from
 the same rows by the same code as in a run.
 """
@@ -33,6 +33,7 @@ from harness.records.aggregate import unique_sources
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, load_run, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
 from harness.records.schema import RunRecord, SampleRecord, SchemaError
+from harness.run import lm_eval_internals
 from harness.run.config import EvalConfig, config_from_dict
 from harness.run.modes import apply_mode
 from harness.run.runner import RequestTotals, configure_tasks, group_results, task_result
@@ -193,8 +194,6 @@ def load_tasks_like(shard: ShardRun, tokenizer_path: str | None) -> tuple[dict, 
 def merge_runs(paths: list[str | Path], output_dir: str | Path | None = None, run_id: str | None = None,
                tokenizer: str | None = None, command: list[str] | None = None) -> Path:
     """Check the shards, then write the merged run; returns its directory."""
-    from lm_eval.evaluator_utils import _process_results
-
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # as in a run: no per-task --metadata advice
     if not paths:
         raise UserError("name the shard runs to merge: longact merge RUN_DIR RUN_DIR ...")
@@ -219,7 +218,7 @@ def merge_runs(paths: list[str | Path], output_dir: str | Path | None = None, ru
         sources[name] = unique_sources(src for s in have for src in s.record.tasks[name].data_sources)
         totals[name] = RequestTotals(*(sum(getattr(s.record.tasks[name], f) for s in have)
                                        for f in ("n_errors", "n_cached", "prompt_tokens", "completion_tokens")))
-        filters = [f.name for f in task._filters]
+        filters = lm_eval_internals.filter_names(task)
         if len(filters) != 1:
             raise UserError(f"{name} has {len(filters)} filters; merging supports tasks with one")
         raw = defaultdict(list)
@@ -227,7 +226,7 @@ def merge_runs(paths: list[str | Path], output_dir: str | Path | None = None, ru
             for metric, value in row.metrics.items():
                 raw[(metric, filters[0])].append(value)
         acc[name] = {"task": task, "raw_metrics": raw, "logged_samples": []}
-    results = _process_results(acc, loaded.get("groups", {}), bootstrap_iters=1000)._to_eval_results()
+    results = lm_eval_internals.aggregate(acc, loaded.get("groups", {}), bootstrap_iters=1000)
 
     record = merged_record(shards, command)
     for name, task in loaded["tasks"].items():

@@ -20,6 +20,7 @@ from __future__ import annotations
 from statistics import mean
 
 from harness.errors import UserError
+from harness.run import lm_eval_internals
 from tasks.thinking import strip_thinking
 
 MODES = ("official", "reasoning")
@@ -59,9 +60,6 @@ def wrap_process_results(process_results, k: int, reasoning: bool, opened_in_pro
 
 def apply_to_task(task, mode: str, k: int, budget_override: int | None, opened_in_prompt: bool = False) -> None:
     """Reconfigure one loaded lm-eval task for `mode` and k samples per item."""
-    from lm_eval.api.metrics import mean as lm_mean
-    from lm_eval.filters import build_filter_ensemble
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "official" and k == 1:
@@ -78,13 +76,12 @@ def apply_to_task(task, mode: str, k: int, budget_override: int | None, opened_i
         extra += [("thinking_found", False), ("thinking_unclosed", False)]
     if k > 1:
         cfg.repeats = k
-        task._filters = [build_filter_ensemble("none", [])]  # keep all k outputs for the scorer
+        lm_eval_internals.keep_every_output(task)  # all k outputs reach the scorer
         extra += [(f"{n}_pass@{k}", task.higher_is_better().get(n, True)) for n in names]
     if callable(cfg.process_results):
         cfg.process_results = wrap_process_results(cfg.process_results, k, mode == "reasoning", opened_in_prompt)
     for name, higher in extra:
-        task._aggregation_list[name] = lm_mean
-        task._higher_is_better[name] = higher
+        lm_eval_internals.add_metric(task, name, higher)
         cfg.metric_list = list(cfg.metric_list or []) + [{"metric": name, "aggregation": "mean", "higher_is_better": higher}]
 
 

@@ -49,7 +49,7 @@ from harness.records.aggregate import breakdown, data_sources, group_breakdown, 
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
 from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServerRecord, ServingInfo, TaskResult
-from harness.run import cache
+from harness.run import cache, lm_eval_internals
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
 from harness.run.shard import Shard, TrueDocIds, balanced_partition, prompt_weights, restrict
@@ -339,39 +339,6 @@ def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, cha
     return str(Path(output_dir) / ".cache" / f"requests-{key}")
 
 
-_QUIET_LOCK = threading.Lock()
-_quiet_runs: list = []
-"""lm-eval's original `tqdm` while runs of this process (a sweep's engines) keep it silenced."""
-
-
-@contextlib.contextmanager
-def lm_eval_progress(enabled: bool):
-    """lm-eval draws one bar per task while it builds requests (`lm_eval.api.task`'s module-level
-    `tqdm`, never disabled). TQDM_DISABLE cannot silence it: tqdm reads its TQDM_* variables once,
-    when it is imported. `--quiet` swaps in a disabled bar for the duration; concurrent runs share
-    the swap and the last one out restores the original."""
-    if enabled:
-        yield
-        return
-    import functools
-
-    from lm_eval.api import task as lm_eval_task
-
-    with _QUIET_LOCK:
-        if not _quiet_runs:
-            _quiet_runs.append(lm_eval_task.tqdm)
-            lm_eval_task.tqdm = functools.partial(lm_eval_task.tqdm, disable=True)
-        else:
-            _quiet_runs.append(_quiet_runs[0])
-    try:
-        yield
-    finally:
-        with _QUIET_LOCK:
-            original = _quiet_runs.pop()
-            if not _quiet_runs:
-                lm_eval_task.tqdm = original
-
-
 def seed_everything(seed: int) -> None:
     import numpy as np
 
@@ -409,7 +376,7 @@ def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks, back
               "server gives no probe log-probs); a rerun will send every request again", file=sys.stderr)
     lm = cache.ResumableLM(backend, path + ".sqlite") if path else backend
     try:
-        with lm_eval_progress(cfg.run.progress):
+        with lm_eval_internals.task_progress(cfg.run.progress):
             if tasks.items is None:
                 results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
                                       bootstrap_iters=1000, verbosity="WARNING")

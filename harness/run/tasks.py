@@ -3,7 +3,6 @@ and version checks, and the hashes that make a task's config and data comparable
 
 from __future__ import annotations
 
-import copy
 import difflib
 import functools
 import inspect
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.records import provenance
+from harness.run import lm_eval_internals
 
 TASKS_DIR = Path(__file__).resolve().parents[2] / "tasks"
 
@@ -19,12 +19,7 @@ def task_manager(metadata: dict | None = None):
     """lm-eval's TaskManager over tasks/ with `metadata`. The scan of tasks/ is done once per
     process (a sweep runs many evaluations): each manager shares that index, which maps names to
     YAML files and is only read (every load reads the YAML files again), and has its own metadata."""
-    from lm_eval.tasks._factory import TaskFactory
-
-    tm = copy.copy(_scanned())
-    tm.metadata = metadata or {}
-    tm._factory = TaskFactory(meta=tm.metadata)
-    return tm
+    return lm_eval_internals.manager_with_metadata(_scanned(), metadata or {})
 
 
 @functools.lru_cache(maxsize=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 from tasks.benchmarks import Benchmark, Headline, Need, Option, Plot, Report, Scored, Training, TrainingItem
+from tasks.errors import ConfigError
 from tasks.ruler.constants import METRIC_OF_KIND, TASKS
 from tasks.ruler.scoring import OFFICIAL_ALIASES, item_score, score_file
 from tasks.ruler.sources import GENERATED_ESSAYS, HOTPOTQA_DATASET, HOTPOTQA_URL, SQUAD_DATASET, SQUAD_URL
@@ -28,10 +29,10 @@ def training_items(tokenizer: str = "", ruler_tasks=(), lengths=(), n: int = 64,
     from tasks.tokens import task_tokenizer
 
     if not tokenizer:
-        raise ValueError("data.tokenizer: needed to size RULER prompts (train.py fills in the model)")
+        raise ConfigError("data.tokenizer: needed to size RULER prompts (train.py fills in the model)")
     unknown = [t for t in ruler_tasks if t not in TASKS]
     if unknown:
-        raise ValueError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
+        raise ConfigError(f"data.ruler_tasks: unknown {unknown}; known: {', '.join(TASKS)}")
     tok = task_tokenizer(tokenizer)
     items = []
     for task in ruler_tasks:

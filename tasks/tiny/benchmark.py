@@ -8,6 +8,7 @@ import random
 from functools import partial
 
 from tasks.benchmarks import Benchmark, Headline, Report, Training, TrainingItem
+from tasks.errors import ConfigError
 from tasks.tiny.utils import kv_prompt, kv_results, passkey_prompt, passkey_results
 
 KINDS = ("passkey", "kv")
@@ -23,7 +24,7 @@ def training_items(kinds=KINDS, n: int = 64, seed: int = 0, **_) -> list[Trainin
               "passkey_far": (partial(gen_passkey, reps=FAR_BEFORE, after=FAR_AFTER), passkey_prompt, "tiny_passkey")}
     bad = [k for k in kinds if k not in makers]
     if bad:
-        raise ValueError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
+        raise ConfigError(f"data.kinds: unknown {bad}, expected any of {', '.join(makers)}")
     rng = random.Random(seed)
     items = []
     for i in range(n):

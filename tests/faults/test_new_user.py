@@ -20,10 +20,14 @@ from harness.records.io import load_run, lock_run_dir
 from harness.run.config import ClientConfig, EvalConfig, RunConfig
 from harness.run.runner import run_eval
 from longact.cli import main
-from tests.faults.test_interrupts import as_in_a_background_job
+from tests.faults.test_interrupts import WITHIN_S, as_in_a_background_job
 from tests.stub_openai import ok_answer
 
 ROOT = Path(__file__).resolve().parents[2]
+# A mistake is refused within 10 s, the user-facing promise. The bound sits far above a refusal's
+# time on a busy machine (0.01-0.14 s with a load average of 8-9 on 2 cores) and far below what it
+# guards against: the model loaders' retries once took 54 s before the same mistake surfaced.
+REFUSED_WITHIN_S = 10.0
 
 
 def _cli(capsys, *argv):
@@ -193,7 +197,7 @@ def test_ctrl_c_stops_sending_and_exits_within_seconds(stubs, tiny_model_dir, tm
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert time.monotonic() - t0 < 10, err
+    assert time.monotonic() - t0 < WITHIN_S, err  # the promise: stopped within 10 s of Ctrl-C
     assert proc.returncode == 130, err
     assert len(s.completions()) == 2  # nothing queued was sent after the signal
     rec = json.loads(next(tmp_path.glob("2*/run.json")).read_text())
@@ -290,6 +294,6 @@ def test_a_hub_shaped_missing_path_fails_at_once_when_the_hub_is_out_of_reach(of
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         monkeypatch.setattr("huggingface_hub.constants.ENDPOINT", "http://127.0.0.1:9")
     code, err, seconds = _cli(capsys, "eval", "--model", "models/does-not-exist-xyz", "--tasks", "tiny")
-    assert code == 2 and seconds < 5, (seconds, err)
+    assert code == 2 and seconds < REFUSED_WITHIN_S, (seconds, err)
     assert "no such local path" in err and "hub id" in err and "fix the path" in err and "download it" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
