@@ -50,3 +50,47 @@ def test_experiment_at_two_seeds_evaluates_on_one_engine_and_compares(tiny_model
     assert "score against training step" in table
     assert cli_main(argv) == 0  # a finished sweep: nothing redone, no engine started
     assert "starting one vLLM engine" not in capsys.readouterr().err
+
+
+def test_arms_ratios_and_ablation_seeds():
+    from tasks.errors import UserError
+    from training.experiment import Arm, arms_of, parse_ratios
+
+    arms = arms_of(["random"], parse_ratios("0.1,0.5", 0.3), 0.3, [0, 1, 2], [0])
+    assert arms == {"baseline": Arm("none", 0.3, (0, 1, 2)), "longact": Arm("longact", 0.3, (0, 1, 2)),
+                    "random": Arm("random", 0.3, (0,)), "longact-r0.1": Arm("longact", 0.1, (0,)),
+                    "longact-r0.5": Arm("longact", 0.5, (0,))}
+    for text, message in (("0", "outside (0, 1]"), ("1.5", "outside (0, 1]"), ("0.3", "the config's mask.keep_ratio"),
+                          ("x", "not a number"), ("0.1,0.1", "given twice")):
+        with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            parse_ratios(text, 0.3)
+    with pytest.raises(UserError, match="not in --seeds"):
+        arms_of([], [0.5], 0.3, [0, 1], [2])
+
+
+def test_manifest_names_the_finished_runs_after_each_one(tmp_path, monkeypatch):
+    """A stopped experiment's manifest holds every run that finished (`complete: false`), so
+    `eval --experiment` can start on them; the last run sets `complete: true`. The training is
+    replaced by a function that makes a checkpoint folder (this tests the orchestration only)."""
+    import training.experiment as E
+    from training.config import TrainConfig
+
+    calls = []
+
+    def fake_train(cfg, log=print):
+        calls.append((cfg.mask.strategy, cfg.mask.keep_ratio, cfg.seed))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        ckpt = Path(cfg.out_dir) / "step-2"
+        (ckpt / "longact_mask").mkdir(parents=True)
+        (ckpt / "longact_mask" / "mask.json").write_text(json.dumps({"hash": f"h{len(calls)}"}))
+        return ckpt
+
+    monkeypatch.setattr(E, "train", fake_train)
+    cfg = TrainConfig(model="m", out_dir=str(tmp_path / "exp"))
+    with pytest.raises(KeyboardInterrupt):
+        E.run_experiment(cfg, seeds=[0, 1], ratios=[0.5], ablation_seeds=[0])
+    manifest = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert manifest["complete"] is False and list(manifest["arms"]) == ["baseline"]
+    assert set(manifest["arms"]["baseline"]["seeds"]) == {"0", "1"}
+    assert calls == [("none", 0.3, 0), ("none", 0.3, 1), ("longact", 0.3, 0)]

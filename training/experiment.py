@@ -5,13 +5,15 @@ Every arm gets the same config, data order and rollout budget at a given seed; o
 `mask.strategy` differs. The seed drives data order, sampling and the random control's mask, so
 arms pair by seed. Writes <out_dir>/experiment.json:
 
-    {"config": {...}, "seeds": [0, 1],
+    {"config": {...}, "seeds": [0, 1], "complete": true,
      "arms": {"baseline": {"mask_strategy": "none",
                            "checkpoint": "<seed 0's final checkpoint>",
                            "seeds": {"0": {"checkpoint": ".../baseline/seed-0/step-8", "mask_hash": "...",
                                            "steps": {"4": ".../step-4", "8": ".../step-8"}}, ...}}, ...}}
 
 `steps` lists every checkpoint a run saved (`save_every`), for evaluation against training step.
+The manifest is rewritten after every run with the runs finished so far and `"complete": false`
+until the last one ends, so evaluation can start on the finished runs while the others train.
 Checkpoints go to <out_dir>/<arm>/seed-<s>/; a rerun resumes each run from its last checkpoint.
 """
 
@@ -86,6 +88,13 @@ def arms_of(controls: list[str], ratios: list[float] = (), keep_ratio: float = 0
     return arms
 
 
+def _write_manifest(path: Path, manifest: dict) -> None:
+    if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        tmp.replace(path)
+
+
 def saved_steps(run_dir: Path) -> dict[str, str]:
     return {str(trainer_layout.step_of(p)): str(p.resolve()) for p in checkpoint.saved(run_dir)}
 
@@ -97,7 +106,8 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
         raise UserError(f"--seeds: repeated seeds in {seeds}")
     arms = arms_of(list(controls), list(ratios), cfg.mask.keep_ratio, seeds, ablation_seeds)
     root = Path(cfg.out_dir)
-    manifest = {"config": dataclasses.asdict(cfg), "seeds": seeds, "arms": {}}
+    manifest = {"config": dataclasses.asdict(cfg), "seeds": seeds, "complete": False, "arms": {}}
+    path = root / trainer_layout.MANIFEST_FILE
     for name, arm in arms.items():
         runs = {}
         for seed in arm.seeds:
@@ -110,13 +120,14 @@ def run_experiment(cfg: TrainConfig, controls: list[str] = (), log=print, seeds:
             runs[str(seed)] = {"checkpoint": str(ckpt.resolve()), "wall_s": round(time.perf_counter() - t0, 1),
                                "mask_hash": json.loads((ckpt / MASK_SUBDIR / "mask.json").read_text())["hash"],
                                "steps": saved_steps(Path(arm_cfg.out_dir))}
-        manifest["arms"][name] = {"mask_strategy": arm.strategy, "keep_ratio": arm.keep_ratio,
-                                  "checkpoint": runs[str(arm.seeds[0])]["checkpoint"], "seeds": runs}
-    path = trainer_layout.manifest_path(root)
-    if parallel.is_main_process():  # under torchrun every rank trained; one writes the manifest
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        tmp.replace(path)
+            manifest["arms"][name] = {"mask_strategy": arm.strategy, "keep_ratio": arm.keep_ratio,
+                                      "checkpoint": runs[str(arm.seeds[0])]["checkpoint"], "seeds": runs}
+            # After every run, the finished runs so far ("complete": false): `longact eval --experiment`
+            # can evaluate them while the others train, and a stopped experiment still names them.
+            _write_manifest(path, manifest)
+    manifest["complete"] = True
+    _write_manifest(path, manifest)
+    if parallel.is_main_process():
         # the evidence: weights vs the start (masked rows bit-identical), reward and grad norm per step, mask spread
         ev = mask_report.evidence(cfg.model, {a: m["seeds"] for a, m in manifest["arms"].items()}, log)
         (root / mask_report.EVIDENCE_FILE).write_text(json.dumps(ev, indent=1) + "\n")
