@@ -38,9 +38,9 @@ RULER_DATA = {"squad_path": "tasks/ruler/data/squad_fixture.json", "hotpotqa_pat
 # name -> (tasks, metadata, window, every saved step too). Item counts: docs/study-smollm2.md
 # ("Sizes") gives the planner's answer that chose them.
 SUITES = {
-    "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 150}, 4096, True),
+    "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 100}, 4096, False),
     "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_niah_multiquery,ruler_vt",
-                 {"lengths": [2048], "num_samples": 25, **RULER_DATA}, 4096, False),
+                 {"lengths": [2048], "num_samples": 15, **RULER_DATA}, 4096, False),
     "tiny": ("tiny", {}, 2048, False),
     "longbench-v2": ("longbench_v2", {"data_path": "tasks/longbench_v2/data/fixture.jsonl"}, 4096, False),
     "infinitebench": ("infinitebench", {"data_dir": "tasks/infinitebench/data/fixture"}, 4096, False),
