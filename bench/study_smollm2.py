@@ -9,7 +9,8 @@
    LongAct at three seeds, and the random-row control and the 0.1 / 0.5 ratio arms at seed 0.
 2. eval: `longact eval --experiment` once per suite (the training task's held-out items at the
    training length and twice it, other RULER tasks at 2k, the tiny / LongBench v2 / InfiniteBench
-   fixtures), each into its own folder under the study's results.
+   fixtures), each into its own folder under the study's results. With --follow it starts on the
+   runs the manifest names while the others still train, and goes on until the manifest is complete.
 3. report: `longact compare --experiment` per suite into report.md, and the training metrics,
    evidence and manifest copied next to them: what the doc and the leaderboard read.
 
@@ -41,9 +42,9 @@ SUITES = {
     "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 100}, 4096, False),
     "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_niah_multiquery,ruler_vt",
                  {"lengths": [2048], "num_samples": 15, **RULER_DATA}, 4096, False),
-    "tiny": ("tiny", {}, 2048, False),
-    "longbench-v2": ("longbench_v2", {"data_path": "tasks/longbench_v2/data/fixture.jsonl"}, 4096, False),
-    "infinitebench": ("infinitebench", {"data_dir": "tasks/infinitebench/data/fixture"}, 4096, False),
+    # forgetting: the tiny suite and the LongBench v2 / InfiniteBench fixture rows, one engine
+    "forgetting": ("tiny,longbench_v2,infinitebench", {"data_path": "tasks/longbench_v2/data/fixture.jsonl",
+                                                      "data_dir": "tasks/infinitebench/data/fixture"}, 4096, False),
 }
 
 
@@ -74,6 +75,15 @@ def run(cmd: list[str], dry: bool, env: dict | None = None) -> float:
     return time.perf_counter() - t0
 
 
+def manifest_state(path: Path) -> tuple[int, bool] | None:
+    """(runs the manifest names, complete?) or None before the first run has finished."""
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return sum(len(a.get("seeds", {})) for a in data.get("arms", {}).values()), bool(data.get("complete", True))
+
+
 def copy_training(out_dir: Path, results: Path) -> None:
     """What the report and the leaderboard read of the training (no checkpoints): the manifest,
     the evidence, and each run's metrics and mask statistics."""
@@ -99,6 +109,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dir", default="runs/smollm2-study", help="training runs and checkpoints (not committed)")
     ap.add_argument("--results", default="results/studies/smollm2", help="evaluations and the report (committed)")
     ap.add_argument("--suites", default=",".join(SUITES), help=f"comma list of {', '.join(SUITES)}")
+    ap.add_argument("--follow", action="store_true", help="eval: evaluate the finished runs while the others train, "
+                                                          "again whenever the manifest names more, until it is complete")
     ap.add_argument("--dry-run", action="store_true", help="print the commands only")
     args = ap.parse_args(argv)
     suites = [s for s in args.suites.split(",") if s]
@@ -116,8 +128,17 @@ def main(argv=None) -> int:
     if args.phase in ("all", "train"):
         log["phases"]["train_s"] = run(train_command(str(out_dir)), args.dry_run, env)
     if args.phase in ("all", "eval"):
-        for suite in suites:
-            log["phases"][f"eval_{suite}_s"] = run(eval_command(manifest, results, suite), args.dry_run, env)
+        seen: object = "nothing yet"  # differs from every state, None included
+        while True:
+            state = manifest_state(ROOT / manifest)
+            if state != seen:  # new runs finished since the last round (or the first round)
+                seen = state
+                for suite in suites:
+                    spent = run(eval_command(manifest, results, suite), args.dry_run, env)
+                    log["phases"][f"eval_{suite}_s"] = log["phases"].get(f"eval_{suite}_s", 0.0) + spent
+            if not args.follow or args.dry_run or (state and state[1]):
+                break
+            time.sleep(30)
     if args.phase in ("all", "report"):
         for suite in suites:
             cmd = longact("compare", "--experiment", manifest, "--results", str(results / suite))
