@@ -15,8 +15,8 @@ record as it arrives (`generate_until(..., on_result=...)`: the resumable cache 
 harness/run/cache.py stores both), so a rerun sends only what is missing and a cached answer
 carries everything a fresh one does.
 
-Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
-second prompt; both backends run the second pass and return its output, keeping the first.
+Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output,
+tokenizer) -> second prompt, handed the tokenizer prompts are fitted with; both backends run the second pass and return its output, keeping the first.
 With `per_request_seed`, sampled requests carry a seed derived from the run seed, task and
 document (reproducible sampling on GPU servers; vLLM's CPU build crashes on per-request seeds).
 
@@ -76,8 +76,9 @@ class TaskSpec:
     """What a backend needs to know about a task beyond lm-eval's (context, gen_kwargs)."""
 
     endpoint: str = "completion"
-    followup: Callable[[dict, str], str] | None = None
-    """Two-pass tasks: builds the second prompt from the document and the first output."""
+    followup: Callable[[dict, str, object], str] | None = None
+    """Two-pass tasks: builds the second prompt from the document, the first output and the
+    evaluated tokenizer (which a second pass truncates in)."""
     followup_max_gen_toks: int = 128
     chat_template_kwargs: dict | None = None
     """Sent with chat requests and used to count their tokens (reasoning mode: enable_thinking)."""
@@ -179,7 +180,7 @@ class EndpointMixin:
         """Second-pass prompt and sampling params of a two-pass task."""
         spec = self.spec_for(req.task_name)
         _, gen_kwargs = req.args
-        prompt = spec.followup(req.doc, first_text)
+        prompt = spec.followup(req.doc, first_text, self.fitter.tok)
         _, params = split_gen_kwargs({**gen_kwargs, "max_gen_toks": spec.followup_max_gen_toks})
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
             params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat=1_000_000)

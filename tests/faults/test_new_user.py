@@ -128,12 +128,12 @@ def test_no_cache_when_the_served_weights_cannot_be_identified(stubs, tiny_model
     assert "request cache off" in capsys.readouterr().err
 
 
-def test_the_tokenizer_hash_is_of_the_tokenizer_used(stubs, tiny_model_dir, tmp_path):
-    from harness.records.provenance import model_hashes
+def test_the_tokenizer_hash_is_of_the_tokenizer_used(stubs, tiny_model_dir, tiny_tokenizer, tmp_path):
+    from tasks.tokens import tokenizer_identity
 
     s = stubs()
     rec = load_run(run_eval(_cfg(s.url, tiny_model_dir, tmp_path)))
-    assert rec.model.tokenizer_sha256 == model_hashes(tiny_model_dir)[1] is not None
+    assert rec.model.tokenizer_sha256 == tokenizer_identity(tiny_tokenizer) is not None
     assert rec.model.path == "stub-model" and rec.model.weights_sha256 is None
 
 
