@@ -218,6 +218,8 @@ class ServerLM(EndpointMixin, LM):
         self.progress = progress
         self.records: list[RequestRecord] = []
         self.n_sent = 0
+        self.last_sent_at: float | None = None
+        """time.monotonic() when the last request was sent (admitted: harness/interrupt.py)."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -318,19 +320,33 @@ class ServerLM(EndpointMixin, LM):
         finally:
             self._stop.set()
             if received < n:  # stopped early: what arrived before the stop is still saved
-                self._deliver_arrived(done, deliver)
+                in_flight = sum(e.outstanding for e in self.pool.endpoints)
+                saved = self._deliver_arrived(done, deliver)
+                self._log_stop(received + saved, in_flight, todo.qsize())
+
+    def _log_stop(self, delivered: int, in_flight: int, queued: int) -> None:
+        stop = interrupt.stopped_at()
+        if stop is None:
+            return
+        last = (f"the last {stop - self.last_sent_at:.3f} s before the stop" if self.last_sent_at is not None
+                else "none")
+        interrupt.log(f"requests: {self.n_sent} sent ({last}; none after it), {delivered} answers delivered and "
+                      f"saved, {in_flight} in flight abandoned, {queued} queued never sent")
 
     @staticmethod
-    def _deliver_arrived(done: queue.Queue, deliver) -> None:
+    def _deliver_arrived(done: queue.Queue, deliver) -> int:
+        """Deliver the results that arrived; how many."""
+        delivered = 0
         with interrupt.deferred():
             while True:
                 try:
                     item = done.get_nowait()
                 except queue.Empty:
-                    return
+                    return delivered
                 if not isinstance(item, BaseException):
                     with contextlib.suppress(Exception):  # the error that stopped us is already on its way
                         deliver(*item)
+                        delivered += 1
 
     # HTTP --------------------------------------------------------------------------------
 
@@ -383,9 +399,14 @@ class ServerLM(EndpointMixin, LM):
         another at once, within this attempt. `rec.error`/`rec.status` keep the latest failure."""
         while (ep := self.pool.acquire(self._stopped)) is not None:  # None once stopped, or every server out
             url, body = self._payload(g, ep)
+            admitted = None if self._stop.is_set() else interrupt.admit()
+            if admitted is None:  # the run stopped after the server was chosen: never sent
+                self.pool.release(ep, answered=False, sent=False)
+                break
             rec.attempts += 1
             with self._lock:
                 self.n_sent += 1
+                self.last_sent_at = max(self.last_sent_at or admitted, admitted)
             answered = False
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)

@@ -355,22 +355,42 @@ class VLLMServer:
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.terminate()
+        t0 = time.monotonic()
+        interrupt.log(f"stopping the vLLM server at {self.base_url}: SIGTERM to its {len(procs)} processes")
         _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        if alive:
+            interrupt.log(f"{len(alive)} still there after {grace_s:.0f} s ({_describe(alive)}): SIGKILL")
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+        _, left = psutil.wait_procs(alive, timeout=5)
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
         self.proc = None
+        interrupt.log(f"vLLM server stopped after {time.monotonic() - t0:.3f} s: "
+                      + (f"{len(left)} of its processes did not go ({_describe(left)})" if left else
+                         f"all {len(procs)} processes gone"))
 
     def __enter__(self) -> "VLLMServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _describe(procs) -> str:
+    """pid, name and state of each process, for the stop's log."""
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            out.append(f"{p.pid} {p.name()} {p.status()}")
+        except psutil.Error:
+            out.append(f"{p.pid} gone")
+    return ", ".join(out)
 
 
 def launch_all(servers: list[VLLMServer]) -> None:

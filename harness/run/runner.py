@@ -696,6 +696,7 @@ def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
                                      finished_at=utc_now(), wall_time_s=round(time.monotonic() - t0, 3))
         with contextlib.suppress(Exception), interrupt.deferred():
             write_run(prep.run_dir, record)
+            interrupt.log(f"run.json written: status {record.status}, requests {record.requests}")
         raise
     if outcome.failed:
         raise IncompleteRunError(incomplete_message(outcome.failed, record.errors, prep.run_dir))

@@ -198,6 +198,12 @@ def test_ctrl_c_stops_sending_and_exits_within_seconds(stubs, tiny_model_dir, tm
     assert len(s.completions()) == 2  # nothing queued was sent after the signal
     rec = json.loads(next(tmp_path.glob("2*/run.json")).read_text())
     assert rec["status"] == "interrupted"
+    assert rec["requests"]["sent"] == 2 and rec["wall_time_s"] is not None  # what happened up to the stop
+    # the log says what happened between the signal and the exit, each line with its time since the signal
+    stop_log = [line for line in err.splitlines() if line.startswith("[stop ")]
+    assert [next(e for e in ("SIGINT received", "requests: 2 sent", "run.json written", "exit 130") if e in line)
+            for line in stop_log] == ["SIGINT received", "requests: 2 sent", "run.json written", "exit 130"], err
+    assert "none after it" in stop_log[1] and "2 in flight abandoned" in stop_log[1]
 
 
 def test_a_tokenizer_unlike_the_models_is_refused_without_a_server(capsys, tiny_model_dir, tmp_path):
