@@ -76,7 +76,7 @@ def tokenizer_identity(tokenizer) -> str:
 
     What it does is (1) the text -> ids definition (the fast tokenizer's full pipeline:
     normalizer, pre-tokenizer, model with vocabulary and merges, post-processor, added tokens;
-    the sorted vocabulary for a slow tokenizer), (2) which tokens play which special role, and
+    the sorted vocabulary for a slow tokenizer), (2) which tokens begin and end a sequence, and
     (3) the chat template that renders chat prompts. Two tokenizers with equal identities cut,
     count and render every prompt alike, in any process. File bytes are the wrong identity: a
     re-saved tokenizer's files differ byte for byte, and files that change nothing (a README, a
@@ -97,7 +97,7 @@ def tokenizer_identity(tokenizer) -> str:
         definition.pop("padding", None)
     else:
         definition = sorted(tok.get_vocab().items())
-    roles = {name: str(getattr(tok, name, None)) for name in ("bos_token", "eos_token", "unk_token", "pad_token")}
+    roles = {name: str(getattr(tok, name, None)) for name in ("bos_token", "eos_token")}
     spec = {"type": type(tok).__name__, "definition": definition, "special_roles": roles,
             "special_tokens": sorted(map(str, getattr(tok, "all_special_tokens", []) or [])),
             "chat_template": getattr(tok, "chat_template", None)}

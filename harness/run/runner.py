@@ -25,8 +25,7 @@ Resume: answers are cached with their request records as they arrive, in `<outpu
 under a key of (model content, tokenizer, window, backend) (harness/run/cache.py), and are reused
 only by servers whose identity probe gives the answer of the server that filled the cache
 (harness/run/identity.py); rerunning the same command reads finished answers from there and sends
-only the missing requests. Failed
-requests are never cached, so a rerun retries exactly those.
+only the missing requests. Failed requests are never cached, so a rerun retries exactly those.
 
 Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `max_model_len`
 (plus anything given with `--metadata`), so benchmarks can apply their official truncation.
