@@ -80,3 +80,74 @@ def test_a_stopped_run_records_what_happened_up_to_the_stop_and_sends_nothing_af
                                          run=RunConfig(tasks=["tiny_passkey"], output_dir=str(tmp_path),
                                                        progress=False))))
     assert rerun.requests["cached"] == req["answered"] and rerun.requests["sent"] == 30 - req["answered"]
+
+
+STUBBORN_TREE = """
+import os, signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                          "print('ready', flush=True); time.sleep(600)"], stdout=sys.stdout)
+time.sleep(600)
+"""
+
+
+def test_a_server_stop_returns_only_once_every_process_of_its_tree_is_gone(tmp_path, clean_stop, capsys):
+    """A tree whose processes all ignore SIGTERM (as a wedged engine would): the stop waits its
+    grace, kills, and returns only when none is left; its log says so."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from harness.backends.serve import ServerConfig, VLLMServer
+
+    server = VLLMServer(ServerConfig(model=str(tmp_path)), log_path=tmp_path / "server.log")
+    server.proc = subprocess.Popen([sys.executable, "-c", STUBBORN_TREE], stdout=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+    assert server.proc.stdout.readline().strip() == "ready"
+    pids = server.pids()
+    assert len(pids) == 2
+    interrupt.request_stop()  # so that the stop's log is written
+    t0 = time.monotonic()
+    server.stop(grace_s=0.5)
+    assert time.monotonic() - t0 < 6
+    assert not [p for p in pids if psutil.pid_exists(p)], "a process of the tree outlived the stop"
+    err = capsys.readouterr().err
+    assert "2 still there after" in err and "SIGKILL" in err
+    assert "all 2 processes gone" in err
+
+
+DRAINING_SERVER = """
+import signal, sys, time
+log = open(sys.argv[1], "a")
+def on_term(*_):  # as vLLM's API server does: the engine stops, then uvicorn waits for open connections
+    log.write("INFO:     Waiting for connections to close. (CTRL+C to force quit)\\n")
+    log.flush()
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_server_waiting_for_abandoned_connections_is_not_waited_for(tmp_path, clean_stop, capsys):
+    """A stopped run abandons its requests in flight; vLLM's HTTP server would wait for those
+    connections to close until the grace ran out. The stop kills it as soon as it says so."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from harness.backends.serve import ServerConfig, VLLMServer
+
+    log = tmp_path / "server.log"
+    server = VLLMServer(ServerConfig(model=str(tmp_path)), log_path=log)
+    server.proc = subprocess.Popen([sys.executable, "-c", DRAINING_SERVER, str(log)], stdout=subprocess.PIPE, text=True,
+                                   start_new_session=True)
+    assert server.proc.stdout.readline().strip() == "ready"
+    pid = server.proc.pid
+    interrupt.request_stop()
+    t0 = time.monotonic()
+    server.stop(grace_s=5.0)
+    assert time.monotonic() - t0 < 2.5, "the stop waited out the grace"
+    assert not psutil.pid_exists(pid)
+    assert "waits for the connections of abandoned requests: SIGKILL" in capsys.readouterr().err
