@@ -38,6 +38,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -105,12 +106,18 @@ def request_stop(signum: int = signal.SIGINT) -> None:
     log(f"{signal.Signals(signum).name} received: no request is sent from now on")
 
 
-def admit() -> float | None:
+def admit(count: Callable[[float], None] | None = None) -> float | None:
     """May a request start now? The moment it is admitted (time.monotonic()), or None once a stop
     was requested. Decided under the lock `request_stop` takes, so every admitted request was
-    admitted before the stop: no request starts after it."""
+    admitted before the stop: no request starts after it. `count(t)` runs under that lock too, so
+    the tally it keeps is complete whenever the stop is seen."""
     with _state.gate:
-        return None if _state.stop.is_set() else time.monotonic()
+        if _state.stop.is_set():
+            return None
+        t = time.monotonic()
+        if count is not None:
+            count(t)
+        return t
 
 
 def stopped_at() -> float | None:

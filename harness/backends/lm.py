@@ -373,6 +373,13 @@ class ServerLM(EndpointMixin, LM):
         except self._requests.RequestException:
             return False
 
+    def _count_sent(self, at: float) -> None:
+        """Tally a request as it is admitted. Runs under the stop's lock (`interrupt.admit`), which
+        serialises every admission, so the tally is complete once the stop is seen; it takes no
+        other lock (the signal handler waits for that one, maybe on a thread holding another)."""
+        self.n_sent += 1
+        self.last_sent_at = max(self.last_sent_at or at, at)
+
     def _stopped(self) -> bool:
         return self._stop.is_set() or interrupt.requested()
 
@@ -399,14 +406,10 @@ class ServerLM(EndpointMixin, LM):
         another at once, within this attempt. `rec.error`/`rec.status` keep the latest failure."""
         while (ep := self.pool.acquire(self._stopped)) is not None:  # None once stopped, or every server out
             url, body = self._payload(g, ep)
-            admitted = None if self._stop.is_set() else interrupt.admit()
-            if admitted is None:  # the run stopped after the server was chosen: never sent
-                self.pool.release(ep, answered=False, sent=False)
+            if self._stop.is_set() or interrupt.admit(self._count_sent) is None:
+                self.pool.release(ep, answered=False, sent=False)  # the run stopped after the server was chosen
                 break
             rec.attempts += 1
-            with self._lock:
-                self.n_sent += 1
-                self.last_sent_at = max(self.last_sent_at or admitted, admitted)
             answered = False
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)
