@@ -21,14 +21,24 @@ The first signal raises `Interrupted` in the main thread (unless it lands inside
 which finishes its block first and then raises). Later signals only record themselves: clean-up
 (stopping vLLM, writing run.json) is bounded and must not be cut short by a second Ctrl-C.
 Exit codes follow the shell's convention, 128 + signal number: 130 for SIGINT, 143 for SIGTERM.
+
+What happens between the signal and the exit is written to stderr with timestamps (`log`: the
+wall-clock time and the seconds since the stop), and no request starts after it: a request is
+admitted (`admit`) under the lock that the stop takes to set its flag, so every admitted request
+was admitted before the stop, and none after (`sent_after_stop` counts them, to prove it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import io
+import os
 import signal
 import sys
 import threading
+import time
+from typing import Callable
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
@@ -55,6 +65,14 @@ class _State:
         """The first signal arrived inside a `deferred()` block: raise when it ends."""
         self.scopes = 0
         self.lock = threading.Lock()
+        self.gate = threading.RLock()
+        """Taken to set the stop and to admit a request: the two are ordered (`admit`). Re-entrant:
+        the signal handler runs on the main thread, which may hold it."""
+        self.stopped_at: float | None = None
+        """time.monotonic() when the stop was requested."""
+        self.log_origin: float | None = None
+        """The stop's time for `log`: kept after the scope ends (the exit is logged after it) until
+        the next scope starts."""
 
 
 _state = _State()
@@ -79,9 +97,46 @@ def wait(seconds: float) -> bool:
 
 def request_stop(signum: int = signal.SIGINT) -> None:
     """Ask the run to stop as a signal would, from any thread, without raising here."""
-    if not _state.stop.is_set():
+    with _state.gate:
+        if _state.stop.is_set():
+            return
         _state.signum = int(signum)
+        _state.stopped_at = _state.log_origin = time.monotonic()
         _state.stop.set()
+    log(f"{signal.Signals(signum).name} received: no request is sent from now on")
+
+
+def admit(count: Callable[[float], None] | None = None) -> float | None:
+    """May a request start now? The moment it is admitted (time.monotonic()), or None once a stop
+    was requested. Decided under the lock `request_stop` takes, so every admitted request was
+    admitted before the stop: no request starts after it. `count(t)` runs under that lock too, so
+    the tally it keeps is complete whenever the stop is seen."""
+    with _state.gate:
+        if _state.stop.is_set():
+            return None
+        t = time.monotonic()
+        if count is not None:
+            count(t)
+        return t
+
+
+def stopped_at() -> float | None:
+    """time.monotonic() of the stop (None: no stop)."""
+    return _state.stopped_at
+
+
+def log(event: str) -> None:
+    """One line on stderr about the stop, stamped with the wall-clock time and the seconds since
+    the stop (the log of what happens between the signal and the exit); nothing before a stop."""
+    if _state.log_origin is None:
+        return
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    line = f"[stop {now} +{time.monotonic() - _state.log_origin:.3f} s] {event}\n"
+    try:  # straight to the file descriptor: the signal handler calls this, maybe amid another write to stderr
+        os.write(sys.stderr.fileno(), line.encode())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):  # no descriptor (a captured stream)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(line)
 
 
 def _on_signal(signum, frame) -> None:
@@ -136,6 +191,7 @@ def handling_signals():
         return
     previous = {s: signal.signal(s, _on_signal) for s in HANDLED}
     _state.scopes = 1
+    _state.log_origin = None
     try:
         yield
     finally:
@@ -147,6 +203,8 @@ def handling_signals():
 
 def reset() -> None:
     """Forget a stop (a new scope starts clean; tests)."""
-    _state.stop.clear()
-    _state.signum = None
+    with _state.gate:
+        _state.stop.clear()
+        _state.signum = None
+        _state.stopped_at = None
     _state.pending = False

@@ -571,8 +571,11 @@ def run() -> None:
     import atexit
     import os
 
+    from harness import interrupt
+
     code = main()
     atexit._run_exitfuncs()
+    interrupt.log(f"exit {code}")  # the last line of a stopped run's log
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

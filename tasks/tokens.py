@@ -70,32 +70,38 @@ def task_tokenizer(tokenizer):
 
 
 @functools.lru_cache(maxsize=8)
-def tokenizer_ref(tokenizer) -> str:
-    """A short name a document can carry for the tokenizer that cut it (dataset rows hold no
-    objects): a hash of the tokenizer's whole definition, so it is the same in every process for
-    tokenizers that tokenize alike and differs for any two that do not. `tokenizer_by_ref` gives
-    the object back in the process that loaded the task (a second pass truncates with it)."""
+def tokenizer_identity(tokenizer) -> str:
+    """The identity of a tokenizer, defined once for every layer: the SHA-256 of what it does,
+    not of how its files are written.
+
+    What it does is (1) the text -> ids definition (the fast tokenizer's full pipeline:
+    normalizer, pre-tokenizer, model with vocabulary and merges, post-processor, added tokens;
+    the sorted vocabulary for a slow tokenizer), (2) which tokens begin and end a sequence, and
+    (3) the chat template that renders chat prompts. Two tokenizers with equal identities cut,
+    count and render every prompt alike, in any process. File bytes are the wrong identity: a
+    re-saved tokenizer's files differ byte for byte, and files that change nothing (a README, a
+    stray config key) would split the request cache. The backend's truncation and padding
+    settings are left out: they are call state (transformers sets them per call), not definition.
+
+    Hashed once per tokenizer object (a vocabulary of 150k entries takes ~0.1 s): the request
+    cache key, RULER's build cache, LongBench v2's second pass, `longact merge` and the sweep's
+    one-engine check all use this one value."""
     import hashlib
     import json
 
     tok = task_tokenizer(tokenizer)
     backend = getattr(tok, "backend_tokenizer", None)
-    spec = backend.to_str() if backend is not None else json.dumps(sorted(tok.get_vocab().items()))
-    ref = f"{type(tok).__name__}:" + hashlib.sha256(spec.encode()).hexdigest()[:16]
-    _BY_REF.setdefault(ref, tok)
-    return ref
-
-
-_BY_REF: dict[str, object] = {}
-
-
-def tokenizer_by_ref(ref: str):
-    """The tokenizer `tokenizer_ref` named in this process."""
-    try:
-        return _BY_REF[ref]
-    except KeyError:
-        raise UserError(f"no tokenizer {ref} was loaded in this process (documents that name it were made by a task "
-                        "loaded elsewhere; load the task here, with metadata.tokenizer)") from None
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+    else:
+        definition = sorted(tok.get_vocab().items())
+    roles = {name: str(getattr(tok, name, None)) for name in ("bos_token", "eos_token")}
+    spec = {"type": type(tok).__name__, "definition": definition, "special_roles": roles,
+            "special_tokens": sorted(map(str, getattr(tok, "all_special_tokens", []) or [])),
+            "chat_template": getattr(tok, "chat_template", None)}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def encode_fast(tokenizer, texts: list[str]) -> list[list[int]]:

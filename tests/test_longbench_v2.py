@@ -31,7 +31,7 @@ def test_fill_strips_fields_and_embeds_cot():
            "choice_C": "c", "choice_D": "d"}
     out = fill(TEMPLATES["0shot"], doc)
     assert "<text>\ndoc text\n</text>" in out and "question: Q?\n" in out and "(A) a\n" in out
-    ans = utils.cot_answer_prompt(doc, "  because b  ")
+    ans = utils.cot_answer_prompt(doc, "  because b  ")  # no truncation length: no tokenizer needed
     assert "step by step: because b\n\nBased on the above" in ans and "doc text" not in ans
 
 
@@ -207,31 +207,35 @@ def test_cot_second_pass_is_truncated_as_pred_py(tiny_model_dir, tiny_tokenizer)
     doc = docs[0]
     assert doc["_max_length"] == 1011  # 2048 - 1024 - the ChatML overhead: pass 1's limit, and pass 2's
     reasoning = " " + " ".join(f"step{i} because" for i in range(400)) + "\n"
-    second = utils.cot_answer_prompt(doc, reasoning)
+    second = utils.cot_answer_prompt(doc, reasoning, tiny_tokenizer)
     assert len(tiny_tokenizer.encode(fill(TEMPLATES["cot_answer"], doc, cot=reasoning.strip()))) > 1011
     assert second == _official_pass2(tiny_tokenizer, doc, reasoning, 1011)
     assert second.startswith("Please read") and second.endswith('"The correct answer is (insert answer here)".')
-    short = utils.cot_answer_prompt(doc, "  because b  ")  # under the limit: untouched
+    short = utils.cot_answer_prompt(doc, "  because b  ", tiny_tokenizer)  # under the limit: untouched
     assert short == fill(TEMPLATES["cot_answer"], doc, cot="because b") == _official_pass2(tiny_tokenizer, doc, "because b", 1011)
     explicit = utils.load_cot(data_path=str(FIXTURE), tokenizer=tiny_tokenizer, max_length=300, limit_rows=1)["test"][0]
-    assert utils.cot_answer_prompt(explicit, reasoning) == _official_pass2(tiny_tokenizer, doc, reasoning, 300)
+    assert utils.cot_answer_prompt(explicit, reasoning, tiny_tokenizer) == _official_pass2(tiny_tokenizer, doc, reasoning, 300)
 
 
-def test_cot_second_pass_without_the_loading_tokenizer_says_so():
+def test_cot_second_pass_without_the_loading_tokenizer_says_so(tiny_tokenizer):
     from tasks.errors import UserError
 
     doc = {**_rows()[0], "_max_length": 500}
     with pytest.raises(UserError, match="metadata.tokenizer"):
-        utils.cot_answer_prompt(doc, "because")
-    with pytest.raises(UserError, match="no tokenizer .* was loaded in this process"):
-        utils.cot_answer_prompt({**doc, "_tokenizer": "PreTrainedTokenizerFast:0123456789abcdef"}, "because")
+        utils.cot_answer_prompt(doc, "because", tiny_tokenizer)
+    named = {**doc, "_tokenizer": tokens.tokenizer_identity(tiny_tokenizer)}
+    with pytest.raises(UserError, match="needs the tokenizer the document was cut with"):
+        utils.cot_answer_prompt(named, "because")
+    with pytest.raises(UserError, match="was cut by tokenizer 0123456789abcdef, but the second pass was handed"):
+        utils.cot_answer_prompt({**doc, "_tokenizer": "0123456789abcdef" * 4}, "because", tiny_tokenizer)
 
 
 def test_two_tokenizers_in_one_process_each_truncate_their_own_second_pass(tiny_model_dir, tiny_tokenizer, tmp_path):
     """Two evaluations with different tokenizers in one process (a sweep, a notebook): the second
-    pass of each document is cut in the tokens of the tokenizer that loaded it, not of whichever
-    load came last (the loader once left one tokenizer in module state)."""
+    pass of each document is cut in the tokens of the tokenizer handed to it, and a document cut
+    by the other tokenizer is refused, never cut in the wrong tokens."""
     from longact.tiny.model import TinyModelSpec, build_tokenizer
+    from tasks.errors import UserError
 
     build_tokenizer(TinyModelSpec(vocab_size=400)).save_pretrained(tmp_path / "other")
     other = tokens.load_tokenizer(str(tmp_path / "other"))
@@ -239,11 +243,30 @@ def test_two_tokenizers_in_one_process_each_truncate_their_own_second_pass(tiny_
     first = utils.load_cot(data_path=str(FIXTURE), tokenizer=str(tiny_model_dir), max_length=300, limit_rows=1)["test"][0]
     second = utils.load_cot(data_path=str(FIXTURE), tokenizer=str(tmp_path / "other"), max_length=300, limit_rows=1)["test"][0]
     assert _official_pass2(tiny_tokenizer, first, reasoning, 300) != _official_pass2(other, first, reasoning, 300)
-    assert utils.cot_answer_prompt(first, reasoning) == _official_pass2(tiny_tokenizer, first, reasoning, 300)
-    assert utils.cot_answer_prompt(second, reasoning) == _official_pass2(other, second, reasoning, 300)
+    assert utils.cot_answer_prompt(first, reasoning, tiny_tokenizer) == _official_pass2(tiny_tokenizer, first, reasoning, 300)
+    assert utils.cot_answer_prompt(second, reasoning, other) == _official_pass2(other, second, reasoning, 300)
+    with pytest.raises(UserError, match="was cut by tokenizer"):
+        utils.cot_answer_prompt(first, reasoning, other)
     assert first["_tokenizer"] != second["_tokenizer"]
     # the name is the tokenizer's content, not its object or path: equal in another load
-    assert first["_tokenizer"] == tokens.tokenizer_ref(tiny_tokenizer)
+    assert first["_tokenizer"] == tokens.tokenizer_identity(tiny_tokenizer)
+
+
+def test_a_tokenizer_has_one_identity_whatever_its_files_or_call_state(tiny_model_dir, tiny_tokenizer, tmp_path):
+    """Re-saved files (other bytes, same tokenizer) keep the identity; a tokenizer that cuts or
+    renders differently (another vocabulary, another chat template) gets another."""
+    from transformers import AutoTokenizer
+
+    ident = tokens.tokenizer_identity(tiny_tokenizer)
+    tiny_tokenizer("x " * 50, truncation=True, max_length=4)  # call state, not definition
+    assert tokens.tokenizer_identity.__wrapped__(tiny_tokenizer) == ident
+    resaved = AutoTokenizer.from_pretrained(tiny_model_dir)
+    resaved.save_pretrained(tmp_path / "resaved")
+    (tmp_path / "resaved" / "README.md").write_text("notes")
+    assert tokens.tokenizer_identity(AutoTokenizer.from_pretrained(tmp_path / "resaved")) == ident
+    templated = AutoTokenizer.from_pretrained(tiny_model_dir)
+    templated.chat_template = "{{ messages[0]['content'] }}"
+    assert tokens.tokenizer_identity(templated) != ident
 
 
 @pytest.mark.server

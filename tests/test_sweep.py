@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.records.io import load_run
-from harness.records.provenance import model_hashes
+from harness.records.provenance import weights_sha256
 from harness.run.config import EvalConfig, RunConfig
 from harness.run.runner import run_eval
 from harness.run.sweep import run_sweep
@@ -79,7 +79,7 @@ def test_one_engine_runs_name_their_checkpoint_and_a_finished_sweep_is_not_redon
         rec = load_run(runs[f"ck{i}"])
         assert rec.status == "complete" and rec.model.path == ckpt
         assert rec.serving.base_url == early_url  # every run on the engine launched early
-        assert rec.model.weights_sha256 == model_hashes(ckpt)[0]
+        assert rec.model.weights_sha256 == weights_sha256(ckpt)
         assert (rec.serving.weights_swap_s is None) == (i == 0) and rec.serving.managed
     run = RunConfig(tasks=TASKS, limit=8, output_dir=str(tmp_path / "fresh"), use_cache=False, progress=False)
     fresh = load_run(run_eval(EvalConfig(tokenizer=checkpoints[0], client=ClientConfig(base_url=vllm_server.base_url),

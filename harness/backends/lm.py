@@ -15,8 +15,8 @@ record as it arrives (`generate_until(..., on_result=...)`: the resumable cache 
 harness/run/cache.py stores both), so a rerun sends only what is missing and a cached answer
 carries everything a fresh one does.
 
-Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output) ->
-second prompt; both backends run the second pass and return its output, keeping the first.
+Two-pass tasks (LongBench v2 CoT) declare `metadata.followup`, a function (doc, first output,
+tokenizer) -> second prompt, handed the tokenizer prompts are fitted with; both backends run the second pass and return its output, keeping the first.
 With `per_request_seed`, sampled requests carry a seed derived from the run seed, task and
 document (reproducible sampling on GPU servers; vLLM's CPU build crashes on per-request seeds).
 
@@ -76,8 +76,9 @@ class TaskSpec:
     """What a backend needs to know about a task beyond lm-eval's (context, gen_kwargs)."""
 
     endpoint: str = "completion"
-    followup: Callable[[dict, str], str] | None = None
-    """Two-pass tasks: builds the second prompt from the document and the first output."""
+    followup: Callable[[dict, str, object], str] | None = None
+    """Two-pass tasks: builds the second prompt from the document, the first output and the
+    evaluated tokenizer (which a second pass truncates in)."""
     followup_max_gen_toks: int = 128
     chat_template_kwargs: dict | None = None
     """Sent with chat requests and used to count their tokens (reasoning mode: enable_thinking)."""
@@ -179,7 +180,7 @@ class EndpointMixin:
         """Second-pass prompt and sampling params of a two-pass task."""
         spec = self.spec_for(req.task_name)
         _, gen_kwargs = req.args
-        prompt = spec.followup(req.doc, first_text)
+        prompt = spec.followup(req.doc, first_text, self.fitter.tok)
         _, params = split_gen_kwargs({**gen_kwargs, "max_gen_toks": spec.followup_max_gen_toks})
         if self.per_request_seed and params["temperature"] > 0 and "seed" not in params:
             params["seed"] = request_seed(self.seed, req.task_name, req.doc_id, repeat=1_000_000)
@@ -217,6 +218,8 @@ class ServerLM(EndpointMixin, LM):
         self.progress = progress
         self.records: list[RequestRecord] = []
         self.n_sent = 0
+        self.last_sent_at: float | None = None
+        """time.monotonic() when the last request was sent (admitted: harness/interrupt.py)."""
         self._local = threading.local()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -317,19 +320,33 @@ class ServerLM(EndpointMixin, LM):
         finally:
             self._stop.set()
             if received < n:  # stopped early: what arrived before the stop is still saved
-                self._deliver_arrived(done, deliver)
+                in_flight = sum(e.outstanding for e in self.pool.endpoints)
+                saved = self._deliver_arrived(done, deliver)
+                self._log_stop(received + saved, in_flight, todo.qsize())
+
+    def _log_stop(self, delivered: int, in_flight: int, queued: int) -> None:
+        stop = interrupt.stopped_at()
+        if stop is None:
+            return
+        last = (f"the last {stop - self.last_sent_at:.3f} s before the stop" if self.last_sent_at is not None
+                else "none")
+        interrupt.log(f"requests: {self.n_sent} sent ({last}; none after it), {delivered} answers delivered and "
+                      f"saved, {in_flight} in flight abandoned, {queued} queued never sent")
 
     @staticmethod
-    def _deliver_arrived(done: queue.Queue, deliver) -> None:
+    def _deliver_arrived(done: queue.Queue, deliver) -> int:
+        """Deliver the results that arrived; how many."""
+        delivered = 0
         with interrupt.deferred():
             while True:
                 try:
                     item = done.get_nowait()
                 except queue.Empty:
-                    return
+                    return delivered
                 if not isinstance(item, BaseException):
                     with contextlib.suppress(Exception):  # the error that stopped us is already on its way
                         deliver(*item)
+                        delivered += 1
 
     # HTTP --------------------------------------------------------------------------------
 
@@ -355,6 +372,13 @@ class ServerLM(EndpointMixin, LM):
             return self._session().get(f"{ep.root}/health", timeout=5, headers=self.headers).status_code == 200
         except self._requests.RequestException:
             return False
+
+    def _count_sent(self, at: float) -> None:
+        """Tally a request as it is admitted. Runs under the stop's lock (`interrupt.admit`), which
+        serialises every admission, so the tally is complete once the stop is seen; it takes no
+        other lock (the signal handler waits for that one, maybe on a thread holding another)."""
+        self.n_sent += 1
+        self.last_sent_at = max(self.last_sent_at or at, at)
 
     def _stopped(self) -> bool:
         return self._stop.is_set() or interrupt.requested()
@@ -382,9 +406,10 @@ class ServerLM(EndpointMixin, LM):
         another at once, within this attempt. `rec.error`/`rec.status` keep the latest failure."""
         while (ep := self.pool.acquire(self._stopped)) is not None:  # None once stopped, or every server out
             url, body = self._payload(g, ep)
+            if self._stop.is_set() or interrupt.admit(self._count_sent) is None:
+                self.pool.release(ep, answered=False, sent=False)  # the run stopped after the server was chosen
+                break
             rec.attempts += 1
-            with self._lock:
-                self.n_sent += 1
             answered = False
             try:
                 r = self._session().post(url, json=body, headers=self.headers, timeout=self.timeout_s)

@@ -63,10 +63,12 @@ class EndpointPool:
                     return best
                 self._cond.wait(poll_s)
 
-    def release(self, endpoint: Endpoint, answered: bool) -> None:
+    def release(self, endpoint: Endpoint, answered: bool, sent: bool = True) -> None:
+        """The request `acquire` chose `endpoint` for is over; `sent=False`: it never went out."""
         with self._cond:
             endpoint.outstanding -= 1
             endpoint.answered += int(answered)
+            endpoint.sent -= int(not sent)
             self._cond.notify_all()
 
     def take_out(self, endpoint: Endpoint, reason: str) -> None:

@@ -350,27 +350,88 @@ class VLLMServer:
         for pid in self.pids():
             with contextlib.suppress(psutil.NoSuchProcess):
                 procs.append(psutil.Process(pid))
+        log_offset = self._log_size()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGTERM)
         for p in procs:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.terminate()
-        _, alive = psutil.wait_procs(procs, timeout=grace_s)
+        t0 = time.monotonic()
+        interrupt.log(f"stopping the vLLM server at {self.base_url}: SIGTERM to its {len(procs)} processes")
+        alive = self._wait_gone(procs, grace_s, log_offset)
+        if alive:
+            interrupt.log(f"{len(alive)} still there after {grace_s:.0f} s ({_describe(alive)}): SIGKILL")
         for p in alive:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        psutil.wait_procs(alive, timeout=5)
+        _, left = psutil.wait_procs(alive, timeout=5)
         with contextlib.suppress(Exception):
             self.proc.wait(timeout=5)
         self.proc = None
+        interrupt.log(f"vLLM server stopped after {time.monotonic() - t0:.3f} s: "
+                      + (f"{len(left)} of its processes did not go ({_describe(left)})" if left else
+                         f"all {len(procs)} processes gone"))
+
+    def _wait_gone(self, procs: list, grace_s: float, log_offset: int) -> list:
+        """Wait up to `grace_s` for `procs` to exit; those still alive. vLLM's API server, once its
+        engine has stopped, waits for its open HTTP connections to close (uvicorn logs "Waiting
+        for connections to close"): those are the requests a stopped run abandoned, whose answers
+        nobody will read, so it is killed then rather than after the grace (measured: that wait
+        was 5 s of 6.2-6.4 s stops). Its multiprocessing resource tracker, which ignores SIGTERM,
+        cleans up and exits once it is gone."""
+        import psutil
+
+        deadline = time.monotonic() + grace_s
+        alive, root_killed = list(procs), False
+        while alive and time.monotonic() < deadline:
+            _, alive = psutil.wait_procs(alive, timeout=0.1)
+            if alive and not root_killed and UVICORN_DRAINING in self._log_since(log_offset):
+                root_killed = True
+                for p in alive:
+                    if p.pid == self.proc.pid:
+                        interrupt.log("the API server waits for the connections of abandoned requests: SIGKILL to it")
+                        with contextlib.suppress(psutil.NoSuchProcess):
+                            p.kill()
+        return alive
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _log_since(self, offset: int) -> bytes:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return b""
 
     def __enter__(self) -> "VLLMServer":
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+UVICORN_DRAINING = b"Waiting for connections to close"
+"""What vLLM's HTTP server (uvicorn) logs when, stopping, it waits for open connections to close."""
+
+
+def _describe(procs) -> str:
+    """pid, name and state of each process, for the stop's log."""
+    import psutil
+
+    out = []
+    for p in procs:
+        try:
+            out.append(f"{p.pid} {p.name()} {p.status()}")
+        except psutil.Error:
+            out.append(f"{p.pid} gone")
+    return ", ".join(out)
 
 
 def launch_all(servers: list[VLLMServer]) -> None:

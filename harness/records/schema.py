@@ -37,14 +37,19 @@ class ModelInfo:
     path: str
     """Model path or name as given by the user (or as the server reports it)."""
     weights_sha256: str | None = None
-    """SHA-256 over the weight files (sorted by name, name + bytes); None when not local."""
+    """SHA-256 over the weight files and model configs at `path` on this machine (sorted by name,
+    name + bytes; `provenance.weights_sha256`); None when not local. With a server the harness did
+    not start, what those files hold; `served_fingerprint` is what the server served."""
     tokenizer_sha256: str | None = None
-    """SHA-256 over the tokenizer and chat-template files."""
+    """The tokenizer's identity: SHA-256 of what it does (its text-to-ids definition, special-token
+    roles and chat template; `tasks.tokens.tokenizer_identity`), not of its files' bytes."""
     tokenizer: str | None = None
     """Where the tokenizer used for fitting prompts was loaded from."""
     served_fingerprint: str | None = None
-    """Remote servers whose weights cannot be read: hash of the server's greedy answer (text and
-    log-probs) to a fixed probe, which keys the request cache instead of the weights hash."""
+    """What was served: hash of the server's greedy answer (text and log-probs) to a fixed identity
+    probe, asked of every server before any request (None: the in-process backend, or a server
+    that gives no log-probs). It proves a request cache's answers came from these weights
+    (harness/run/identity.py), and keys the cache when the weights' files cannot be read here."""
 
 
 @dataclass
@@ -83,6 +88,8 @@ class ServingInfo:
     data_parallel_size: int | None = None
     """Engine replicas behind each started server's endpoint (vLLM data parallelism)."""
     extra_args: list[str] = field(default_factory=list)
+    """Flags the harness added to the vLLM command of the servers it started (`--server-args`,
+    $LONGACT_SERVER_ARGS); empty for a server it did not start."""
     startup_s: float | None = None
     """Seconds from launching the server to a healthy /health (managed servers only)."""
     concurrency: int = 1
@@ -90,6 +97,9 @@ class ServingInfo:
     weights_swap_s: float | None = None
     """Seconds to load this checkpoint into an engine already serving another (one engine for many
     checkpoints, `startup_s` is then the engine's); None when the engine started with it."""
+    identity_probe_s: float | None = None
+    """Seconds the identity probe took, every server together (what proving the served weights
+    costs the run); None when nothing was probed (in-process backend)."""
     servers: list[ServerRecord] = field(default_factory=list)
     """With several servers (`--base-url A,B`): each one, and how many requests it answered;
     `base_url` then lists them comma-separated and `concurrency` is per server."""
@@ -175,7 +185,8 @@ class RunRecord:
     truncation: dict[str, Any] = field(default_factory=dict)
     """Policy used to fit prompts (`middle`, window, budget source)."""
     requests: dict[str, int] = field(default_factory=dict)
-    """Counts: total, sent (HTTP attempts), cached, failed."""
+    """Counts: total (answers the run has, fresh or cached), sent (HTTP attempts), answered (fresh
+    answers received), cached, failed. A stopped run counts what happened up to the stop."""
     errors: list[str] = field(default_factory=list)
     """Human-readable errors (first few per task)."""
     packages: dict[str, str] = field(default_factory=dict)
@@ -183,6 +194,7 @@ class RunRecord:
     started_at: str = ""
     finished_at: str | None = None
     wall_time_s: float | None = None
+    """Seconds from the start to the end, or to the stop of a run that was stopped."""
     command: list[str] = field(default_factory=list)
     """argv of the run, for reproduction."""
 

@@ -24,9 +24,11 @@ from pathlib import Path
 from harness.backends.lm import RequestRecord
 from harness.errors import UserError
 
-FORMAT = 2
-"""Entries are {"text", "record"}; part of the cache file's key, so files of another format
-(format 1 stored only the text) are never read."""
+FORMAT = 3
+"""Entries are {"text", "record"}, and the file holds the identity probe answer of the server that
+filled it (harness/run/identity.py); part of the cache file's key, so files of another format
+(format 1 stored only the text; format 2 did not say which served weights made its answers) are
+never read."""
 
 
 class ResumableLM:
@@ -89,8 +91,12 @@ class ResumableLM:
         return [r if r is not None else "" for r in results]
 
     def cache_error(self, e: Exception) -> UserError:
-        return UserError(f"cannot write the request cache {self.path} ({type(e).__name__}: {e}); free disk space "
-                         "there, or pass --no-cache (a rerun then sends every request again)")
+        return cache_error(self.path, e)
 
     def close(self) -> None:
         self.db.close()
+
+
+def cache_error(path: str | os.PathLike, e: Exception) -> UserError:
+    return UserError(f"cannot write the request cache {path} ({type(e).__name__}: {e}); free disk space "
+                     "there, or pass --no-cache (a rerun then sends every request again)")

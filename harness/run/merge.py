@@ -28,7 +28,6 @@ from pathlib import Path
 
 from harness import interrupt
 from harness.errors import UserError
-from harness.records import provenance
 from harness.records.aggregate import unique_sources
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, load_run, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
@@ -38,7 +37,7 @@ from harness.run.config import EvalConfig, config_from_dict
 from harness.run.modes import apply_mode
 from harness.run.runner import RequestTotals, configure_tasks, group_results, task_result
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
-from tasks.tokens import load_tokenizer
+from tasks.tokens import load_tokenizer, tokenizer_identity
 
 # Config fields that may differ between shards: where and how each reached its server, and
 # bookkeeping. Everything else in config.json decides the results and must be equal.
@@ -179,10 +178,10 @@ def load_tasks_like(shard: ShardRun, tokenizer_path: str | None) -> tuple[dict, 
     if not tok_source or not Path(tok_source).exists():
         raise UserError(f"the shards' tokenizer {tok_source!r} is not on this machine; pass --tokenizer PATH "
                         "(the same tokenizer: its hash is checked)")
-    if provenance.model_hashes(tok_source)[1] != record.model.tokenizer_sha256:
-        raise UserError(f"the tokenizer at {tok_source} is not the one the shards used (other files hash); pass "
-                        "--tokenizer with theirs")
     tokenizer = load_tokenizer(tok_source)
+    if tokenizer_identity(tokenizer) != record.model.tokenizer_sha256:
+        raise UserError(f"the tokenizer at {tok_source} is not the one the shards used (it cuts or renders prompts "
+                        "differently); pass --tokenizer with theirs")
     metadata = {"tokenizer": tok_source, "max_model_len": record.serving.max_model_len, "mode": cfg.run.mode,
                 **cfg.run.task_metadata}
     loaded = TaskCatalog().load(cfg.run.tasks, metadata)

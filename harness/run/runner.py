@@ -9,8 +9,9 @@
 1. `prepare`: check the config, the model path and the task names, load the tokenizer (once:
    the task loaders share it), open the run directory with a `running` record -> `Prepared`;
 2. `connect`: start vLLM (or reach the given server, or swap the weights into a running one)
-   -> `Launch`; `check_target`: learn the window, check the tokenizer (and with several
-   servers, the weights) against every server -> `Target`;
+   -> `Launch`; `check_target`: learn the window, check the tokenizer against every server and
+   ask each the identity probe (harness/run/identity.py) -> `Target`; `request_cache`: the
+   cache whose answers are proven to come from the served weights, or none;
 3. `load_tasks`: load the tasks with the runtime metadata (tokenizer, window, mode), configure
    the mode, then read each task's request spec from its final config -> `Tasks`;
 4. `evaluate`: lm-eval's `evaluate` on the backend behind the request cache -> `Outcome`
@@ -21,9 +22,10 @@ Steps never write into the record: `build_record` makes it once, from the `runni
 the facts the steps returned (also for a run that stops early, from the facts it got to).
 
 Resume: answers are cached with their request records as they arrive, in `<output_dir>/.cache/`
-under a key of (model content, tokenizer, window, backend) (harness/run/cache.py); rerunning the
-same command reads finished answers from there and sends only the missing requests. Failed
-requests are never cached, so a rerun retries exactly those.
+under a key of (model content, tokenizer, window, backend) (harness/run/cache.py), and are reused
+only by servers whose identity probe gives the answer of the server that filled the cache
+(harness/run/identity.py); rerunning the same command reads finished answers from there and sends
+only the missing requests. Failed requests are never cached, so a rerun retries exactly those.
 
 Tasks receive, through lm-eval's task metadata, the evaluated `tokenizer` and `max_model_len`
 (plus anything given with `--metadata`), so benchmarks can apply their official truncation.
@@ -49,13 +51,13 @@ from harness.records.aggregate import breakdown, data_sources, group_breakdown, 
 from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
 from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServerRecord, ServingInfo, TaskResult
-from harness.run import cache, lm_eval_internals
+from harness.run import cache, identity, lm_eval_internals
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
 from harness.run.shard import Shard, TrueDocIds, balanced_partition, prompt_weights, restrict
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
 from harness.run.validate import check_chat_template, check_config, check_metadata, check_tokenizer_matches_model
-from tasks.tokens import load_tokenizer
+from tasks.tokens import load_tokenizer, tokenizer_identity
 
 # Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
 LONG_DOC_FIELDS = ("context", "input_text", "_prompt")
@@ -107,7 +109,10 @@ class Target:
     servers: list[ServerRecord] = field(default_factory=list)
     """With several servers: each one and its identity probe answer."""
     fingerprint: str | None = None
-    """The served weights' identity probe answer when their files cannot be read (the cache's key)."""
+    """What is served: the servers' (common) answer to the identity probe; None in-process or
+    when the server gives no log-probs."""
+    probe_s: float | None = None
+    """Seconds the identity probe took, every server together."""
 
 
 @dataclass
@@ -155,10 +160,10 @@ def prepare(cfg: EvalConfig) -> Prepared:
     except UserError as e:
         raise UserError(f"{e}. Pass --tokenizer PATH.") from e
     check_tokenizer_matches_model(tokenizer, cfg.model)
-    # The weights are what was served (a --base-url server's model directory when it is local);
-    # the tokenizer is the one prompts were fitted with.
-    model = ModelInfo(path=str(model_name), weights_sha256=provenance.model_hashes(model_name)[0],
-                      tokenizer_sha256=provenance.model_hashes(tok_source)[1], tokenizer=tok_source)
+    # The weights are what the path holds here (hashed once per run; what a server serves is
+    # proven by the identity probe, `check_target`); the tokenizer is the one prompts are fitted with.
+    model = ModelInfo(path=str(model_name), weights_sha256=provenance.weights_sha256(model_name),
+                      tokenizer_sha256=tokenizer_identity(tokenizer), tokenizer=tok_source)
 
     with interrupt.deferred():  # a run directory always holds its record, even when a signal came here
         run_id, run_dir = create_run_dir(cfg.run.output_dir, cfg.run.run_id)
@@ -176,7 +181,7 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
         run_id=run_id, status="running", model=model,
         serving=ServingInfo(backend=cfg.backend, base_url=",".join(cfg.client.base_url) or None, dtype=cfg.serve.dtype,
                             tensor_parallel_size=cfg.serve.tensor_parallel_size,
-                            data_parallel_size=cfg.serve.data_parallel_size, extra_args=list(cfg.serve.extra_args),
+                            data_parallel_size=cfg.serve.data_parallel_size, extra_args=started_server_args(cfg),
                             concurrency=cfg.client.concurrency if cfg.backend == "server" else 1),
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
         seeds={"python": seed, "numpy": seed, "torch": seed, "fewshot": seed,
@@ -185,6 +190,12 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
         started_at=utc_now(), command=list(cfg.run.command or sys.argv),
         mode=cfg.run.mode, samples_per_item=int(cfg.run.samples_per_item), chat_template=cfg.run.chat_template,
     )
+
+
+def started_server_args(cfg: EvalConfig) -> list[str]:
+    """The extra flags of the servers this run starts; none for a server it does not start
+    (--base-url) or the in-process backend: the record lists only flags a server got."""
+    return [] if cfg.client.base_url or cfg.backend == "hf" else list(cfg.serve.extra_args)
 
 
 # Step 2 -------------------------------------------------------------------------------------
@@ -238,9 +249,9 @@ def connect(cfg: EvalConfig, prep: Prepared, engine=None):
 
 
 def check_target(cfg: EvalConfig, prep: Prepared, launch: Launch) -> Target:
-    """Check every server before any request: the window fits, the tokenizer matches, and (with
-    several) all serve the same weights (equal identity probes), or refuse naming the odd one out."""
-    from harness.backends.serve import check_same_tokenizer, served_fingerprint
+    """Check every server before any request: the window fits, the tokenizer matches, and each
+    answers the identity probe (several: alike, or the odd one out is named)."""
+    from harness.backends.serve import check_same_tokenizer
 
     if not launch.base_urls:  # in-process
         return Target(launch.window, served_names=[cfg.model])
@@ -260,31 +271,29 @@ def check_target(cfg: EvalConfig, prep: Prepared, launch: Launch) -> Target:
     window = cfg.max_model_len or (min(known) if known else None)
     if not window:
         raise UserError("the server does not report max_model_len; pass --max-model-len")
-    several = len(base_urls) > 1
-    unreadable = prep.model.weights_sha256 is None and cfg.run.use_cache
-    prints = ([served_fingerprint(url, info["model"], cfg.client.api_key) for url, info in zip(base_urls, infos)]
-              if several or unreadable else [None])
-    if several:
-        check_same_weights(base_urls, prints)
+    names = [info["model"] for info in infos]
+    served = identity.probe_servers(base_urls, names, cfg.client.api_key)
     servers = ([ServerRecord(url, info["model"], fp, info.get("server_version"))
-                for url, info, fp in zip(base_urls, infos, prints)] if several else [])
-    return Target(int(window), list(base_urls), [info["model"] for info in infos], infos[0].get("server_version"),
-                  servers, prints[0] if unreadable else None)
+                for url, info, fp in zip(base_urls, infos, served.fingerprints)] if len(base_urls) > 1 else [])
+    return Target(int(window), list(base_urls), names, infos[0].get("server_version"), servers,
+                  served.fingerprints[0], served.probe_s)
 
 
-def check_same_weights(base_urls: list[str], prints: list[str | None]) -> None:
-    """Several servers must give one identity probe answer; name the server(s) that differ from
-    the most common answer, or that give none."""
-    silent = [u for u, fp in zip(base_urls, prints) if fp is None]
-    if silent:
-        raise UserError(f"cannot tell whether {', '.join(silent)} serve(s) the same weights as the others: no answer "
-                        "with log-probs to the identity probe. Several servers must be checked before they share a run")
-    common = max(set(prints), key=prints.count)
-    odd = [u for u, fp in zip(base_urls, prints) if fp != common]
-    if odd:
-        agree = [u for u, fp in zip(base_urls, prints) if fp == common]
-        raise UserError(f"{', '.join(odd)} serve(s) other weights than {', '.join(agree)} (their greedy answers to the "
-                        "identity probe differ); one run must not mix models. Serve one checkpoint on every server")
+def request_cache(cfg: EvalConfig, prep: Prepared, launch: Launch, target: Target) -> str | None:
+    """The request cache this run reads and fills (`<output-dir>/.cache/requests-<key>.sqlite`),
+    once the served weights are proven to be the ones that filled it (harness/run/identity.py);
+    None with --no-cache, or when what is served cannot be established (then said on stderr)."""
+    if not cfg.run.use_cache:
+        return None
+    model = model_info(prep.model, target)
+    path = cache_path(cfg.run.output_dir, model, target.window, cfg.backend, cfg.run.chat_template)
+    proven = path is not None and (not target.base_urls or identity.claim_cache(
+        path + ".sqlite", model, target.base_urls, launch.managed, prep.record.run_id))
+    if not proven:
+        print("request cache off: the served weights cannot be identified (the server gives no log-probs to the "
+              "identity probe); a rerun will send every request again", file=sys.stderr)
+        return None
+    return path + ".sqlite"
 
 
 # Step 3 -------------------------------------------------------------------------------------
@@ -331,7 +340,8 @@ def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, Ta
 def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, chat_template: str = "task") -> str | None:
     """The request cache of (model content, tokenizer, window, backend); None when the model's
     content cannot be established (a remote server whose weights are unreadable and that gives
-    no probe answer): a cache keyed by a name could hand one checkpoint's answers to another."""
+    no probe answer): a cache keyed by a name could hand one checkpoint's answers to another.
+    Which weights may read a cache is proven separately (`request_cache`)."""
     identity = model.weights_sha256 or model.served_fingerprint
     if identity is None:
         return None
@@ -360,35 +370,50 @@ def configure_tasks(cfg: EvalConfig, loaded: dict) -> None:
         task.set_fewshot_seed(seed=cfg.run.seed)
 
 
-def evaluate(cfg: EvalConfig, prep: Prepared, target: Target, tasks: Tasks, backend) -> Outcome:
-    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need;
-    `backend` (`make_backend`) behind the request cache."""
+def evaluate(cfg: EvalConfig, tasks: Tasks, lm) -> dict:
+    """lm-eval's simple_evaluate minus model construction, keeping the task objects we need, on
+    `lm` (`make_backend`'s backend, behind the request cache unless it is off); lm-eval's results."""
     from lm_eval.evaluator import evaluate as lm_evaluate
 
     seed_everything(cfg.run.seed)
     configure_tasks(cfg, tasks.loaded)
-    # Requests are hashed by their text and decoding; the endpoint they go to is part of the file.
-    path = (cache_path(cfg.run.output_dir, model_info(prep.model, target), target.window, cfg.backend,
-                       cfg.run.chat_template)
-            if cfg.run.use_cache else None)
-    if cfg.run.use_cache and path is None:
-        print("request cache off: the served model's weights cannot be identified (not a local directory, and the "
-              "server gives no probe log-probs); a rerun will send every request again", file=sys.stderr)
-    lm = cache.ResumableLM(backend, path + ".sqlite") if path else backend
+    with lm_eval_internals.task_progress(cfg.run.progress):
+        if tasks.items is None:
+            return lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
+                               bootstrap_iters=1000, verbosity="WARNING")
+        # the shard's items were chosen within --limit
+        return lm_evaluate(lm=TrueDocIds(lm, tasks.items), task_dict=tasks.loaded, samples=tasks.items,
+                           log_samples=True, bootstrap_iters=1000, verbosity="WARNING")
+
+
+@contextlib.contextmanager
+def behind_cache(backend, cache_file: str | None):
+    """`backend` behind the request cache at `cache_file` (as it is when there is none), closed on
+    the way out however the run ends: closing flushes the answers the cache thread still holds."""
+    if cache_file is None:
+        yield backend
+        return
+    lm = cache.ResumableLM(backend, cache_file)
     try:
-        with lm_eval_internals.task_progress(cfg.run.progress):
-            if tasks.items is None:
-                results = lm_evaluate(lm=lm, task_dict=tasks.loaded, limit=cfg.run.limit, log_samples=True,
-                                      bootstrap_iters=1000, verbosity="WARNING")
-            else:  # the shard's items were chosen within --limit
-                results = lm_evaluate(lm=TrueDocIds(lm, tasks.items), task_dict=tasks.loaded, samples=tasks.items,
-                                      log_samples=True, bootstrap_iters=1000, verbosity="WARNING")
+        yield lm
     finally:
-        if lm is not backend:
-            with interrupt.deferred():  # flushes the answers the cache thread still holds
-                lm.close()
-    records = list(backend.records) + list(getattr(lm, "cached_records", []))
-    return Outcome(results, records, int(backend.n_sent), [r for r in records if r.error])
+        with interrupt.deferred():
+            lm.close()
+
+
+def outcome_of(results: dict | None, backend, lm) -> Outcome:
+    """The accounting of every request so far, fresh (the backend's) or cached (the cache's); a
+    stopped run has it too, for what happened up to the stop."""
+    records = list(getattr(backend, "records", [])) + list(getattr(lm, "cached_records", []))
+    return Outcome(results or {}, records, int(getattr(backend, "n_sent", 0)), [r for r in records if r.error])
+
+
+def request_counts(outcome: Outcome) -> dict[str, int]:
+    """The record's `requests`: answers the run has (total), requests sent (HTTP attempts), fresh
+    answers received, answers read from the cache, and requests that failed."""
+    cached = sum(1 for r in outcome.records if r.from_cache)
+    return {"total": len(outcome.records), "sent": outcome.n_sent, "answered": len(outcome.records) - cached -
+            len(outcome.failed), "cached": cached, "failed": len(outcome.failed)}
 
 
 # Step 5 -------------------------------------------------------------------------------------
@@ -458,9 +483,7 @@ def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> dict:
                           prompt_tokens=sum(r.prompt_tokens for r in recs),
                           completion_tokens=sum(r.completion_tokens or 0 for r in recs)))
         errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
-    requests = {"total": len(outcome.records), "sent": outcome.n_sent,
-                "cached": sum(1 for r in outcome.records if r.from_cache), "failed": len(outcome.failed)}
-    return {"tasks": task_results, "errors": errors, "requests": requests,
+    return {"tasks": task_results, "errors": errors, "requests": request_counts(outcome),
             **group_fields(task_results, tasks.loaded, results)}
 
 
@@ -546,7 +569,7 @@ def serving_info(serving: ServingInfo, launch: Launch | None, target: Target | N
     servers = [dataclasses.replace(server, sent=ep.sent, answered=ep.answered, taken_out=ep.out_reason)
                for server, ep in zip(target.servers, pool.endpoints)] if pool else target.servers
     return dataclasses.replace(serving, base_url=",".join(target.base_urls), server_version=target.server_version,
-                               max_model_len=target.window, servers=servers)
+                               max_model_len=target.window, servers=servers, identity_probe_s=target.probe_s)
 
 
 def build_record(prep: Prepared, launch: Launch | None = None, target: Target | None = None,
@@ -605,18 +628,20 @@ share state (tokenizer caches, lm-eval's task index) and data must not depend on
 
 
 def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
-    launch = target = tasks = backend = results = record = None
+    launch = target = tasks = backend = lm = results = record = None
     try:
         # A stop is checked between phases too: a signal that some library swallowed still ends the run.
         interrupt.check()
         with connect(cfg, prep, engine) as launch:
             target = check_target(cfg, prep, launch)
+            cache_file = request_cache(cfg, prep, launch, target)
             interrupt.check()
             with _LOADING:
                 tasks = load_tasks(cfg, prep, target)
             interrupt.check()
             backend = make_backend(cfg, prep.tokenizer, target, tasks.specs)
-            outcome = evaluate(cfg, prep, target, tasks, backend)
+            with behind_cache(backend, cache_file) as lm:
+                outcome = outcome_of(evaluate(cfg, tasks, lm), backend, lm)
         interrupt.check()
         results = write_results(prep, tasks, outcome)
         record = build_record(prep, launch, target, tasks, backend, results, finished_at=utc_now(),
@@ -627,14 +652,17 @@ def _run(cfg: EvalConfig, prep: Prepared, t0: float, engine) -> Path:
             write_run(prep.run_dir, record)  # rewrites the status: any stop before we return is `interrupted`
             write_lm_eval_results(prep.run_dir, record)  # results_<time>.json for lm-eval's tooling
     except BaseException as e:
-        # A run that stops early never claims to be complete: it says how it ended. Finished
-        # answers are in the request cache, so the same command resumes.
-        record = record or build_record(prep, launch, target, tasks, backend, results)
+        # A run that stops early never claims to be complete: it says how it ended, what its
+        # requests came to and how long it ran. Finished answers are in the request cache, so the
+        # same command resumes.
+        record = record or build_record(prep, launch, target, tasks, backend, results,
+                                        requests=request_counts(outcome_of(None, backend, lm)))
         record = dataclasses.replace(record, status="interrupted" if isinstance(e, KeyboardInterrupt) else "failed",
                                      errors=[*record.errors, f"{type(e).__name__}: {str(e)[:500]}"],
-                                     finished_at=utc_now())
+                                     finished_at=utc_now(), wall_time_s=round(time.monotonic() - t0, 3))
         with contextlib.suppress(Exception), interrupt.deferred():
             write_run(prep.run_dir, record)
+            interrupt.log(f"run.json written: status {record.status}, requests {record.requests}")
         raise
     if outcome.failed:
         raise IncompleteRunError(incomplete_message(outcome.failed, record.errors, prep.run_dir))

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness import interrupt
 from harness.errors import IncompleteRunError, UserError
 from harness.run.config import EvalConfig
+from tasks.tokens import load_tokenizer, tokenizer_identity
 
 # config.json keys that differ between checkpoints of one architecture without changing it.
 VOLATILE_CONFIG_KEYS = ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
@@ -103,23 +104,20 @@ def architecture(checkpoint: str) -> dict:
     return {k: v for k, v in cfg.items() if k not in VOLATILE_CONFIG_KEYS}
 
 
-def tokenizer_identity(checkpoint: str) -> tuple:
-    """What the served tokenizer does (vocabulary, special tokens, chat template), not how its
-    files happen to be written (a re-saved tokenizer's files differ byte for byte)."""
-    from tasks.tokens import load_tokenizer
-
-    tok = load_tokenizer(str(checkpoint))
-    return (sorted(tok.get_vocab().items()), tuple(tok.all_special_tokens), tok.chat_template)
+def tokenizer_of(checkpoint: str) -> str:
+    """The identity of a checkpoint's tokenizer (`tasks.tokens.tokenizer_identity`: what it does,
+    not how its files happen to be written)."""
+    return tokenizer_identity(load_tokenizer(str(checkpoint)))
 
 
 def check_swappable(checkpoints: list[str]) -> None:
     """One engine serves them all only if they share the architecture and the tokenizer."""
     first = checkpoints[0]
-    arch, tok = architecture(first), tokenizer_identity(first)
+    arch, tok = architecture(first), tokenizer_of(first)
     for ckpt in checkpoints[1:]:
         if architecture(ckpt) != arch:
             raise UserError(f"{ckpt} and {first} differ in config.json beyond the weights; one engine cannot serve both")
-        if tokenizer_identity(ckpt) != tok:
+        if tokenizer_of(ckpt) != tok:
             raise UserError(f"{ckpt} and {first} have different tokenizers; one engine cannot serve both")
 
 

@@ -127,23 +127,21 @@ def check_model_path(model: str) -> None:
 
 
 def check_tokenizer_matches_model(tokenizer, model: str | None) -> None:
-    """A --tokenizer other than the model's own must tokenize like it (checked locally, no server)."""
+    """A --tokenizer other than the model's own must be the same tokenizer (one identity:
+    `tasks.tokens.tokenizer_identity`; checked locally, no server): it must cut, count and render
+    prompts exactly as the model's own, which the server uses."""
     if not model or not Path(model).is_dir():
         return
-    from tasks.tokens import load_tokenizer
+    from tasks.tokens import load_tokenizer, tokenizer_identity
 
     try:
         own = load_tokenizer(str(Path(model)))
     except UserError:
         return  # a model directory without a tokenizer: --tokenizer is the only one
-    from harness.backends.serve import TOKENIZER_PROBE
-
-    if own is tokenizer:
-        return
-    # Locally both vocabularies can be compared whole (a probe text can miss a difference).
-    if own.get_vocab() != tokenizer.get_vocab() or own(TOKENIZER_PROBE)["input_ids"] != tokenizer(TOKENIZER_PROBE)["input_ids"]:
-        raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (their vocabularies differ); "
-                        "prompts would be fitted with wrong budgets. Drop --tokenizer or fix it")
+    if own is not tokenizer and tokenizer_identity(own) != tokenizer_identity(tokenizer):
+        raise UserError(f"--tokenizer does not tokenize like {model}'s own tokenizer (their vocabularies, special "
+                        "tokens or chat templates differ); prompts would be fitted with wrong budgets. Drop --tokenizer "
+                        "or fix it")
 
 
 def check_chat_template(catalog, names: list[str], chat_template: str) -> None:

@@ -13,9 +13,10 @@ nothing is truncated, and the task README says so.
 
 The CoT task's second pass (`cot_answer_prompt`, the task's `metadata.followup`) goes through the
 same middle truncation to the same `max_length` (the document's `_max_length`), as `pred.py`
-sends every prompt through `query_llm`, in the tokenizer the document was cut with: a follow-up
-receives only (document, first output), so each document names its tokenizer (`_tokenizer`, a
-content hash from `tasks.tokens.tokenizer_ref`); two evaluations with different tokenizers in one
+sends every prompt through `query_llm`. The backend hands it the evaluated tokenizer (the object
+the prompts are fitted with); the document names the tokenizer that cut it (`_tokenizer`, its
+identity from `tasks.tokens.tokenizer_identity`), and a second pass handed another tokenizer is
+refused rather than cut in the wrong tokens. Two evaluations with different tokenizers in one
 process (a sweep, a notebook) each truncate in their own.
 """
 
@@ -75,7 +76,7 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
     fitted = truncate.batch(prompts) if truncate is not None else [(p, False, None) for p in prompts]
     out = [{**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
             "_max_length": truncate.max_length if truncate else None,
-            "_tokenizer": tokens.tokenizer_ref(truncate.tok) if truncate else None}
+            "_tokenizer": tokens.tokenizer_identity(truncate.tok) if truncate else None}
            for r, (prompt, truncated, n) in zip(rows, fitted)]
     return to_dataset_dict(out)
 
@@ -99,10 +100,11 @@ def doc_to_text(doc: dict) -> str:
     return doc["_prompt"]
 
 
-def cot_answer_prompt(doc: dict, reasoning: str) -> str:
+def cot_answer_prompt(doc: dict, reasoning: str, tokenizer=None) -> str:
     """Second CoT pass, as `pred.py` builds and sends it: the answer template (document omitted)
     with the stripped first-pass output, then the official middle truncation to the document's
-    `_max_length` in the tokenizer the document names (none when the task was loaded without one)."""
+    `_max_length` in `tokenizer`, which must be the one the document was cut with (none needed
+    when the task was loaded without one)."""
     prompt = fill(COT_ANSWER, doc, cot=reasoning.strip())
     max_length = doc.get("_max_length")
     if max_length is None:
@@ -110,7 +112,14 @@ def cot_answer_prompt(doc: dict, reasoning: str) -> str:
     if not doc.get("_tokenizer"):
         raise UserError("longbench_v2_cot: the document has a truncation length but names no tokenizer "
                         "(load the task with metadata.tokenizer)")
-    tok = tokens.tokenizer_by_ref(doc["_tokenizer"])
+    if tokenizer is None:
+        raise UserError("longbench_v2_cot: the second pass needs the tokenizer the document was cut with "
+                        "(the backend hands it over: followup(doc, first_output, tokenizer))")
+    tok = tokens.task_tokenizer(tokenizer)
+    if tokens.tokenizer_identity(tok) != doc["_tokenizer"]:
+        raise UserError(f"longbench_v2_cot: the document was cut by tokenizer {doc['_tokenizer'][:16]}, but the second "
+                        f"pass was handed tokenizer {tokens.tokenizer_identity(tok)[:16]}; load the task with the "
+                        "evaluated tokenizer (metadata.tokenizer)")
     return PromptTruncator(tok, int(max_length))(prompt)[0]
 
 

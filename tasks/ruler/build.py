@@ -18,7 +18,6 @@ reruns and the other tasks' runs reuse them; the key is stored in every document
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ from tasks.data_io import atomic_write_text
 from tasks.ruler import sizing, sources
 from tasks.ruler.constants import DEFAULT_SEED, TASKS, VERSION
 from tasks.ruler.synthetic import GENERATORS, Context, Sample
-from tasks.tokens import encode_fast
+from tasks.tokens import encode_fast, tokenizer_identity
 
 log = logging.getLogger("longact.ruler")
 FILL_TARGET = 0.97  # prompts must use at least this share of their budget (where the unit allows)
@@ -70,17 +69,6 @@ def template_wrapper(tokenizer, use_chat_template: bool | None, chat_template_kw
     if render(probe) != head + probe + tail:  # templates that transform the content: render each time
         return render, f"chat template {kwargs}"
     return (lambda text: head + text + tail), f"chat template {kwargs}"
-
-
-@functools.lru_cache(maxsize=8)
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Vocabulary, merges and chat template, hashed once per tokenizer object (the loaders share
-    one per run, and every task x length cache key needs it)."""
-    h = hashlib.sha256()
-    backend = getattr(tokenizer, "_tokenizer", None)
-    h.update(backend.to_str().encode() if backend is not None else repr(sorted(tokenizer.get_vocab().items())).encode())
-    h.update(str(getattr(tokenizer, "chat_template", "") or "").encode())
-    return h.hexdigest()
 
 
 # Size search -----------------------------------------------------------------------------
@@ -257,7 +245,7 @@ def cache_key(spec: BuildSpec, tokenizer) -> str:
     cfg = TASKS[spec.task]
     payload = {"version": VERSION, "task": spec.task, "args": cfg.args, "template": cfg.template.text + cfg.template.answer_prefix,
                "length": spec.length, "num_samples": spec.num_samples, "seed": spec.seed,
-               "tokenizer": tokenizer_fingerprint(tokenizer), "use_chat_template": spec.use_chat_template,
+               "tokenizer": tokenizer_identity(tokenizer), "use_chat_template": spec.use_chat_template,
                "chat_template_kwargs": spec.chat_template_kwargs, "splitter": spec.sentence_splitter,
                "mode": spec.mode, "sizing": spec.sizing,
                "data": _source_digests(spec, cfg)}

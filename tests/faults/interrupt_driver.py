@@ -77,7 +77,7 @@ def main() -> int:
     elif phase == "cache":
         from sqlitedict import SqliteDict
 
-        before(SqliteDict, "__setitem__", sig, stamp, nth=3)
+        before(SqliteDict, "__setitem__", sig, stamp, nth=4)  # the cache's identity claim, then three answers
     elif phase == "results":
         before(runner, "atomic_write_jsonl", sig, stamp, after=True)
     elif phase != "none":

@@ -31,7 +31,7 @@ def cached_answers(out_dir: Path) -> int:
     for db in (out_dir / ".cache").glob("*.sqlite"):
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
             try:
-                total += con.execute("SELECT COUNT(*) FROM unnamed").fetchone()[0]
+                total += con.execute("SELECT COUNT(*) FROM unnamed WHERE key != 'served_identity'").fetchone()[0]
             except sqlite3.OperationalError:  # table not created yet
                 pass
     return total

@@ -69,7 +69,7 @@ def cached_answers(out_dir: Path) -> int:
     if not files:
         return 0
     with sqlite3.connect(files[0]) as db:
-        return db.execute("select count(*) from unnamed").fetchone()[0]
+        return db.execute("select count(*) from unnamed where key != 'served_identity'").fetchone()[0]
 
 
 def eval_argv(url: str, tokenizer, out_dir: Path) -> list[str]:

@@ -132,12 +132,12 @@ def test_no_cache_when_the_served_weights_cannot_be_identified(stubs, tiny_model
     assert "request cache off" in capsys.readouterr().err
 
 
-def test_the_tokenizer_hash_is_of_the_tokenizer_used(stubs, tiny_model_dir, tmp_path):
-    from harness.records.provenance import model_hashes
+def test_the_tokenizer_hash_is_of_the_tokenizer_used(stubs, tiny_model_dir, tiny_tokenizer, tmp_path):
+    from tasks.tokens import tokenizer_identity
 
     s = stubs()
     rec = load_run(run_eval(_cfg(s.url, tiny_model_dir, tmp_path)))
-    assert rec.model.tokenizer_sha256 == model_hashes(tiny_model_dir)[1] is not None
+    assert rec.model.tokenizer_sha256 == tokenizer_identity(tiny_tokenizer) is not None
     assert rec.model.path == "stub-model" and rec.model.weights_sha256 is None
 
 
@@ -202,6 +202,12 @@ def test_ctrl_c_stops_sending_and_exits_within_seconds(stubs, tiny_model_dir, tm
     assert len(s.completions()) == 2  # nothing queued was sent after the signal
     rec = json.loads(next(tmp_path.glob("2*/run.json")).read_text())
     assert rec["status"] == "interrupted"
+    assert rec["requests"]["sent"] == 2 and rec["wall_time_s"] is not None  # what happened up to the stop
+    # the log says what happened between the signal and the exit, each line with its time since the signal
+    stop_log = [line for line in err.splitlines() if line.startswith("[stop ")]
+    assert [next(e for e in ("SIGINT received", "requests: 2 sent", "run.json written", "exit 130") if e in line)
+            for line in stop_log] == ["SIGINT received", "requests: 2 sent", "run.json written", "exit 130"], err
+    assert "none after it" in stop_log[1] and "2 in flight abandoned" in stop_log[1]
 
 
 def test_a_tokenizer_unlike_the_models_is_refused_without_a_server(capsys, tiny_model_dir, tmp_path):
