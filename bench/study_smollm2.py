@@ -84,6 +84,31 @@ def manifest_state(path: Path) -> tuple[int, bool] | None:
     return sum(len(a.get("seeds", {})) for a in data.get("arms", {}).values()), bool(data.get("complete", True))
 
 
+def disjoint(results: Path) -> dict:
+    """Training items against the evaluated items of the training task: the needles (the key a
+    question asks for, and its value), shared or not. Both come from RULER's own
+    generator: training with the run seed + 1000, evaluation with the benchmark's default seed."""
+    import re
+
+    from training.config import load_config
+    from training.data import DataConfig, load_prompts
+
+    cfg = load_config(str(ROOT / CONFIG))
+    train = load_prompts(DataConfig(**{**cfg.data.__dict__, "tokenizer": str(ROOT / cfg.model)}))
+    key = re.compile(r"special magic numbers? for ([\w-]+)")
+    train_keys = {m for p in train for m in key.findall(p.prompt.split("What")[-1])}
+    train_values = {a for p in train for a in p.answers}
+    rows = []
+    for f in sorted((results / "train-task").glob("*/samples_*.jsonl")):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    docs = {r["doc"]["id"]: r["doc"] for r in rows}
+    eval_keys = {m for d in docs.values() for m in key.findall(d.get("answer_prefix", ""))}
+    eval_values = {v for d in docs.values() for v in d.get("outputs", [])}
+    return {"train_items": len(train), "eval_items": len(docs), "train_keys": len(train_keys),
+            "eval_keys": len(eval_keys), "shared_keys": sorted(train_keys & eval_keys),
+            "shared_values": sorted(train_values & eval_values)}
+
+
 def copy_training(out_dir: Path, results: Path) -> None:
     """What the report and the leaderboard read of the training (no checkpoints): the manifest,
     the evidence, and each run's metrics and mask statistics."""
@@ -148,6 +173,7 @@ def main(argv=None) -> int:
                 (ROOT / results / suite / "report.md").write_text(text)
         if not args.dry_run:
             copy_training(ROOT / out_dir, ROOT / results)
+            (ROOT / results / "disjoint.json").write_text(json.dumps(disjoint(ROOT / results), indent=1) + "\n")
     if not args.dry_run:
         (ROOT / results).mkdir(parents=True, exist_ok=True)
         log["commands"] = {"train": train_command(str(out_dir))[2:],
