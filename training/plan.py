@@ -17,8 +17,8 @@ hardware utilisation, HFU).
 Three things the simulation alone would get wrong, handled here:
 - AdamW creates its moments inside the first `step()`, after the first backward, where the peak
   is; a real run's later updates carry them. One short warm-up update creates them before the
-  tracked one, and the tracker is given the optimizer, so they count as `OptState` (the issue's
-  first measurement read 0.0 GiB there: the tracked update was the first).
+  tracked one, and the tracker is given the optimizer, so they count as `OptState` (tracking a
+  run's first update reads 0.0 GiB there; a test checks the figure against 8 bytes per parameter).
 - Tensors made before the tracker starts and held by nobody it knows (the reference model's
   shards, the mask's snapshot of the masked rows) are added from their sizes.
 - A value read back to the host from a device tensor (the loss, the grad norm) has no value; it
@@ -144,6 +144,12 @@ def engine_share(cfg: TrainConfig, config: dict, parameters: int, gpu_gib: float
                        budget - weights - ENGINE_ACTIVATION_GIB)
 
 
+def for_gpu(p: TrainPlan, cfg: TrainConfig, gpu: str) -> TrainPlan:
+    """The same simulated update on another GPU (only the engine's share depends on it)."""
+    label, gib = gpu_memory(gpu)
+    return dataclasses.replace(p, gpu=label, gpu_gib=gib, engine=engine_share(cfg, load_model_config(cfg.model), p.parameters, gib))
+
+
 def check_world(cfg: TrainConfig, world: int) -> None:
     if world < 1:
         raise UserError(f"--world: need at least 1 process, got {world}")
@@ -153,15 +159,16 @@ def check_world(cfg: TrainConfig, world: int) -> None:
 
 
 def plan(cfg: TrainConfig, preset: str = "", world: int = 8, gpu: str = "h200", mfu: float = 0.4,
-         tokens: int | None = None) -> TrainPlan:
-    """Simulate the preset's largest micro-batch update (`tokens` overrides its length, for tests)."""
+         tokens: int | None = None, flops: bool = True) -> TrainPlan:
+    """Simulate the preset's largest micro-batch update (`tokens` overrides its length, for tests;
+    `flops=False` skips the two extra passes that count FLOPs, which then read 0)."""
     check_world(cfg, world)
     label, gpu_gib = gpu_memory(gpu)
     config = load_model_config(cfg.model)
     tokens = tokens or cfg.max_tokens_per_micro_batch or cfg.max_prompt_tokens + cfg.sampling.max_new_tokens
     completion = min(cfg.sampling.max_new_tokens, tokens // 2)
     t0 = time.perf_counter()
-    memory, parameters, update_flops, forward_flops = simulate(cfg, config, world, tokens, completion)
+    memory, parameters, update_flops, forward_flops = simulate(cfg, config, world, tokens, completion, flops)
     rows_per_rank = cfg.prompts_per_step * cfg.group_size // world
     mu = cfg.ppo_epochs * cfg.mini_batches
     return TrainPlan(preset, cfg.model, parameters, world, tokens, completion, memory, update_flops * cfg.ppo_epochs,
@@ -237,7 +244,7 @@ def _bytes(tensors) -> int:
     return sum(_local(t).numel() * _local(t).element_size() for t in tensors)
 
 
-def simulate(cfg: TrainConfig, config: dict, world: int, tokens: int, completion: int):
+def simulate(cfg: TrainConfig, config: dict, world: int, tokens: int, completion: int, count_flops: bool = True):
     """(GiB per category at rank 0's peak, parameters, update FLOPs, no-grad forward FLOPs)."""
     import torch.distributed as dist
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -274,14 +281,18 @@ def simulate(cfg: TrainConfig, config: dict, world: int, tokens: int, completion
             opt = optimizer(cfg, model)
             mask.attach(model, opt)
             learner = make_learner(cfg, d, model, model, opt, mask, ref)
-            update(learner, [warmup])  # AdamW's moments exist from here on, as in every update after a run's first
+            # a short update first: AdamW's moments exist from here on, as in every update after a run's
+            # first, and FSDP2's lazy initialisation (first forward) is behind us
+            update(learner, [warmup])
             tracker = FSDPMemTracker(model, opt)
             with tracker:
                 update(learner, [row])
-            with FlopCounterMode(display=False) as flops:  # apart: the counter keeps tensors alive, which the tracker would count
-                update(learner, [row])
-            with FlopCounterMode(display=False) as forward:
-                recompute_old_logps(model, [row], cfg, d)
+            flops, forward = FlopCounterMode(display=False), FlopCounterMode(display=False)
+            if count_flops:
+                with flops:  # apart: the counter keeps tensors alive, which the tracker would count
+                    update(learner, [row])
+                with forward:
+                    recompute_old_logps(model, [row], cfg, d)
         peak = tracker.get_tracker_snapshot("peak")[torch.device("cpu")]
         memory = {getattr(k, "value", str(k)): v / GiB for k, v in peak.items() if k != "Total" and v}
         if ref is not None:
@@ -327,7 +338,7 @@ def refuse_unless_fits(p: TrainPlan) -> None:
     if not p.engine_holds_a_sequence:
         e = p.engine
         util = (e.weights_gib + ENGINE_ACTIVATION_GIB + e.kv_per_sequence_gib) / p.gpu_gib
-        raise UserError(f"{p.preset or p.model}: the vLLM engine's {e.budget_gib:.1f} GiB on a {p.gpu} ({p.gpu_gib:.1f} GiB) "
+        raise UserError(f"{p.preset or p.model}: the vLLM engine's {e.budget_gib:.1f} GiB of one GPU of {p.gpu_gib:.1f} GiB ({p.gpu}) "
                         f"leave {e.kv_gib:.1f} GiB of KV cache, less than one {e.window:,}-token sequence "
                         f"({e.kv_per_sequence_gib:.2f} GiB); vllm.gpu_memory_utilization >= {util:.2f} or a shorter "
                         "max_prompt_tokens / sampling.max_new_tokens would fit one")
@@ -342,7 +353,7 @@ def refuse_unless_fits(p: TrainPlan) -> None:
         floor = (p.engine.weights_gib + ENGINE_ACTIVATION_GIB + p.engine.kv_per_sequence_gib) / p.gpu_gib
         if util >= floor:
             knobs.append(f"vllm.gpu_memory_utilization={util:.2f} (now {p.engine.budget_gib / p.gpu_gib:.2f})")
-    raise UserError(f"{p.preset or p.model} does not fit a {p.gpu} ({p.gpu_gib:.1f} GiB): needs {p.needed_gib:.1f} GiB, "
+    raise UserError(f"{p.preset or p.model} does not fit one GPU of {p.gpu_gib:.1f} GiB ({p.gpu}): needs {p.needed_gib:.1f} GiB, "
                     f"{over:.1f} GiB over; " + (" or ".join(knobs) if knobs else "use a GPU with more memory") + " would fit")
 
 
