@@ -1,5 +1,6 @@
-"""A model's `config.json`, found offline: the pre-flight planners (`longact train --plan`,
-`longact eval --plan`) size memory and time from the architecture alone, without weights.
+"""A model's `config.json`, found offline, and the GPU facts the pre-flight planners share
+(`longact train --plan`, `longact eval --plan`): they size memory and time from the architecture
+alone, without weights.
 
     from tasks.model_config import load_model_config
     cfg = load_model_config("Qwen/Qwen3-8B")    # dict: hidden_size, num_hidden_layers, ...
@@ -55,3 +56,32 @@ def load_model_config(model: str) -> dict:
         if key not in config:
             raise UserError(f"{path}: field {key!r} missing (a decoder config.json has it)")
     return config
+
+
+# ---- GPUs ---------------------------------------------------------------------------------------
+
+GiB = 2**30
+# Memory torch sees on one GPU (nvidia-smi's total): H200 143,771 MiB ("141 GB"), H100 SXM 81,559 MiB ("80 GB").
+GPUS = {"h200": 143_771 / 1024, "h100": 81_559 / 1024}
+PEAK_BF16_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
+ENGINE_ACTIVATION_GIB = 2.0  # a vLLM engine's own forward at its batched-token limit, CUDA graphs, sampler
+
+
+def gpu_memory(name: str) -> tuple[str, float]:
+    """`h200`, `h100` or a number of GiB -> (label, GiB)."""
+    if name.lower() in GPUS:
+        return name.upper(), GPUS[name.lower()]
+    try:
+        gib = float(name)
+    except ValueError:
+        raise UserError(f"--gpu: expected {', '.join(GPUS)} or a number of GiB, got {name!r}") from None
+    if gib <= 0:
+        raise UserError(f"--gpu: GPU memory must be > 0 GiB, got {name}")
+    return f"{gib:g} GiB", gib
+
+
+def kv_bytes_per_token(config: dict, dtype_bytes: int = 2) -> int:
+    """K and V of every layer for one token (bf16 by default)."""
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes

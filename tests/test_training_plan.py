@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from longact.cli import main
+from tasks.model_config import GPUS
 from training import plan as P
 from training.config import load_config
 
@@ -42,7 +43,7 @@ def test_accounting_matches_arithmetic(tmp_path):
 def test_engine_share_is_arithmetic():
     cfg = _preset("qwen3-8b-grpo")
     assert P.kv_bytes_per_token(QWEN3_8B) == 2 * 36 * 8 * 128 * 2  # 144 KiB per token in bf16
-    e = P.engine_share(cfg, QWEN3_8B, 8_190_735_360, P.GPUS["h200"])
+    e = P.engine_share(cfg, QWEN3_8B, 8_190_735_360, GPUS["h200"])
     assert e.budget_gib == pytest.approx(0.4 * 143_771 / 1024)
     assert e.weights_gib == pytest.approx(2 * 8_190_735_360 / 2**30)
     assert e.window == 32_768 + 4_096 and e.kv_per_sequence_gib == pytest.approx(36_864 * 147_456 / 2**30)

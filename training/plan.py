@@ -40,16 +40,11 @@ from dataclasses import dataclass
 import torch
 
 from tasks.errors import UserError
-from tasks.model_config import load_model_config
+from tasks.model_config import ENGINE_ACTIVATION_GIB, PEAK_BF16_TFLOPS, GiB, gpu_memory, kv_bytes_per_token, load_model_config
 from training.config import TrainConfig
 
-GiB = 2**30
-# Memory torch sees on one GPU (nvidia-smi's total): H200 143,771 MiB ("141 GB"), H100 SXM 81,559 MiB ("80 GB").
-GPUS = {"h200": 143_771 / 1024, "h100": 81_559 / 1024}
-PEAK_BF16_TFLOPS = 989.0  # H100 / H200 SXM, dense bf16
 CONTEXT_GIB = 2.0  # per process, outside torch's allocator: CUDA context, NCCL buffers
 ALLOCATOR_SLACK = 0.10  # the caching allocator reserves more than the peak it hands out (fragmentation)
-ENGINE_ACTIVATION_GIB = 2.0  # vLLM's own forward at its batched-token limit, CUDA graphs, sampler
 WARMUP_TOKENS = 64
 
 
@@ -113,26 +108,6 @@ class TrainPlan:
     @property
     def update_seconds(self) -> float:
         return self.step_flops / (self.mfu * PEAK_BF16_TFLOPS * 1e12)
-
-
-def gpu_memory(name: str) -> tuple[str, float]:
-    """`h200`, `h100` or a number of GiB -> (label, GiB)."""
-    if name.lower() in GPUS:
-        return name.upper(), GPUS[name.lower()]
-    try:
-        gib = float(name)
-    except ValueError:
-        raise UserError(f"--gpu: expected {', '.join(GPUS)} or a number of GiB, got {name!r}") from None
-    if gib <= 0:
-        raise UserError(f"--gpu: GPU memory must be > 0 GiB, got {name}")
-    return f"{gib:g} GiB", gib
-
-
-def kv_bytes_per_token(config: dict, dtype_bytes: int = 2) -> int:
-    """K and V of every layer for one token (bf16 by default)."""
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    kv_heads = config.get("num_key_value_heads") or config["num_attention_heads"]
-    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * dtype_bytes
 
 
 def engine_share(cfg: TrainConfig, config: dict, parameters: int, gpu_gib: float) -> EngineShare | None:
