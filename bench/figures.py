@@ -84,6 +84,11 @@ CATALOG: dict[str, tuple[str, str]] = {
     "gpu_check.tokens_per_s": ("bench/gpu_check.py", "the same: tokens per second"),
     "gpu_check.mfu": ("bench/gpu_check.py", "the same: model FLOPs utilisation"),
     "gpu_check.peak_allocated_gib": ("bench/gpu_check.py", "the same: peak allocated GPU memory"),
+    "gpu_check.fsdp_update_s": ("bench/gpu_check.py", "one FSDP2 (NCCL, one rank, bf16 mixed precision) update, Qwen3-1.7B shape, 32k + 4k tokens"),
+    "gpu_check.fsdp_tokens_per_s": ("bench/gpu_check.py", "the same: tokens per second"),
+    "gpu_check.fsdp_mfu": ("bench/gpu_check.py", "the same: model FLOPs utilisation"),
+    "gpu_check.fsdp_peak_allocated_gib": ("bench/gpu_check.py", "the same: peak allocated GPU memory"),
+    "gpu_check.fsdp_real_over_simulated": ("bench/gpu_check.py", "the same: real peak / training.plan's simulated peak"),
 }
 
 
