@@ -1,7 +1,7 @@
 """The first GPU run: what only a GPU can show, on one GPU, in under 10 minutes.
 
     python bench/gpu_check.py                    # every check (CUDA); ~5-8 min on one H100/H200
-    python bench/gpu_check.py --only fsdp        # one check: fsdp | autocast | flash | vllm
+    python bench/gpu_check.py --only fsdp        # one check: fsdp | autocast | flash | rollout | vllm
     python bench/gpu_check.py --tiny --device cpu --only fsdp,autocast   # seconds: the same code on CPU
 
 Everything the CPU could reach is already tested without a GPU (docs/gpu.md lists what and how:
@@ -14,6 +14,9 @@ parser). What is left needs CUDA, and each check here proves one piece of it:
   `training.plan.simulate` predicts for the same model, world size and micro-batch (the ratio
   says how far to trust the 8-GPU plans), tokens/s and MFU.
 - `autocast`: the same update under `parallel: none` with bf16 autocast (the single-GPU path).
+- `rollout`: `HFRollout` on the device (the tiny model): a group's samples do not depend on the
+  batch it is generated in, and neither the CPU nor the CUDA global RNG moves (`fork_rng` over the
+  CUDA device), with `parallel.init` picking and setting the CUDA device.
 - `flash`: when flash-attn is installed, the packed forward with `flash_attention_2` against
   SDPA_VARLEN on the same bf16 weights and rows (log-probs must agree to bf16 rounding).
 - `vllm`: when vLLM's CUDA build is installed, the trainer's rollout tests on the GPU
@@ -45,7 +48,7 @@ QWEN3_1_7B = dict(vocab_size=151_936, hidden_size=2048, intermediate_size=6144, 
                   max_position_embeddings=40_960, model_type="qwen3")
 TINY = dict(QWEN3_1_7B, vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, head_dim=16)
-CHECKS = ("fsdp", "autocast", "flash", "vllm")
+CHECKS = ("fsdp", "autocast", "flash", "rollout", "vllm")
 
 
 def model_flops(c: dict, tokens: int, completion: int) -> float:
@@ -82,7 +85,7 @@ def _timed_updates(args, shape, parallel_mode: str) -> dict:
     from training.mask import LongActMask
     from training.train import Row, make_learner, optimizer, update
 
-    dev = torch.device(args.device)
+    dev = parallel.init("none", args.device).device  # cuda:LOCAL_RANK, set as the current device
     cuda = dev.type == "cuda"
     cfg = _config(args, f"parallel={parallel_mode}")
     model = _model(shape, dev)
@@ -175,6 +178,33 @@ def check_flash(args, shape) -> dict:
     diff = float((got - want).abs().max())
     assert diff < 0.1, diff  # bf16 attention in two kernels; a cross-row leak would be O(1)
     return {"max_abs_logp_diff": round(diff, 4), "rows": 3, "tokens": packed.tokens}
+
+
+def check_rollout(args, shape) -> dict:
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from longact.tiny.model import build_tiny_model
+    from training import parallel
+    from training.rollout import HFRollout, SamplingConfig
+
+    dev = parallel.init("none", args.device).device  # cuda:LOCAL_RANK, set as the current device
+    assert dev.type == args.device, dev
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_tiny_model(Path(tmp) / "tiny")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dev)
+        ro = HFRollout(model, AutoTokenizer.from_pretrained(path), SamplingConfig(max_new_tokens=8), max_prompt_tokens=64)
+        prompts = ["What is the passkey in the document?", "Read the following text and answer the question."]
+        states = (torch.get_rng_state(), torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
+        alone = ro.generate(prompts[:1], 3, seeds=[7])
+        together = ro.generate([prompts[1], prompts[0]], 3, seeds=[3, 7])
+        assert torch.equal(torch.get_rng_state(), states[0])
+        if dev.type == "cuda":
+            assert torch.equal(torch.cuda.get_rng_state(dev), states[1]), "the CUDA RNG moved"
+        assert alone.texts == together.texts[3:], (alone.texts, together.texts)
+    return {"device": str(dev), "samples": len(together.texts)}
 
 
 def check_vllm(args, shape) -> dict:
