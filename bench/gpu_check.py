@@ -16,7 +16,8 @@ parser). What is left needs CUDA, and each check here proves one piece of it:
 - `autocast`: the same update under `parallel: none` with bf16 autocast (the single-GPU path).
 - `rollout`: `HFRollout` on the device (the tiny model): a group's samples do not depend on the
   batch it is generated in, and neither the CPU nor the CUDA global RNG moves (`fork_rng` over the
-  CUDA device), with `parallel.init` picking and setting the CUDA device.
+  CUDA device), with `parallel.init` picking and setting the CUDA device; the harness's GPU
+  listing (`nvidia-smi -L`) sees the GPU.
 - `flash`: when flash-attn is installed, the packed forward with `flash_attention_2` against
   SDPA_VARLEN on the same bf16 weights and rows (log-probs must agree to bf16 rounding).
 - `vllm`: when vLLM's CUDA build is installed, the trainer's rollout tests on the GPU
@@ -186,12 +187,15 @@ def check_rollout(args, shape) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from harness.backends.serve import visible_gpus
     from longact.tiny.model import build_tiny_model
     from training import parallel
     from training.rollout import HFRollout, SamplingConfig
 
     dev = parallel.init("none", args.device).device  # cuda:LOCAL_RANK, set as the current device
     assert dev.type == args.device, dev
+    if dev.type == "cuda":  # what the harness places vLLM servers on (nvidia-smi -L)
+        assert visible_gpus(), "nvidia-smi -L lists no GPU"
     with tempfile.TemporaryDirectory() as tmp:
         path = build_tiny_model(Path(tmp) / "tiny")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(dev)
