@@ -66,6 +66,15 @@ def eval_command(manifest: str, results: Path, suite: str) -> list[str]:
     return cmd + (["--all-steps"] if all_steps else [])
 
 
+def start_command(results: Path) -> list[str]:
+    """The starting checkpoint on the training task, the same way (its run sits beside the arms':
+    the score against step's step 0, and what RL changed at all)."""
+    tasks, metadata, window, _ = SUITES["train-task"]
+    return longact("eval", "--model", "models/smollm2-135m", "--tasks", tasks, "--max-model-len", str(window),
+                   "--output-dir", str(results / "train-task"), "--run-id", "smollm2-study-start",
+                   "--metadata", json.dumps(metadata))
+
+
 def run(cmd: list[str], dry: bool, env: dict | None = None) -> float:
     print("$ " + " ".join(cmd), flush=True)
     if dry:
@@ -164,6 +173,8 @@ def main(argv=None) -> int:
             if not args.follow or args.dry_run or (state and state[1]):
                 break
             time.sleep(30)
+        if "train-task" in suites:
+            log["phases"]["eval_start_s"] = run(start_command(results), args.dry_run, env)
     if args.phase in ("all", "report"):
         for suite in suites:
             cmd = longact("compare", "--experiment", manifest, "--results", str(results / suite))
