@@ -120,8 +120,9 @@ def disjoint(results: Path) -> dict:
 
 def copy_training(out_dir: Path, results: Path) -> None:
     """What the report and the leaderboard read of the training (no checkpoints): the manifest,
-    the evidence, and each run's metrics and mask statistics."""
-    dest = results / "training"
+    the evidence, and each run's metrics and mask statistics, in a folder named as the experiment
+    (run ids are `<experiment>-<arm>-s<seed>`, so the copied manifest finds the evaluated runs)."""
+    dest = results / out_dir.name
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("experiment.json", "evidence.json"):
         if (out_dir / name).exists():
