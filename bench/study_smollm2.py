@@ -65,7 +65,7 @@ def train_command(out_dir: str) -> list[str]:
 def eval_command(manifest: str, results: Path, suite: str) -> list[str]:
     tasks, metadata, window, extra = SUITES[suite]
     cmd = longact("eval", "--experiment", manifest, "--tasks", tasks, "--max-model-len", str(window),
-                  "--output-dir", str(results / suite), "--server-args", SERVER_ARGS, *extra)
+                  "--output-dir", str(results / suite), f"--server-args={SERVER_ARGS}", *extra)
     return cmd + (["--metadata", json.dumps(metadata)] if metadata else [])
 
 
@@ -75,7 +75,7 @@ def start_command(results: Path) -> list[str]:
     tasks, metadata, window, _ = SUITES["train-task"]
     return longact("eval", "--model", "models/smollm2-135m", "--tasks", tasks, "--max-model-len", str(window),
                    "--output-dir", str(results / "train-task"), "--run-id", "smollm2-study-start",
-                   "--server-args", SERVER_ARGS, "--metadata", json.dumps(metadata))
+                   f"--server-args={SERVER_ARGS}", "--metadata", json.dumps(metadata))
 
 
 def run(cmd: list[str], dry: bool, env: dict | None = None) -> float:
