@@ -104,6 +104,9 @@ def test_inspect_on_the_tiny_model_writes_report_and_plot_and_resumes(tiny_model
     assert p.stat().st_mtime_ns == before
     again = json.loads((out / "premise.json").read_text())
     assert again["layers"] == report["layers"] and again["summary"] == report["summary"]
+    # ... and what each length's forward passes cost when they ran
+    assert again["seconds"]["per_length"] == report["seconds"]["per_length"]
+    assert all(s > 0 for s in report["seconds"]["per_length"].values())
 
 
 @pytest.fixture

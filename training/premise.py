@@ -261,35 +261,47 @@ def _fingerprint(cfg: PremiseConfig, docs: Documents) -> str:
     return h.hexdigest()[:16]
 
 
-def measure(model, cfg: PremiseConfig, docs: Documents, cache: Path, log=print) -> tuple[dict, dict]:
-    """Saliency per module, length and document ({name: {length: [tensor per prompt]}}) and the
-    seconds spent per length; cached documents are read back instead of run."""
+def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tuple[dict, float | None]:
+    """One document's saliency and the seconds its forward pass took, from the cache or run now
+    (the seconds are cached too, so a resumed run still reports what each length cost)."""
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from training.logprobs import no_logits
     from training.mask import saliency
 
+    if path.exists():
+        with safe_open(str(path), "pt") as f:
+            seconds = (f.metadata() or {}).get("seconds")
+        return load_file(str(path)), None if seconds is None else float(seconds)
+    ids = torch.tensor([tokens])
+    start = time.perf_counter()
+    with no_logits(model):
+        scores = saliency(model, [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}], mask_cfg)
+    seconds = time.perf_counter() - start
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"seconds": f"{seconds:.3f}"})
+    tmp.replace(path)
+    return scores, seconds
+
+
+def measure(model, cfg: PremiseConfig, docs: Documents, cache: Path, log=print) -> tuple[dict, dict]:
+    """Saliency per module, length and document ({name: {length: [tensor per prompt]}}) and the
+    seconds the forward passes of each length took; cached documents are read back, not rerun."""
     cache.mkdir(parents=True, exist_ok=True)
     mask_cfg = MaskConfig(site=cfg.site, statistic=cfg.statistic)
     out: dict[str, dict[int, list[torch.Tensor]]] = {}
-    seconds: dict[str, float] = {}
+    seconds: dict[str, float | None] = {}
     for n in sorted(docs.ids):
-        start = time.perf_counter()
+        spent: list[float | None] = []
         for i, tokens in enumerate(docs.ids[n]):
-            path = cache / f"len{n}-doc{i}.safetensors"
-            if path.exists():
-                scores = load_file(str(path))
-            else:
-                ids = torch.tensor([tokens])
-                with no_logits(model):
-                    scores = saliency(model, [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}], mask_cfg)
-                tmp = path.with_suffix(".tmp")
-                save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp))
-                tmp.replace(path)
-            for name, s in scores.items():
-                out.setdefault(name, {}).setdefault(n, []).append(s)
-        seconds[str(n)] = round(time.perf_counter() - start, 2)
-        log(f"length {n}: {len(docs.ids[n])} documents in {seconds[str(n)]:.1f} s")
+            scores, s = _measured(model, tokens, mask_cfg, cache / f"len{n}-doc{i}.safetensors")
+            spent.append(s)
+            for name, value in scores.items():
+                out.setdefault(name, {}).setdefault(n, []).append(value)
+        seconds[str(n)] = None if None in spent else round(sum(spent), 2)  # None: cached without a time
+        log(f"length {n}: {len(docs.ids[n])} documents, "
+            + ("forward passes not timed (cached)" if seconds[str(n)] is None else f"{seconds[str(n)]:.1f} s of forward passes"))
     return out, seconds
 
 
