@@ -315,6 +315,17 @@ def layer_reports(scores: dict, cfg: PremiseConfig, head_dim: int) -> list[dict]
     return [{"layer": i, **layers[i]} for i in sorted(layers)]
 
 
+def _rounded(value, digits: int = 5):
+    """Floats to `digits` decimals (shares and overlaps need no more), so the report stays small."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
     """Measure, write premise.json and premise.png under `out_dir`, return the report."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -334,7 +345,7 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
               "summary": summarise(layers, lengths, cfg.ratios, shape.head_dim), "layers": layers}
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (REPORT_FILE + ".tmp")
-    tmp.write_text(json.dumps(report, indent=1) + "\n")
+    tmp.write_text(json.dumps(_rounded(report), indent=1) + "\n")
     tmp.replace(out / REPORT_FILE)
     from training.premise_plot import plot
 
