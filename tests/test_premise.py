@@ -107,6 +107,7 @@ def test_inspect_on_the_tiny_model_writes_report_and_plot_and_resumes(tiny_model
     # ... and what each length's forward passes cost when they ran
     assert again["seconds"]["per_length"] == report["seconds"]["per_length"]
     assert all(s > 0 for s in report["seconds"]["per_length"].values())
+    assert report["machine"]["cpus"] >= 1 and len(report["machine"]["load_before"]) == 3
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -332,7 +333,7 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
 
     shape = check(cfg)
     out = Path(out_dir)
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), [round(x, 2) for x in os.getloadavg()]
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     docs = documents(tokenizer, cfg.lengths, cfg.prompts, cfg.essay_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
@@ -340,8 +341,11 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
     lengths = sorted(cfg.lengths)
     layers = layer_reports(scores, cfg, shape.head_dim)
     report = {"config": {**asdict(cfg), "lengths": lengths}, "model_shape": asdict(shape), "source": docs.source,
-              "torch_threads": torch.get_num_threads(), "seconds": {"per_length": seconds,
-                                                                     "total": round(time.perf_counter() - started, 1)},
+              # forward-pass seconds per length (each document timed when it ran, cached with it) and
+              # the machine's load around this run, since the seconds mean little without it
+              "seconds": {"per_length": seconds, "total": round(time.perf_counter() - started, 1)},
+              "machine": {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                          "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
               "summary": summarise(layers, lengths, cfg.ratios, shape.head_dim), "layers": layers}
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / (REPORT_FILE + ".tmp")
