@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 
 from training.mask import MaskConfig, kept_rows, qk_modules, select
+from training.premise_plot import middle_ratio, plot
 
 RATIOS = (0.1, 0.3, 0.5)
 REPORT_FILE = "premise.json"
@@ -351,22 +352,20 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
     tmp = out / (REPORT_FILE + ".tmp")
     tmp.write_text(json.dumps(_rounded(report), indent=1) + "\n")
     tmp.replace(out / REPORT_FILE)
-    from training.premise_plot import plot
-
     plot(report, out / PLOT_FILE)
     return report
 
 
-def describe(report: dict, ratio: float = 0.3) -> list[str]:
-    """A few lines a person reads first: concentration at the shortest and longest length, and how
-    stable the top set is, each beside its chance level."""
+def describe(report: dict) -> list[str]:
+    """A few lines a person reads first, at the middle ratio asked for (0.3 of 0.1,0.3,0.5):
+    concentration at the shortest and longest length, and how stable the top set is, each beside
+    its chance level."""
+    ratio = middle_ratio(report["config"]["ratios"])
     key, lengths = f"{ratio:g}", report["config"]["lengths"]
     first, last = str(lengths[0]), str(lengths[-1])
     lines = []
     for proj in ("q", "k"):
-        s = report["summary"][proj].get(key)
-        if s is None:
-            continue
+        s = report["summary"][proj][key]
         po = s["prompt_overlap"]["layer"]
         lines.append(
             f"{proj}_proj top {ratio:.0%} of rows: {s['share'][first]['mean']:.1%} of saliency at {first} tokens, "

@@ -13,9 +13,9 @@ from pathlib import Path
 PROJ_STYLE = {"q": "-", "k": "--"}
 
 
-def _middle_ratio(report: dict) -> str:
-    ratios = report["config"]["ratios"]
-    return f"{sorted(ratios)[len(ratios) // 2]:g}"
+def middle_ratio(ratios) -> float:
+    """The ratio the summary line and the heat maps show: the middle one (0.3 of 0.1,0.3,0.5)."""
+    return sorted(ratios)[len(ratios) // 2]
 
 
 def _lines(ax, report: dict, series_of, ylabel: str, title: str) -> None:
@@ -45,7 +45,7 @@ def plot(report: dict, path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     lengths = [str(n) for n in report["config"]["lengths"]]
-    key = _middle_ratio(report)
+    key = f"{middle_ratio(report['config']['ratios']):g}"
     x = range(len(lengths))
     fig, axes = plt.subplots(2, 3, figsize=(16, 10))
     for ax, proj in zip(axes[0][:2], ("q", "k")):
