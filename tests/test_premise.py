@@ -107,6 +107,7 @@ def test_inspect_on_the_tiny_model_writes_report_and_plot_and_resumes(tiny_model
     assert again["layers"] == report["layers"] and again["summary"] == report["summary"]
     # ... and what each length's forward passes cost when they ran
     assert again["seconds"]["per_length"] == report["seconds"]["per_length"]
+    assert report["seconds"]["documents_from_cache"] == 0 and again["seconds"]["documents_from_cache"] == 4
     assert all(s > 0 for s in report["seconds"]["per_length"].values())
     assert report["machine"]["cpus"] >= 1 and len(report["machine"]["load_before"]) == 3
 

@@ -263,9 +263,9 @@ def _fingerprint(cfg: PremiseConfig, docs: Documents) -> str:
     return h.hexdigest()[:16]
 
 
-def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tuple[dict, float | None]:
-    """One document's saliency and the seconds its forward pass took, from the cache or run now
-    (the seconds are cached too, so a resumed run still reports what each length cost)."""
+def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tuple[dict, float, bool]:
+    """One document's saliency, the seconds its forward pass took and whether it came from the
+    cache (the seconds are cached with it, so a resumed run still reports what each length cost)."""
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
@@ -275,7 +275,8 @@ def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tup
     if path.exists():
         with safe_open(str(path), "pt") as f:
             seconds = (f.metadata() or {}).get("seconds")
-        return load_file(str(path)), None if seconds is None else float(seconds)
+        if seconds is not None:
+            return load_file(str(path)), float(seconds), True
     ids = torch.tensor([tokens])
     start = time.perf_counter()
     with no_logits(model):
@@ -284,27 +285,28 @@ def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tup
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"seconds": f"{seconds:.3f}"})
     tmp.replace(path)
-    return scores, seconds
+    return scores, seconds, False
 
 
 def measure(model, cfg: PremiseConfig, docs: Documents, cache: Path, log=print) -> tuple[dict, dict]:
     """Saliency per module, length and document ({name: {length: [tensor per prompt]}}) and the
-    seconds the forward passes of each length took; cached documents are read back, not rerun."""
+    timing: seconds of forward passes per length, and how many documents were read from the cache
+    rather than run."""
     cache.mkdir(parents=True, exist_ok=True)
     mask_cfg = MaskConfig(site=cfg.site, statistic=cfg.statistic)
     out: dict[str, dict[int, list[torch.Tensor]]] = {}
-    seconds: dict[str, float | None] = {}
+    timing: dict = {"per_length": {}, "documents_from_cache": 0}
     for n in sorted(docs.ids):
-        spent: list[float | None] = []
+        spent = 0.0
         for i, tokens in enumerate(docs.ids[n]):
-            scores, s = _measured(model, tokens, mask_cfg, cache / f"len{n}-doc{i}.safetensors")
-            spent.append(s)
+            scores, seconds, cached = _measured(model, tokens, mask_cfg, cache / f"len{n}-doc{i}.safetensors")
+            spent += seconds
+            timing["documents_from_cache"] += cached
             for name, value in scores.items():
                 out.setdefault(name, {}).setdefault(n, []).append(value)
-        seconds[str(n)] = None if None in spent else round(sum(spent), 2)  # None: cached without a time
-        log(f"length {n}: {len(docs.ids[n])} documents, "
-            + ("forward passes not timed (cached)" if seconds[str(n)] is None else f"{seconds[str(n)]:.1f} s of forward passes"))
-    return out, seconds
+        timing["per_length"][str(n)] = round(spent, 2)
+        log(f"length {n}: {len(docs.ids[n])} documents, {spent:.1f} s of forward passes")
+    return out, timing
 
 
 def layer_reports(scores: dict, cfg: PremiseConfig, head_dim: int) -> list[dict]:
@@ -314,7 +316,7 @@ def layer_reports(scores: dict, cfg: PremiseConfig, head_dim: int) -> list[dict]
     for name, per_length in scores.items():
         proj = "q" if name.endswith("q_proj") else "k"
         layers.setdefault(layer_of(name), {})[proj] = module_report(per_length, cfg.ratios, head_dim, cfg.statistic)
-    return [{"layer": i, **layers[i]} for i in sorted(layers)]
+    return [{"layer": i, "q": layers[i]["q"], "k": layers[i]["k"]} for i in sorted(layers)]  # same order, cached or not
 
 
 def _rounded(value, digits: int = 5):
@@ -338,13 +340,13 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     docs = documents(tokenizer, cfg.lengths, cfg.prompts, cfg.essay_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
-    scores, seconds = measure(model, cfg, docs, out / CACHE_DIR / _fingerprint(cfg, docs), log)
+    scores, timing = measure(model, cfg, docs, out / CACHE_DIR / _fingerprint(cfg, docs), log)
     lengths = sorted(cfg.lengths)
     layers = layer_reports(scores, cfg, shape.head_dim)
     report = {"config": {**asdict(cfg), "lengths": lengths}, "model_shape": asdict(shape), "source": docs.source,
               # forward-pass seconds per length (each document timed when it ran, cached with it) and
               # the machine's load around this run, since the seconds mean little without it
-              "seconds": {"per_length": seconds, "total": round(time.perf_counter() - started, 1)},
+              "seconds": {**timing, "total": round(time.perf_counter() - started, 1)},
               "machine": {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
                           "load_before": load_before, "load_after": [round(x, 2) for x in os.getloadavg()]},
               "summary": summarise(layers, lengths, cfg.ratios, shape.head_dim), "layers": layers}
