@@ -113,6 +113,9 @@ def check(cfg: PremiseConfig) -> ModelShape:
     MaskConfig(site=cfg.site, statistic=cfg.statistic)  # raises on an unknown site or statistic
     if any(n <= 0 for n in cfg.lengths):
         raise ValueError(f"--lengths: {cfg.lengths}; lengths are positive token counts")
+    if cfg.essay_path and not Path(cfg.essay_path).expanduser().exists():
+        raise ValueError(f"--essays: {cfg.essay_path}: essay corpus not found (a directory of .txt files, a .txt "
+                         "file or PaulGrahamEssays.json; `longact data ruler-essays` builds one)")
     shape = model_shape(cfg.model)
     over = [n for n in cfg.lengths if n > shape.window]
     if over:
