@@ -20,8 +20,8 @@ stand-in, recorded in `source`), document i starting at word i * (corpus / promp
 without special tokens and cut to exactly the length. A shorter document is the start of the
 longer one, so lengths differ only in how much context follows.
 
-Per-document saliency is cached under `<out>/.cache/` (keyed by model, documents and statistic),
-so an interrupted run resumes at the next document.
+Per-document saliency is cached under `<out>/.cache/` (keyed by model, site, statistic and the
+document's tokens), so an interrupted run resumes at the next document.
 """
 
 from __future__ import annotations
@@ -232,6 +232,7 @@ class Documents:
 
 def documents(tokenizer, lengths, prompts: int, essay_path: str | None = None) -> Documents:
     """`prompts` documents of exactly each length from the RULER essay haystack (module docstring)."""
+    from tasks.errors import UserError
     from tasks.ruler.sources import essay_words
 
     words, src = essay_words(essay_path)
@@ -246,7 +247,7 @@ def documents(tokenizer, lengths, prompts: int, essay_path: str | None = None) -
             if len(tokens) >= longest:
                 break
             if i * stride + take >= len(words):
-                raise ValueError(f"the essay corpus ({src.origin}) has too few words for {prompts} documents of "
+                raise UserError(f"the essay corpus ({src.origin}) has too few words for {prompts} documents of "
                                  f"{longest} tokens; use fewer --prompts or shorter --lengths")
             take *= 2
         for n in lengths:
@@ -256,14 +257,21 @@ def documents(tokenizer, lengths, prompts: int, essay_path: str | None = None) -
     return Documents(ids, source)
 
 
-def _fingerprint(cfg: PremiseConfig, docs: Documents) -> str:
+def _fingerprint(cfg: PremiseConfig) -> str:
+    """The cache folder: one per model, site and statistic (documents are keyed by their tokens)."""
     h = hashlib.sha256()
     model = Path(cfg.model)
     h.update((model / "config.json").read_bytes())
     for f in sorted(model.glob("*.safetensors")):
         h.update(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}".encode())
-    h.update(f"{cfg.site}|{cfg.statistic}|{docs.source.get('sha256')}".encode())
+    h.update(f"{cfg.site}|{cfg.statistic}".encode())
     return h.hexdigest()[:16]
+
+
+def document_key(tokens: list[int]) -> str:
+    """A document's cache name: its length and a digest of its tokens, so another --prompts,
+    corpus or tokenizer never reads back saliency of other text."""
+    return f"len{len(tokens)}-" + hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()[:16]
 
 
 def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tuple[dict, float, bool]:
@@ -301,8 +309,8 @@ def measure(model, cfg: PremiseConfig, docs: Documents, cache: Path, log=print) 
     timing: dict = {"per_length": {}, "documents_from_cache": 0}
     for n in sorted(docs.ids):
         spent = 0.0
-        for i, tokens in enumerate(docs.ids[n]):
-            scores, seconds, cached = _measured(model, tokens, mask_cfg, cache / f"len{n}-doc{i}.safetensors")
+        for tokens in docs.ids[n]:
+            scores, seconds, cached = _measured(model, tokens, mask_cfg, cache / f"{document_key(tokens)}.safetensors")
             spent += seconds
             timing["documents_from_cache"] += cached
             for name, value in scores.items():
@@ -343,7 +351,7 @@ def inspect(cfg: PremiseConfig, out_dir: str | Path, log=print) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     docs = documents(tokenizer, cfg.lengths, cfg.prompts, cfg.essay_path)
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
-    scores, timing = measure(model, cfg, docs, out / CACHE_DIR / _fingerprint(cfg, docs), log)
+    scores, timing = measure(model, cfg, docs, out / CACHE_DIR / _fingerprint(cfg), log)
     lengths = sorted(cfg.lengths)
     layers = layer_reports(scores, cfg, shape.head_dim)
     report = {"config": {**asdict(cfg), "lengths": lengths}, "model_shape": asdict(shape), "source": docs.source,
