@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from harness.run.config import add_flags as add_eval_flags
-from longact import stats_verbs, train_verbs
+from longact import mask_verbs, stats_verbs, train_verbs
 from tasks.errors import UserError
 
 EPILOG = """\
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", metavar="VERB")
     for add_verb in (add_model, add_eval, add_show, add_merge, add_score, add_compare, add_demo, add_leaderboard,
-                     add_data, add_tasks, train_verbs.add_train, train_verbs.add_experiment, stats_verbs.add_plan):
+                     add_data, add_tasks, train_verbs.add_train, train_verbs.add_experiment, stats_verbs.add_plan,
+                     mask_verbs.add_mask):
         add_verb(sub)
     return p
 
