@@ -122,6 +122,34 @@ def disjoint(results: Path) -> dict:
             "shared_values": sorted(train_values & eval_values)}
 
 
+def record_study_figures(out_dir: Path, results: Path) -> None:
+    """The study's costs as measured, into bench/figures.json (docs/figures.md): a training step
+    (median over every run's steps), all training steps together, an evaluation request (median
+    over the runs of wall time per request sent) and all evaluation runs together."""
+    import statistics
+
+    try:
+        from bench.figures import record_figure
+    except ImportError:
+        from bench._common import record_figure
+
+    steps = [json.loads(line).get("time/step_s") for m in sorted(out_dir.glob("*/seed-*/metrics.jsonl"))
+             for line in m.read_text().splitlines() if line.strip()]
+    steps = [s for s in steps if isinstance(s, (int, float))]
+    runs = [json.loads(p.read_text()) for p in sorted(results.glob("*/*/run.json"))]
+    per_request = [r["wall_time_s"] / r["requests"]["sent"] for r in runs
+                   if r.get("wall_time_s") and (r.get("requests") or {}).get("sent")]
+    if steps:
+        record_figure("study.train_step_s", round(statistics.median(steps), 1), "s",
+                      f"median of {len(steps)} steps, 2 prompts x 4 samples, 1,024-token prompts")
+        record_figure("study.train_steps_s", round(sum(steps)), "s", f"{len(steps)} steps of every arm and seed")
+    if per_request:
+        record_figure("study.eval_request_s", round(statistics.median(per_request), 2), "s",
+                      f"median over {len(per_request)} runs of wall time / requests sent (eager engine)")
+        record_figure("study.eval_runs_s", round(sum(r["wall_time_s"] for r in runs if r.get("wall_time_s"))), "s",
+                      f"{len(runs)} evaluation runs")
+
+
 def copy_training(out_dir: Path, results: Path) -> None:
     """What the report and the leaderboard read of the training (no checkpoints): the manifest,
     the evidence, and each run's metrics and mask statistics, in a folder named as the experiment
@@ -190,6 +218,7 @@ def main(argv=None) -> int:
         if not args.dry_run:
             copy_training(ROOT / out_dir, ROOT / results)
             (ROOT / results / "disjoint.json").write_text(json.dumps(disjoint(ROOT / results), indent=1) + "\n")
+            record_study_figures(ROOT / out_dir, ROOT / results)
     if not args.dry_run:
         (ROOT / results).mkdir(parents=True, exist_ok=True)
         log["commands"] = {"train": train_command(str(out_dir))[2:],
