@@ -35,7 +35,8 @@ from harness.records.schema import RunRecord, SampleRecord, SchemaError
 from harness.run import lm_eval_internals
 from harness.run.config import EvalConfig, config_from_dict
 from harness.run.modes import apply_mode
-from harness.run.runner import RequestTotals, configure_tasks, group_results, task_result
+from harness.run.results import RequestTotals, group_results, task_result
+from harness.run.runner import configure_tasks
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
 from tasks.tokens import load_tokenizer, tokenizer_identity
 
