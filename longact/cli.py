@@ -230,8 +230,7 @@ def cmd_show(args) -> int:
         record = load_run(args.run)
         if not record.tasks:  # lm-eval writes results only for runs that produced some
             state = run_state(record, run_dir)
-            raise UserError(f"{run_dir}: no results to write ({state.note})"
-                            + (f"; to resume: {state.resume}" if state.resume else ""))
+            raise UserError(f"{run_dir}: no results to write ({state.summary()})")
         print(f"wrote {write_lm_eval_results(run_dir, record)}")
         return 0
     if args.json:
