@@ -48,7 +48,7 @@ from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
 from harness.records.io import atomic_write_json, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
-from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServerRecord, ServingInfo
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServerRecord, ServingInfo, ShardInfo
 from harness.run import backends, cache, identity, lm_eval_internals
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
@@ -196,7 +196,7 @@ def load_tasks(cfg: EvalConfig, prep: Prepared, target: Target) -> Tasks:
     return Tasks(loaded, specs, items, shard)
 
 
-def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[str, list[int]], dict]:
+def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[str, list[int]], ShardInfo]:
     """This shard's items (the same partition in every shard: harness/run/shard.py); tasks it has
     no item of are dropped from the run. Returns (the items, the record's `shard` entry: the
     selection, for `longact merge`)."""
@@ -205,10 +205,10 @@ def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[st
     items = balanced_partition(weights, shard.count)[shard.index - 1]
     restrict(loaded, items)
     tokens = {task: dict(pairs) for task, pairs in weights.items()}
-    entry = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
-             "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
+    entry = ShardInfo(shard.index, shard.count, items, totals,
+                      sum(tokens[t][i] for t, ids in items.items() for i in ids))
     print(f"shard {shard}: {sum(map(len, items.values()))} of {sum(totals.values())} items "
-          f"(~{entry['prompt_tokens']} prompt tokens)", file=sys.stderr)
+          f"(~{entry.prompt_tokens} prompt tokens)", file=sys.stderr)
     return items, entry
 
 

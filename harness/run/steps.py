@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.backends.lm import RequestRecord, TaskSpec
-    from harness.records.schema import ModelInfo, RunRecord, ServerRecord
+    from harness.records.schema import ModelInfo, RunRecord, ServerRecord, ShardInfo
     from harness.run.tasks import TaskCatalog
 
 
@@ -74,7 +74,7 @@ class Tasks:
     specs: dict[str, TaskSpec]
     items: dict[str, list[int]] | None = None
     """With --shard: the doc_ids of each task this shard evaluates (None: all, up to --limit)."""
-    shard: dict | None = None
+    shard: ShardInfo | None = None
     """With --shard: the record's `shard` entry."""
 
 
