@@ -123,7 +123,7 @@ def main() -> None:
         print(f"{k:>24}: {v}")
     print(json.dumps(out))
     if cuda and not args.tiny:
-        from bench._common import record_figure
+        from bench.figures import record_figure
 
         for key, unit in (("update_s", "s"), ("tokens_per_s", "tokens/s"), ("mfu", ""), ("peak_allocated_gib", "GiB")):
             record_figure(f"gpu_check.{key}", out[key], unit, out["device"])

@@ -176,7 +176,7 @@ def _table(results, lengths, cuda: bool) -> None:
             slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
             print(f"{path}: {slope:,.0f} bytes per context token (fit over {pts[0][0]}..{pts[-1][0]})")
             sys.path.insert(0, str(ROOT))
-            from bench._common import record_figure
+            from bench.figures import record_figure
 
             record_figure(f"train_memory.{path}_bytes_per_token", round(slope), "bytes/token",
                           f"fit over {pts[0][0]}..{pts[-1][0]}" + (", CUDA" if cuda else ""))

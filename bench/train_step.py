@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import record_figure, scratch_dir, tiny_model  # noqa: E402
+from bench._common import scratch_dir, tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 PROMPTS, GROUP, NEW_TOKENS = 2, 4, 16
 
