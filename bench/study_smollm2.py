@@ -36,16 +36,21 @@ CONTROLS, RATIOS = "random", "0.1,0.5"
 TRAIN_TASK, TRAIN_LENGTH = "ruler_niah_multikey_1", 1152
 RULER_DATA = {"squad_path": "tasks/ruler/data/squad_fixture.json", "hotpotqa_path": "tasks/ruler/data/hotpotqa_fixture.json"}
 
-# name -> (tasks, metadata, window, every saved step too). Item counts: docs/study-smollm2.md
-# ("Sizes") gives the planner's answer that chose them.
+# name -> (tasks, metadata, window, extra flags). Item counts: docs/study-smollm2.md ("Sizes")
+# gives the planner's answer that chose them, and the measured cost of an evaluation pass.
 SUITES = {
-    "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 100}, 4096, False),
-    "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_niah_multiquery,ruler_vt",
-                 {"lengths": [2048], "num_samples": 15, **RULER_DATA}, 4096, False),
-    # forgetting: the tiny suite and the LongBench v2 / InfiniteBench fixture rows, one engine
+    "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 60}, 4096, []),
+    "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_vt",
+                 {"lengths": [2048], "num_samples": 10, **RULER_DATA}, 4096, []),
+    # forgetting: the tiny suite and the LongBench v2 / InfiniteBench fixture rows (middle-truncated
+    # to a 2,048-token window), 4 items per task, on one engine
     "forgetting": ("tiny,longbench_v2,infinitebench", {"data_path": "tasks/longbench_v2/data/fixture.jsonl",
-                                                      "data_dir": "tasks/infinitebench/data/fixture"}, 4096, False),
+                                                      "data_dir": "tasks/infinitebench/data/fixture"}, 2048,
+                   ["--limit", "4"]),
 }
+# Eager engines: a compiled one took 5 minutes to start on the shared 2-core machine, and these
+# prompts are mostly prefill with answers of a few tokens. Every checkpoint is served the same way.
+SERVER_ARGS = "--enforce-eager"
 
 
 def longact(*args: str) -> list[str]:
@@ -58,12 +63,19 @@ def train_command(out_dir: str) -> list[str]:
 
 
 def eval_command(manifest: str, results: Path, suite: str) -> list[str]:
-    tasks, metadata, window, all_steps = SUITES[suite]
+    tasks, metadata, window, extra = SUITES[suite]
     cmd = longact("eval", "--experiment", manifest, "--tasks", tasks, "--max-model-len", str(window),
-                  "--output-dir", str(results / suite))
-    if metadata:
-        cmd += ["--metadata", json.dumps(metadata)]
-    return cmd + (["--all-steps"] if all_steps else [])
+                  "--output-dir", str(results / suite), f"--server-args={SERVER_ARGS}", *extra)
+    return cmd + (["--metadata", json.dumps(metadata)] if metadata else [])
+
+
+def start_command(results: Path) -> list[str]:
+    """The starting checkpoint on the training task, the same way (its run sits beside the arms':
+    the score against step's step 0, and what RL changed at all)."""
+    tasks, metadata, window, _ = SUITES["train-task"]
+    return longact("eval", "--model", "models/smollm2-135m", "--tasks", tasks, "--max-model-len", str(window),
+                   "--output-dir", str(results / "train-task"), "--run-id", "smollm2-study-start",
+                   f"--server-args={SERVER_ARGS}", "--metadata", json.dumps(metadata))
 
 
 def run(cmd: list[str], dry: bool, env: dict | None = None) -> float:
@@ -84,10 +96,36 @@ def manifest_state(path: Path) -> tuple[int, bool] | None:
     return sum(len(a.get("seeds", {})) for a in data.get("arms", {}).values()), bool(data.get("complete", True))
 
 
+def disjoint(results: Path) -> dict:
+    """Training items against the evaluated items of the training task: the needles (the key a
+    question asks for, and its value), shared or not. Both come from RULER's own
+    generator: training with the run seed + 1000, evaluation with the benchmark's default seed."""
+    import re
+
+    from training.config import load_config
+    from training.data import DataConfig, load_prompts
+
+    cfg = load_config(str(ROOT / CONFIG))
+    train = load_prompts(DataConfig(**{**cfg.data.__dict__, "tokenizer": str(ROOT / cfg.model)}))
+    key = re.compile(r"special magic numbers? for ([\w-]+)")
+    train_keys = {m for p in train for m in key.findall(p.prompt.split("What")[-1])}
+    train_values = {a for p in train for a in p.answers}
+    rows = []
+    for f in sorted((results / "train-task").glob("*/samples_*.jsonl")):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    docs = {r["doc"]["id"]: r["doc"] for r in rows}
+    eval_keys = {m for d in docs.values() for m in key.findall(d.get("answer_prefix", ""))}
+    eval_values = {v for d in docs.values() for v in d.get("outputs", [])}
+    return {"train_items": len(train), "eval_items": len(docs), "train_keys": len(train_keys),
+            "eval_keys": len(eval_keys), "shared_keys": sorted(train_keys & eval_keys),
+            "shared_values": sorted(train_values & eval_values)}
+
+
 def copy_training(out_dir: Path, results: Path) -> None:
     """What the report and the leaderboard read of the training (no checkpoints): the manifest,
-    the evidence, and each run's metrics and mask statistics."""
-    dest = results / "training"
+    the evidence, and each run's metrics and mask statistics, in a folder named as the experiment
+    (run ids are `<experiment>-<arm>-s<seed>`, so the copied manifest finds the evaluated runs)."""
+    dest = results / out_dir.name
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("experiment.json", "evidence.json"):
         if (out_dir / name).exists():
@@ -139,6 +177,8 @@ def main(argv=None) -> int:
             if not args.follow or args.dry_run or (state and state[1]):
                 break
             time.sleep(30)
+        if "train-task" in suites:
+            log["phases"]["eval_start_s"] = run(start_command(results), args.dry_run, env)
     if args.phase in ("all", "report"):
         for suite in suites:
             cmd = longact("compare", "--experiment", manifest, "--results", str(results / suite))
@@ -148,6 +188,7 @@ def main(argv=None) -> int:
                 (ROOT / results / suite / "report.md").write_text(text)
         if not args.dry_run:
             copy_training(ROOT / out_dir, ROOT / results)
+            (ROOT / results / "disjoint.json").write_text(json.dumps(disjoint(ROOT / results), indent=1) + "\n")
     if not args.dry_run:
         (ROOT / results).mkdir(parents=True, exist_ok=True)
         log["commands"] = {"train": train_command(str(out_dir))[2:],

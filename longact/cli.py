@@ -144,13 +144,21 @@ def add_eval(sub) -> None:
                "  longact eval --base-url http://127.0.0.1:8000 --tokenizer ckpt/ --tasks tiny\n"
                "  longact eval --model ckpt/ --tasks tiny --server-args='--enforce-eager --seed 0'\n"
                "  longact eval --model ckpt/ --tasks longbench_v2 --mode reasoning --samples-per-item 4\n"
-               "  longact eval --experiment runs/exp/experiment.json --tasks ruler   # every arm, then compare\n\n"
+               "  longact eval --experiment runs/exp/experiment.json --tasks ruler   # every arm, then compare\n"
+               "  longact eval --model Qwen/Qwen3-8B --tokenizer TOK --tasks ruler --max-model-len 131072 \\\n"
+               "      --tensor-parallel-size 8 --plan      # KV cache, sequences that fit, wall time; starts nothing\n\n"
                "Rerunning the same command resumes: finished answers come from the request cache\n"
                "in <output-dir>/.cache and only missing (or failed) requests are sent.")
     e.add_argument("--experiment", metavar="MANIFEST",
                    help="evaluate every arm of a `longact experiment` manifest (run ids <exp>-<arm>), then compare them")
     e.add_argument("--all-steps", action="store_true",
                    help="with --experiment: also every intermediate checkpoint the runs saved (score against step)")
+    e.add_argument("--plan", action="store_true",
+                   help="start nothing: KV cache per sequence, sequences that fit and the wall time of the chosen tasks "
+                        "on --gpu, from the model's config.json and the tasks' prompt tokens (exit 2 if none fits)")
+    e.add_argument("--gpu", default="h200", help="--plan: h200, h100 or GPU memory in GiB (default: %(default)s)")
+    e.add_argument("--mfu", type=float, default=0.4,
+                   help="--plan: fraction of 989 dense bf16 TFLOPs per GPU that prefill reaches (default: %(default)s)")
     add_eval_flags(e)
     e.set_defaults(func=cmd_eval)
 
@@ -162,6 +170,13 @@ def cmd_eval(args) -> int:
 
     cfg = from_args(args)
     cfg.run.command = ["longact"] + sys.argv[1:]
+    if args.plan:
+        from harness.run import plan
+
+        p = plan.plan_eval(cfg, args.gpu, args.mfu)
+        print(plan.render(p))
+        plan.refuse_unless_fits(p)
+        return 0
     if args.experiment:
         return _eval_experiment(args.experiment, cfg, args.all_steps)
     run_dir = run_eval(cfg)

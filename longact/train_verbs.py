@@ -15,6 +15,9 @@ EXAMPLES = """examples:
       --ratios 0.1,0.5 --ablation-seeds 0        # the ratio ablation and the control at seed 0 only
   longact train --config training/configs/tiny-cpu.yaml model=models/tiny-qwen3   # plumbing smoke test: the
                                                        # untrained tiny model earns no reward, so nothing is learned
+  longact train --config training/configs/qwen3-8b-grpo.yaml --plan               # GPU pre-flight on this CPU:
+                                                       # per-rank peak memory, FLOPs, vLLM's share; exit 2 if it won't fit
+  longact train --config training/configs/qwen3-8b-dapo.yaml --plan --gpu h100 --world 8
 """
 
 
@@ -33,6 +36,12 @@ def _add_common(sub, verb: str, help_text: str, handler):
 def add_train(sub) -> None:
     p = _add_common(sub, "train", "RL-train one checkpoint (GRPO/DAPO/Clip-Cov/KL-Cov, LongAct mask)", cmd_train)
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints in out_dir")
+    p.add_argument("--plan", action="store_true", help="simulate the preset's largest update on this CPU (fake tensors, "
+                                                       "no GPU): per-rank peak memory, FLOPs and whether it fits --gpu")
+    p.add_argument("--world", type=int, default=8, help="--plan: processes (GPUs) to shard over (default: %(default)s)")
+    p.add_argument("--gpu", default="h200", help="--plan: h200, h100 or GPU memory in GiB (default: %(default)s)")
+    p.add_argument("--mfu", type=float, default=0.4, help="--plan: utilisation for the step-time estimate (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="--plan: print the plan as one JSON object")
 
 
 def add_experiment(sub) -> None:
@@ -82,6 +91,8 @@ def cmd_train(args) -> int:
     if args.dry_run:
         _dry(cfg)
         return 0
+    if args.plan:
+        return _plan(cfg, args)
     from training import parallel
 
     try:
@@ -98,6 +109,19 @@ def _seed_list(flag: str, text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise UserError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def _plan(cfg, args) -> int:
+    import json
+
+    from training import plan
+
+    if not 0 < args.mfu <= 1:
+        raise UserError(f"--mfu: expected a fraction in (0, 1], got {args.mfu}")
+    p = plan.plan(cfg, args.config or "", world=args.world, gpu=args.gpu, mfu=args.mfu)
+    print(json.dumps(plan.as_dict(p)) if args.json else plan.render(p))
+    plan.refuse_unless_fits(p)
+    return 0
 
 
 def cmd_experiment(args) -> int:

@@ -35,6 +35,12 @@ def test_paired_effect_by_hand():
     assert math.isinf(P.paired_effect(0.1, 10))
 
 
+def test_power_at_the_detectable_effect_is_the_nominal_power():
+    for rate, n in ((0.2, 503), (0.3, 120)):
+        assert P.paired_power(P.paired_effect(rate, n), rate, n) == pytest.approx(0.8, abs=1e-6)
+    assert P.paired_power(40, 0.3, 1000) == 0.0             # 40 points cannot come from 30% discordant items
+
+
 def test_mcnemar_power_matches_nominal_by_simulation():
     from harness.report.stats import mcnemar_exact
 

@@ -99,9 +99,11 @@ def decoder_layers(model: torch.nn.Module):
     return layers
 
 
-def wrap(model: torch.nn.Module, d: Dist, bf16: bool = False) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, d: Dist, bf16: bool = False, mesh=None) -> torch.nn.Module:
     """The module the loss is computed through: the model itself (none, fsdp: sharded in place) or a
-    DDP wrapper. Calibrate the mask before this and attach it after (FSDP2 swaps the parameters)."""
+    DDP wrapper. Calibrate the mask before this and attach it after (FSDP2 swaps the parameters).
+    `mesh`: FSDP2's device mesh (None: one over the default process group; the pre-flight
+    simulation passes a CPU mesh it made outside fake mode)."""
     if d.mode == "ddp":
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=[d.device.index] if d.device.type == "cuda" else None)
     if d.mode == "fsdp":
@@ -109,8 +111,8 @@ def wrap(model: torch.nn.Module, d: Dist, bf16: bool = False) -> torch.nn.Module
 
         mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else MixedPrecisionPolicy()
         for layer in decoder_layers(model):
-            fully_shard(layer, mp_policy=mp)
-        fully_shard(model, mp_policy=mp)
+            fully_shard(layer, mesh=mesh, mp_policy=mp)
+        fully_shard(model, mesh=mesh, mp_policy=mp)
     return model
 
 

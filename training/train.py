@@ -380,7 +380,7 @@ def setup(cfg: TrainConfig, resume: bool = True, log=print) -> tuple[Run, Learne
 
     mask = LongActMask.load(ckpt / MASK_SUBDIR) if ckpt else calibrate_mask(model, tok, prompts, cfg, d.device)
     net = parallel.wrap(model, d, cfg.bf16)  # after calibration (full weights), before the optimizer
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
+    opt = optimizer(cfg, model)
     mask.attach(model, opt)  # before loading optimizer state: attach clears q/k moments
     start, data_pos = checkpoint.load_state(ckpt, model, opt, d, log) if ckpt else (0, 0)
     if ckpt:
@@ -388,15 +388,24 @@ def setup(cfg: TrainConfig, resume: bool = True, log=print) -> tuple[Run, Learne
     rollout = make_rollout(cfg, model, tok, ckpt or cfg.model, d)
     if d.main:  # backend, engine version and sampling parameters, beside config.yaml
         (out_dir / "rollout.json").write_text(json.dumps(rollout.record(), indent=2) + "\n")
-    learner = Learner(cfg, d, net, model, opt, mask,
-                      functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
-                                        log_ratio_clamp=cfg.algo.log_ratio_clamp),
-                      # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
-                      functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens),
-                      ref)
+    learner = make_learner(cfg, d, net, model, opt, mask, ref)
     run = Run(cfg, d, out_dir, tok, prompts, rollout, L.ADVANTAGES[cfg.algo.advantage], start, data_pos, log,
               _tensorboard(out_dir) if d.main else None)
     return run, learner
+
+
+def make_learner(cfg: TrainConfig, d: parallel.Dist, net, model, opt, mask: LongActMask, ref=None) -> Learner:
+    """A `Learner` with the configured policy loss and aggregation bound to their settings."""
+    return Learner(cfg, d, net, model, opt, mask,
+                   functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
+                                     log_ratio_clamp=cfg.algo.log_ratio_clamp),
+                   # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
+                   functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens),
+                   ref)
+
+
+def optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
 
 
 def refresh_mask(run: Run, learner: Learner) -> Learner:

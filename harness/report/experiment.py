@@ -164,7 +164,7 @@ def _step_curves(manifest, results, cols, get) -> dict:
         return {col.name: stratum_mean(strata[0]) for col in cols if (strata := _strata([run], col))}
 
     curves: dict[str, dict[int, dict[str, list[float]]]] = {}
-    for run in read_manifest(manifest, all_steps=True):
+    for run in read_manifest(manifest, all_steps=True, need_checkpoints=False):
         run_dir = Path(results) / arm_run_id(manifest, run)
         if not (run_dir / "run.json").exists() or load_run(run_dir).status != "complete":
             continue

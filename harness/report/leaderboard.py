@@ -184,13 +184,13 @@ def experiments(runs, results_dir) -> list[dict]:
     from tasks.trainer_layout import manifest_of_checkpoint, read_metrics
 
     out, loaded = [], {run.path.resolve(): run for run in runs}  # read once, by build()
-    for manifest in sorted({m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}):
+    for manifest, where in experiment_sources(runs, results_dir, manifest_of_checkpoint):
         try:
             metrics: dict[str, list[list[dict]]] = {}
             for (arm, _), run_dir in run_dirs(manifest).items():
                 if records := read_metrics(run_dir):
                     metrics.setdefault(arm, []).append(records)
-            result, problem = compare_experiment(str(manifest), str(results_dir), loaded=loaded), None
+            result, problem = compare_experiment(str(manifest), str(where), loaded=loaded), None
         except UserError as e:  # e.g. an arm x seed not evaluated yet: the page still shows the rest
             result, problem = None, str(e)
         figures = {}
@@ -204,8 +204,33 @@ def experiments(runs, results_dir) -> list[dict]:
                                 for arm, by_step in steps.items()} for col in result.columns}
             figures["eval score against training step per arm (step 0: the starting checkpoint): mean over "
                     "seeds, shaded: range over seeds"] = plots.band_panels(per_column, ylabel="score", percent=True)
-        out.append({"title": f"experiment {manifest.parent.name} ({manifest})", "result": result,
+        shown = where if where == Path(results_dir) else f"evaluated in {where}"
+        out.append({"title": f"experiment {manifest.parent.name} ({shown}; manifest {manifest})", "result": result,
                     "problem": problem, "figures": {k: v for k, v in figures.items() if v}})
+    return out
+
+
+def experiment_sources(runs, results_dir, manifest_of_checkpoint) -> list[tuple[Path, Path]]:
+    """(manifest, folder of its evaluated runs) pairs. Manifests: those the runs' checkpoints
+    belong to, and copies committed under `results_dir` (a study keeps `experiment.json` beside
+    its results, the checkpoints staying out of git); one file's copies count once. Folders: every
+    folder holding runs of the experiment (`<experiment>-<arm>-s<seed>`; a study evaluates each
+    suite into its own), else `results_dir`."""
+    import hashlib
+
+    from tasks.trainer_layout import MANIFEST_FILE
+
+    found = {m for run in runs if (m := manifest_of_checkpoint(run.record.model.path))}
+    found |= {p for p in Path(results_dir).rglob(MANIFEST_FILE)
+              if not any(part.startswith(".") for part in p.relative_to(results_dir).parts)}
+    by_content: dict[str, Path] = {}
+    for m in sorted(found, key=lambda p: (not Path(p).is_relative_to(results_dir), str(p))):
+        by_content.setdefault(hashlib.sha256(Path(m).read_bytes()).hexdigest(), Path(m))
+    out = []
+    for manifest in sorted(by_content.values()):
+        prefix = f"{manifest.parent.name}-"
+        folders = sorted({run.path.parent for run in runs if run.path.name.startswith(prefix)})
+        out += [(manifest, f) for f in folders] or [(manifest, Path(results_dir))]
     return out
 
 

@@ -92,6 +92,18 @@ def paired_effect(discordance: float, n: int, scale: float = 100.0, alpha: float
     return items_effect(second / n, 1.0 / n, alpha, power, cap=discordance * scale)
 
 
+def paired_power(delta: float, discordance: float, n: int, scale: float = 100.0, alpha: float = 0.05) -> float:
+    """Power to detect a true difference `delta` on `n` paired 0/`scale` items with this discordant
+    rate (the same normal form as `paired_effect`, solved for power); 0 when delta is impossible."""
+    if n <= 0 or discordance <= 0 or abs(delta) > discordance * scale:
+        return 0.0
+    from scipy.stats import norm
+
+    second = discordance * scale * scale
+    s0, s1 = math.sqrt(second / n), math.sqrt(max(second - delta * delta, 1e-300) / n)
+    return float(norm.cdf((abs(delta) - _z(1 - alpha / 2) * s0) / s1))
+
+
 def strata_effect(diffs: list, alpha: float = 0.05, power: float = 0.8) -> Detectable:
     """Detectable effect of a stratified mean of paired differences (`diffs[k]`: stratum k's
     per-item differences): the variance of the stratified mean under no effect from each

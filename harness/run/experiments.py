@@ -28,9 +28,11 @@ class ArmRun:
     """From a manifest without seeds (its run ids carry no seed)."""
 
 
-def read_manifest(path: str | Path, all_steps: bool = False) -> list[ArmRun]:
+def read_manifest(path: str | Path, all_steps: bool = False, need_checkpoints: bool = True) -> list[ArmRun]:
     """Every (arm, seed) final checkpoint in the manifest's order (baseline first); with
-    `all_steps`, every saved checkpoint of each run, in step order, the final one last."""
+    `all_steps`, every saved checkpoint of each run, in step order, the final one last. Reports
+    (`need_checkpoints=False`) read only results, so a committed copy of a manifest whose
+    checkpoints stayed on another machine serves them too."""
     p = trainer_layout.manifest_path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
@@ -51,7 +53,7 @@ def read_manifest(path: str | Path, all_steps: bool = False) -> list[ArmRun]:
             where = f"arms.{name}" + (f".seeds.{seed}" if "seeds" in arm else "")
             if not isinstance(ckpt, str) or not ckpt:
                 raise UserError(f"{p}: {where}.checkpoint: expected a checkpoint directory")
-            if not Path(ckpt).is_dir():
+            if need_checkpoints and not Path(ckpt).is_dir():
                 raise UserError(f"{p}: {where}.checkpoint: {ckpt} does not exist (moved? rerun the experiment)")
             if all_steps:
                 final = Path(ckpt).resolve()
@@ -74,7 +76,7 @@ def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[tuple[str, i
     from harness.records.io import load_run
 
     runs, missing = {}, []
-    for run in read_manifest(manifest):
+    for run in read_manifest(manifest, need_checkpoints=False):
         run_dir = Path(results_dir) / arm_run_id(manifest, run)
         if (run_dir / "run.json").exists() and load_run(run_dir).status == "complete":
             runs[(run.arm, run.seed)] = run_dir
@@ -88,8 +90,14 @@ def arm_runs(manifest: str | Path, results_dir: str | Path) -> dict[tuple[str, i
 
 def run_dirs(manifest: str | Path) -> dict[tuple[str, int], Path]:
     """(arm, seed) -> the training run's directory (its final checkpoint's parent, which holds
-    metrics.jsonl)."""
-    return {(run.arm, run.seed): trainer_layout.run_dir_of(run.checkpoint) for run in read_manifest(manifest)}
+    metrics.jsonl); where the checkpoints are not on this machine, `<arm>/seed-<s>/` beside the
+    manifest (where a study commits each run's metrics.jsonl)."""
+    here = trainer_layout.manifest_path(manifest).parent
+    out = {}
+    for run in read_manifest(manifest, need_checkpoints=False):
+        run_dir = trainer_layout.run_dir_of(run.checkpoint)
+        out[(run.arm, run.seed)] = run_dir if run_dir.is_dir() else here / run.arm / f"seed-{run.seed}"
+    return out
 
 
 def base_model(manifest: str | Path) -> str | None:
