@@ -4,14 +4,14 @@ Each verb is an `add_<verb>(sub)` function that adds its parser (flags, help, ex
 its handler as `func`; `cmd_<verb>(args)` does the work, with its heavy imports inside. The verbs
 live by what they are for: longact/setup_verbs.py (model, data, tasks), eval_verbs.py (eval,
 show, merge), report_verbs.py (score, compare, demo, leaderboard), train_verbs.py (train,
-experiment) and stats_verbs.py (plan)."""
+experiment), stats_verbs.py (plan) and mask_verbs.py (mask)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from longact import eval_verbs, report_verbs, setup_verbs, stats_verbs, train_verbs
+from longact import eval_verbs, mask_verbs, report_verbs, setup_verbs, stats_verbs, train_verbs
 from tasks.errors import UserError
 
 EPILOG = """\
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add_verb in (setup_verbs.add_model, eval_verbs.add_eval, eval_verbs.add_show, eval_verbs.add_merge,
                      report_verbs.add_score, report_verbs.add_compare, report_verbs.add_demo,
                      report_verbs.add_leaderboard, setup_verbs.add_data, setup_verbs.add_tasks, train_verbs.add_train,
-                     train_verbs.add_experiment, stats_verbs.add_plan):
+                     train_verbs.add_experiment, stats_verbs.add_plan, mask_verbs.add_mask):
         add_verb(sub)
     return p
 

@@ -70,14 +70,18 @@ def _eval_experiment(manifest: str, cfg, all_steps: bool = False) -> int:
     """Every (arm, seed) checkpoint of the manifest (with --all-steps, every saved step too) with
     the same flags on one vLLM engine (weights swapped between checkpoints), each into its own
     resumable run id; then the arms compared."""
-    from harness.run.experiments import arm_run_id, read_manifest
+    from harness.run.experiments import arm_run_id, manifest_complete, read_manifest
     from harness.run.sweep import run_sweep
 
     if cfg.model or cfg.client.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
     runs = read_manifest(manifest, all_steps=all_steps)
     by_id = run_sweep(cfg, {arm_run_id(manifest, r): r.checkpoint for r in runs})  # one engine
-    print(report_verbs.experiment_table(manifest, cfg.run.output_dir))
+    if manifest_complete(manifest):
+        print(report_verbs.experiment_table(manifest, cfg.run.output_dir))
+    else:  # `longact experiment` is still training (it rewrites the manifest after every run)
+        print(f"{manifest}: the experiment is still training; these {len(runs)} checkpoint(s) are evaluated. Rerun "
+              "this command when it has finished (only the new checkpoints are sent), then compare.")
     print("\nresults: " + ", ".join(str(d) for d in by_id.values()))
     return 0
 

@@ -112,9 +112,14 @@ def encode_fast(tokenizer, texts: list[str]) -> list[list[int]]:
     128k-token prompts) and encodes a batch on all cores; others take the ordinary batch call.
     """
     backend = getattr(tokenizer, "_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch_fast"):
+    # The backend keeps the truncation and padding of the last transformers call that asked for
+    # them (`tok(text, truncation=True, max_length=4)` leaves max_length 4 set); transformers resets
+    # them on its own calls, a direct backend call would not, and would cut every prompt. Only a
+    # backend with neither set is called directly.
+    if (backend is not None and hasattr(backend, "encode_batch_fast")
+            and getattr(backend, "truncation", None) is None and getattr(backend, "padding", None) is None):
         return [e.ids for e in backend.encode_batch_fast(texts, add_special_tokens=True)]
-    return tokenizer(texts, add_special_tokens=True)["input_ids"]
+    return tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)["input_ids"]
 
 
 @dataclass(frozen=True)

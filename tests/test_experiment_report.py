@@ -113,7 +113,9 @@ def test_an_experiment_not_fully_evaluated_says_what_is_missing(experiment, tmp_
     assert "training curves per arm" in page  # the training side does not need the evaluation
 
 
-def test_a_moved_checkpoint_is_named_and_the_page_still_written(experiment, tmp_path):
+def test_an_experiment_whose_checkpoints_are_gone_still_reports_from_its_results(experiment, tmp_path):
+    """Reports read results only: a checkpoint deleted after its evaluation (a study commits its
+    results and a copy of its manifest, never the checkpoints) leaves the comparison whole."""
     import shutil
 
     from harness.report.leaderboard import write_leaderboard
@@ -121,4 +123,24 @@ def test_a_moved_checkpoint_is_named_and_the_page_still_written(experiment, tmp_
     manifest, results = experiment
     shutil.rmtree(manifest.parent / "longact" / "seed-1")
     page = (write_leaderboard(results, tmp_path / "site") / "index.html").read_text()
-    assert "does not exist (moved? rerun the experiment)" in page and "<h1>Leaderboard</h1>" in page
+    assert "<h1>Leaderboard</h1>" in page and "hierarchical bootstrap" in page and "does not exist" not in page
+
+
+def test_a_committed_manifest_copy_finds_its_runs_in_each_suite_folder(experiment, tmp_path):
+    """A study copies its manifest beside its results, in a folder named as the experiment, and
+    evaluates each suite into its own folder; the leaderboard shows one section per suite folder,
+    once per manifest however many copies exist."""
+    import shutil
+
+    from harness.report.leaderboard import write_leaderboard
+
+    manifest, results = experiment
+    root = tmp_path / "committed"
+    study = root / "studies" / "s1"
+    shutil.copytree(results, study / "suite-a")
+    (study / "exp").mkdir(parents=True)
+    shutil.copy2(manifest, study / "exp" / "experiment.json")
+    shutil.rmtree(manifest.parent)  # the checkpoints (and the original manifest) are gone
+    page = (write_leaderboard(root, tmp_path / "site") / "index.html").read_text()
+    assert page.count("<h2>experiment exp") == 1 and f"evaluated in {study / 'suite-a'}" in page
+    assert "hierarchical bootstrap" in page

@@ -50,3 +50,19 @@ def test_fitter_explains_when_budget_leaves_no_room(tiny_tokenizer):
     with pytest.raises(UserError, match="leaves no room"):
         PromptFitter(tiny_tokenizer, 64).fit("word " * 500, 60, chat=True)
 
+
+
+def test_encode_fast_ignores_the_truncation_a_previous_call_left_on_the_tokenizer(tiny_model_dir):
+    """A fast tokenizer's backend keeps the truncation of the last call that asked for it; counting
+    prompts through the backend directly must not inherit it (it once cut every prompt to 4 tokens
+    after `tok(text, truncation=True, max_length=4)` elsewhere in the process)."""
+    from transformers import AutoTokenizer
+
+    from tasks.tokens import encode_fast
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "word " * 200
+    full = encode_fast(tok, [text])[0]
+    tok(text, truncation=True, max_length=4)
+    assert tok.backend_tokenizer.truncation is not None          # the state the call left behind
+    assert encode_fast(tok, [text])[0] == full and len(full) > 4

@@ -204,8 +204,8 @@ def experiments(runs, results_dir) -> list[dict]:
                                 for arm, by_step in steps.items()} for col in result.columns}
             figures["eval score against training step per arm (step 0: the starting checkpoint): mean over "
                     "seeds, shaded: range over seeds"] = plots.band_panels(per_column, ylabel="score", percent=True)
-        shown = where if where == Path(results_dir) else f"evaluated in {where}"
-        out.append({"title": f"experiment {manifest.parent.name} ({shown}; manifest {manifest})", "result": result,
+        shown = f"{manifest}" if where == Path(results_dir) else f"{manifest}; evaluated in {where}"
+        out.append({"title": f"experiment {manifest.parent.name} ({shown})", "result": result,
                     "problem": problem, "figures": {k: v for k, v in figures.items() if v}})
     return out
 

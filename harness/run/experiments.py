@@ -100,6 +100,13 @@ def run_dirs(manifest: str | Path) -> dict[tuple[str, int], Path]:
     return out
 
 
+def manifest_complete(manifest: str | Path) -> bool:
+    """False while `longact experiment` is still training (it rewrites the manifest after every run
+    with "complete": false); manifests written before that flag existed were written at the end."""
+    data = json.loads(trainer_layout.manifest_path(manifest).read_text(encoding="utf-8"))
+    return bool(data.get("complete", True)) if isinstance(data, dict) else True
+
+
 def base_model(manifest: str | Path) -> str | None:
     """The checkpoint the experiment's arms started from (its config's `model`), resolved."""
     data = json.loads(trainer_layout.manifest_path(manifest).read_text(encoding="utf-8"))
