@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from bench._common import record_figure  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 from harness.report import stats  # noqa: E402
 from harness.report.stats import mcnemar_exact, paired_bootstrap, paired_permutation  # noqa: E402
 

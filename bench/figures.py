@@ -4,7 +4,7 @@
     python -m bench.figures --check              # exit 1 when docs/figures.md is not what the JSON gives
     python -m bench.figures time make.demo_s -- make demo   # run a command, record its wall time
 
-Each bench script calls `bench._common.record_figure(name, value, unit, note)` for its headline
+Each bench script calls `record_figure(name, value, unit, note)` (below) for its headline
 figures; the entry keeps the date, commit and load it was measured at. CATALOG names every figure
 a script records and says what it is; a figure never measured shows as "not measured yet". The
 README and docs/ link to docs/figures.md instead of restating numbers, which go stale.
@@ -113,9 +113,49 @@ CATALOG: dict[str, tuple[str, str]] = {
 }
 
 
-def load(path: Path | None = None) -> dict:
-    from bench._common import FIGURES
+FIGURES = ROOT / "bench" / "figures.json"
 
+
+def record_figure(name: str, value: float, unit: str, note: str = "", *, path: Path | str | None = None) -> dict:
+    """Merge one measured figure into bench/figures.json (and rewrite docs/figures.md from it).
+
+    The entry keeps the value with the date, the commit (and whether the tree was dirty), the load
+    average `uptime` prints and the CPU count, so a reader knows what the number was measured on.
+    `name` should be in CATALOG (which says what it measures); another name is recorded with a
+    warning and listed apart. `path` (tests) writes elsewhere and skips the page.
+    """
+    import datetime
+    import fcntl
+    import os
+
+    from harness.records.provenance import git_info
+    from tasks.data_io import atomic_write_text
+
+    if name not in CATALOG:
+        print(f"record_figure: {name!r} is not in bench/figures.py's CATALOG; add it there", file=sys.stderr)
+    # dirty: changes other than the figures this function writes
+    commit, dirty = git_info(ROOT, ignore=("bench/figures.json", "docs/figures.md"))
+    entry = {"value": value, "unit": unit, "note": note,
+             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+             "commit": commit[:7] if commit else None, "dirty": dirty,
+             "load": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+    target = Path(path) if path is not None else FIGURES
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = os.open(target.parent, os.O_RDONLY)  # two bench runs may finish at once: one writes at a time
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        figures = json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}
+        figures[name] = entry
+        rows = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in sorted(figures.items())]  # one line each: easy diffs
+        atomic_write_text(target, "{\n" + ",\n".join(rows) + "\n}\n")
+        if path is None:
+            write_page(figures)
+    finally:
+        os.close(lock)
+    return entry
+
+
+def load(path: Path | None = None) -> dict:
     p = path or FIGURES
     return json.loads(p.read_text(encoding="utf-8")) if p.exists() else {}
 
@@ -178,8 +218,6 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("command", nargs=argparse.REMAINDER)
     args = ap.parse_args(argv)
     if args.verb == "time":
-        from bench._common import record_figure
-
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
             ap.error("time: give the command after --")

@@ -84,7 +84,7 @@ def _timed_updates(args, shape, parallel_mode: str) -> dict:
     from training import parallel
     from training.logprobs import no_logits, prepare
     from training.mask import LongActMask
-    from training.train import Row, make_learner, optimizer, update
+    from training.update import Row, make_learner, optimizer, update
 
     dev = parallel.init("none", args.device).device  # cuda:LOCAL_RANK, set as the current device
     cuda = dev.type == "cuda"
@@ -115,7 +115,7 @@ def _timed_updates(args, shape, parallel_mode: str) -> dict:
             stats = update(learner, [row])
             if cuda:
                 torch.cuda.synchronize()
-            assert stats["finite"] and stats["grad_norm"] > 0, stats
+            assert stats.applied and stats.grad_norm > 0, stats
             return time.perf_counter() - t
 
         warm = one_update()  # AdamW's moments exist from here on
@@ -263,7 +263,7 @@ def main() -> None:
         print(f"{name}: {json.dumps(results[name])}", flush=True)
     print(json.dumps({**header, **results}))
     if cuda and not args.tiny and "fsdp" in results and "update_s" in results["fsdp"]:
-        from bench._common import record_figure
+        from bench.figures import record_figure
 
         for key, unit in (("update_s", "s"), ("tokens_per_s", "tokens/s"), ("mfu", ""), ("peak_allocated_gib", "GiB"),
                           ("real_over_simulated", "")):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import record_figure, scratch_dir  # noqa: E402
+from bench._common import scratch_dir  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import record_figure  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 
 def best_of(repeats: int, fn) -> float:

@@ -134,9 +134,9 @@ def main() -> None:
     t0, c0 = time.perf_counter(), time.process_time()
     out = PromptTruncator(counting, args.max_length).batch(prompts)
     batched, batched_cpu = time.perf_counter() - t0, time.process_time() - c0
-    lengths = [n for _, _, n in out]
+    lengths = [f.original_tokens for f in out]
     print(f"prompt tokens: mean {sum(lengths) / len(lengths):.0f}, min {min(lengths)}, max {max(lengths)}; "
-          f"truncated {sum(t for _, t, _ in out)}/{len(out)}")
+          f"truncated {sum(f.truncated for f in out)}/{len(out)}")
     print(f"batched loader path: {batched:.1f} s for {len(prompts)} prompts, {batched_cpu:.1f} CPU-s "
           f"({counting.passes / len(prompts):.2f} tokenizer passes per prompt)")
 
@@ -155,7 +155,7 @@ def main() -> None:
     print(f"head/tail floor: tokenizing only the text the kept {args.max_length} tokens cover "
           f"({100 * kept_share:.1f}% of the characters) and decoding them costs {floor_cpu:.3f} CPU-s per prompt "
           f"-> {floor_cpu * len(prompts):.1f} CPU-s for {len(prompts)} (the full path above: {batched_cpu:.1f} CPU-s)")
-    from bench._common import record_figure
+    from bench.figures import record_figure
 
     record_figure("longbench_v2_prep.batched_s", round(batched, 1), "s", f"{len(prompts)} prompts, ~{args.tokens} tokens")
     record_figure("longbench_v2_prep.tokenizer_passes", round(counting.passes / len(prompts), 2), "per prompt")

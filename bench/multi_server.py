@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import record_figure, tiny_model  # noqa: E402
+from bench._common import tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 
 def requests_for(n: int):

@@ -80,7 +80,7 @@ def main() -> None:
     rows = [measure(args.model, d, prompts, window=args.prompt_tokens + 512) for d in args.dtypes.split(",")]
     for row in rows:
         print(row, flush=True)
-        from bench._common import record_figure
+        from bench.figures import record_figure
 
         for kind in ("prefill", "decode"):
             record_figure(f"real_model_dtype.{kind}_{row['dtype']}", row[f"{kind}_tok_s"], "tokens/s",

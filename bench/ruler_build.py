@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import record_figure  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 from bench.longbench_v2_prep import syllable_words  # noqa: E402
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import record_figure, scratch_dir, timed, tiny_model  # noqa: E402
+from bench._common import scratch_dir, timed, tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 
 def answers(run_dir: str) -> dict[tuple[str, int], dict]:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import record_figure, tiny_model  # noqa: E402
+from bench._common import tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 
 class Req:

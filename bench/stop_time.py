@@ -151,7 +151,7 @@ def main() -> None:
     if any(r["left"] for rs in results.values() for r in rs):
         print("PROCESSES OUTLIVED THE HARNESS", file=sys.stderr)
     if not args.no_record:
-        from bench._common import record_figure
+        from bench.figures import record_figure
 
         note = f"{args.trials} trials each, SIGINT after {args.answers} cached answers, tiny skilled model"
         record_figure("stop_time.idle_max_s", worst["idle"], "s", note)

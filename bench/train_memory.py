@@ -7,7 +7,7 @@ One update = forward + backward of one sequence (context = prompt + `--completio
 the log-prob function and the loss, and gradient clipping (`--with-step`: and the AdamW step, whose
 two moments add 2 x 4 bytes per parameter to both paths alike), on a probe Qwen3 with Qwen3's
 vocabulary (151,936; 4 layers, hidden 256, random init from a config, nothing downloaded):
-- `new`: `training.train.update` as the trainer runs it (packed row, output layer on completion
+- `new`: `training.update.update` as the trainer runs it (packed row, output layer on completion
   positions only in chunks, entropy without grad, `gradient_checkpointing: true`);
 - `old`: the log-prob function of b4ef08e, reproduced below (full-vocabulary logits at every
   position, float32 log_softmax and exp over [C, V] in the graph, no checkpointing).
@@ -63,7 +63,7 @@ def child(path: str, length: int, completion: int, device: str, with_step: bool,
     from training.config import load_config
     from training.logprobs import prepare
     from training.mask import LongActMask, MaskConfig
-    from training.train import Learner, Row, update
+    from training.update import Learner, Row, update
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -176,7 +176,7 @@ def _table(results, lengths, cuda: bool) -> None:
             slope = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
             print(f"{path}: {slope:,.0f} bytes per context token (fit over {pts[0][0]}..{pts[-1][0]})")
             sys.path.insert(0, str(ROOT))
-            from bench._common import record_figure
+            from bench.figures import record_figure
 
             record_figure(f"train_memory.{path}_bytes_per_token", round(slope), "bytes/token",
                           f"fit over {pts[0][0]}..{pts[-1][0]}" + (", CUDA" if cuda else ""))

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--gpu", default="h200")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench._common import record_figure
+    from bench.figures import record_figure
 
     for name in args.presets.split(","):
         t0 = time.perf_counter()

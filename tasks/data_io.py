@@ -172,6 +172,12 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def make_shared(path: str | os.PathLike) -> None:
+    """Give `path` the mode a file created here normally gets (0666 less the umask): results and
+    checkpoints are meant to be read by others (a server running as another user)."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over `path`."""
     path = Path(path)

@@ -12,6 +12,7 @@ the default `max_length` so that the templated prompt plus the generation budget
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from tasks.errors import UserError
 
@@ -121,6 +122,27 @@ def encode_fast(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=True, truncation=False, padding=False)["input_ids"]
 
 
+@dataclass(frozen=True)
+class FitResult:
+    """A prompt fitted to its budget, and how: the harness's request fitting
+    (harness/backends/fitting.py) and the benchmarks' official truncation (`PromptTruncator`)."""
+
+    text: str
+    """Prompt text (completion endpoint) or user-message content (chat endpoint) to send."""
+    prompt_tokens: int | None
+    """Tokens of the final prompt (with the request fitting: as the server sees it, chat template
+    included); None when nothing was counted (a task loaded without a tokenizer)."""
+    original_tokens: int | None
+    """Tokens of the prompt before fitting; None when nothing was counted."""
+    truncated: bool
+    removed_tokens: int
+
+    @classmethod
+    def uncounted(cls, text: str) -> FitResult:
+        """A prompt kept as it is, its tokens not counted (no tokenizer to count them)."""
+        return cls(text, None, None, False, 0)
+
+
 class PromptTruncator:
     """Official middle truncation with one tokenizer pass per prompt (plus a decode when cut).
 
@@ -135,17 +157,18 @@ class PromptTruncator:
         self.chunk = chunk
         self.skip_special_tokens = skip_special_tokens
 
-    def __call__(self, prompt: str) -> tuple[str, bool, int]:
+    def __call__(self, prompt: str) -> FitResult:
         return self.batch([prompt])[0]
 
-    def _cut(self, prompt: str, ids: list[int]) -> tuple[str, bool, int]:
+    def _cut(self, prompt: str, ids: list[int]) -> FitResult:
         n = len(ids)
         if n <= self.max_length:
-            return prompt, False, n
+            return FitResult(prompt, n, n, False, 0)
         kept = middle_truncate_ids(ids, self.max_length)
-        return self.tok.decode(kept, skip_special_tokens=self.skip_special_tokens), True, n
+        return FitResult(self.tok.decode(kept, skip_special_tokens=self.skip_special_tokens), len(kept), n, True,
+                         n - len(kept))
 
-    def batch(self, prompts: list[str]) -> list[tuple[str, bool, int]]:
+    def batch(self, prompts: list[str]) -> list[FitResult]:
         out = []
         for i in range(0, len(prompts), self.chunk):
             part = prompts[i:i + self.chunk]

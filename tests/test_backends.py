@@ -6,7 +6,8 @@ def test_per_request_seed_reaches_the_server_backend(tiny_tokenizer):
     from lm_eval.api.instance import Instance
 
     from harness.run.config import ClientConfig, EvalConfig
-    from harness.run.runner import Target, make_backend
+    from harness.run.runner import make_backend
+    from harness.run.steps import Target
 
     def req(temperature):
         gen = {"max_gen_toks": 8, "do_sample": temperature > 0, "temperature": temperature}

@@ -151,9 +151,9 @@ def test_synthetic_prompts_are_rewarded_by_the_tiny_tasks_scorers():
 
 ALLOWED_NAMES = {
     ("training/data.py", "ruler_tasks"),        # the trainer's config key (data.ruler_tasks), passed on as is
-    ("longact/cli.py", "tasks.ruler.essays"),   # `longact data ruler-essays` (a download verb, not a report)
-    ("longact/cli.py", "tasks.ruler.sources"),
-    ("longact/cli.py", "cmd_ruler_essays"),     # that verb's handler
+    ("longact/setup_verbs.py", "tasks.ruler.essays"),   # `longact data ruler-essays` (a download verb, not a report)
+    ("longact/setup_verbs.py", "tasks.ruler.sources"),
+    ("longact/setup_verbs.py", "cmd_ruler_essays"),     # that verb's handler
 }
 
 

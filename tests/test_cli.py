@@ -101,7 +101,8 @@ def test_tasks_lists_groups_members_descriptions_and_offline_needs(capsys):
 
 def test_eval_flags_fill_the_nested_config():
     """Each flag is declared once, on its config field; the parser and the config agree."""
-    from harness.run.config import ClientConfig, EvalConfig, RunConfig, ServeConfig, from_args
+    from harness.backends.serve import ServerConfig
+    from harness.run.config import ClientConfig, EvalConfig, RunConfig, from_args
     from longact.cli import build_parser
 
     args = build_parser().parse_args([
@@ -110,7 +111,7 @@ def test_eval_flags_fill_the_nested_config():
         "--tasks", "tiny_mc, tiny_kv", "--per-request-seed", "--port", "8001"])
     cfg = from_args(args)
     assert cfg.model == "m" and cfg.max_model_len == 4096 and cfg.backend == "server"
-    assert cfg.serve == ServeConfig(port=8001, extra_args=["--enforce-eager", "--seed", "0"])
+    assert cfg.serve == ServerConfig(port=8001, extra_args=["--enforce-eager", "--seed", "0"])
     assert cfg.client == ClientConfig(concurrency=3, per_request_seed=True)
     assert cfg.run == RunConfig(tasks=["tiny_mc", "tiny_kv"], limit=5, task_metadata={"a": 1}, use_cache=False,
                                 progress=False)
@@ -121,14 +122,14 @@ def test_eval_flags_fill_the_nested_config():
 def test_longact_server_args_is_the_default_of_server_args(monkeypatch):
     """$LONGACT_SERVER_ARGS gives every started server its flags (recorded like --server-args);
     an explicit --server-args replaces it."""
+    from harness.run.backends import launch_config
     from harness.run.config import from_args
-    from harness.run.runner import server_config
     from longact.cli import build_parser
 
     monkeypatch.setenv("LONGACT_SERVER_ARGS", "--enforce-eager --seed '1'")
     cfg = from_args(build_parser().parse_args(["eval", "--model", "m"]))
     assert cfg.serve.extra_args == ["--enforce-eager", "--seed", "1"]
-    assert server_config(cfg).command(8000)[-3:] == ["--enforce-eager", "--seed", "1"]
+    assert launch_config(cfg).command(8000)[-3:] == ["--enforce-eager", "--seed", "1"]
     given = from_args(build_parser().parse_args(["eval", "--model", "m", "--server-args", "--seed 2"]))
     assert given.serve.extra_args == ["--seed", "2"]
     monkeypatch.delenv("LONGACT_SERVER_ARGS")

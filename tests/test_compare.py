@@ -62,9 +62,9 @@ def test_compare_table_golden(tmp_path):
     other = write_run(tmp_path, "longact", {"tiny_passkey": [100, 100, 0, 100], "tiny_kv": [100, 0, 0, 0]})
     result = compare([str(base), str(other)])
     assert render(result) == GOLDEN
-    rows = {d["column"]: d for d in result["deltas"]}
-    assert rows["tiny_passkey"]["delta"] == 25.0 and rows["tiny_passkey"]["p"] == 1.0   # one discordant pair
-    assert rows["tiny avg"]["delta"] == 25.0 and rows["tiny avg"]["test"] == "permutation"
+    rows = {d.column: d for d in result.deltas}
+    assert rows["tiny_passkey"].delta == 25.0 and rows["tiny_passkey"].p == 1.0   # one discordant pair
+    assert rows["tiny avg"].delta == 25.0 and rows["tiny avg"].test == "permutation"
     assert render(result, "csv").startswith("run,tiny_kv,tiny_passkey,tiny avg\n")
     assert "<table" in render(result, "html") and "\\begin{tabular}" in render(result, "latex")
 
@@ -77,7 +77,7 @@ def test_compare_refuses_runs_not_run_the_same_way(tmp_path):
     with pytest.raises(UserError, match=r"(?s)not run the same way.*window: 2048 vs 4096.*tiny_passkey: config_hash cccc"):
         compare([str(base), str(other)])
     forced = compare([str(base), str(other)], force=True)
-    assert forced["warnings"] and forced["deltas"]
+    assert forced.warnings and forced.deltas
 
 
 def _edit_samples(run_dir, task, edit):
@@ -96,9 +96,9 @@ def test_compare_refuses_items_truncated_or_prompted_differently(tmp_path):
     with pytest.raises(UserError, match=r"(?s)tiny_passkey: 1 of 3 shared items truncated in one run only: doc_id 1"
                                         r".*tiny_passkey: 1 of 3 shared items sent different prompts \(prompt_hash\): doc_id 2"):
         compare([str(base), str(other)])
-    assert len(compare([str(base), str(other)], force=True)["warnings"]) == 2
+    assert len(compare([str(base), str(other)], force=True).warnings) == 2
     _edit_samples(other, "tiny_passkey", lambda r: {**r, "truncated": False, "prompt_hash": "h"})
-    assert compare([str(base), str(other)])["warnings"] == []        # same prompts again: paired silently
+    assert compare([str(base), str(other)]).warnings == []        # same prompts again: paired silently
 
 
 def test_compare_refuses_another_truncation_policy(tmp_path):
@@ -119,7 +119,7 @@ def test_longbench_splits_and_ruler_lengths(tmp_path):
     docs = [{"difficulty": d, "length": l} for d, l in (("easy", "short"), ("hard", "short"), ("hard", "long"), ("easy", "medium"))]
     base = write_run(tmp_path, "base", {"longbench_v2": [100, 0, 0, 100]}, docs={"longbench_v2": docs}, group=None)
     res = compare([str(base)])
-    values = res["rows"][0]["values"]
+    values = res.rows[0].values
     assert values["longbench_v2 Overall"] == (50.0, 4)
     assert values["longbench_v2 Easy"] == (100.0, 2) and values["longbench_v2 Hard"] == (0.0, 2)
     assert values["longbench_v2 Long"] == (0.0, 1) and values["longbench_v2 Medium"] == (100.0, 1)
@@ -153,9 +153,9 @@ def test_tasks_only_another_run_has_get_a_column(tmp_path):
     base = write_run(tmp_path, "base", {"tiny_kv": [0, 100]})
     other = write_run(tmp_path, "longact", {"tiny_kv": [100, 100], "tiny_mc": [100, 0]})
     res = compare([str(base), str(other)])
-    assert res["columns"][:2] == ["tiny_kv", "tiny avg"] and "tiny_mc" in res["columns"]
-    assert res["rows"][0]["values"]["tiny_mc"] == (None, 0) and res["rows"][1]["values"]["tiny_mc"] == (50.0, 2)
-    assert {d["column"] for d in res["deltas"]} == {"tiny_kv", "tiny avg"}   # nothing to pair tiny_mc with
+    assert res.columns[:2] == ["tiny_kv", "tiny avg"] and "tiny_mc" in res.columns
+    assert res.rows[0].values["tiny_mc"] == (None, 0) and res.rows[1].values["tiny_mc"] == (50.0, 2)
+    assert {d.column for d in res.deltas} == {"tiny_kv", "tiny avg"}   # nothing to pair tiny_mc with
     assert "–" in render(res)
 
 

@@ -49,7 +49,7 @@ def test_readme_and_docs_state_no_measured_timings():
 
 
 def test_record_figure_merges_entries(tmp_path):
-    from bench._common import record_figure
+    from bench.figures import record_figure
 
     path = tmp_path / "figures.json"
     record_figure("compare.bootstrap_s", 0.5, "s", "first", path=path)
@@ -98,10 +98,9 @@ def test_every_recorded_figure_is_in_the_catalog():
 
 
 def test_time_verb_records_a_commands_wall_time(tmp_path, monkeypatch):
-    import bench._common
     import bench.figures
 
-    monkeypatch.setattr(bench._common, "FIGURES", tmp_path / "figures.json")
+    monkeypatch.setattr(bench.figures, "FIGURES", tmp_path / "figures.json")
     monkeypatch.setattr(bench.figures, "PAGE", tmp_path / "figures.md")
     assert bench.figures.main(["time", "make.test_s", "--", sys.executable, "-c", "pass"]) == 0
     entry = json.loads((tmp_path / "figures.json").read_text())["make.test_s"]

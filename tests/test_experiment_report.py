@@ -66,14 +66,14 @@ def test_experiment_tables_aggregate_seeds_and_give_score_against_step(experimen
 
     manifest, results = experiment
     result = compare_experiment(str(manifest), str(results), n_resamples=200)
-    values = {r["arm"]: r["values"]["tiny_passkey"] for r in result["rows"]}
+    values = {r.arm: r.values["tiny_passkey"] for r in result.rows}
     assert values == {"baseline": (37.5, [25.0, 50.0]), "longact": (62.5, [75.0, 50.0])}
-    (delta,) = [d["result"] for d in result["deltas"] if d["column"] == "tiny_passkey"]
+    (delta,) = [d.result for d in result.deltas if d.column == "tiny_passkey"]
     # per seed: 75 - 25 = +50 and 50 - 50 = 0; all four sign flips give |mean| >= 25, so p = 1
     assert (delta.delta, list(delta.per_seed), delta.p_value) == (25.0, [50.0, 0.0], 1.0)
     # step 0 is the starting checkpoint's score, in every arm
     means = {arm: {step: sum(v["tiny_passkey"]) / len(v["tiny_passkey"]) for step, v in by_step.items()}
-             for arm, by_step in result["steps"].items()}
+             for arm, by_step in result.steps.items()}
     assert means == {"baseline": {0: 25.0, 2: 12.5, 4: 37.5}, "longact": {0: 25.0, 2: 37.5, 4: 62.5}}
     text = render_experiment(result)
     assert "| baseline | 37.5 [25.0, 50.0] | 37.5 [25.0, 50.0] |" in text

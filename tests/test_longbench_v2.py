@@ -115,13 +115,14 @@ def test_truncation_keeps_exact_head_and_tail_ids(tiny_tokenizer):
     prompt = "HEAD " + " ".join(f"w{i}" for i in range(3000)) + " TAIL"
     ids = tiny_tokenizer.encode(prompt)
     for max_len in (101, 100):
-        out, truncated, n = utils.PromptTruncator(tiny_tokenizer, max_len)(prompt)
+        fit = utils.PromptTruncator(tiny_tokenizer, max_len)(prompt)
         head, tail = max_len // 2, max_len - max_len // 2
-        assert truncated and n == len(ids)
+        assert fit.truncated and fit.original_tokens == len(ids) and fit.removed_tokens == len(ids) - max_len
+        out = fit.text
         assert out == tiny_tokenizer.decode(ids[:head] + ids[-tail:], skip_special_tokens=True)
         assert out.startswith("HEAD") and out.endswith("TAIL")
-    same, truncated, _ = utils.PromptTruncator(tiny_tokenizer, len(ids))(prompt)
-    assert same == prompt and not truncated
+    same = utils.PromptTruncator(tiny_tokenizer, len(ids))(prompt)
+    assert same.text == prompt and not same.truncated and same.removed_tokens == 0
 
 
 def test_default_max_length_leaves_room_for_template_and_budget(tiny_tokenizer):

@@ -129,11 +129,11 @@ def test_rewards_score_the_answer_after_the_thinking():
     assert score("string_match_all", "still 12345", ["12345"], opened_in_prompt=True) == (0.0, True)
     groups, _, counts = _collect({"a": [("<think>12345?</think>999", 3), ("<think>12345</think> 12345", 4)],
                                   "b": [("<think>12345 and on", 8), ("12345", 1)]})
-    assert [r.tolist() for _, _, r in groups] == [[0.0, 1.0], [0.0, 1.0]]
+    assert [g.rewards.tolist() for g in groups] == [[0.0, 1.0], [0.0, 1.0]]
     assert counts["reward/thinking_unclosed"] == 0.25  # 1 of 4 completions never closed its thinking
     groups, _, counts = _collect({"a": [("12345</think>999", 3), ("hmm</think>12345", 4)],
                                   "b": [("12345", 8), ("x</think>12345", 1)]}, tail="<think>\n")
-    assert [r.tolist() for _, _, r in groups] == [[0.0, 1.0], [0.0, 1.0]]
+    assert [g.rewards.tolist() for g in groups] == [[0.0, 1.0], [0.0, 1.0]]
     assert counts["reward/thinking_unclosed"] == 0.25
 
 
@@ -144,10 +144,10 @@ def test_dynamic_sampling_filters_on_accuracy_not_the_shaped_reward():
     groups, _, counts = _collect({"same": [("12345", 1), ("12345 12345", 3)], "mixed": [("12345", 1), ("no", 3)]},
                                  "algo.dynamic_sampling=true", "algo.max_refills=0", *shaping)
     assert (counts["ds/groups_kept"], counts["ds/groups_dropped"]) == (1, 1)
-    assert [r.tolist() for _, _, r in groups] == [[0.75, -0.75]]  # 1 - 1/4 and 0 - 3/4
+    assert [g.rewards.tolist() for g in groups] == [[0.75, -0.75]]  # 1 - 1/4 and 0 - 3/4
     groups, _, counts = _collect({"same": [("12345", 1), ("12345 12345", 3)], "mixed": [("12345", 1), ("no", 3)]},
                                  *shaping)  # without dynamic sampling both groups train
-    assert counts["ds/groups_kept"] == 2 and groups[0][2].tolist() == [0.75, 0.25]
+    assert counts["ds/groups_kept"] == 2 and groups[0].rewards.tolist() == [0.75, 0.25]
 
 
 def test_config_errors_name_the_field(tmp_path):

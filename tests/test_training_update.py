@@ -20,7 +20,8 @@ from training import losses as L
 from training.config import load_config
 from training.logprobs import pack, prepare, token_logps, unpadded
 from training.mask import LongActMask, MaskConfig
-from training.train import Learner, Row, calibration_batches, micro_batches, recompute_old_logps, update
+from training.train import calibration_batches
+from training.update import Learner, Row, micro_batches, recompute_old_logps, update
 
 ROOT = Path(__file__).resolve().parent.parent
 SKILLED = ROOT / "assets" / "tiny-qwen3-skilled"
@@ -261,7 +262,7 @@ def test_logps_are_those_of_the_sampling_temperature(model):
     for r, engine in zip(rows, raw):
         r.rollout_logp = engine
     _, stats = _update_grads(model, rows, cfg)
-    assert stats["rollout_logp_diff"] < 1e-5 and stats["grad_norm"] > 0
+    assert stats.rollout_logp_diff < 1e-5 and stats.grad_norm > 0
 
 
 def test_calibration_sees_what_the_rollout_sends(model):
@@ -328,5 +329,5 @@ def test_covariance_choices_span_the_mini_batch(model, loss, kwargs):
         runs[mb] = _update_grads(model, rows, cfg, loss)
     # one choice over all N tokens: max(1, int(share * N)) of them, not at least one per micro-batch
     for _, stats in runs.values():
-        assert stats["clip_frac"] == pytest.approx(max(1, int(share * n_tok)) / n_tok)
+        assert stats.clip_frac == pytest.approx(max(1, int(share * n_tok)) / n_tok)
     _assert_same_grads(runs[8][0], runs[1][0])

@@ -2,7 +2,7 @@
 
     longact train --config training/configs/qwen3-8b-grpo.yaml --plan [--gpu h200|h100|GIB] [--world 8]
 
-What runs is the trainer's own `training.train.update` (packing, activation checkpointing,
+What runs is the trainer's own `training.update.update` (packing, activation checkpointing,
 chunked log-probs, the LongAct mask, the policy loss, clipping, AdamW; the reference model's
 forward when `algo.kl_coef > 0`) on the preset's model, sharded by the trainer's own
 `parallel.wrap` (FSDP2, bf16 `MixedPrecisionPolicy`), at the preset's world size and its largest
@@ -206,7 +206,7 @@ def _meta_model(config: dict, cfg: TrainConfig):
 
 
 def _row(tokens: int, completion: int, vocab: int):
-    from training.train import Row
+    from training.update import Row
 
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(3, vocab, (tokens,), generator=g)
@@ -228,7 +228,7 @@ def simulate(cfg: TrainConfig, config: dict, world: int, tokens: int, completion
 
     from training import parallel
     from training.mask import LongActMask, qk_modules, select
-    from training.train import make_learner, optimizer, recompute_old_logps, update
+    from training.update import make_learner, optimizer, recompute_old_logps, update
 
     if cfg.parallel != "fsdp":
         raise UserError(f"--plan simulates FSDP2 presets (parallel: fsdp); this config has parallel: {cfg.parallel}")

@@ -9,8 +9,9 @@ Output: <out_dir>/step-N/ = HF safetensors (vLLM serves it as is) + mask + train
 (training/checkpoint.py); <out_dir>/metrics.jsonl (+ TensorBoard scalars when tensorboard is installed).
 
 `train` = `setup` (models, mask, optimizer, rollout engine, resume: a `Run` and a `Learner`), then
-per step `train_step` (stages 1-8 below), the metrics line and the checkpoint. `update` is one
-optimizer update of a `Learner` over micro-batches (`MicroBatch`: rows packed without padding).
+per step `train_step` (stages 1-8 below), the metrics line and the checkpoint. `update`
+(training/update.py) is one optimizer update of a `Learner` over micro-batches (`MicroBatch`:
+rows packed without padding); `collect_groups` hands it `Group`s, `build_rows` their `Row`s.
 
 One step: `prompts_per_step` prompts x `group_size` samples are rolled out with the current policy
 (each prompt's group seeded by its data index, so rollouts do not depend on the number of processes
@@ -38,17 +39,14 @@ up to `max_tokens_per_micro_batch`, logits exist only at completion positions, a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import json
-import math
 import random
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -58,24 +56,13 @@ from training import losses as L
 from training.checkpoint import MASK_SUBDIR
 from training.config import TrainConfig
 from training.data import load_prompts, run_order
-from training.logprobs import Packed, no_logits, pack, prepare, token_logps, unpadded
+from training.logprobs import no_logits, prepare
 from training.mask import LongActMask
 from training.rewards import score
 from training.rollout import HFRollout, prompt_ids, template_opens_thinking
+from training.update import Learner, Row, make_learner, optimizer, recompute_old_logps, update
 
 # ---- pieces the loop calls -----------------------------------------------------------------
-
-@dataclass
-class Row:
-    """One completion, ready for the loss."""
-    ids: torch.Tensor  # [P + C] prompt (left-padded) then completion
-    attention: torch.Tensor  # [P + C]
-    completion: torch.Tensor  # [C], 1 = counts in the loss
-    prompt_len: int  # P
-    advantage: torch.Tensor  # scalar
-    old_logp: torch.Tensor | None = None  # [C]; recomputed once per step when mu > 1
-    rollout_logp: torch.Tensor | None = None  # [C]; the engine's sampling log-probs (vLLM), for the mismatch metric
-
 
 def calibration_batches(tok, prompts, cfg: TrainConfig, device):
     """The first `calib_prompts` prompts exactly as the rollout sends them: chat template, middle
@@ -91,7 +78,30 @@ def sample_seed(seed: int, data_index: int) -> int:
     return (seed * 1_000_003 + data_index) % (2**31 - 1)
 
 
-def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_pos: int):
+@dataclass(frozen=True)
+class Group:
+    """One prompt's completions as rolled out, and their rewards."""
+
+    rollout: object
+    """The rollout batch that holds them (training/rollout.py)."""
+    rows: slice
+    """Where the group's completions are in `rollout`."""
+    rewards: torch.Tensor
+    """[group_size]: task reward plus any overlong shaping."""
+
+
+class Collected(NamedTuple):
+    """What `collect_groups` hands the step."""
+
+    groups: list[Group]
+    """This rank's kept groups, in data order."""
+    data_pos: int
+    """Where the next step starts in the prompt order."""
+    counts: dict[str, float]
+    """The dynamic-sampling and unclosed-thinking scalars to log."""
+
+
+def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_pos: int) -> Collected:
     """1. rollout + 2. reward for this rank's share of the step's prompt slots.
 
     Rewards score the answer after the thinking (training.rewards.score); unclosed thinking
@@ -99,7 +109,7 @@ def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_po
     overlong shaping: DAPO §3.2 filters on accuracy) are all equal and refills with fresh prompts,
     up to `max_refills` extra rounds; the first `prompts_per_step` kept groups in data order are
     used (every rank agrees on which, via one all-reduce of the kept flags per round).
-    Returns (this rank's (rollouts, row slice, rewards) groups, new data position, counts)."""
+    """
     pps, G = cfg.prompts_per_step, cfg.group_size
     kept, mine, rounds = [], {}, 1 + (cfg.algo.max_refills if cfg.algo.dynamic_sampling else 0)
     opened = template_opens_thinking(rollout.tok, cfg.sampling.enable_thinking)
@@ -120,7 +130,7 @@ def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_po
             sl = slice(g * G, (g + 1) * G)
             if not (cfg.algo.dynamic_sampling and bool((accuracy[sl] == accuracy[sl][0]).all())):
                 flags[s] = 1.0
-                mine[(rnd, s)] = (ro, sl, rewards[sl])
+                mine[(rnd, s)] = Group(ro, sl, rewards[sl])
         kept += [(rnd, s) for s, f in enumerate(d.all_sum(flags)) if f > 0]
         data_pos += pps
         if len(kept) >= pps or not cfg.algo.dynamic_sampling:
@@ -130,185 +140,18 @@ def collect_groups(cfg: TrainConfig, d: parallel.Dist, prompts, rollout, data_po
               "ds/groups_generated": (rnd + 1) * pps,
               # share of the step's completions (all rounds and ranks) whose thinking never closed
               "reward/thinking_unclosed": d.all_sum([float(unclosed)])[0] / ((rnd + 1) * pps * G)}
-    return [mine[k] for k in chosen if k in mine], data_pos, counts
+    return Collected([mine[k] for k in chosen if k in mine], data_pos, counts)
 
 
-def build_rows(groups, advantage, group_size: int) -> list[Row]:
+def build_rows(groups: list[Group], advantage, group_size: int) -> list[Row]:
     """3. advantage per group, one Row per completion."""
     rows = []
-    for ro, sl, r in groups:
-        adv = advantage(r, group_size)
+    for g in groups:
+        ro, adv = g.rollout, advantage(g.rewards, group_size)
         rows += [Row(ro.input_ids[i], ro.attention_mask[i], ro.completion_mask[i], ro.prompt_len, adv[j],
                      rollout_logp=ro.logprobs[i] if ro.logprobs is not None else None)
-                 for j, i in enumerate(range(sl.start, sl.stop))]
+                 for j, i in enumerate(range(g.rows.start, g.rows.stop))]
     return rows
-
-
-def micro_batches(rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> list[list[Row]]:
-    """Consecutive rows, at most `micro_batch` rows and, if `max_tokens_per_micro_batch` is set, at
-    most that many real tokens (prompt + completion, no padding) per micro-batch; a row longer than
-    the budget goes alone. Every rank runs as many as the busiest one (DDP and FSDP2 need one
-    collective per forward/backward on every rank), the extra ones empty (zero-weight)."""
-    budget = cfg.max_tokens_per_micro_batch or math.inf
-    mbs, tokens = [], 0
-    for r in rows:
-        n = int(r.attention.sum())
-        if not mbs or len(mbs[-1]) == cfg.micro_batch or tokens + n > budget:
-            mbs.append([])
-            tokens = 0
-        mbs[-1].append(r)
-        tokens += n
-    return mbs + [[] for _ in range(d.all_max(len(mbs)) - len(mbs))]
-
-
-@dataclass
-class MicroBatch:
-    """A micro-batch on the device: its rows packed back to back without padding
-    (training/logprobs.py) and their per-token fields right-padded with zeros to the [b, C]
-    layout of the loss."""
-    packed: Packed
-    completion: torch.Tensor  # [b, C], 1 = counts in the loss
-    advantage: torch.Tensor  # [b]
-    old_logp: torch.Tensor | None = None  # [b, C]; set when mu > 1
-    rollout_logp: torch.Tensor | None = None  # [b, C]; the rollout engine's sampling log-probs (vLLM)
-
-    @classmethod
-    def of(cls, mb: list[Row], device) -> MicroBatch:
-        """An empty micro-batch becomes one dummy row whose tokens all have weight 0."""
-        if not mb:
-            return cls(pack([(torch.zeros(2, dtype=torch.long), 1)], 1, device), torch.zeros(1, 1, device=device),
-                       torch.zeros(1, device=device))
-        C = max(r.completion.shape[0] for r in mb)
-        packed = pack([unpadded(r.ids, r.attention, r.prompt_len) for r in mb], C, device)
-
-        def per_token(field: str):  # a [C] row field right-padded with zeros to [b, C]; None if unset
-            if getattr(mb[0], field) is None:
-                return None
-            out = torch.zeros(len(mb), C)
-            for i, r in enumerate(mb):
-                c = r.completion.shape[0]
-                out[i, :c] = getattr(r, field)[:c]
-            return out.to(device)
-
-        adv = torch.stack([r.advantage for r in mb]).float()
-        return cls(packed, per_token("completion"), adv.to(device), per_token("old_logp"), per_token("rollout_logp"))
-
-
-@dataclass(frozen=True)
-class Learner:
-    """What an update acts on. `net` runs the forwards (`model` itself, or its DDP/FSDP2 wrapper);
-    `model` owns the parameters the optimizer, the mask and the checkpoints see; `ref` is the
-    frozen starting model of the KL term (None: kl_coef = 0). The losses are the configured
-    registry entries (training/losses.py) with their config bound."""
-    cfg: TrainConfig
-    d: parallel.Dist
-    net: torch.nn.Module
-    model: torch.nn.Module
-    opt: torch.optim.Optimizer
-    mask: LongActMask
-    policy_loss: Callable
-    aggregate: Callable
-    ref: torch.nn.Module | None = None
-
-
-def precision(cfg: TrainConfig, d: parallel.Dist):
-    """The compute precision of every trainer forward: the update's, the old log-probs' and the
-    reference's, so the first update's ratio is exactly 1. bf16 = autocast on the device, except
-    under FSDP2, whose MixedPrecisionPolicy already casts every forward."""
-    if cfg.bf16 and d.mode != "fsdp":
-        return torch.autocast(d.device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-@torch.no_grad()
-def recompute_old_logps(model, rows: list[Row], cfg: TrainConfig, d: parallel.Dist) -> None:
-    """Log-probs of the policy that sampled the rows, for the PPO ratio when mu > 1."""
-    for mb in micro_batches(rows, cfg, d):
-        with precision(cfg, d):
-            lp, _ = token_logps(model, MicroBatch.of(mb, d.device).packed, cfg.sampling.temperature)
-        for r, row_lp in zip(mb, lp.float().cpu()):
-            r.old_logp = row_lp[: r.completion.shape[0]].clone()
-
-
-def batch_picks(net, mbs: list[list[Row]], cfg: TrainConfig, d: parallel.Dist, fresh: bool) -> list:
-    """Clip-Cov / KL-Cov: the tokens each micro-batch's loss cuts or penalises, chosen over the whole
-    mini-batch on every rank, as Cui et al. define the covariance (its means and the chosen share
-    are over the batch). One forward pass without grad gives the current log-probs, except at a
-    step's first update (`fresh`) where the recomputed old log-probs are the current ones. Every
-    rank gathers all tokens' features in rank order and chooses from one seed they agree on."""
-    features, pick = L.BATCH_PICKS[cfg.algo.policy_loss]
-    kw = {"eps_low": cfg.algo.eps_low, "eps_high": cfg.algo.eps_high, **cfg.algo.loss_kwargs}
-    valid, local = [], []
-    for mb in mbs:
-        b = MicroBatch.of(mb, d.device)
-        if fresh and b.old_logp is not None:
-            lp = b.old_logp
-        else:
-            with torch.no_grad(), precision(cfg, d):
-                lp, _ = token_logps(net, b.packed, cfg.sampling.temperature)
-        old = b.old_logp if b.old_logp is not None else lp.float()
-        valid.append(b.completion > 0)
-        local.append(features(lp.float(), old, b.advantage, b.completion, **kw)[b.completion > 0].cpu())
-    every = d.gather(torch.cat(local))  # [n_r, F] per rank, in rank order
-    # one draw from each rank's own (checkpointed) RNG, summed: the same seed on every rank
-    seed = int(d.all_sum([float(torch.randint(2**40, ()).item())])[0])
-    chosen = pick(torch.cat(every), torch.Generator().manual_seed(seed), **kw)
-    at = sum(e.shape[0] for e in every[:d.rank])
-    out = []
-    for v in valid:  # this rank's share, back into each micro-batch's [b, C] layout
-        v = v.cpu()
-        p = torch.zeros(v.shape, dtype=torch.bool)
-        p[v] = chosen[at:at + int(v.sum())]
-        at += int(v.sum())
-        out.append(p.to(d.device))
-    return out
-
-
-def update(learner: Learner, rows: list[Row], fresh: bool = False) -> dict:
-    """4. loss over micro-batches with normalisers summed over the whole mini-batch on every rank
-    (exact accumulation) -> 5. mask -> 6. clip -> 7. step. A non-finite loss or gradient skips
-    the update: nothing moves, the update is counted and logged. `fresh`: the policy is still the
-    one that sampled the rows (a step's first update)."""
-    cfg, d, net = learner.cfg, learner.d, learner.net
-    n_tok, n_seq = d.all_sum([sum(float(r.completion.sum()) for r in rows), float(len(rows))])
-    n_tok, n_seq = max(n_tok, 1.0), max(n_seq, 1.0)
-    stats = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip_frac": 0.0, "rollout_logp_diff": 0.0}
-    mbs = micro_batches(rows, cfg, d)
-    picks = batch_picks(net, mbs, cfg, d, fresh) if cfg.algo.policy_loss in L.BATCH_PICKS else [None] * len(mbs)
-    T = cfg.sampling.temperature
-    for k, mb in enumerate(mbs):
-        b = MicroBatch.of(mb, d.device)
-        cm = b.completion
-        with parallel.grad_sync(net, d, k == len(mbs) - 1), precision(cfg, d):
-            lp, ent, *raw_logp = token_logps(net, b.packed, T, raw=b.rollout_logp is not None)
-            old = b.old_logp if b.old_logp is not None else lp.detach()
-            per_token, s = learner.policy_loss(lp, old, b.advantage, cm, eps_low=cfg.algo.eps_low,
-                                               eps_high=cfg.algo.eps_high, **cfg.algo.loss_kwargs,
-                                               **({"pick": picks[k]} if picks[k] is not None else {}))
-            if learner.ref is not None:
-                with torch.no_grad():
-                    ref_lp, _ = token_logps(learner.ref, b.packed, T)
-                kl = L.k3_kl(lp, ref_lp, clamp=cfg.algo.kl_clamp, log_ratio_clamp=cfg.algo.log_ratio_clamp)
-                per_token = per_token + cfg.algo.kl_coef * kl
-                stats["kl"] += float((kl.detach() * cm).sum()) / n_tok
-            loss = learner.aggregate(per_token, cm, num_tokens=n_tok, num_seqs=n_seq)
-            (loss * d.world).backward()  # DDP/FSDP2 average over ranks; the normalisers are already global
-        stats["loss"] += float(loss.detach())
-        stats["entropy"] += float((ent.detach() * cm).sum()) / n_tok
-        stats["clip_frac"] += float(s["clip_frac"]) * float(cm.sum()) / n_tok
-        if b.rollout_logp is not None:  # training-inference mismatch: the rollout's vs the trainer's raw log-probs (before temperature)
-            stats["rollout_logp_diff"] += float(((raw_logp[0] - b.rollout_logp).abs() * cm).sum()) / n_tok
-    stats = dict(zip(stats, d.all_sum(list(stats.values()))))
-    learner.mask.zero_grads()  # 5. masked Q/K rows: zero before clipping (hooks did it already unless FSDP2)
-    clipped = torch.nn.utils.clip_grad_norm_(learner.model.parameters(), cfg.max_grad_norm)
-    grad_norm = float(parallel.full_tensor(clipped))
-    stats["grad_norm"] = grad_norm
-    stats["finite"] = math.isfinite(stats["loss"]) and math.isfinite(grad_norm)
-    if stats["finite"]:
-        learner.opt.step()
-        learner.mask.after_step()  # AdamW decayed the masked rows too: put them back
-    learner.opt.zero_grad(set_to_none=True)
-    return stats
 
 
 def make_rollout(cfg: TrainConfig, model, tok, model_dir, d: parallel.Dist):
@@ -394,20 +237,6 @@ def setup(cfg: TrainConfig, resume: bool = True, log=print) -> tuple[Run, Learne
     return run, learner
 
 
-def make_learner(cfg: TrainConfig, d: parallel.Dist, net, model, opt, mask: LongActMask, ref=None) -> Learner:
-    """A `Learner` with the configured policy loss and aggregation bound to their settings."""
-    return Learner(cfg, d, net, model, opt, mask,
-                   functools.partial(L.POLICY_LOSSES[cfg.algo.policy_loss], dual_clip_c=cfg.algo.dual_clip_c,
-                                     log_ratio_clamp=cfg.algo.log_ratio_clamp),
-                   # dr_grpo / seq_mean_token_sum_norm divide by a constant: the generation budget
-                   functools.partial(L.AGGREGATIONS[cfg.algo.aggregation], max_len=cfg.sampling.max_new_tokens),
-                   ref)
-
-
-def optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas)
-
-
 def refresh_mask(run: Run, learner: Learner) -> Learner:
     """A new mask from the current weights, in place of the old one."""
     learner.mask.detach()  # else the old mask's hooks keep zeroing rows the new one updates
@@ -437,22 +266,23 @@ def train_step(run: Run, learner: Learner, step: int, data_pos: int, skipped: in
             chunk = rows[i * len(rows) // cfg.mini_batches:(i + 1) * len(rows) // cfg.mini_batches]
             updates.append(update(learner, chunk, fresh=not updates))
     t_update = time.perf_counter() - t0 - t_rollout
-    skipped += sum(not u["finite"] for u in updates)
+    skipped += sum(not u.applied for u in updates)
     for i, u in enumerate(updates):
-        if not u["finite"]:
-            log(f"step {step + 1} update {i + 1}: non-finite loss or gradient (loss {u['loss']}, "
-                f"grad norm {u['grad_norm']}); update skipped")
+        if not u.applied:
+            log(f"step {step + 1} update {i + 1}: non-finite loss or gradient (loss {u.loss}, "
+                f"grad norm {u.grad_norm}); update skipped")
     run.rollout.sync(learner.model)
 
     # 8. scalars to log (means over the step's updates; reward over kept groups of all ranks)
-    r_sum, r_n = d.all_sum([float(sum(r.sum() for _, _, r in groups)), float(sum(r.numel() for _, _, r in groups))])
+    r_sum, r_n = d.all_sum([float(sum(g.rewards.sum() for g in groups)), float(sum(g.rewards.numel() for g in groups))])
     changed = learner.mask.masked_rows_changed()
     changed = int(d.all_sum([changed])[0]) if d.mode == "fsdp" else changed
     return data_pos, {
         "reward": r_sum / r_n if r_n else 0.0,
-        **{k: sum(u[k] for u in updates) / max(len(updates), 1) for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
+        **{k: sum(getattr(u, k) for u in updates) / max(len(updates), 1)
+           for k in ("loss", "kl", "entropy", "clip_frac", "grad_norm")},
         # mean |rollout - trainer| log-prob per token at the first update (policy = sampler)
-        "rollout/logp_abs_diff": updates[0]["rollout_logp_diff"] if updates else 0.0,
+        "rollout/logp_abs_diff": updates[0].rollout_logp_diff if updates else 0.0,
         "updates": len(updates),
         **ds_counts, "mask/qk_rows_updated": learner.mask.rows_updated(), "mask/masked_rows_changed": changed,
         "time/step_s": time.perf_counter() - t0, "time/rollout_s": t_rollout, "time/update_s": t_update,

@@ -15,28 +15,13 @@ a 400), which silently changes a benchmark. So the harness fits every prompt bef
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 from harness.errors import UserError
-from tasks.tokens import count_prompt_tokens, middle_truncate_ids, render_prompt
+from tasks.tokens import FitResult, count_prompt_tokens, middle_truncate_ids, render_prompt
 
 
 def prompt_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass
-class FitResult:
-    """What was sent for one request and how it was obtained."""
-
-    text: str
-    """Prompt text (completion endpoint) or user-message content (chat endpoint) to send."""
-    prompt_tokens: int
-    """Tokens of the final prompt as the server sees it (chat template included)."""
-    original_tokens: int
-    """Tokens of the prompt before fitting (chat template included)."""
-    truncated: bool
-    removed_tokens: int
 
 
 class PromptFitter:

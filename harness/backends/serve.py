@@ -22,11 +22,12 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness import interrupt
 from harness.errors import UserError
+from harness.flags import flag
 
 
 class ServerStartError(UserError):
@@ -41,37 +42,50 @@ def env_server_args() -> list[str]:
 
 @dataclass
 class ServerConfig:
-    """How to launch vLLM. Every field is recorded in run.json under `serving`."""
+    """How to launch vLLM: the `serve` section of a run's config (the fields with a flag are
+    `longact eval` flags), and, with the run's model, window, key and placement filled in
+    (harness/run/backends.py: `launch_config`), the launch of one server. Every field is recorded
+    in run.json under `serving` or config.json under `serve`."""
 
-    model: str
-    """Path (or hub id on machines with network) of the checkpoint to serve."""
+    model: str | None = None
+    """Path (or hub id on machines with network) of the checkpoint to serve: the run's --model."""
     served_model_name: str | None = None
     """Name the API exposes; defaults to `model`."""
-    host: str = "127.0.0.1"
+    host: str = flag("--host", "bind address of a started server (default: %(default)s)", "127.0.0.1")
     """Bind address. Loopback unless the user asks otherwise."""
-    port: int | None = None
+    port: int | None = flag("--port", "port of a started server (default: a free one)", parse=int)
     """TCP port; None picks a free one."""
     max_model_len: int | None = None
-    """Context window (prompt + generation) the server accepts; None lets vLLM read the config."""
-    dtype: str = "auto"
-    tensor_parallel_size: int = 1
-    data_parallel_size: int = 1
+    """Context window (prompt + generation) the server accepts (the run's --max-model-len); None
+    lets vLLM read the config."""
+    dtype: str = flag("--dtype", "weights/activation dtype vLLM loads the model in (default: %(default)s)", "auto")
+    tensor_parallel_size: int = flag("--tensor-parallel-size", "GPUs per model replica (vLLM; default: %(default)s)",
+                                     1, parse=int)
+    data_parallel_size: int = flag("--data-parallel-size", "engine replicas behind the one endpoint of a started server "
+                                   "(vLLM data parallelism; default: %(default)s)", 1, parse=int)
     """Engine replicas behind this one endpoint (vLLM's own data parallelism)."""
+    servers: int = flag("--servers", "start N independent servers (each on its own GPUs when there are GPUs) and spread "
+                        "the requests over them, as with several --base-url (default: %(default)s)", 1, parse=int,
+                        metavar="N")
+    """How many servers a run starts side by side, each a copy of this config on its own devices
+    (`placements`); one server ignores it."""
     devices: str | None = None
     """CUDA_VISIBLE_DEVICES for this server (several servers on one node: each its own GPUs)."""
     cpus: str | None = None
     """CPU build: the cores its worker binds to (VLLM_CPU_OMP_THREADS_BIND, e.g. "0" or "2-3");
     None leaves vLLM's own choice (with several servers on one machine, all on the same cores)."""
     api_key: str | None = None
-    """When set, the server requires it and the client sends it."""
+    """When set, the server requires it and the client sends it (the run's --api-key)."""
     cpu_kv_cache_gib: int = 1
     """VLLM_CPU_KVCACHE_SPACE for the CPU build (ignored by the CUDA build)."""
-    startup_timeout_s: float = 600.0
+    startup_timeout_s: float = flag("--startup-timeout", "seconds to wait for health (default: %(default)s)",
+                                    600.0, parse=float)
     trust_remote_code: bool = False
     """Off unless asked: a checkpoint's own Python code never runs by default."""
     load_format: str = "safetensors"
     """Weights load from safetensors only (no pickle); `--server-args='--load-format pt'` opts in."""
-    extra_args: list[str] = field(default_factory=env_server_args)
+    extra_args: list[str] = flag("--server-args", "extra vLLM server flags, one quoted string (default: "
+                                 "$LONGACT_SERVER_ARGS)", parse=shlex.split, default_factory=env_server_args)
     """Passed verbatim after the flags above (e.g. ["--pipeline-parallel-size", "2"]); default:
     $LONGACT_SERVER_ARGS."""
     swappable: bool = False
@@ -80,6 +94,8 @@ class ServerConfig:
     endpoints run methods on the workers."""
 
     def command(self, port: int) -> list[str]:
+        if not self.model:
+            raise ValueError("ServerConfig.model is unset: a launch serves the run's model (`launch_config`)")
         cmd = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(self.model),

@@ -62,14 +62,16 @@ def json_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def git_info(path: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
+def git_info(path: str | os.PathLike | None = None, ignore: tuple[str, ...] = ()) -> tuple[str | None, bool | None]:
+    """(HEAD's commit, whether tracked files changed) of the checkout at `path` (default: the
+    project's); (None, None) outside git. `ignore`: paths whose changes do not count as dirty."""
     cwd = str(path or Path(__file__).resolve().parent.parent)
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None, None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":!{p}" for p in ignore)], cwd=cwd, capture_output=True, text=True, timeout=10)
         return commit.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.TimeoutExpired):
         return None, None

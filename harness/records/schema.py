@@ -147,6 +147,25 @@ class CodeInfo:
 
 
 @dataclass
+class ShardInfo:
+    """What a `--shard K/N` run evaluated (harness/run/shard.py), for `longact merge`."""
+
+    index: int
+    """K, from 1."""
+    count: int
+    """N."""
+    items: dict[str, list[int]]
+    """Task -> the doc_ids this shard evaluated."""
+    of: dict[str, int]
+    """Task -> the items of the whole run (every shard)."""
+    prompt_tokens: int
+    """This shard's prompt tokens, estimated as the shards were balanced."""
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+@dataclass
 class RunRecord:
     run_id: str
     """Unique id (UTC time + random suffix); also the run directory's name."""
@@ -177,9 +196,8 @@ class RunRecord:
     seeds: dict[str, int] = field(default_factory=dict)
     limit: float | None = None
     """`--limit` (None: full tasks). Limited runs are flagged in tables."""
-    shard: dict[str, Any] | None = None
-    """A `--shard K/N` run: {"index": K, "count": N, "items": {task: [doc_id, ...]}, "of": {task:
-    items of the whole run}, "prompt_tokens": this shard's, estimated as it was balanced}. None: every item was evaluated here."""
+    shard: ShardInfo | None = None
+    """A `--shard K/N` run's selection; None: every item was evaluated here."""
     merged_from: list[dict[str, Any]] = field(default_factory=list)
     """A `longact merge` run: each shard's {"run_id", "path", "shard", "started_at", "wall_time_s"}."""
     truncation: dict[str, Any] = field(default_factory=dict)

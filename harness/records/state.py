@@ -35,6 +35,13 @@ class RunState:
     resume: str | None = None
     """Shell command that finishes the run in the same directory (None: nothing to resume)."""
 
+    def summary(self, code: bool = False) -> str:
+        """The note, then the command that finishes the run when there is one (`code`: in Markdown
+        backticks): how an unfinished run is named under every table and in every error."""
+        if not self.resume:
+            return self.note
+        return f"{self.note}; to resume: " + (f"`{self.resume}`" if code else self.resume)
+
     @property
     def finished(self) -> bool:
         """Every request was answered: the scores cover the whole run."""

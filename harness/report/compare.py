@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.errors import UserError
 from harness.records.io import load_run
 from harness.records.schema import RunRecord
 from harness.records.state import RunState, run_state
-from harness.report.stats import format_p, paired_test
+from harness.report.stats import format_p, paired_test, stratum_mean
 from harness.report.tables import MARK, NOTE_HEAD, Column, fmt, markdown, marked, published_notes
 from tasks import trainer_layout
 from tasks.benchmarks import group_members, report_for
@@ -228,14 +229,65 @@ def item_differences(a: Run, b: Run, tasks: list[str]) -> list[str]:
     return out
 
 
-def cell(run: Run, col: ScoreColumn) -> tuple[float | None, int]:
-    means, n = [], 0
-    for task, where in col.parts:
-        s = run.scores(task, where)
-        if s:
-            means.append(sum(s.values()) / len(s))
-            n += len(s)
-    return (sum(means) / len(means) if means and len(means) == len(col.parts) else None), n
+class Cell(NamedTuple):
+    """A run's value in one column and the items behind it."""
+
+    value: float | None
+    """The mean of the column's stratum means; None when the run lacks one of its strata."""
+    n: int
+
+
+@dataclass
+class RunRow:
+    """One run's line of the comparison."""
+
+    run: str
+    """The run's label."""
+    status: str
+    path: str
+    values: dict[str, Cell]
+    """Column -> the run's cell."""
+    marked: list[str] = field(default_factory=list)
+    """Columns whose value is not the benchmark's published setting (shown with a mark)."""
+
+
+@dataclass
+class Delta:
+    """A run against the baseline in one column, paired item by item (harness/report/stats.py)."""
+
+    run: str
+    column: str
+    delta: float
+    """Run − baseline, in points, on the shared items."""
+    low: float
+    high: float
+    """The 95% interval of `delta`."""
+    p: float
+    p_floor: float | None
+    test: str
+    n: int
+    detectable: float
+    """The smallest difference these items could have shown (harness/report/power.py)."""
+
+
+@dataclass
+class Comparison:
+    """What `compare` found: each run's cells, each run against the baseline, and what was forced."""
+
+    baseline: str
+    columns: list[str]
+    rows: list[RunRow]
+    deltas: list[Delta]
+    warnings: list[str]
+    """The differences `--force` compared despite."""
+    published: list[str] = field(default_factory=list)
+    """Notes on columns not in the benchmark's published setting."""
+
+
+def cell(run: Run, col: ScoreColumn) -> Cell:
+    strata = [list(s.values()) for task, where in col.parts if (s := run.scores(task, where))]
+    value = stratum_mean(strata) if strata and len(strata) == len(col.parts) else None
+    return Cell(value, sum(map(len, strata)))
 
 
 def paired(base: Run, other: Run, col: ScoreColumn, n_resamples: int = 1000):
@@ -253,12 +305,11 @@ def paired(base: Run, other: Run, col: ScoreColumn, n_resamples: int = 1000):
 def unfinished(runs: list[Run]) -> list[str]:
     """One line per run that has not finished (its scores cover only what it answered), with the
     command that finishes it."""
-    return [f"{r.path}: {r.state.note}" + (f"; to resume: {r.state.resume}" if r.state.resume else "")
-            for r in runs if not r.state.finished]
+    return [f"{r.path}: {r.state.summary()}" for r in runs if not r.state.finished]
 
 
-def compare(paths: list[str], baseline: str | None = None, force: bool = False, n_resamples: int = 1000) -> dict:
-    """{"columns", "rows": [{"run", "status", "values": {col: (value, n)}}], "deltas": [...], "warnings"}."""
+def compare(paths: list[str], baseline: str | None = None, force: bool = False, n_resamples: int = 1000) -> Comparison:
+    """Each run's cells, and each run against the baseline (`baseline`, else the first run)."""
     if not paths:
         raise UserError("give at least one run directory")
     runs = [load(p) for p in paths]
@@ -285,8 +336,8 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
             raise UserError(f"{r.path} was not run the same way as the baseline {base.path}:\n  - " + "\n  - ".join(diff)
                             + "\nPairing them would compare different benchmarks; rerun one of them, or pass --force.")
         warnings += [f"{r.label}: {d}" for d in diff]
-    rows = [{"run": r.label, "status": r.state.status, "path": str(r.path), "values": {c.name: cell(r, c) for c in cols},
-             "marked": [c.name for c in cols if marked("x", [t for t, _ in c.parts], r.record) != "x"]}
+    rows = [RunRow(r.label, r.state.status, str(r.path), {c.name: cell(r, c) for c in cols},
+                   [c.name for c in cols if marked("x", [t for t, _ in c.parts], r.record) != "x"])
             for r in runs]
     deltas = []
     for r in runs:
@@ -295,22 +346,21 @@ def compare(paths: list[str], baseline: str | None = None, force: bool = False, 
         for c in cols:
             res = paired(base, r, c, n_resamples)
             if res is not None:
-                deltas.append({"run": r.label, "column": c.name, "delta": res.delta, "low": res.low, "high": res.high,
-                               "p": res.p_value, "p_floor": res.p_floor, "test": res.test, "n": res.n,
-                               "detectable": res.detectable})
-    return {"baseline": base.label, "columns": [c.name for c in cols], "rows": rows, "deltas": deltas,
-            "warnings": warnings, "published": published_notes([(r.label, r.record) for r in runs])}
+                deltas.append(Delta(r.label, c.name, res.delta, res.low, res.high, res.p_value, res.p_floor, res.test,
+                                    res.n, res.detectable))
+    return Comparison(base.label, [c.name for c in cols], rows, deltas, warnings,
+                      published_notes([(r.label, r.record) for r in runs]))
 
 
-def regressions(result: dict, margin: float) -> list[str]:
+def regressions(result: Comparison, margin: float) -> list[str]:
     """The CI gate (`longact compare --fail-if-worse MARGIN`): one line per (run, column) that is
     worse than the baseline by more than `margin` points AND beyond noise (its whole 95% interval
     below 0). A drop inside the margin, or one the interval cannot tell from 0, passes."""
     out = []
-    for d in result["deltas"]:
-        if d["delta"] < -margin and d["high"] < 0:
-            out.append(f"{d['column']}: {d['run']} is {-d['delta']:.1f} points below the baseline {result['baseline']} "
-                       f"(95% CI [{d['low']:+.1f}, {d['high']:+.1f}], n={d['n']}), more than the {margin:g}-point margin")
+    for d in result.deltas:
+        if d.delta < -margin and d.high < 0:
+            out.append(f"{d.column}: {d.run} is {-d.delta:.1f} points below the baseline {result.baseline} "
+                       f"(95% CI [{d.low:+.1f}, {d.high:+.1f}], n={d.n}), more than the {margin:g}-point margin")
     return out
 
 
@@ -328,16 +378,15 @@ def fmt_detectable(value: float) -> str:
     return "±" + ("∞" if math.isinf(value) else f"{value:.1f}")
 
 
-def to_frames(result: dict):
+def to_frames(result: Comparison):
     import pandas as pd
 
     # A status column only when some run has not finished: complete runs are the normal case.
-    status = any(r.get("status", "complete") != "complete" for r in result["rows"])
-    values = pd.DataFrame([{"run": r["run"], **({"status": r["status"]} if status else {}),
-                            **{c: fmt(r["values"][c][0]) + (MARK if c in r.get("marked", ()) else "")
-                               for c in result["columns"]}}
-                           for r in result["rows"]]).set_index("run")
-    deltas = pd.DataFrame(result["deltas"], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n",
+    status = any(r.status != "complete" for r in result.rows)
+    values = pd.DataFrame([{"run": r.run, **({"status": r.status} if status else {}),
+                            **{c: fmt(r.values[c].value) + (MARK if c in r.marked else "") for c in result.columns}}
+                           for r in result.rows]).set_index("run")
+    deltas = pd.DataFrame([asdict(d) for d in result.deltas], columns=["run", "column", "delta", "low", "high", "p", "p_floor", "test", "n",
                                                      "detectable"])
     if not deltas.empty:
         deltas["95% CI"] = deltas.apply(lambda d: f"[{d['low']:+.1f}, {d['high']:+.1f}]", axis=1)
@@ -348,7 +397,7 @@ def to_frames(result: dict):
     return values, deltas
 
 
-def render(result: dict, fmt: str = "md") -> str:
+def render(result: Comparison, fmt: str = "md") -> str:
     values, deltas = to_frames(result)
     if fmt == "csv":
         return values.to_csv() + "\n" + deltas.to_csv(index=False)
@@ -356,14 +405,14 @@ def render(result: dict, fmt: str = "md") -> str:
         return values.to_latex() + "\n" + deltas.to_latex(index=False)
     if fmt == "html":
         return values.to_html() + "\n" + deltas.to_html(index=False)
-    head = f"baseline: {result['baseline']} · scores in percent · delta = run − baseline on shared items\n\n"
+    head = f"baseline: {result.baseline} · scores in percent · delta = run − baseline on shared items\n\n"
     out = head + _markdown(values.reset_index(), 2 if "status" in values.columns else 1)
     if not deltas.empty:
         out += "\n\n" + _markdown(deltas, 2) + "\n\n" + DETECTABLE_NOTE
-    if result["warnings"]:
-        out += "\n\nforced (--force) despite:\n" + "\n".join(f"- {w}" for w in result["warnings"])
-    if result.get("published"):
-        out += f"\n\n{NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in result["published"])
+    if result.warnings:
+        out += "\n\nforced (--force) despite:\n" + "\n".join(f"- {w}" for w in result.warnings)
+    if result.published:
+        out += f"\n\n{NOTE_HEAD}\n" + "\n".join(f"- {n}" for n in result.published)
     return out
 
 

@@ -14,13 +14,67 @@ table gives each arm's mean over seeds at every training step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from harness.errors import UserError
 from harness.report.compare import DETECTABLE, DETECTABLE_NOTE, Run, ScoreColumn, differences, fmt_detectable, load, union_columns
-from harness.report.seeds import compare_seeds, stratum_mean
+from harness.report.seeds import SeedResult, compare_seeds
+from harness.report.stats import stratum_mean
 from harness.report.tables import Column, fmt, markdown
 from tasks import trainer_layout
+
+
+class SeedCell(NamedTuple):
+    """An arm's value in one column: the mean over its seeds, and each seed's value."""
+
+    mean: float
+    per_seed: list[float]
+
+
+@dataclass
+class ArmRow:
+    arm: str
+    values: dict[str, SeedCell]
+    """Column -> the arm's cell."""
+    seeds: list[int]
+    """The seeds the arm was trained at (an ablation arm may have fewer than the baseline)."""
+
+
+@dataclass
+class ArmDelta:
+    """An arm against the baseline arm in one column, over the arm's seeds."""
+
+    arm: str
+    column: str
+    result: SeedResult
+
+
+@dataclass
+class ExperimentComparison:
+    baseline: str
+    """The baseline arm (the manifest's first)."""
+    seeds: list[int]
+    """The baseline's seeds."""
+    columns: list[str]
+    rows: list[ArmRow]
+    deltas: list[ArmDelta]
+    steps: dict[str, dict[int, dict[str, list[float]]]] = field(default_factory=dict)
+    """arm -> step -> column -> the per-seed values at that step (`_step_curves`); empty unless
+    some arm has more than one step."""
+    warnings: list[str] = field(default_factory=list)
+    """The differences `--force` compared despite."""
+
+
+class Table(NamedTuple):
+    """One table of the report, as text cells."""
+
+    caption: str
+    header: list[str]
+    rows: list[list[str]]
+    n_left: int
+    """Columns on the left that hold text (left-aligned)."""
 
 
 def _strata(runs: list, col: ScoreColumn) -> list[list[list[float]]] | None:
@@ -48,7 +102,7 @@ def _loader(loaded: dict[Path, Run]):
 
 
 def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, force: bool = False,
-                       loaded: dict[Path, Run] | None = None) -> dict:
+                       loaded: dict[Path, Run] | None = None) -> ExperimentComparison:
     """`loaded`: runs already read (resolved run directory -> Run), not read again."""
     from harness.run.experiments import arm_runs
 
@@ -85,18 +139,17 @@ def compare_experiment(manifest: str, results: str, n_resamples: int = 2000, for
         values = {}
         for name, by_key in per_column.items():
             cells = [stratum_mean(by_key[(arm, s)]) for s in seeds_of[arm]]
-            values[name] = (sum(cells) / len(cells), cells)
-        rows.append({"arm": arm, "values": values, "seeds": seeds_of[arm]})
+            values[name] = SeedCell(sum(cells) / len(cells), cells)
+        rows.append(ArmRow(arm, values, seeds_of[arm]))
         if arm == base_name:
             continue
         for name, by_key in per_column.items():
             own = seeds_of[arm]
             res = compare_seeds([by_key[(base_name, s)] for s in own], [by_key[(arm, s)] for s in own],
                                 n_resamples=n_resamples)
-            deltas.append({"arm": arm, "column": name, "result": res})
-    steps = _step_curves(manifest, results, cols, get)
-    return {"baseline": base_name, "seeds": seeds, "columns": list(per_column), "rows": rows, "deltas": deltas,
-            "steps": steps, "warnings": problems}
+            deltas.append(ArmDelta(arm, name, res))
+    return ExperimentComparison(base_name, seeds, list(per_column), rows, deltas,
+                                _step_curves(manifest, results, cols, get), problems)
 
 
 def _step_curves(manifest, results, cols, get) -> dict:
@@ -132,38 +185,36 @@ def _step_curves(manifest, results, cols, get) -> dict:
     return curves if any(len(v) > 1 for v in curves.values()) else {}
 
 
-def experiment_tables(result: dict) -> list[tuple[str, list[str], list[list[str]], int]]:
-    """The report as (caption, header, rows, number of text columns on the left) tables: arms over
-    seeds, deltas against the baseline arm, score against training step (the last two when there
+def experiment_tables(result: ExperimentComparison) -> list[Table]:
+    """The report as tables: arms over seeds, deltas against the baseline arm, score against training step (the last two when there
     is something to show)."""
-    cols, n_seeds = result["columns"], len(result["seeds"])
-    out = [(f"baseline arm: {result['baseline']} · seeds {', '.join(map(str, result['seeds']))} · scores in percent, "
-            "mean over seeds [per seed]", ["arm", *cols],
-            [[r["arm"]] + [f"{fmt(r['values'][c][0])} [{', '.join(fmt(x) for x in r['values'][c][1])}]" for c in cols]
-             for r in result["rows"]], 1)]
-    if result["deltas"]:
-        out.append(("delta = arm − baseline, mean over the arm's seeds · 95% CI: hierarchical bootstrap (seeds, then "
+    cols, n_seeds = result.columns, len(result.seeds)
+    out = [Table(f"baseline arm: {result.baseline} · seeds {', '.join(map(str, result.seeds))} · scores in percent, "
+                 "mean over seeds [per seed]", ["arm", *cols],
+                 [[r.arm] + [f"{fmt(r.values[c].mean)} [{', '.join(fmt(x) for x in r.values[c].per_seed)}]" for c in cols]
+                  for r in result.rows], 1)]
+    if result.deltas:
+        out.append(Table("delta = arm − baseline, mean over the arm's seeds · 95% CI: hierarchical bootstrap (seeds, then "
                     "items) · p: exact sign flip over the arm's seeds (smallest possible with "
                     f"{n_seeds} seeds: {2 / 2 ** n_seeds:.3g}) · " + DETECTABLE_NOTE,
                     ["arm", "column", "delta", "95% CI", DETECTABLE, "from", "p", "per seed", "seeds", "items"],
-                    [[d["arm"], d["column"], f"{d['result'].delta:+.1f}",
-                      f"[{d['result'].low:+.1f}, {d['result'].high:+.1f}]", fmt_detectable(d["result"].detectable),
-                      d["result"].detectable_basis, f"{d['result'].p_value:.3g}",
-                      ", ".join(f"{x:+.1f}" for x in d["result"].per_seed), str(d["result"].n_seeds),
-                      str(d["result"].n_items)] for d in result["deltas"]], 2))
-    if result["steps"]:
-        out.append(("score against training step (mean over seeds; step 0: the starting checkpoint)",
+                    [[d.arm, d.column, f"{d.result.delta:+.1f}", f"[{d.result.low:+.1f}, {d.result.high:+.1f}]",
+                      fmt_detectable(d.result.detectable), d.result.detectable_basis, f"{d.result.p_value:.3g}",
+                      ", ".join(f"{x:+.1f}" for x in d.result.per_seed), str(d.result.n_seeds),
+                      str(d.result.n_items)] for d in result.deltas], 2))
+    if result.steps:
+        out.append(Table("score against training step (mean over seeds; step 0: the starting checkpoint)",
                     ["arm", "step", *cols],
                     [[arm, str(step)] + [fmt(sum(v[c]) / len(v[c]) if v.get(c) else None) for c in cols]
-                     for arm, by_step in result["steps"].items() for step, v in by_step.items()], 1))
+                     for arm, by_step in result.steps.items() for step, v in by_step.items()], 1))
     return out
 
 
-def render_experiment(result: dict) -> str:
-    blocks = [f"{caption}\n\n" + markdown([Column(h, align="left" if i < n_left else "right")
-                                            for i, h in enumerate(header)], rows)
-              for caption, header, rows, n_left in experiment_tables(result)]
+def render_experiment(result: ExperimentComparison) -> str:
+    blocks = [f"{t.caption}\n\n" + markdown([Column(h, align="left" if i < t.n_left else "right")
+                                              for i, h in enumerate(t.header)], t.rows)
+              for t in experiment_tables(result)]
     out = "\n\n".join(blocks)
-    if result["warnings"]:
-        out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result["warnings"])
+    if result.warnings:
+        out += "\n\nforced despite differences:\n" + "\n".join(f"- {w}" for w in result.warnings)
     return out

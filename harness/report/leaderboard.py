@@ -104,8 +104,7 @@ def row_status(row: ModelRow) -> str:
 
 def unfinished_notes(board: Board) -> list[str]:
     """Under the table: each unfinished run, how it stands, and the command that finishes it."""
-    return [f"{row.label}: {run.record.run_id}: {run.state.note}"
-            + (f"; to resume: `{run.state.resume}`" if run.state.resume else "")
+    return [f"{row.label}: {run.record.run_id}: {run.state.summary(code=True)}"
             for row in board.rows for run in row.unfinished]
 
 
@@ -199,10 +198,10 @@ def experiments(runs, results_dir) -> list[dict]:
                                           for arm, per_seed in metrics.items()} for tag in plots.ARM_TAGS})
         if curves:
             figures["training curves per arm: mean over seeds, shaded: range over seeds"] = curves
-        steps = result["steps"] if result else {}
+        steps = result.steps if result else {}
         if steps:
             per_column = {col: {arm: _by_seed({step: v[col] for step, v in by_step.items() if col in v})
-                                for arm, by_step in steps.items()} for col in result["columns"]}
+                                for arm, by_step in steps.items()} for col in result.columns}
             figures["eval score against training step per arm (step 0: the starting checkpoint): mean over "
                     "seeds, shaded: range over seeds"] = plots.band_panels(per_column, ylabel="score", percent=True)
         shown = f"{manifest}" if where == Path(results_dir) else f"{manifest}; evaluated in {where}"

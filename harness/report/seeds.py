@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.report.stats import stratum_mean
+
 
 @dataclass(frozen=True)
 class SeedResult:
@@ -37,11 +39,6 @@ class SeedResult:
     from the spread of the per-seed differences with two seeds or more, else from the items'
     discordance at the one seed (harness/report/power.py)."""
     detectable_basis: str = ""
-
-
-def stratum_mean(scores: list) -> float:
-    """One run's cell: the mean of its stratum means (scores[k]: the items of stratum k)."""
-    return float(np.mean([np.mean(s) for s in scores]))
 
 
 def hierarchical_bootstrap(base: list[list], arm: list[list], n_resamples: int = 2000, seed: int = 0,

@@ -79,8 +79,15 @@ def _sign_flipped_means(d: np.ndarray, n_resamples: int, rng) -> np.ndarray:
     return (signs * np.abs(d)).mean(axis=1)
 
 
+def stratum_mean(strata) -> float:
+    """The mean of the stratum means (strata[k]: the values of stratum k), so that each stratum
+    (a task, a context length) counts once whatever its number of items: a run's cell in every
+    table, and the paired difference the tests are about."""
+    return float(np.mean([np.mean(s) for s in strata]))
+
+
 def stratified_mean(diffs) -> float:
-    return float(np.mean([d.mean() for d in _strata(diffs)]))
+    return stratum_mean(_strata(diffs))
 
 
 def paired_bootstrap(diffs, n_resamples: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:

@@ -100,8 +100,8 @@ def incomparable(record: RunRecord) -> dict[str, str]:
         if not ok:
             out[task] = why
         elif record.shard:
-            out[task] = (f"shard {record.shard['index']}/{record.shard['count']}: {result.n_samples} of "
-                         f"{record.shard['of'].get(task, '?')} items (join the shards with `longact merge`)")
+            out[task] = (f"shard {record.shard}: {result.n_samples} of "
+                         f"{record.shard.of.get(task, '?')} items (join the shards with `longact merge`)")
     return out
 
 
@@ -134,7 +134,7 @@ def run_table(run: str | os.PathLike | RunRecord) -> str:
                       # A run stopped before its server came up has no window yet: 0 would read as a setting.
                       + ([f"window {record.serving.max_model_len}"] if record.serving.max_model_len else [])
                       + ([f"limit {record.limit:g}"] if record.limit else [])
-                      + ([f"shard {record.shard['index']}/{record.shard['count']}"] if record.shard else []))
+                      + ([f"shard {record.shard}"] if record.shard else []))
     if not state.finished:
         head += f"\n\n{state.note}" + (f"\nto resume: {state.resume}" if state.resume else "")
     rows = run_rows(record)

@@ -4,7 +4,7 @@
                run=RunConfig(tasks=["tiny"]), client=ClientConfig(concurrency=4))
 
 * `EvalConfig`: what is evaluated (model, tokenizer, window) and how it is reached (`backend`).
-* `ServeConfig`: how the harness starts vLLM when no base URL is given.
+* `ServerConfig` (harness/backends/serve.py): how the harness starts vLLM when no base URL is given.
 * `ClientConfig`: how requests reach the model (URL, key, concurrency, retries, timeouts).
 * `RunConfig`: what is run (tasks, mode, samples, decoding overrides, task metadata, seed) and
   where results go.
@@ -19,26 +19,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shlex
 from dataclasses import dataclass, field
-from typing import Any, Callable
 
-from harness.backends.serve import env_server_args
+from harness.backends.serve import ServerConfig
 from harness.errors import UserError
+from harness.flags import flag
+from harness.run import backends
 from harness.run.shard import Shard
-
-
-def flag(name: str, help: str, default: Any = None, parse: Callable | None = None,
-         default_factory: Callable | None = None, **kw) -> Any:
-    """A dataclass field that is also a CLI flag. `parse` turns the flag's string into the value;
-    `default_factory` makes the default when the flag is absent; other keywords go to argparse
-    (`action`, `metavar`, `choices`)."""
-    meta = {"flag": name, "help": help, "parse": parse, "argparse": kw}
-    if default_factory is not None:
-        return field(default_factory=default_factory, metadata=meta)
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 def _csv(value: str) -> list[str]:
@@ -65,26 +52,6 @@ def _shard(value: str) -> str:
 def _limit(value: str) -> float | int:
     x = float(value)
     return int(x) if x >= 1 else x
-
-
-@dataclass
-class ServeConfig:
-    """How the harness starts vLLM (`--backend server` without `--base-url`)."""
-
-    host: str = flag("--host", "bind address of a started server (default: %(default)s)", "127.0.0.1")
-    port: int | None = flag("--port", "port of a started server (default: a free one)", parse=int)
-    dtype: str = flag("--dtype", "weights/activation dtype vLLM loads the model in (default: %(default)s)", "auto")
-    tensor_parallel_size: int = flag("--tensor-parallel-size", "GPUs per model replica (vLLM; default: %(default)s)",
-                                     1, parse=int)
-    data_parallel_size: int = flag("--data-parallel-size", "engine replicas behind the one endpoint of a started server "
-                                   "(vLLM data parallelism; default: %(default)s)", 1, parse=int)
-    servers: int = flag("--servers", "start N independent servers (each on its own GPUs when there are GPUs) and spread "
-                        "the requests over them, as with several --base-url (default: %(default)s)", 1, parse=int,
-                        metavar="N")
-    extra_args: list[str] = flag("--server-args", "extra vLLM server flags, one quoted string (default: "
-                                 "$LONGACT_SERVER_ARGS)", parse=shlex.split, default_factory=env_server_args)
-    startup_timeout_s: float = flag("--startup-timeout", "seconds to wait for health (default: %(default)s)",
-                                    600.0, parse=float)
 
 
 @dataclass
@@ -151,9 +118,10 @@ class EvalConfig:
     tokenizer: str | None = flag("--tokenizer", "tokenizer for prompt fitting (default: the model's)")
     max_model_len: int | None = flag("--max-model-len", "window: prompt + generation budget (default: the server's)",
                                      parse=int)
-    backend: str = flag("--backend", "server: OpenAI-compatible vLLM server (default); hf: lm-eval's in-process "
-                        "transformers", "server", choices=["server", "hf"])
-    serve: ServeConfig = field(default_factory=ServeConfig)
+    backend: str = flag("--backend", backends.flag_help(), "server", choices=list(backends.BACKENDS))
+    """A name in harness/run/backends.py's registry."""
+    serve: ServerConfig = field(default_factory=ServerConfig)
+    """How started servers are launched (their model, window and key are the run's: `launch_config`)."""
     client: ClientConfig = field(default_factory=ClientConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
@@ -174,7 +142,7 @@ def _flag_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if "flag" in f.metadata]
 
 
-SECTIONS = {"serve": ServeConfig, "client": ClientConfig, "run": RunConfig}
+SECTIONS = {"serve": ServerConfig, "client": ClientConfig, "run": RunConfig}
 
 
 def add_flags(parser: argparse.ArgumentParser) -> None:

@@ -35,7 +35,8 @@ from harness.records.schema import RunRecord, SampleRecord, SchemaError
 from harness.run import lm_eval_internals
 from harness.run.config import EvalConfig, config_from_dict
 from harness.run.modes import apply_mode
-from harness.run.runner import RequestTotals, configure_tasks, group_results, task_result
+from harness.run.results import RequestTotals, group_results, task_result
+from harness.run.runner import configure_tasks
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
 from tasks.tokens import load_tokenizer, tokenizer_identity
 
@@ -55,7 +56,7 @@ class ShardRun:
 
     @property
     def name(self) -> str:
-        return f"{self.path} (shard {self.record.shard['index']}/{self.record.shard['count']})"
+        return f"{self.path} (shard {self.record.shard})"
 
 
 def load_shard(path: str | Path) -> ShardRun:
@@ -66,7 +67,7 @@ def load_shard(path: str | Path) -> ShardRun:
     if not record.shard:
         raise UserError(f"{run_dir} is not a shard (its run.json has no `shard`; runs made with --shard K/N have)")
     if record.status != "complete":
-        raise UserError(f"{run_dir} (shard {record.shard['index']}/{record.shard['count']}) is {record.status}, not "
+        raise UserError(f"{run_dir} (shard {record.shard}) is {record.status}, not "
                         "complete: rerun its command (it resumes), then merge")
     try:
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
@@ -90,13 +91,13 @@ def identity(record: RunRecord) -> dict:
     return {"model weights": record.model.weights_sha256 or record.model.served_fingerprint,
             "tokenizer": record.model.tokenizer_sha256, "window": record.serving.max_model_len,
             "mode": record.mode, "samples per item": record.samples_per_item, "chat template": record.chat_template,
-            "limit": record.limit, "seeds": record.seeds, "shard count": record.shard["count"]}
+            "limit": record.limit, "seeds": record.seeds, "shard count": record.shard.count}
 
 
 def check_shards(shards: list[ShardRun]) -> None:
     """Refuse shards that do not make one run, saying which and how."""
     first = shards[0]
-    n = first.record.shard["count"]
+    n = first.record.shard.count
     expected = identity(first.record)
     for s in shards[1:]:
         for what, value in identity(s.record).items():
@@ -108,11 +109,11 @@ def check_shards(shards: list[ShardRun]) -> None:
         if diff:
             raise UserError(f"{s.name} and {first.name} were run with different settings ({', '.join(diff)}): "
                             "they are not shards of one run")
-    indices = sorted(s.record.shard["index"] for s in shards)
+    indices = sorted(s.record.shard.index for s in shards)
     twice = sorted({i for i in indices if indices.count(i) > 1})
     if twice:
         raise UserError(f"shard(s) {', '.join(map(str, twice))} of {n} given more than once: "
-                        + ", ".join(str(s.path) for s in shards if s.record.shard["index"] in twice))
+                        + ", ".join(str(s.path) for s in shards if s.record.shard.index in twice))
     missing = sorted(set(range(1, n + 1)) - set(indices))
     if missing:
         raise UserError(f"shard(s) {', '.join(f'{i}/{n}' for i in missing)} missing: all {n} shards are needed "
@@ -123,13 +124,13 @@ def check_shards(shards: list[ShardRun]) -> None:
 
 def check_items(shards: list[ShardRun]) -> None:
     """Every task's items, over all shards, are 0..of-1, each exactly once."""
-    totals = shards[0].record.shard["of"]
+    totals = shards[0].record.shard.of
     owner: dict[str, dict[int, ShardRun]] = defaultdict(dict)
     for s in shards:
-        if s.record.shard["of"] != totals:
+        if s.record.shard.of != totals:
             raise UserError(f"{s.name} splits other items than {shards[0].name} (items per task "
-                            f"{s.record.shard['of']} vs {totals})")
-        for task, ids in s.record.shard["items"].items():
+                            f"{s.record.shard.of} vs {totals})")
+        for task, ids in s.record.shard.items.items():
             for i in ids:
                 if i in owner[task]:
                     raise UserError(f"{task} item {i} is in two shards: {owner[task][i].name} and {s.name}")
@@ -164,7 +165,7 @@ def read_rows(shard: ShardRun, task: str) -> list[SampleRecord]:
         except (json.JSONDecodeError, SchemaError) as e:
             raise UserError(f"{path} line {n}: not a samples row ({e})") from e
     ids = sorted(r.doc_id for r in rows)
-    if ids != sorted(shard.record.shard["items"].get(task, [])):
+    if ids != sorted(shard.record.shard.items.get(task, [])):
         raise UserError(f"{path}: its rows are items {ids[:10]}..., not the shard's {task} items in run.json")
     return rows
 
@@ -196,11 +197,11 @@ def merge_runs(paths: list[str | Path], output_dir: str | Path | None = None, ru
     logging.getLogger("lm_eval").setLevel(logging.ERROR)  # as in a run: no per-task --metadata advice
     if not paths:
         raise UserError("name the shard runs to merge: longact merge RUN_DIR RUN_DIR ...")
-    shards = sorted((load_shard(p) for p in paths), key=lambda s: s.record.shard["index"])
+    shards = sorted((load_shard(p) for p in paths), key=lambda s: s.record.shard.index)
     check_shards(shards)
     first = shards[0]
     loaded, cfg = load_tasks_like(first, tokenizer)
-    expected = set(first.record.shard["of"])
+    expected = set(first.record.shard.of)
     if set(loaded["tasks"]) != expected:
         raise UserError(f"the shards' tasks {sorted(expected)} are not those {cfg.run.tasks} loads here "
                         f"({sorted(loaded['tasks'])}): another version of the task code")
@@ -262,6 +263,6 @@ def merged_record(shards: list[ShardRun], command: list[str] | None) -> RunRecor
     record.wall_time_s = max((s.record.wall_time_s or 0.0) for s in shards)
     record.command = list(command or sys.argv)
     record.merged_from = [{"run_id": s.record.run_id, "path": str(s.path),
-                           "shard": f"{s.record.shard['index']}/{s.record.shard['count']}",
+                           "shard": str(s.record.shard),
                            "started_at": s.record.started_at, "wall_time_s": s.record.wall_time_s} for s in shards]
     return record

@@ -4,19 +4,19 @@
     from harness.run.runner import run_eval
     run_dir = run_eval(EvalConfig(model="models/tiny-qwen3", max_model_len=2048, run=RunConfig(tasks=["tiny"])))
 
-`run_eval` is five steps, each handing a typed value to the next:
+`run_eval` is five steps, each handing a typed value (harness/run/steps.py) to the next:
 
 1. `prepare`: check the config, the model path and the task names, load the tokenizer (once:
    the task loaders share it), open the run directory with a `running` record -> `Prepared`;
-2. `connect`: start vLLM (or reach the given server, or swap the weights into a running one)
-   -> `Launch`; `check_target`: learn the window, check the tokenizer against every server and
+2. `connect`: the run's backend (harness/run/backends.py) starts vLLM, or reaches the given
+   server (or the weights are swapped into a running one) -> `Launch`; `check_target`: learn the window, check the tokenizer against every server and
    ask each the identity probe (harness/run/identity.py) -> `Target`; `request_cache`: the
    cache whose answers are proven to come from the served weights, or none;
 3. `load_tasks`: load the tasks with the runtime metadata (tokenizer, window, mode), configure
    the mode, then read each task's request spec from its final config -> `Tasks`;
 4. `evaluate`: lm-eval's `evaluate` on the backend behind the request cache -> `Outcome`
    (lm-eval's results and one `RequestRecord` per request, fresh or cached);
-5. `write_results`: samples files, and the results' fields of the record.
+5. `write_results` (harness/run/results.py): samples files, and the results' fields of the record.
 
 Steps never write into the record: `build_record` makes it once, from the `running` record and
 the facts the steps returned (also for a run that stops early, from the facts it got to).
@@ -40,102 +40,24 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import interrupt
-from harness.backends.lm import RequestRecord, ServerLM, TaskSpec
+from harness.backends.lm import RequestRecord, TaskSpec
 from harness.errors import IncompleteRunError, UserError
 from harness.records import provenance
-from harness.records.aggregate import breakdown, data_sources, group_breakdown, parse_metrics
-from harness.records.io import atomic_write_json, atomic_write_jsonl, create_run_dir, lock_run_dir, utc_now, write_run
+from harness.records.io import atomic_write_json, create_run_dir, lock_run_dir, utc_now, write_run
 from harness.records.lm_eval_format import write_lm_eval_results
-from harness.records.schema import CodeInfo, ModelInfo, RunRecord, SampleRecord, ServerRecord, ServingInfo, TaskResult
-from harness.run import cache, identity, lm_eval_internals
+from harness.records.schema import CodeInfo, ModelInfo, RunRecord, ServerRecord, ServingInfo, ShardInfo
+from harness.run import backends, cache, identity, lm_eval_internals
 from harness.run.config import EvalConfig
 from harness.run.modes import apply_mode
+from harness.run.results import request_counts, write_results
 from harness.run.shard import Shard, TrueDocIds, balanced_partition, prompt_weights, restrict
-from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
+from harness.run.steps import Launch, Outcome, Prepared, Target, Tasks
+from harness.run.tasks import TaskCatalog
 from harness.run.validate import check_chat_template, check_config, check_metadata, check_tokenizer_matches_model
 from tasks.tokens import load_tokenizer, tokenizer_identity
-
-# Long fields dropped from the `doc` copy kept in samples files (the prompt hash identifies them).
-LONG_DOC_FIELDS = ("context", "input_text", "_prompt")
-
-
-# Hand-offs between the steps ------------------------------------------------------------------
-
-@dataclass
-class Prepared:
-    """Step 1: everything known before a server starts."""
-
-    catalog: TaskCatalog
-    tokenizer: object
-    tokenizer_source: str
-    model: ModelInfo
-    remote: list[dict]
-    """`server_info` of each given --base-url (empty when the harness serves or runs in-process)."""
-    run_dir: Path
-    record: RunRecord
-    """The `running` record written here; the final one is built from it (`build_record`)."""
-    lock: object
-    """Open handle holding the run directory's lock until the run ends."""
-
-
-@dataclass
-class Launch:
-    """Step 2, first half: the servers requests will go to, as started here, swapped into a
-    running engine, or given with --base-url; none for the in-process backend."""
-
-    base_urls: list[str] = field(default_factory=list)
-    infos: list[dict] = field(default_factory=list)
-    """`server_info` of each server."""
-    managed: bool = False
-    startup_s: float | None = None
-    weights_swap_s: float | None = None
-    window: int | None = None
-    """The in-process backend's window (servers report theirs: `check_target`)."""
-
-
-@dataclass
-class Target:
-    """Step 2: where requests go and the window they must fit, checked against every server."""
-
-    window: int
-    base_urls: list[str] = field(default_factory=list)
-    served_names: list[str] = field(default_factory=list)
-    """The model's name on each server (on the in-process backend: the model path)."""
-    server_version: str | None = None
-    servers: list[ServerRecord] = field(default_factory=list)
-    """With several servers: each one and its identity probe answer."""
-    fingerprint: str | None = None
-    """What is served: the servers' (common) answer to the identity probe; None in-process or
-    when the server gives no log-probs."""
-    probe_s: float | None = None
-    """Seconds the identity probe took, every server together."""
-
-
-@dataclass
-class Tasks:
-    """Step 3: the loaded lm-eval tasks (configured for the mode) and each one's request spec."""
-
-    loaded: dict
-    specs: dict[str, TaskSpec]
-    items: dict[str, list[int]] | None = None
-    """With --shard: the doc_ids of each task this shard evaluates (None: all, up to --limit)."""
-    shard: dict | None = None
-    """With --shard: the record's `shard` entry."""
-
-
-@dataclass
-class Outcome:
-    """Step 4: lm-eval's results and the accounting of every request, fresh or from the cache."""
-
-    results: dict
-    records: list[RequestRecord]
-    n_sent: int
-    failed: list[RequestRecord] = field(default_factory=list)
-
 
 # Step 1 -------------------------------------------------------------------------------------
 
@@ -182,7 +104,7 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
         serving=ServingInfo(backend=cfg.backend, base_url=",".join(cfg.client.base_url) or None, dtype=cfg.serve.dtype,
                             tensor_parallel_size=cfg.serve.tensor_parallel_size,
                             data_parallel_size=cfg.serve.data_parallel_size, extra_args=started_server_args(cfg),
-                            concurrency=cfg.client.concurrency if cfg.backend == "server" else 1),
+                            concurrency=cfg.client.concurrency if backends.get(cfg.backend).serves else 1),
         code=CodeInfo(harness_version=provenance.harness_version(), git_commit=commit, git_dirty=dirty),
         seeds={"python": seed, "numpy": seed, "torch": seed, "fewshot": seed,
                "per_request_sampling": int(cfg.client.per_request_seed)},
@@ -195,57 +117,23 @@ def new_record(cfg: EvalConfig, run_id: str, model: ModelInfo) -> RunRecord:
 def started_server_args(cfg: EvalConfig) -> list[str]:
     """The extra flags of the servers this run starts; none for a server it does not start
     (--base-url) or the in-process backend: the record lists only flags a server got."""
-    return [] if cfg.client.base_url or cfg.backend == "hf" else list(cfg.serve.extra_args)
+    return [] if cfg.client.base_url or not backends.get(cfg.backend).serves else list(cfg.serve.extra_args)
 
 
 # Step 2 -------------------------------------------------------------------------------------
 
-def server_config(cfg: EvalConfig, swappable: bool = False, devices: str | None = None, cpus: str | None = None):
-    from harness.backends.serve import ServerConfig
-
-    return ServerConfig(
-        model=cfg.model, host=cfg.serve.host, port=cfg.serve.port, max_model_len=cfg.max_model_len,
-        dtype=cfg.serve.dtype, tensor_parallel_size=cfg.serve.tensor_parallel_size,
-        data_parallel_size=cfg.serve.data_parallel_size, devices=devices, cpus=cpus, api_key=cfg.client.api_key,
-        startup_timeout_s=cfg.serve.startup_timeout_s, extra_args=list(cfg.serve.extra_args), swappable=swappable)
-
-
 @contextlib.contextmanager
 def connect(cfg: EvalConfig, prep: Prepared, engine=None):
-    """Yield the `Launch`; a server started here is stopped on the way out, whatever happens.
-    `engine` (harness/run/sweep.py): a running server that loads `cfg.model` into itself."""
-    from harness.backends.serve import VLLMServer, placements, start_all, stop_all
-
+    """Yield the `Launch` of the run's backend (harness/run/backends.py), which stops what it
+    started on the way out, whatever happens. `engine` (harness/run/sweep.py): a running server
+    that loads `cfg.model` into itself."""
     if engine is not None:
         swap_s = engine.serve(cfg.model)
         yield Launch([engine.server.base_url], [engine.server.info], managed=True, startup_s=engine.startup_s,
                      weights_swap_s=swap_s)
         return
-    if cfg.backend == "hf":
-        window = cfg.max_model_len or int(getattr(prep.tokenizer, "model_max_length", 0) or 0)
-        if not window or window > 10**7:
-            raise UserError("pass --max-model-len for --backend hf (the tokenizer gives no window)")
-        yield Launch(window=int(window))
-        return
-    if cfg.client.base_url:
-        yield Launch(list(cfg.client.base_url), prep.remote)
-        return
-    n = cfg.serve.servers
-    per_server = cfg.serve.tensor_parallel_size * cfg.serve.data_parallel_size
-    logs = [prep.run_dir / ("server.log" if n == 1 else f"server-{i}.log") for i in range(n)]
-    servers = [VLLMServer(server_config(cfg, devices=d, cpus=c), log_path=log,
-                          report_every_s=15.0 if cfg.run.progress else None)
-               for (d, c), log in zip(placements(n, per_server), logs)]
-    print(f"starting {'vLLM' if n == 1 else f'{n} vLLM servers'} for {cfg.model} (log: "
-          f"{', '.join(str(log) for log in logs)}) ...", file=sys.stderr)
-    try:
-        start_all(servers)
-        startup_s = round(max(s.startup_s for s in servers), 2)
-        print(f"{'server' if n == 1 else f'{n} servers'} healthy at {', '.join(s.base_url for s in servers)} after "
-              f"{startup_s:.1f} s", file=sys.stderr)
-        yield Launch([s.base_url for s in servers], [s.info for s in servers], managed=True, startup_s=startup_s)
-    finally:
-        stop_all(servers)
+    with backends.get(cfg.backend).connect(cfg, prep) as launch:
+        yield launch
 
 
 def check_target(cfg: EvalConfig, prep: Prepared, launch: Launch) -> Target:
@@ -308,7 +196,7 @@ def load_tasks(cfg: EvalConfig, prep: Prepared, target: Target) -> Tasks:
     return Tasks(loaded, specs, items, shard)
 
 
-def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[str, list[int]], dict]:
+def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[str, list[int]], ShardInfo]:
     """This shard's items (the same partition in every shard: harness/run/shard.py); tasks it has
     no item of are dropped from the run. Returns (the items, the record's `shard` entry: the
     selection, for `longact merge`)."""
@@ -317,24 +205,18 @@ def select_shard(cfg: EvalConfig, prep: Prepared, loaded: dict) -> tuple[dict[st
     items = balanced_partition(weights, shard.count)[shard.index - 1]
     restrict(loaded, items)
     tokens = {task: dict(pairs) for task, pairs in weights.items()}
-    entry = {"index": shard.index, "count": shard.count, "items": items, "of": totals,
-             "prompt_tokens": sum(tokens[t][i] for t, ids in items.items() for i in ids)}
+    entry = ShardInfo(shard.index, shard.count, items, totals,
+                      sum(tokens[t][i] for t, ids in items.items() for i in ids))
     print(f"shard {shard}: {sum(map(len, items.values()))} of {sum(totals.values())} items "
-          f"(~{entry['prompt_tokens']} prompt tokens)", file=sys.stderr)
+          f"(~{entry.prompt_tokens} prompt tokens)", file=sys.stderr)
     return items, entry
 
 
 # Step 4 -------------------------------------------------------------------------------------
 
 def make_backend(cfg: EvalConfig, tokenizer, target: Target, specs: dict[str, TaskSpec]):
-    if cfg.backend == "hf":
-        from harness.backends.hf import FittedHFLM  # torch and transformers: only for this backend
-
-        return FittedHFLM(cfg.model, tokenizer, target.window, specs, seed=cfg.run.seed)
-    c = cfg.client
-    return ServerLM(target.base_urls, target.served_names, tokenizer, target.window, task_specs=specs,
-                    concurrency=c.concurrency, max_retries=c.max_retries, timeout_s=c.request_timeout_s,
-                    api_key=c.api_key, progress=cfg.run.progress, seed=cfg.run.seed, per_request_seed=c.per_request_seed)
+    """The run's backend: lm-eval's model that requests go through (harness/run/backends.py)."""
+    return backends.get(cfg.backend).make(cfg, tokenizer, target, specs)
 
 
 def cache_path(output_dir: str, model: ModelInfo, window: int, backend: str, chat_template: str = "task") -> str | None:
@@ -406,147 +288,6 @@ def outcome_of(results: dict | None, backend, lm) -> Outcome:
     stopped run has it too, for what happened up to the stop."""
     records = list(getattr(backend, "records", [])) + list(getattr(lm, "cached_records", []))
     return Outcome(results or {}, records, int(getattr(backend, "n_sent", 0)), [r for r in records if r.error])
-
-
-def request_counts(outcome: Outcome) -> dict[str, int]:
-    """The record's `requests`: answers the run has (total), requests sent (HTTP attempts), fresh
-    answers received, answers read from the cache, and requests that failed."""
-    cached = sum(1 for r in outcome.records if r.from_cache)
-    return {"total": len(outcome.records), "sent": outcome.n_sent, "answered": len(outcome.records) - cached -
-            len(outcome.failed), "cached": cached, "failed": len(outcome.failed)}
-
-
-# Step 5 -------------------------------------------------------------------------------------
-
-def _strip_doc(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if k not in LONG_DOC_FIELDS and not (isinstance(v, str) and len(v) > 2000)}
-
-
-def sample_rows(samples: list[dict], records: dict[int, RequestRecord], metric_names: list[str]) -> list[SampleRecord]:
-    """One `SampleRecord` per lm-eval sample, joined with its request's record."""
-    rows = []
-    for s in samples:
-        rec = records.get(s["doc_id"])
-        resp = s.get("resps", [[""]])
-        all_resps = resp[0] if resp and isinstance(resp[0], list) else []
-        filtered = s.get("filtered_resps", [None])
-        # Benchmarks that truncate officially mark it on the document; count either kind.
-        truncated = bool((rec is not None and rec.truncated) or (s.get("doc") or {}).get("_truncated"))
-        rows.append(SampleRecord(
-            doc_id=s["doc_id"],
-            prompt_hash=rec.prompt_hash if rec else None,
-            prompt_tokens=rec.prompt_tokens if rec else None,
-            truncated=truncated if rec else None,
-            response=all_resps[0] if all_resps else "",
-            filtered=filtered[0] if isinstance(filtered, list) and filtered else filtered,
-            target=s.get("target"),
-            metrics={m: s[m] for m in metric_names if m in s},
-            error=rec.error if rec else None,
-            from_cache=rec.from_cache if rec else False,
-            completion_tokens=rec.completion_tokens if rec else None,
-            finish_reason=rec.finish_reason if rec else None,
-            first_response=rec.first_response if rec else None,
-            responses=list(all_resps) if len(all_resps) > 1 else None,
-            doc=_strip_doc(s.get("doc", {})),
-        ))
-    return rows
-
-
-def _records_by_task(records: list[RequestRecord]) -> tuple[dict[str, list], dict[str, dict[int, RequestRecord]]]:
-    """Every request's record per task (k per item with samples per item) and, per item, the one
-    its samples row shows: the first, or a failed one if any of the item's requests failed."""
-    every: dict[str, list[RequestRecord]] = {}
-    shown: dict[str, dict[int, RequestRecord]] = {}
-    for rec in records:
-        every.setdefault(rec.task, []).append(rec)
-        first = shown.setdefault(rec.task, {}).setdefault(rec.doc_id, rec)
-        if rec.error and not first.error:
-            shown[rec.task][rec.doc_id] = rec
-    return every, shown
-
-
-def write_results(prep: Prepared, tasks: Tasks, outcome: Outcome) -> dict:
-    """Write each task's samples file; return the record's results fields (tasks, groups, errors,
-    request counts)."""
-    results = outcome.results
-    every, shown = _records_by_task(outcome.records)
-    task_results, errors = {}, []
-    for name, task in tasks.loaded["tasks"].items():
-        samples = results.get("samples", {}).get(name, [])
-        rows = sample_rows(samples, shown.get(name, {}), metric_names(task))
-        atomic_write_jsonl(prep.run_dir / f"samples_{name}.jsonl", [r.to_dict() for r in rows])
-        recs = every.get(name, [])
-        errs = [r for r in recs if r.error]
-        task_results[name] = task_result(
-            name, task, tasks.specs[name].endpoint, rows, results["results"].get(name, {}), data_sources(samples),
-            RequestTotals(n_errors=len(errs), n_cached=sum(1 for r in recs if r.from_cache),
-                          prompt_tokens=sum(r.prompt_tokens for r in recs),
-                          completion_tokens=sum(r.completion_tokens or 0 for r in recs)))
-        errors += [f"{name} doc {r.doc_id}: {r.error}" for r in errs[:5]]
-    return {"tasks": task_results, "errors": errors, "requests": request_counts(outcome),
-            **group_fields(task_results, tasks.loaded, results)}
-
-
-def metric_names(task) -> list[str]:
-    return [m["metric"] for m in task.config.metric_list or []]
-
-
-@dataclass
-class RequestTotals:
-    """A task's requests, counted over every request (k per item with samples per item)."""
-
-    n_errors: int = 0
-    n_cached: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-def task_result(name: str, task, endpoint: str, rows: list[SampleRecord], entry: dict, sources: list[dict],
-                totals: RequestTotals) -> TaskResult:
-    """A task's entry in run.json: its identity, lm-eval's aggregate `entry`, its documents'
-    `sources`, and what its samples rows and requests add up to."""
-    names = metric_names(task)
-    row_dicts = [r.to_dict() for r in rows]
-    return TaskResult(
-        version=str((task.config.metadata or {}).get("version")),
-        config_hash=task_config_hash(task),
-        dataset_fingerprint=dataset_fingerprint(task),
-        endpoint=endpoint,
-        generation_kwargs=dict(task.config.generation_kwargs or {}),
-        n_samples=len(rows),
-        n_truncated=sum(1 for r in rows if r.truncated),
-        n_errors=totals.n_errors,
-        n_cached=totals.n_cached,
-        prompt_tokens=totals.prompt_tokens,
-        completion_tokens=totals.completion_tokens,
-        metrics=parse_metrics(entry, len(rows)),
-        breakdown=breakdown(row_dicts, list((task.config.metadata or {}).get("breakdown") or []), names),
-        samples_file=f"samples_{name}.jsonl",
-        data_sources=sources,
-        n_thinking_unclosed=(sum(1 for r in rows if (r.metrics.get("thinking_unclosed") or 0) > 0)
-                             if "thinking_unclosed" in names else None),
-    )
-
-
-def group_fields(task_results: dict[str, TaskResult], loaded: dict, results: dict) -> dict:
-    """Each group's aggregate (lm-eval's), members and per-breakdown-value means: the record's
-    `groups`, `group_members` and `group_breakdown`."""
-    groups, members_of, breakdowns = {}, {}, {}
-    for gname in loaded.get("groups", {}):
-        entry = results["results"].get(gname) or results.get("groups", {}).get(gname, {})
-        members = [t for t in loaded["group_map"].get(gname, []) if t in task_results]
-        groups[gname] = parse_metrics(entry, sum(task_results[t].n_samples for t in members))
-        members_of[gname] = members
-        primary = next(iter(groups[gname]), None)
-        if primary:
-            breakdowns[gname] = group_breakdown([task_results[t] for t in members], primary)
-    return {"groups": groups, "group_members": members_of, "group_breakdown": breakdowns}
-
-
-def group_results(record: RunRecord, loaded: dict, results: dict) -> None:
-    """`group_fields` into `record` (harness/run/merge.py)."""
-    for name, value in group_fields(record.tasks, loaded, results).items():
-        getattr(record, name).update(value)
 
 
 def model_info(model: ModelInfo, target: Target) -> ModelInfo:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from harness import interrupt
 from harness.errors import IncompleteRunError, UserError
+from harness.run import backends
 from harness.run.config import EvalConfig
 from tasks.tokens import load_tokenizer, tokenizer_identity
 
@@ -177,8 +178,11 @@ def sweep_configs(cfg: EvalConfig, models: dict[str, str]) -> dict[str, EvalConf
     """Each checkpoint's run config (run id -> config), every one checked before an engine starts."""
     from harness.run.validate import check_config
 
-    if cfg.client.base_url or cfg.backend != "server":
-        raise UserError("a sweep starts its own vLLM engine: drop --base-url / --backend hf")
+    if cfg.client.base_url:
+        raise UserError("a sweep starts its own vLLM engine: drop --base-url")
+    if not backends.get(cfg.backend).swappable:
+        raise UserError(f"a sweep swaps each checkpoint into one running engine, which --backend {cfg.backend} "
+                        "cannot do: drop --backend")
     if cfg.serve.servers > 1 and cfg.serve.port is not None:
         raise UserError("--servers N picks a free port for each engine; drop --port")
     cfgs = {}
@@ -194,14 +198,13 @@ def sweep_configs(cfg: EvalConfig, models: dict[str, str]) -> dict[str, EvalConf
 def engine_servers(cfgs: dict[str, EvalConfig], todo: list[str], n: int, report: bool = True) -> list:
     """n swappable servers (not launched), the i-th to start on the i-th checkpoint to do."""
     from harness.backends.serve import VLLMServer, placements
-    from harness.run.runner import server_config
 
     first = cfgs[todo[0]]
     work = Path(first.run.output_dir) / ".engine"
     per_server = first.serve.tensor_parallel_size * first.serve.data_parallel_size
     servers = []
     for i, (dev, cpus) in enumerate(placements(n, per_server)):
-        sc = server_config(cfgs[todo[i]], swappable=True, devices=dev, cpus=cpus)
+        sc = backends.launch_config(cfgs[todo[i]], swappable=True, devices=dev, cpus=cpus)
         sc.model = serving_view(cfgs[todo[i]].model, work / "views")
         log = work / ("server.log" if n == 1 else f"server-{i}.log")
         servers.append(VLLMServer(sc, log_path=log, report_every_s=15.0 if report and first.run.progress else None))

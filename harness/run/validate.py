@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.records.provenance import WEIGHT_SUFFIXES
+from harness.run import backends
 from harness.run.config import EvalConfig
 from harness.run.modes import MODES
 from harness.run.shard import Shard
@@ -32,10 +33,9 @@ def _positive(name: str, value, allow_none: bool = True, minimum: float = 1) -> 
 
 def check_config(cfg: EvalConfig) -> None:
     """Flags: values in range, combinations that make sense, paths that exist."""
-    if cfg.backend not in ("server", "hf"):
-        raise UserError(f"unknown backend '{cfg.backend}': expected server or hf")
-    if cfg.backend == "hf" and not cfg.model:
-        raise UserError("--backend hf needs --model PATH")
+    backend = backends.get(cfg.backend)
+    if not backend.serves and not cfg.model:
+        raise UserError(f"--backend {backend.name} needs --model PATH")
     if not cfg.model and not cfg.client.base_url:
         raise UserError("pass --model PATH (the harness serves it) or --base-url URL (a running server)")
     if cfg.model and cfg.client.base_url:
@@ -57,8 +57,9 @@ def check_config(cfg: EvalConfig) -> None:
     _positive("--tensor-parallel-size", cfg.serve.tensor_parallel_size, allow_none=False)
     _positive("--data-parallel-size", cfg.serve.data_parallel_size, allow_none=False)
     _positive("--servers", cfg.serve.servers, allow_none=False)
-    if cfg.serve.servers > 1 and (cfg.client.base_url or cfg.backend != "server"):
-        raise UserError("--servers starts vLLM servers: drop --base-url (already several URLs are one run) / --backend hf")
+    if cfg.serve.servers > 1 and (cfg.client.base_url or not backend.serves):
+        raise UserError(f"--servers starts vLLM servers: drop --base-url (already several URLs are one run) / "
+                        f"--backend {backend.name}")
     if cfg.serve.servers > 1 and cfg.serve.port is not None:
         raise UserError("--servers N picks a free port for each server; drop --port")
     for name, value in (("--request-timeout", cfg.client.request_timeout_s), ("--startup-timeout", cfg.serve.startup_timeout_s),

@@ -86,15 +86,16 @@ def load(ib_task: str, data_dir=None, tokenizer=None, max_model_len=None, max_le
     if limit_rows:
         rows = rows[: int(limit_rows)]
     prompts = [build_prompt(ib_task, r) for r in rows]
-    fitted = [(p, False, None) for p in prompts]
+    fitted = [tokens.FitResult.uncounted(p) for p in prompts]
     limit, why = None, "none: no tokenizer in the task metadata"
     if tokenizer:
         tok = tokens.task_tokenizer(tokenizer)
         limit, why = truncation_limit(tok, ib_task, max_model_len, max_length)
         fitted = tokens.PromptTruncator(tok, limit, skip_special_tokens=False).batch(prompts)
     sources = json.dumps({"prompt_family": "gpt4", "truncation": {"max_length": limit, "rule": why}}, sort_keys=True)
-    docs = [{**r, "task": ib_task, "labels": labels(ib_task, r), "_prompt": p, "_truncated": cut,
-             "_original_tokens": n, "_max_length": limit, "_sources": sources} for r, (p, cut, n) in zip(rows, fitted)]
+    docs = [{**r, "task": ib_task, "labels": labels(ib_task, r), "_prompt": f.text, "_truncated": f.truncated,
+             "_original_tokens": f.original_tokens, "_max_length": limit, "_sources": sources}
+            for r, f in zip(rows, fitted)]
     return to_dataset_dict(docs)
 
 

@@ -29,7 +29,7 @@ from tasks.data_io import DataError, one_of, read_records, to_dataset_dict, vali
 from tasks.errors import UserError
 from tasks.longbench_v2.prompts import COT_ANSWER, build_prompt, fill
 from tasks.longbench_v2.scoring import CHOICES, DIFFICULTIES, LENGTHS, extract_answer, item_score
-from tasks.tokens import PromptTruncator
+from tasks.tokens import FitResult, PromptTruncator
 
 OFFICIAL_DATASET = "THUDM/LongBench-v2"  # alias zai-org/LongBench-v2; split "train", 503 items
 OFFICIAL_MAX_LENGTH = 120_000
@@ -73,11 +73,11 @@ def _load(variant: str, data_path=None, tokenizer=None, max_model_len=None, max_
         tok = tokens.task_tokenizer(tokenizer)
         truncate = PromptTruncator(tok, max_length or default_max_length(tok, max_model_len, gen_budget))
     prompts = [build_prompt(r, variant) for r in rows]
-    fitted = truncate.batch(prompts) if truncate is not None else [(p, False, None) for p in prompts]
-    out = [{**r, "_prompt": prompt, "_truncated": truncated, "_original_tokens": n,
+    fitted = truncate.batch(prompts) if truncate is not None else [FitResult.uncounted(p) for p in prompts]
+    out = [{**r, "_prompt": f.text, "_truncated": f.truncated, "_original_tokens": f.original_tokens,
             "_max_length": truncate.max_length if truncate else None,
             "_tokenizer": tokens.tokenizer_identity(truncate.tok) if truncate else None}
-           for r, (prompt, truncated, n) in zip(rows, fitted)]
+           for r, f in zip(rows, fitted)]
     return to_dataset_dict(out)
 
 
@@ -120,7 +120,7 @@ def cot_answer_prompt(doc: dict, reasoning: str, tokenizer=None) -> str:
         raise UserError(f"longbench_v2_cot: the document was cut by tokenizer {doc['_tokenizer'][:16]}, but the second "
                         f"pass was handed tokenizer {tokens.tokenizer_identity(tok)[:16]}; load the task with the "
                         "evaluated tokenizer (metadata.tokenizer)")
-    return PromptTruncator(tok, int(max_length))(prompt)[0]
+    return PromptTruncator(tok, int(max_length))(prompt).text
 
 
 def process_results(doc: dict, results: list[str]) -> dict:
