@@ -128,10 +128,7 @@ def record_study_figures(out_dir: Path, results: Path) -> None:
     over the runs of wall time per request sent) and all evaluation runs together."""
     import statistics
 
-    try:
-        from bench.figures import record_figure
-    except ImportError:
-        from bench._common import record_figure
+    from bench.figures import record_figure
 
     steps = [json.loads(line).get("time/step_s") for m in sorted(out_dir.glob("*/seed-*/metrics.jsonl"))
              for line in m.read_text().splitlines() if line.strip()]
