@@ -292,7 +292,7 @@ def _measured(model, tokens: list[int], mask_cfg: MaskConfig, path: Path) -> tup
     start = time.perf_counter()
     with no_logits(model):
         scores = saliency(model, [{"input_ids": ids, "attention_mask": torch.ones_like(ids)}], mask_cfg)
-    seconds = time.perf_counter() - start
+    seconds = round(time.perf_counter() - start, 3)  # as cached, so a resumed run sums the same values
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"seconds": f"{seconds:.3f}"})
     tmp.replace(path)
