@@ -75,9 +75,10 @@ def _eval_experiment(manifest: str, cfg, all_steps: bool = False) -> int:
 
     if cfg.model or cfg.client.base_url:
         raise UserError("--experiment evaluates the manifest's checkpoints; drop --model / --base-url")
+    complete = manifest_complete(manifest)  # as read with the runs: training may finish during the sweep
     runs = read_manifest(manifest, all_steps=all_steps)
     by_id = run_sweep(cfg, {arm_run_id(manifest, r): r.checkpoint for r in runs})  # one engine
-    if manifest_complete(manifest):
+    if complete:
         print(report_verbs.experiment_table(manifest, cfg.run.output_dir))
     else:  # `longact experiment` is still training (it rewrites the manifest after every run)
         print(f"{manifest}: the experiment is still training; these {len(runs)} checkpoint(s) are evaluated. Rerun "
