@@ -122,6 +122,45 @@ def disjoint(results: Path) -> dict:
             "shared_values": sorted(train_values & eval_values)}
 
 
+def by_length(manifest: str, results: Path) -> str:
+    """The training task's arms against the baseline at each RULER length (the training length and
+    twice it), with the same statistics as `longact compare --experiment`: the runs' own samples,
+    split by the `length` each item was built at, and the starting checkpoint's score beside them."""
+    from harness.report.seeds import compare_seeds
+    from harness.run.experiments import arm_runs
+
+    def per_item(run_dir: Path) -> dict[int, dict[int, float]]:
+        out: dict[int, dict[int, float]] = {}
+        for line in (run_dir / f"samples_{TRAIN_TASK}.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            out.setdefault(int(row["doc"]["length"]), {})[row["doc_id"]] = float(row["metrics"]["score"])
+        return out
+
+    runs = {key: per_item(d) for key, d in arm_runs(manifest, results).items()}
+    start = results / "smollm2-study-start"
+    start_scores = per_item(start) if (start / "run.json").exists() else {}
+    arms = list(dict.fromkeys(a for a, _ in runs))
+    lines = ["| length | arm | score (mean over seeds) | delta vs baseline at the arm's seeds | 95% CI | detectable | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for length in sorted({n for r in runs.values() for n in r}):
+        if start_scores.get(length):
+            v = start_scores[length]
+            lines.append(f"| {length} | start (step 0) | {sum(v.values()) / len(v):.1f} | | | | |")
+        for arm in arms:
+            seeds = sorted(s for a, s in runs if a == arm)
+            ids = sorted(runs[("baseline", seeds[0])][length])
+            arm_items = [[[runs[(arm, s)][length][i] for i in ids]] for s in seeds]
+            mean = sum(sum(x[0]) / len(ids) for x in arm_items) / len(seeds)
+            if arm == "baseline":
+                lines.append(f"| {length} | {arm} | {mean:.1f} | | | | {len(seeds)} |")
+                continue
+            base_items = [[[runs[("baseline", s)][length][i] for i in ids]] for s in seeds]
+            r = compare_seeds(base_items, arm_items)
+            lines.append(f"| {length} | {arm} | {mean:.1f} | {r.delta:+.1f} | [{r.low:+.1f}, {r.high:+.1f}] | "
+                         f"±{r.detectable:.1f} ({r.detectable_basis}) | {len(seeds)} |".replace("±inf", "±∞"))
+    return "\n".join(lines) + "\n"
+
+
 def record_study_figures(out_dir: Path, results: Path) -> None:
     """The study's costs as measured, into bench/figures.json (docs/figures.md): a training step
     (median over every run's steps), all training steps together, an evaluation request (median
@@ -216,6 +255,8 @@ def main(argv=None) -> int:
             copy_training(ROOT / out_dir, ROOT / results)
             (ROOT / results / "disjoint.json").write_text(json.dumps(disjoint(ROOT / results), indent=1) + "\n")
             record_study_figures(ROOT / out_dir, ROOT / results)
+            if "train-task" in suites:
+                (ROOT / results / "train-task" / "by-length.md").write_text(by_length(manifest, ROOT / results / "train-task"))
     if not args.dry_run:
         (ROOT / results).mkdir(parents=True, exist_ok=True)
         log["commands"] = {"train": train_command(str(out_dir))[2:],
