@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.backends.serve import ServerConfig
 from harness.run import plan as P
-from harness.run.config import EvalConfig, ServeConfig
+from harness.run.config import EvalConfig
 from longact.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -15,7 +16,7 @@ QWEN3_8B = json.loads((ROOT / "tasks/model_configs/Qwen/Qwen3-8B/config.json").r
 
 
 def _cfg(window=131_072, tp=8, **serve):
-    return EvalConfig(model="Qwen/Qwen3-8B", max_model_len=window, serve=ServeConfig(tensor_parallel_size=tp, **serve))
+    return EvalConfig(model="Qwen/Qwen3-8B", max_model_len=window, serve=ServerConfig(tensor_parallel_size=tp, **serve))
 
 
 def test_shape_arithmetic():

@@ -128,7 +128,7 @@ def model_without_qk(tmp_path):
     (["--lengths", "256", "--prompts", "1"], "at least 2"),
     (["--lengths", "a,b"], "--lengths: expected comma-separated int"),
     (["--lengths", "256", "--statistic", "median"], "mask.statistic"),
-    (["--lengths", "256", "--essays", "/nonexistent/essays"], "essay corpus not found"),
+    (["--lengths", "256", "--essays", "/nonexistent/essays"], "corpus not found"),
 ])
 def test_bad_input_is_one_line_and_exit_2_before_any_work(extra, needle, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "out"

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from tasks.corpus import CORPUS, check_corpus_path
 from training.mask import MaskConfig, kept_rows, qk_modules, select
 from training.premise_plot import middle_ratio, plot
 
@@ -113,9 +114,8 @@ def check(cfg: PremiseConfig) -> ModelShape:
     MaskConfig(site=cfg.site, statistic=cfg.statistic)  # raises on an unknown site or statistic
     if any(n <= 0 for n in cfg.lengths):
         raise ValueError(f"--lengths: {cfg.lengths}; lengths are positive token counts")
-    if cfg.essay_path and not Path(cfg.essay_path).expanduser().exists():
-        raise ValueError(f"--essays: {cfg.essay_path}: essay corpus not found (a directory of .txt files, a .txt "
-                         "file or PaulGrahamEssays.json; `longact data ruler-essays` builds one)")
+    if cfg.essay_path:
+        check_corpus_path(cfg.essay_path)
     shape = model_shape(cfg.model)
     over = [n for n in cfg.lengths if n > shape.window]
     if over:
@@ -231,11 +231,11 @@ class Documents:
 
 
 def documents(tokenizer, lengths, prompts: int, essay_path: str | None = None) -> Documents:
-    """`prompts` documents of exactly each length from the RULER essay haystack (module docstring)."""
+    """`prompts` documents of exactly each length from the long-text corpus (module docstring)."""
+    from tasks.corpus import long_text_words
     from tasks.errors import UserError
-    from tasks.ruler.sources import essay_words
 
-    words, src = essay_words(essay_path)
+    words, src = long_text_words(essay_path)
     longest = max(lengths)
     stride = len(words) // prompts
     ids: dict[int, list[list[int]]] = {n: [] for n in lengths}
@@ -247,12 +247,12 @@ def documents(tokenizer, lengths, prompts: int, essay_path: str | None = None) -
             if len(tokens) >= longest:
                 break
             if i * stride + take >= len(words):
-                raise UserError(f"the essay corpus ({src.origin}) has too few words for {prompts} documents of "
+                raise UserError(f"the corpus ({src.origin}) has too few words for {prompts} documents of "
                                  f"{longest} tokens; use fewer --prompts or shorter --lengths")
             take *= 2
         for n in lengths:
             ids[n].append(tokens[:n])
-    source = {**src.to_dict(), "documents": f"{prompts} stretches of the RULER essay haystack, document i from word "
+    source = {**src.to_dict(), "documents": f"{prompts} stretches of {CORPUS}, document i from word "
                                             f"i * {stride}; each length is the first N tokens (no special tokens)"}
     return Documents(ids, source)
 
