@@ -35,7 +35,7 @@ from harness.records.schema import RunRecord, SampleRecord, SchemaError
 from harness.run import lm_eval_internals
 from harness.run.config import EvalConfig, config_from_dict
 from harness.run.modes import apply_mode
-from harness.run.results import RequestTotals, group_results, task_result
+from harness.run.results import REQUEST_KEYS, RequestTotals, group_results, task_result
 from harness.run.runner import configure_tasks
 from harness.run.tasks import TaskCatalog, dataset_fingerprint, task_config_hash
 from tasks.tokens import load_tokenizer, tokenizer_identity
@@ -256,7 +256,7 @@ def merged_record(shards: list[ShardRun], command: list[str] | None) -> RunRecor
     record.status, record.shard = "complete", None
     record.tasks, record.groups, record.group_members, record.group_breakdown = {}, {}, {}, {}
     record.errors = [e for s in shards for e in s.record.errors]
-    record.requests = {k: sum(s.record.requests.get(k, 0) for s in shards) for k in ("total", "sent", "cached", "failed")}
+    record.requests = {k: sum(s.record.requests.get(k, 0) for s in shards) for k in REQUEST_KEYS}
     record.serving.servers = [srv for s in shards for srv in s.record.serving.servers]
     record.started_at = min(s.record.started_at for s in shards)
     # Shards run side by side: the merged run took as long as its longest shard.

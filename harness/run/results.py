@@ -21,6 +21,10 @@ from harness.run.tasks import dataset_fingerprint, task_config_hash
 LONG_DOC_FIELDS = ("context", "input_text", "_prompt")
 
 
+REQUEST_KEYS = ("total", "sent", "answered", "cached", "failed")
+"""The keys of a record's `requests` (`request_counts`); a merged run sums each over its shards."""
+
+
 def request_counts(outcome: Outcome) -> dict[str, int]:
     """The record's `requests`: answers the run has (total), requests sent (HTTP attempts), fresh
     answers received, answers read from the cache, and requests that failed."""

@@ -64,7 +64,7 @@ def main() -> int:
     assert sep == "--", "usage: interrupt_driver.py PHASE SIGNAL STAMP -- ARGS"
     sig = getattr(signal, sig_name)
     from harness.backends import serve
-    from harness.run import runner, tasks
+    from harness.run import tasks
 
     if phase == "startup":
         before(serve.VLLMServer, "_wait_healthy", sig, stamp)
@@ -79,7 +79,9 @@ def main() -> int:
 
         before(SqliteDict, "__setitem__", sig, stamp, nth=4)  # the cache's identity claim, then three answers
     elif phase == "results":
-        before(runner, "atomic_write_jsonl", sig, stamp, after=True)
+        from harness.run import results
+
+        before(results, "atomic_write_jsonl", sig, stamp, after=True)
     elif phase != "none":
         raise SystemExit(f"unknown phase {phase}")
     from longact.cli import main as cli
