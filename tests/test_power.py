@@ -168,3 +168,15 @@ def test_compare_gate_exit_codes(tmp_path, capsys):
     assert main(["compare", str(ref), str(worse), "--fail-if-worse", "60"]) == 0   # inside the margin
     capsys.readouterr()
     assert main(["compare", str(ref), str(worse), "--fail-if-worse", "-1"]) == 2
+
+
+def test_seeds_that_all_agree_fall_back_to_the_items():
+    """Three seeds with the same (zero) difference have no spread: that says nothing of what they
+    could detect, so the items (pooled over the seeds) give it instead of a 0 that reads as perfect."""
+    from harness.report.seeds import compare_seeds
+
+    base = [[[100.0] * 5 + [0.0] * 5] for _ in range(3)]
+    arm = [[[0.0] + [100.0] * 4 + [100.0] + [0.0] * 4] for _ in range(3)]   # one item lost, one gained
+    r = compare_seeds(base, arm, n_resamples=50)
+    assert r.per_seed == (0.0, 0.0, 0.0) and r.detectable_basis == "items: 6 of 30 differ"
+    assert r.detectable == pytest.approx(P.paired_effect(0.2, 30)) or math.isinf(r.detectable)

@@ -36,8 +36,8 @@ class SeedResult:
     n_items: int
     detectable: float = float("nan")
     """Smallest mean difference this comparison could have detected (80% power, two-sided 5%):
-    from the spread of the per-seed differences with two seeds or more, else from the items'
-    discordance at the one seed (harness/report/power.py)."""
+    from the spread of the per-seed differences with two seeds or more that differ, else from the
+    items' discordance, pooled over the seeds (harness/report/power.py)."""
     detectable_basis: str = ""
 
 
@@ -83,9 +83,10 @@ def compare_seeds(base: list[list], arm: list[list], n_resamples: int = 2000, se
     from harness.report.power import seeds_detectable, strata_effect
 
     low, high = hierarchical_bootstrap(base, arm, n_resamples, seed)
-    if len(per_seed) >= 2:
+    if len(per_seed) >= 2 and np.std(per_seed) > 0:
         detect = seeds_detectable(list(per_seed))
-    else:
-        detect = strata_effect([np.asarray(b, float) - np.asarray(a, float) for a, b in zip(base[0], arm[0])])
+    else:  # one seed, or seeds that all agree (a spread of 0 says nothing): the items, every seed's pooled
+        detect = strata_effect([np.concatenate([np.asarray(arm[s][k], float) - np.asarray(base[s][k], float)
+                                                for s in range(len(base))]) for k in range(len(base[0]))])
     return SeedResult(float(np.mean(per_seed)), low, high, seed_sign_flip(list(per_seed)), per_seed,
                       len(base), sum(len(k) for k in base[0]), detect.effect, detect.basis)
