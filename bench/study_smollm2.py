@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # `python bench/study_smollm2.py` puts bench/ first, not the project
 CONFIG = "training/configs/smollm2-study.yaml"
 SEEDS, ABLATION_SEEDS = "0,1,2", "0"
 CONTROLS, RATIOS = "random", "0.1,0.5"
