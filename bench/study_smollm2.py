@@ -43,12 +43,14 @@ SUITES = {
     "train-task": (TRAIN_TASK, {"lengths": [TRAIN_LENGTH, 2 * TRAIN_LENGTH], "num_samples": 60}, 4096, []),
     "ruler-2k": ("ruler_niah_single_2,ruler_niah_multivalue,ruler_vt",
                  {"lengths": [2048], "num_samples": 10, **RULER_DATA}, 4096, []),
-    # forgetting: the tiny suite and the LongBench v2 fixture rows, middle-truncated to a 2,048-token
-    # window; one suite each, since the tiny tasks read `data_path` too. The InfiniteBench fixture
-    # needs its official generation budgets (up to 30,000 tokens) or a --gen-kwargs override: not
-    # in this study.
+    # forgetting: the tiny suite and the LongBench v2 and InfiniteBench fixture rows, middle-truncated
+    # to a 2,048-token window; one suite each, since the tiny tasks read `data_path` too. InfiniteBench:
+    # one row per task, and 64 new tokens instead of its official budgets (up to 30,000, which leave
+    # no room for a prompt in this window), as the test suite runs its fixture.
     "tiny": ("tiny", {}, 2048, ["--limit", "10"]),
     "longbench-v2": ("longbench_v2", {"data_path": "tasks/longbench_v2/data/fixture.jsonl"}, 2048, []),
+    "infinitebench": ("infinitebench", {"data_dir": "tasks/infinitebench/data/fixture"}, 2048,
+                      ["--limit", "1", "--gen-kwargs", json.dumps({"max_gen_toks": 64})]),
 }
 # Eager engines: a compiled one took 5 minutes to start on the shared 2-core machine, and these
 # prompts are mostly prefill with answers of a few tokens. Every checkpoint is served the same way.
