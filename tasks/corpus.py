@@ -4,8 +4,6 @@ project already builds offline. Layers above tasks/ read it here, without naming
 
 from __future__ import annotations
 
-from pathlib import Path
-
 CORPUS = "the RULER essay haystack"
 """What the corpus is, for reports."""
 
@@ -19,7 +17,7 @@ def long_text_words(path: str | None = None):
 
 
 def check_corpus_path(path: str) -> None:
-    """ValueError naming the path when a given corpus does not exist."""
-    if not Path(path).expanduser().exists():
-        raise ValueError(f"--essays: {path}: corpus not found (a directory of .txt files, a .txt file or "
-                         "PaulGrahamEssays.json; `longact data ruler-essays` builds one)")
+    """A DataError (a ValueError) naming `path` when a given corpus does not exist."""
+    from tasks.ruler.sources import check_essay_path
+
+    check_essay_path(path)

@@ -28,18 +28,24 @@ class ArmRun:
     """From a manifest without seeds (its run ids carry no seed)."""
 
 
+def manifest_data(path: str | Path):
+    """The parsed manifest, or one clear error: missing, or not JSON."""
+    p = trainer_layout.manifest_path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{p}: no experiment manifest (write one with `longact experiment --config ...`)") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}: not valid JSON ({e})") from None
+
+
 def read_manifest(path: str | Path, all_steps: bool = False, need_checkpoints: bool = True) -> list[ArmRun]:
     """Every (arm, seed) final checkpoint in the manifest's order (baseline first); with
     `all_steps`, every saved checkpoint of each run, in step order, the final one last. Reports
     (`need_checkpoints=False`) read only results, so a committed copy of a manifest whose
     checkpoints stayed on another machine serves them too."""
     p = trainer_layout.manifest_path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{p}: no experiment manifest (write one with `longact experiment --config ...`)") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{p}: not valid JSON ({e})") from None
+    data = manifest_data(path)
     arms = data.get("arms") if isinstance(data, dict) else None
     if not isinstance(arms, dict) or not arms:
         raise UserError(f"{p}: expected an object with a non-empty 'arms' mapping (arm -> {{checkpoint: DIR}})")
@@ -103,12 +109,12 @@ def run_dirs(manifest: str | Path) -> dict[tuple[str, int], Path]:
 def manifest_complete(manifest: str | Path) -> bool:
     """False while `longact experiment` is still training (it rewrites the manifest after every run
     with "complete": false); manifests written before that flag existed were written at the end."""
-    data = json.loads(trainer_layout.manifest_path(manifest).read_text(encoding="utf-8"))
+    data = manifest_data(manifest)
     return bool(data.get("complete", True)) if isinstance(data, dict) else True
 
 
 def base_model(manifest: str | Path) -> str | None:
     """The checkpoint the experiment's arms started from (its config's `model`), resolved."""
-    data = json.loads(trainer_layout.manifest_path(manifest).read_text(encoding="utf-8"))
+    data = manifest_data(manifest)
     model = (data.get("config") or {}).get("model") if isinstance(data, dict) else None
     return str(Path(model).resolve()) if isinstance(model, str) and model and Path(model).exists() else None

@@ -171,19 +171,24 @@ def generated_essay_corpus(num_words: int = 120_000, seed: int = 0) -> str:
     return " ".join(out)
 
 
+def check_essay_path(essay_path: str) -> Path:
+    """A corpus path the user gave, or a DataError naming it and saying what a corpus is."""
+    path = Path(essay_path).expanduser()
+    if not path.exists():
+        raise DataError(path, None, None, "essay corpus not found (a directory of .txt files, a .txt file, "
+                                          "or PaulGrahamEssays.json; build one with `longact data ruler-essays`)")
+    return path
+
+
 @functools.lru_cache(maxsize=8)
 def essay_words(essay_path: str | None = None) -> tuple[list[str], Source]:
     """Whitespace-split essay words (the official haystack unit) and where they came from."""
-    candidates = [Path(essay_path).expanduser()] if essay_path else [cache_root() / "essays"]
-    for path in candidates:
-        if path.exists():
-            text = _read_essay_path(path)
-            if not text.strip():
-                raise DataError(path, None, None, "the essay corpus is empty")
-            return re.sub(r"\s+", " ", text).split(" "), Source("essay", str(path), _sha(text), len(text))
-        if essay_path:
-            raise DataError(path, None, None, "essay corpus not found (a directory of .txt files, a .txt file, "
-                                              "or PaulGrahamEssays.json; build one with `longact data ruler-essays`)")
+    path = check_essay_path(essay_path) if essay_path else cache_root() / "essays"
+    if path.exists():
+        text = _read_essay_path(path)
+        if not text.strip():
+            raise DataError(path, None, None, "the essay corpus is empty")
+        return re.sub(r"\s+", " ", text).split(" "), Source("essay", str(path), _sha(text), len(text))
     text = generated_essay_corpus()
     return text.split(" "), Source("essay", f"{GENERATED_ESSAYS}-v1 (no essay corpus found offline)", _sha(text), len(text))
 
