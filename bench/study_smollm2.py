@@ -104,13 +104,14 @@ def disjoint(results: Path) -> dict:
     """Training items against the evaluated items of the training task: the needles (the key a
     question asks for, and its value), shared or not. Both come from RULER's own
     generator: training with the run seed + 1000, evaluation with the benchmark's default seed."""
+    import dataclasses
     import re
 
     from training.config import load_config
-    from training.data import DataConfig, load_prompts
+    from training.data import load_prompts
 
     cfg = load_config(str(ROOT / CONFIG))
-    train = load_prompts(DataConfig(**{**cfg.data.__dict__, "tokenizer": str(ROOT / cfg.model)}))
+    train = load_prompts(dataclasses.replace(cfg.data, tokenizer=str(ROOT / cfg.model)))
     key = re.compile(r"special magic numbers? for ([\w-]+)")
     train_keys = {m for p in train for m in key.findall(p.prompt.split("What")[-1])}
     train_values = {a for p in train for a in p.answers}
